@@ -1,0 +1,46 @@
+"""Parallel Python UDFs for DuckDB on a pool of per-GIL interpreters.
+
+Switch a UDF from DuckDB's own machinery by changing one call::
+
+    import duckdb_subinterp
+    duckdb_subinterp.create_function(con, "slugify", slugify)   # was: con.create_function(...)
+
+Importing this package starts no interpreter, thread or process.
+"""
+
+from duckdb_subinterp._dispatch import UdfStats
+from duckdb_subinterp._errors import (
+    BrokenPoolError,
+    ModuleNotIsolatedError,
+    PoolTimeoutError,
+    UDFError,
+    UDFExecutionError,
+    UDFRegistrationError,
+    UDFResultError,
+    UnsupportedTypeError,
+    WorkerDiedError,
+)
+from duckdb_subinterp._pool import WorkerPool
+from duckdb_subinterp._registration import BACKENDS, create_function, default_pool, remove_function, udf, udf_stats
+from duckdb_subinterp._subinterpreters import InterpreterPool
+
+__all__ = [
+    "BACKENDS",
+    "BrokenPoolError",
+    "InterpreterPool",
+    "ModuleNotIsolatedError",
+    "PoolTimeoutError",
+    "UDFError",
+    "UDFExecutionError",
+    "UDFRegistrationError",
+    "UDFResultError",
+    "UdfStats",
+    "UnsupportedTypeError",
+    "WorkerDiedError",
+    "WorkerPool",
+    "create_function",
+    "default_pool",
+    "remove_function",
+    "udf",
+    "udf_stats",
+]

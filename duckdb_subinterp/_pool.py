@@ -1,0 +1,238 @@
+"""The pool engine shared by every backend: lazy workers, checkout and checkin.
+
+A backend only says what a worker is (``Worker``: start, load a UDF, run a
+batch, close); this module decides when workers start, who gets one, and
+what happens when the pool closes or a worker breaks. It never polls: a
+thread that finds no idle worker waits on a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from duckdb_subinterp._errors import (
+    BrokenPoolError,
+    PoolTimeoutError,
+    UDFError,
+    UDFExecutionError,
+    UDFRegistrationError,
+    UDFResultError,
+)
+
+DEFAULT_TIMEOUT = 600.0
+
+# Runtime exception names (duckdb_subinterp._runtime) -> the error a query raises.
+_FAILURE_TYPES: dict[str, type[UDFError]] = {
+    "UdfRaised": UDFExecutionError,
+    "UdfResultInvalid": UDFResultError,
+    "UdfLoadFailed": UDFRegistrationError,
+}
+
+
+class WorkerFailure(Exception):
+    """Code in a worker raised; carries the exception's type name and text across the boundary."""
+
+    def __init__(self, error_type: type[UDFError], text: str) -> None:
+        super().__init__(text)
+        self.error_type = error_type
+        self.text = text
+
+    @classmethod
+    def from_names(cls, type_name: str, message: str, display: str) -> WorkerFailure:
+        """Build from what crossed the boundary; unknown types are the runtime's own bugs."""
+        if type_name in _FAILURE_TYPES:
+            return cls(_FAILURE_TYPES[type_name], message)
+        return cls(BrokenPoolError, f"the worker failed unexpectedly:\n{display}")
+
+    def for_udf(self, udf_name: str) -> UDFError:
+        """Return the error a query raises, naming the UDF."""
+        return self.error_type(f"UDF {udf_name!r}: {self.text}")
+
+
+class Worker(ABC):
+    """One place where UDF batches run: an interpreter, a process."""
+
+    def __init__(self) -> None:
+        self.loaded: set[int] = set()
+        self.synced_generation = -1
+
+    @abstractmethod
+    def load(self, udf_id: int, spec: tuple[Any, ...]) -> None:
+        """Import or unpickle the UDF's function in this worker."""
+
+    @abstractmethod
+    def unload(self, udf_id: int) -> None:
+        """Drop a UDF that was removed."""
+
+    @abstractmethod
+    def run(self, request: tuple[Any, ...]) -> Sequence[int]:
+        """Run one batch; return the status slots (null count, buffer sizes)."""
+
+    @abstractmethod
+    def copy_pending(self, outputs: Sequence[memoryview]) -> None:
+        """Write the last result, which did not fit, into larger outputs."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the worker's resources; must not raise."""
+
+
+class WorkerPool(ABC):
+    """A fixed-size pool of lazily started workers shared by UDFs and connections."""
+
+    def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if size is not None and (not isinstance(size, int) or size < 1):
+            raise ValueError(f"pool size must be a positive int, got {size!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.size = size or os.cpu_count() or 1
+        self.timeout = float(timeout)
+        self._condition = threading.Condition()
+        self._idle: list[Worker] = []
+        self._started = 0
+        self._closed = False
+        self._specs: dict[int, tuple[Any, ...]] = {}
+        self._generation = 0  # bumped when a UDF is removed, so workers drop it
+
+    @abstractmethod
+    def _start_worker(self) -> Worker:
+        """Start one worker (called without the pool lock held)."""
+
+    @property
+    def closed(self) -> bool:
+        """Tell whether ``close`` was called."""
+        return self._closed
+
+    @property
+    def started(self) -> int:
+        """Return how many workers are alive now."""
+        return self._started
+
+    def register(self, udf_id: int, spec: tuple[Any, ...]) -> None:
+        """Make a UDF known to the pool; workers load it on first use."""
+        with self._condition:
+            self._specs[udf_id] = spec
+
+    def unregister(self, udf_id: int) -> None:
+        """Forget a UDF; workers drop it the next time they are checked out."""
+        with self._condition:
+            self._specs.pop(udf_id, None)
+            self._generation += 1
+
+    def checkout(self, udf_id: int, udf_name: str) -> Worker:
+        """Take an idle worker (starting one if the pool is not full) with ``udf_id`` loaded."""
+        worker = self._checkout(udf_name)
+        try:
+            if worker.synced_generation != self._generation or udf_id not in worker.loaded:
+                self._sync_loaded(worker, udf_id)
+        except BaseException:
+            self.checkin(worker)
+            raise
+        return worker
+
+    def checkin(self, worker: Worker, *, broken: bool = False) -> None:
+        """Give a worker back; a broken one is closed and replaced on demand."""
+        with self._condition:
+            if not broken and not self._closed:
+                self._idle.append(worker)
+                self._condition.notify()
+                return
+            self._started -= 1
+            self._condition.notify()
+        worker.close()
+
+    @contextmanager
+    def lease(self, udf_id: int, udf_name: str) -> Iterator[Worker]:
+        """Check out a worker for a ``with`` block; a ``BrokenPoolError`` retires it."""
+        worker = self.checkout(udf_id, udf_name)
+        broken = False
+        try:
+            yield worker
+        except BrokenPoolError:
+            broken = True
+            raise
+        finally:
+            self.checkin(worker, broken=broken)
+
+    def _sync_loaded(self, worker: Worker, udf_id: int) -> None:
+        with self._condition:
+            specs = dict(self._specs)
+            generation = self._generation
+        for stale in worker.loaded - specs.keys():
+            worker.unload(stale)
+            worker.loaded.discard(stale)
+        if udf_id not in specs:
+            raise BrokenPoolError(f"UDF {udf_id} was removed from this pool")
+        if udf_id not in worker.loaded:
+            worker.load(udf_id, specs[udf_id])
+            worker.loaded.add(udf_id)
+        worker.synced_generation = generation
+
+    def _checkout(self, udf_name: str) -> Worker:
+        deadline = time.monotonic() + self.timeout
+        with self._condition:
+            while True:
+                if self._closed:
+                    raise BrokenPoolError(f"UDF {udf_name!r}: its pool was closed; register it on an open pool")
+                if self._idle:
+                    return self._idle.pop()
+                if self._started < self.size:
+                    self._started += 1
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PoolTimeoutError(
+                        f"UDF {udf_name!r}: no worker of the pool ({self.size} workers) became free within "
+                        f"{self.timeout:g} s; pass a larger timeout= to the pool or make the pool bigger"
+                    )
+                self._condition.wait(remaining)
+        try:
+            return self._start_worker()
+        except BaseException:
+            with self._condition:
+                self._started -= 1
+                self._condition.notify()
+            raise
+
+    def _checkin(self, worker: Worker) -> None:
+        # An error raised by the user's function leaves the worker usable:
+        # backends report a broken worker as BrokenPoolError instead.
+        with self._condition:
+            if not self._closed:
+                self._idle.append(worker)
+                self._condition.notify()
+                return
+        self._retire(worker)
+
+    def _retire(self, worker: Worker) -> None:
+        """Close a worker that is broken or outlived its pool; a fresh one may start."""
+        with self._condition:
+            self._started -= 1
+            self._condition.notify()
+        worker.close()
+
+    def close(self) -> None:
+        """Close idle workers now and busy ones when their batch ends; idempotent."""
+        with self._condition:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._started -= len(idle)
+            self._condition.notify_all()
+        for worker in idle:
+            worker.close()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self._started}/{self.size} started"
+        return f"<{type(self).__name__} {state}>"

@@ -1,0 +1,241 @@
+"""Run UDF batches inside a worker: an isolated interpreter, a process, or inline.
+
+Standard library only (plus cloudpickle for functions shipped by value),
+because this module is imported where numpy and pyarrow cannot load.
+
+A worker holds one ``Runtime``. The main side loads each UDF into it once
+(``load``), then sends batches (``run``): column buffers in, result
+buffers out. Sizes of the encoded result go to ``status`` so the caller
+can allocate more room when a variable-width result did not fit; the
+result is then kept until ``copy_pending`` is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import pickle
+import sys
+import traceback
+from array import array
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from duckdb_subinterp._codec import Descriptor, EncodedColumn, ResultTypeError, decode_column, encode_column
+
+STATUS_SLOTS = 8  # status[0]: null count, status[1:]: bytes needed per output buffer, validity first
+
+
+class UdfSpec(NamedTuple):
+    """Everything a worker needs to run one UDF; made of shareable values only."""
+
+    name: str
+    function: str | bytes  # "module:qualname", or the function pickled by value
+    kind: str  # "native" (one call per row) or "vectorized" (one call per batch)
+    arg_descriptors: tuple[Descriptor, ...]
+    return_descriptor: Descriptor
+    return_type_name: str
+    special_nulls: bool  # null_handling="special": NULL rows reach the function
+    errors_to_null: bool  # exception_handling="return_null"
+    varargs: bool  # the function takes *args, all of arg_descriptors[0]
+
+
+class UdfRaised(Exception):
+    """The user's function raised; the message carries its type, message and traceback."""
+
+
+class UdfResultInvalid(Exception):
+    """The user's function returned something that cannot be the UDF's result."""
+
+
+class UdfLoadFailed(Exception):
+    """The user's function could not be imported or unpickled in this worker."""
+
+
+def resolve_reference(reference: str) -> Any:
+    """Import ``"package.module:qualname"`` and return the named object."""
+    module_name, _, qualname = reference.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for attribute in qualname.split("."):
+        target = getattr(target, attribute)
+    return target
+
+
+def is_class_udf(target: Any) -> bool:
+    """Tell whether ``target`` is a class whose instances are the UDF (it defines ``__call__``)."""
+    return isinstance(target, type) and any("__call__" in vars(klass) for klass in target.__mro__[:-1])
+
+
+def load_function(function: str | bytes) -> Callable[..., Any]:
+    """Return the callable a spec names, instantiating a class UDF once for this worker."""
+    target = resolve_reference(function) if isinstance(function, str) else pickle.loads(function)
+    if is_class_udf(target):
+        # A class UDF keeps per-worker state: __init__ runs once here.
+        target = target()
+    return target
+
+
+def _user_traceback(error: BaseException) -> str:
+    """Say what was raised, then its traceback with the runtime's own frames left out."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
+        tb = tb.tb_next
+    headline = "".join(traceback.format_exception_only(type(error), error)).rstrip()
+    return f"raised {headline}\n" + "".join(traceback.format_exception(type(error), error, tb)).rstrip()
+
+
+class LoadedUdf:
+    """A UDF loaded in this worker: its spec and the callable."""
+
+    __slots__ = ("function", "spec")
+
+    def __init__(self, spec: UdfSpec, function: Callable[..., Any]) -> None:
+        self.spec = spec
+        self.function = function
+
+
+class Runtime:
+    """The per-worker registry of loaded UDFs and the batch loop."""
+
+    def __init__(self) -> None:
+        self.udfs: dict[int, LoadedUdf] = {}
+        self.pending: EncodedColumn | None = None
+
+    def load(self, udf_id: int, spec: tuple[Any, ...]) -> None:
+        """Import (or unpickle) the UDF's function and keep it under ``udf_id``."""
+        spec = UdfSpec(*spec)
+        try:
+            function = load_function(spec.function)
+        except BaseException as error:
+            raise UdfLoadFailed(_user_traceback(error)) from None
+        self.udfs[udf_id] = LoadedUdf(spec, function)
+
+    def unload(self, udf_id: int) -> None:
+        """Forget a UDF (no error if it was never loaded here)."""
+        self.udfs.pop(udf_id, None)
+
+    def run(self, request: tuple[Any, ...]) -> None:
+        """Run one batch: ``(udf_id, length, columns, outputs, status)``."""
+        udf_id, length, columns, outputs, status = request
+        self.pending = None
+        encoded = self.compute(udf_id, length, columns)
+        self.deliver(encoded, outputs, status)
+
+    def compute(self, udf_id: int, length: int, columns: Sequence[tuple[Any, ...]]) -> EncodedColumn:
+        """Decode the columns, call the UDF and encode its result."""
+        udf = self.udfs[udf_id]
+        spec = udf.spec
+        descriptors = itertools.repeat(spec.arg_descriptors[0]) if spec.varargs else spec.arg_descriptors
+        arguments = [decode_column(descriptor, length, column) for descriptor, column in zip(descriptors, columns)]
+        skip_nulls = not spec.special_nulls and any(column[1] is not None for column in columns)
+        call = call_per_row if spec.kind == "native" else call_per_batch
+        values = call(udf, arguments, length, skip_nulls)
+        try:
+            return encode_column(spec.return_descriptor, values)
+        except (ResultTypeError, OverflowError, ValueError) as error:
+            raise UdfResultInvalid(f"result does not fit return type {spec.return_type_name}: {error}") from None
+
+    def deliver(self, encoded: EncodedColumn, outputs: Sequence[memoryview], status: memoryview) -> None:
+        """Write ``encoded`` into ``outputs`` if it fits, else keep it for ``copy_pending``."""
+        sizes = encoded.sizes()
+        status[0] = encoded.null_count
+        status[1 : 1 + len(sizes)] = _int64_array(sizes)
+        if all(size <= output.nbytes for size, output in zip(sizes, outputs)):
+            encoded.write_into(outputs)
+        else:
+            self.pending = encoded
+
+    def copy_pending(self, outputs: Sequence[memoryview]) -> None:
+        """Write the result kept by the last ``run`` into larger outputs."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            raise RuntimeError("no pending result to copy")
+        pending.write_into(outputs)
+
+
+def _int64_array(values: list[int]) -> memoryview:
+    return memoryview(array("q", values))
+
+
+def call_per_row(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, skip_nulls: bool) -> list[Any]:
+    """Call a native UDF once per row, with DuckDB's NULL and exception semantics."""
+    spec, function = udf.spec, udf.function
+    rows: Any = zip(*arguments) if arguments else ((),) * length
+    if not skip_nulls and not spec.errors_to_null:
+        try:
+            results = [function(*row) for row in rows]
+        except Exception as error:
+            raise UdfRaised(_user_traceback(error)) from None
+    else:
+        results = []
+        for row in rows:
+            if skip_nulls and None in row:
+                results.append(None)
+                continue
+            try:
+                results.append(function(*row))
+            except Exception as error:
+                if not spec.errors_to_null:
+                    raise UdfRaised(_user_traceback(error)) from None
+                results.append(None)
+    if not spec.special_nulls and not spec.errors_to_null:
+        _check_no_null_results(results, arguments)
+    return results
+
+
+def _check_no_null_results(results: list[Any], arguments: list[Sequence[Any]]) -> None:
+    """Under null_handling="default" a row whose arguments are all non-NULL must not produce None."""
+    if None not in results:
+        return
+    for index, value in enumerate(results):
+        if value is None and all(argument[index] is not None for argument in arguments):
+            raise UdfResultInvalid(
+                f"returned None at row {index}, whose arguments are all non-NULL, but null_handling is "
+                "'default'; register it with null_handling='special' to return NULL"
+            )
+
+
+def call_per_batch(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, skip_nulls: bool) -> list[Any]:
+    """Call a vectorized UDF once with one sequence per argument."""
+    spec = udf.spec
+    keep = None
+    if skip_nulls:
+        # Default NULL handling: NULL rows never reach the function, as in DuckDB.
+        keep = [all(argument[index] is not None for argument in arguments) for index in range(length)]
+        arguments = [[value for value, kept in zip(argument, keep) if kept] for argument in arguments]
+    try:
+        values = udf.function(*arguments)
+    except Exception as error:
+        if not spec.errors_to_null:
+            raise UdfRaised(_user_traceback(error)) from None
+        return [None] * length
+    if isinstance(values, tuple):
+        values = list(values)
+    elif not isinstance(values, (list, memoryview, array)):
+        raise UdfResultInvalid(
+            f"returned {type(values).__name__}, but a vectorized UDF must return a list, tuple, array or memoryview"
+        )
+    expected = length if keep is None else sum(keep)
+    if len(values) != expected:
+        raise UdfResultInvalid(f"returned {len(values)} values for a batch of {expected} rows")
+    if not spec.special_nulls and isinstance(values, list):
+        # Every row that reached the function has non-NULL arguments here.
+        _check_no_null_results(values, [])
+    if keep is not None:
+        filled = iter(values)
+        values = [next(filled) if kept else None for kept in keep]
+    return values
+
+
+def describe_import_refusal(text: str) -> str | None:
+    """Return the module named by a "does not support loading in subinterpreters" error."""
+    marker = " does not support loading in subinterpreters"
+    for line in text.splitlines():
+        if marker in line and "module " in line:
+            return line.split("module ", 1)[1].split(marker, 1)[0].strip()
+    return None
+
+
+def set_path(path: Sequence[str]) -> None:
+    """Make this worker's import path the main interpreter's."""
+    sys.path[:] = list(path)

@@ -1,0 +1,107 @@
+"""Workers that are per-GIL (isolated) interpreters in this process.
+
+The DuckDB thread that calls the UDF runs the batch itself: it switches to
+the interpreter with ``_interpreters.exec``, which releases the main GIL
+and takes the interpreter's own, so N DuckDB threads on N interpreters run
+Python in parallel. No worker threads, no hand-off between threads:
+measured ~10 us per ``exec`` here, against ~27 us for a pipe round trip to
+a thread parked inside the interpreter.
+
+Python 3.13 ships the private ``_interpreters`` module only; 3.14 adds the
+public ``concurrent.interpreters`` on top of the same functions, which are
+all this module uses.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
+from duckdb_subinterp._runtime import STATUS_SLOTS
+
+try:
+    import _interpreters
+except ImportError:  # pragma: no cover - Python < 3.13 is refused by pyproject
+    _interpreters = None
+
+PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+# The package's __init__ imports duckdb and pyarrow, which cannot load in an
+# isolated interpreter, so the interpreter gets a bare package object whose
+# path lets it import the pure-Python submodules (_codec, _runtime) only.
+_BOOTSTRAP = """
+import sys, types
+import _interpreters  # memoryviews are shareable only once this is imported
+_package = types.ModuleType("duckdb_subinterp")
+_package.__path__ = [_package_dir]
+sys.modules["duckdb_subinterp"] = _package
+sys.path[:] = list(_sys_path)
+from duckdb_subinterp._runtime import Runtime as _Runtime
+_rt = _Runtime()
+del _package, _package_dir, _sys_path
+"""
+
+_RUN = compile("try:\n    _rt.run(_request)\nfinally:\n    del _request\n", "<duckdb_subinterp run>", "exec")
+_COPY = compile("try:\n    _rt.copy_pending(_outputs)\nfinally:\n    del _outputs\n", "<duckdb_subinterp copy>", "exec")
+_LOAD = compile("try:\n    _rt.load(_udf_id, _spec)\nfinally:\n    del _udf_id, _spec\n", "<duckdb_subinterp load>", "exec")
+_UNLOAD = compile("_rt.unload(_udf_id)\ndel _udf_id\n", "<duckdb_subinterp unload>", "exec")
+
+
+class InterpreterWorker(Worker):
+    """One isolated interpreter with its own GIL and a loaded ``Runtime``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        if _interpreters is None:  # pragma: no cover
+            raise RuntimeError("per-GIL interpreters need Python 3.13 or newer")
+        self.interpreter_id = _interpreters.create("isolated")
+        self._status = array("q", bytes(8 * STATUS_SLOTS))
+        self._status_view = memoryview(self._status)
+        try:
+            self._exec(_BOOTSTRAP, {"_package_dir": PACKAGE_DIR, "_sys_path": tuple(sys.path)})
+        except BaseException:
+            self.close()
+            raise
+
+    def _exec(self, code: Any, shared: dict[str, Any]) -> None:
+        snapshot = _interpreters.exec(self.interpreter_id, code, shared)
+        if snapshot is not None:
+            raise WorkerFailure.from_names(snapshot.type.__name__, snapshot.msg, snapshot.errdisplay)
+
+    def load(self, udf_id: int, spec: tuple[Any, ...]) -> None:
+        self._exec(_LOAD, {"_udf_id": udf_id, "_spec": spec})
+
+    def unload(self, udf_id: int) -> None:
+        self._exec(_UNLOAD, {"_udf_id": udf_id})
+
+    def run(self, request: tuple[Any, ...]) -> Sequence[int]:
+        self._exec(_RUN, {"_request": (*request, self._status_view)})
+        return self._status
+
+    def copy_pending(self, outputs: Sequence[memoryview]) -> None:
+        self._exec(_COPY, {"_outputs": tuple(outputs)})
+
+    def close(self) -> None:
+        try:
+            _interpreters.destroy(self.interpreter_id)
+        except Exception:  # already destroyed, or torn down at exit
+            pass
+
+
+class InterpreterPool(WorkerPool):
+    """A pool of per-GIL interpreters, started lazily, shared by UDFs and connections.
+
+    ``size`` defaults to the CPU count. A DuckDB thread calling a UDF checks
+    out an idle interpreter and runs the batch there; threads beyond ``size``
+    wait up to ``timeout`` seconds for one.
+    """
+
+    def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__(size, timeout=timeout)
+
+    def _start_worker(self) -> Worker:
+        return InterpreterWorker()

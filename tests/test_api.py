@@ -1,0 +1,83 @@
+"""The exported surface is what we mean it to be, and importing starts nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import duckdb_subinterp
+
+
+def test_exported_surface():
+    assert sorted(duckdb_subinterp.__all__) == [
+        "BACKENDS",
+        "BrokenPoolError",
+        "InterpreterPool",
+        "ModuleNotIsolatedError",
+        "PoolTimeoutError",
+        "UDFError",
+        "UDFExecutionError",
+        "UDFRegistrationError",
+        "UDFResultError",
+        "UdfStats",
+        "UnsupportedTypeError",
+        "WorkerDiedError",
+        "WorkerPool",
+        "create_function",
+        "default_pool",
+        "remove_function",
+        "udf",
+        "udf_stats",
+    ]
+    for name in duckdb_subinterp.__all__:
+        exported = getattr(duckdb_subinterp, name)
+        if name != "BACKENDS":
+            assert exported.__module__.startswith("duckdb_subinterp._"), name
+    assert set(duckdb_subinterp.BACKENDS) >= {"inline", "subinterpreters"}
+
+
+def test_import_starts_no_interpreter_thread_or_process():
+    probe = textwrap.dedent(
+        """
+        import threading, multiprocessing, _interpreters
+        before = (len(_interpreters.list_all()), threading.active_count())
+        import duckdb_subinterp
+        after = (len(_interpreters.list_all()), threading.active_count())
+        assert before == after, (before, after)
+        assert multiprocessing.active_children() == []
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_create_function_has_duckdbs_parameters_plus_backend_and_pool():
+    import inspect
+
+    import duckdb
+
+    import re
+
+    ours = inspect.signature(duckdb_subinterp.create_function).parameters
+    # duckdb's method is a nanobind builtin: its signature is the docstring's first line.
+    first_line = duckdb.DuckDBPyConnection.create_function.__doc__.splitlines()[0]
+    parameters_text = first_line.split("(", 1)[1].rsplit(") ->", 1)[0]
+    depth, pieces, current = 0, [], ""
+    for char in parameters_text:
+        depth += char in "[(" and 1 or char in "])" and -1 or 0
+        if char == "," and depth == 0:
+            pieces.append(current)
+            current = ""
+        else:
+            current += char
+    pieces.append(current)
+    theirs = [re.match(r"\s*(\w+|\*)", piece).group(1) for piece in pieces]
+    theirs = [name for name in theirs if name != "*"]
+    shared = [name for name in theirs if name != "self"]
+    assert "null_handling" in shared and "side_effects" in shared
+    assert list(ours)[: len(shared) + 1] == ["con", *shared]
+    assert list(ours)[len(shared) + 1 :] == ["backend", "pool"]
+    for name in ("type", "null_handling", "exception_handling", "side_effects", "backend", "pool"):
+        assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY

@@ -1,0 +1,77 @@
+"""UDFs imported by reference in the tests: module-level, standard library only."""
+
+from __future__ import annotations
+
+import datetime
+
+
+def add_one(x: int) -> int:
+    return x + 1
+
+
+def negate_float(x: float) -> float:
+    return -x
+
+
+def shout(text: str) -> str:
+    return text.upper() + "!"
+
+
+def reverse_bytes(data: bytes) -> bytes:
+    return data[::-1]
+
+
+def next_day(day: datetime.date) -> datetime.date:
+    return day + datetime.timedelta(days=1)
+
+
+def add_second(moment: datetime.datetime) -> datetime.datetime:
+    return moment + datetime.timedelta(seconds=1)
+
+
+def invert(flag: bool) -> bool:
+    return not flag
+
+
+def describe(x):
+    """Special null handling: NULL becomes a string."""
+    return "null" if x is None else f"value {x}"
+
+
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError(f"three is not allowed (got {x})")
+    return x
+
+
+def uses_numpy(x: float) -> float:
+    import numpy
+
+    return float(numpy.sqrt(x))
+
+
+def concat_all(*parts):
+    return "".join(str(part) for part in parts)
+
+
+def doubled_batch(xs):
+    return [None if x is None else x * 2 for x in xs]
+
+
+class Counter:
+    """A class UDF: state lives once per worker."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, x: int) -> int:
+        self.calls += 1
+        return x
+
+
+def identity(value):
+    return value
+
+
+def as_list(values):
+    return list(values)
