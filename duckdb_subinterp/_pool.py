@@ -131,6 +131,11 @@ class WorkerPool(ABC):
         try:
             if worker.synced_generation != self._generation or udf_id not in worker.loaded:
                 self._sync_loaded(worker, udf_id)
+        except WorkerFailure:
+            # The UDF's import failed part-way: modules it imported or changed
+            # before failing stay in this worker and a later load would see them.
+            self.checkin(worker, broken=True)
+            raise
         except BaseException:
             self.checkin(worker)
             raise
