@@ -1,0 +1,60 @@
+"""UDFs for the reliability tests, imported by reference: module-level, standard library only."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+BATCH_SECONDS = 0.02
+
+
+def slow_batch(xs):
+    """Vectorized: sleep a fixed time per batch, then return the input."""
+    time.sleep(BATCH_SECONDS)
+    return xs
+
+
+def fail_on_multiples_of_5000(x: int) -> int:
+    if x % 5000 == 4999:
+        raise ValueError(f"refusing {x}")
+    return x * 2
+
+
+def triple(x: int) -> int:
+    return x * 3
+
+
+def as_text(x: int) -> str:
+    return f"row-{x}-" + "é" * (x % 7)
+
+
+def vectorized_square(xs):
+    return [None if x is None else x * x for x in xs]
+
+
+def mutate_input(xs):
+    """Vectorized: try to write into the batch DuckDB handed over."""
+    xs[0] = -1
+    return xs
+
+
+def huge_text(x: int) -> str:
+    """One 32 MiB string per row: results far larger than any first guess of the buffer size."""
+    return chr(ord("a") + x % 26) * (32 << 20)
+
+
+def recurse(x: int) -> int:
+    return recurse(x + 1)
+
+
+def deep_repr(x: int) -> int:
+    """Recursion in C code: raise the Python limit so only the C stack guard can stop it."""
+    sys.setrecursionlimit(1_000_000)
+    nested: list = []
+    for _ in range(200_000):
+        nested = [nested]
+    return len(repr(nested))
+
+
+def exhaust_memory(x: int) -> int:
+    return len(bytearray(1 << 60))
