@@ -1,4 +1,11 @@
-"""Main-side half of the codec: pyarrow arrays <-> raw buffers, DuckDB types -> descriptors."""
+"""Main-side half of the codec: pyarrow arrays <-> raw buffers, DuckDB types -> descriptors.
+
+Arguments: ``column_buffers`` turns a pyarrow array into the column tuple
+that ``_codec.decode_column`` reads (memoryviews, children as nested tuples).
+Results: ``ResultLayout`` knows the buffer tree of a return type,
+``OutputBuffers`` allocates it here, the worker writes into it and reports
+sizes and child shapes in its status slots, and ``to_array`` wraps it.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +18,53 @@ import duckdb
 import pyarrow as pa
 
 from duckdb_subinterp._codec import Descriptor
+from duckdb_subinterp._runtime import STATUS_SLOTS
 
 _NUMBER_TYPECODES = {
-    pa.int8(): "b",
-    pa.int16(): "h",
-    pa.int32(): "i",
-    pa.int64(): "q",
-    pa.uint8(): "B",
-    pa.uint16(): "H",
-    pa.uint32(): "I",
-    pa.uint64(): "Q",
-    pa.float32(): "f",
-    pa.float64(): "d",
+    "tinyint": "b",
+    "smallint": "h",
+    "integer": "i",
+    "bigint": "q",
+    "utinyint": "B",
+    "usmallint": "H",
+    "uinteger": "I",
+    "ubigint": "Q",
+    "float": "f",
+    "double": "d",
 }
+_TYPECODE_ARROW = {
+    "b": pa.int8(),
+    "h": pa.int16(),
+    "i": pa.int32(),
+    "q": pa.int64(),
+    "B": pa.uint8(),
+    "H": pa.uint16(),
+    "I": pa.uint32(),
+    "Q": pa.uint64(),
+    "f": pa.float32(),
+    "d": pa.float64(),
+}
+_ARROW_TYPECODE = {arrow_type: code for code, arrow_type in _TYPECODE_ARROW.items()}
+_TIMESTAMP_UNITS = {"timestamp": "us", "timestamp_s": "s", "timestamp_ms": "ms", "timestamp_ns": "ns"}
+_SIMPLE_DESCRIPTORS: dict[str, Descriptor] = {
+    "boolean": ("bool",),
+    "varchar": ("utf8", "i"),
+    "blob": ("binary", "i"),
+    "uuid": ("uuid", "i"),
+    "date": ("date32",),
+    "time": ("time64",),
+    "interval": ("interval",),
+    "timestamp with time zone": ("timestamp", "us", True),
+    **{type_id: ("timestamp", unit, False) for type_id, unit in _TIMESTAMP_UNITS.items()},
+}
+_NESTED_IDS = frozenset({"list", "array", "struct", "map"})
+
+# DuckDB type ids the codec carries; DuckDB's Arrow export alone is not
+# enough to tell (BIT also travels as Arrow binary but is not bytes, UUID
+# travels as text, UHUGEINT as decimal128).
+SUPPORTED_TYPE_IDS = frozenset(
+    {*_NUMBER_TYPECODES, *_SIMPLE_DESCRIPTORS, "hugeint", "uhugeint", "decimal", "enum", *_NESTED_IDS}
+)
 
 _type_lock = threading.Lock()
 _type_connection: duckdb.DuckDBPyConnection | None = None
@@ -44,47 +85,170 @@ def arrow_type_of(duckdb_type: str) -> pa.DataType:
     return table.schema.field(0).type
 
 
-# DuckDB type ids the codec carries; DuckDB's Arrow export alone is not
-# enough to tell (BIT also travels as Arrow binary, but is not bytes).
-SUPPORTED_TYPE_IDS = frozenset(
-    {
-        "boolean", "tinyint", "smallint", "integer", "bigint", "utinyint", "usmallint", "uinteger", "ubigint",
-        "float", "double", "varchar", "blob", "date", "timestamp", "timestamp_s", "timestamp_ms",
-    }
-)
-
-
 def descriptor_for(duckdb_type: duckdb.sqltypes.DuckDBPyType) -> Descriptor:
     """Return the codec descriptor of a DuckDB type, or raise ``UnsupportedType``."""
     sql_name = str(duckdb_type)
-    if duckdb_type.id not in SUPPORTED_TYPE_IDS:
+    type_id = duckdb_type.id
+    if type_id not in SUPPORTED_TYPE_IDS:
         raise UnsupportedType(f"type {sql_name} is not supported by the raw-buffer codec yet")
-    return descriptor_of(arrow_type_of(sql_name), sql_name)
+    if type_id in _NUMBER_TYPECODES:
+        return ("number", _NUMBER_TYPECODES[type_id], sql_name)
+    if type_id in _SIMPLE_DESCRIPTORS:
+        return _SIMPLE_DESCRIPTORS[type_id]
+    if type_id in ("hugeint", "uhugeint"):
+        return ("int128", type_id == "hugeint", sql_name)
+    children = dict(duckdb_type.children)
+    if type_id == "decimal":
+        return ("decimal", children["precision"], children["scale"], sql_name)
+    if type_id == "enum":
+        index_type = arrow_type_of(sql_name).index_type
+        return ("enum", _ARROW_TYPECODE[index_type], None, tuple(children["values"]), sql_name)
+    if type_id == "list":
+        return ("list", "i", descriptor_for(children["child"]))
+    if type_id == "array":
+        return ("array", children["size"], descriptor_for(children["child"]))
+    if type_id == "map":
+        return ("map", descriptor_for(children["key"]), descriptor_for(children["value"]))
+    names = tuple(name for name, _ in duckdb_type.children)
+    return ("struct", names, tuple(descriptor_for(child) for _, child in duckdb_type.children))
 
 
-def descriptor_of(arrow_type: pa.DataType, sql_name: str) -> Descriptor:
-    """Return the codec descriptor of ``arrow_type``, or raise ``UnsupportedType``."""
-    if arrow_type in _NUMBER_TYPECODES:
-        return ("number", _NUMBER_TYPECODES[arrow_type], sql_name)
-    if pa.types.is_boolean(arrow_type):
-        return ("bool",)
-    if pa.types.is_string(arrow_type):
-        return ("utf8", "i")
-    if pa.types.is_large_string(arrow_type):
-        return ("utf8", "q")
-    if pa.types.is_binary(arrow_type):
-        return ("binary", "i")
-    if pa.types.is_large_binary(arrow_type):
-        return ("binary", "q")
-    if pa.types.is_date32(arrow_type):
-        return ("date32",)
-    if pa.types.is_timestamp(arrow_type) and arrow_type.tz is None and arrow_type.unit != "ns":
-        return ("timestamp", arrow_type.unit)
-    raise UnsupportedType(f"type {sql_name} (Arrow {arrow_type}) is not supported by the raw-buffer codec yet")
+# ---------------------------------------------------------------------------
+# Arguments: pyarrow array -> column tuple of memoryviews
+# ---------------------------------------------------------------------------
+
+
+def _same_layout(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """Tell whether ``actual`` has ``expected``'s buffers; a time zone is data, not layout."""
+    if pa.types.is_timestamp(actual) and pa.types.is_timestamp(expected):
+        return actual.unit == expected.unit and (actual.tz is None) == (expected.tz is None)
+    return actual.equals(expected)
+
+
+def column_buffers(
+    argument: pa.ChunkedArray | pa.Array, arrow_type: pa.DataType, descriptor: Descriptor
+) -> tuple[tuple[Any, ...], Any]:
+    """Return the column tuple of ``argument`` (memoryviews), and the array keeping them alive.
+
+    An argument of another layout than ``arrow_type`` (a string_view or
+    large_string column, a large_list) is first cast to it, in C++.
+    """
+    if isinstance(argument, pa.ChunkedArray):
+        array = argument.chunk(0) if argument.num_chunks == 1 else argument.combine_chunks()
+    else:
+        array = argument
+    if not _same_layout(array.type, arrow_type):
+        array = array.cast(arrow_type)
+    return _column(array, descriptor), array
+
+
+def _view(buffer: pa.Buffer | None) -> memoryview | None:
+    # Read-only whatever pyarrow says (a cast makes writable buffers): a UDF
+    # must not write into its input. toreadonly() costs ~0.1 us a view.
+    return None if buffer is None else memoryview(buffer).toreadonly()
+
+
+def _column(array: pa.Array, descriptor: Descriptor) -> tuple[Any, ...]:
+    """Build the column tuple of one node and, recursively, of its children."""
+    kind = descriptor[0]
+    buffers = array.buffers()
+    validity = _view(buffers[0]) if buffers[0] is not None and array.null_count else None
+    head = (array.offset, validity)
+    if kind in ("utf8", "binary", "uuid"):
+        return (*head, _view(buffers[1]), _view(buffers[2]))
+    if kind == "timestamp" and descriptor[2]:
+        # The session's time zone rides along: DuckDB's own UDFs get datetimes in it.
+        return (*head, _view(buffers[1]), array.type.tz or "UTC")
+    if kind == "enum":
+        if len(array.dictionary) != len(descriptor[3]):
+            raise UnsupportedType(f"ENUM column has {len(array.dictionary)} labels, expected {len(descriptor[3])}")
+        return (*head, _view(array.indices.buffers()[1]))
+    if kind == "list":
+        return (*head, _view(buffers[1]), _column(array.values, descriptor[2]))
+    if kind == "array":
+        return (*head, _column(array.values, descriptor[2]))
+    if kind == "struct":
+        return (*head, *(_child_of_struct(array, index, field) for index, field in enumerate(descriptor[2])))
+    if kind == "map":
+        entries = array.values
+        entry_columns = (_child_of_struct(entries, 0, descriptor[1]), _child_of_struct(entries, 1, descriptor[2]))
+        return (*head, _view(buffers[1]), (entries.offset, None, *entry_columns))
+    return (*head, _view(buffers[1]))
+
+
+def _child_of_struct(struct: pa.StructArray, index: int, descriptor: Descriptor) -> tuple[Any, ...]:
+    # field() applies the struct's offset to the child; the wire format wants
+    # the child's own offset (as in the C data interface), so take it back out.
+    child = struct.field(index)
+    column = _column(child, descriptor)
+    return (child.offset - struct.offset, *column[1:])
+
+
+# ---------------------------------------------------------------------------
+# Results: descriptor -> Arrow type and buffer tree; buffers -> pyarrow array
+# ---------------------------------------------------------------------------
+
+
+def result_arrow_type(descriptor: Descriptor) -> pa.DataType:
+    """Return the Arrow type the codec encodes ``descriptor``'s results as (DuckDB casts the rest)."""
+    kind = descriptor[0]
+    if kind == "number":
+        return _TYPECODE_ARROW[descriptor[1]]
+    if kind == "bool":
+        return pa.bool_()
+    if kind == "int128":
+        # DuckDB reads decimal128 as signed: UHUGEINT goes back as text.
+        return pa.decimal128(38, 0) if descriptor[1] else pa.string()
+    if kind == "decimal":
+        return pa.decimal128(descriptor[1], descriptor[2])
+    if kind in ("utf8", "uuid", "enum"):
+        return pa.large_string() if descriptor[1] == "q" else pa.string()
+    if kind == "binary":
+        return pa.large_binary() if descriptor[1] == "q" else pa.binary()
+    if kind == "date32":
+        return pa.date32()
+    if kind == "time64":
+        return pa.time64("us")
+    if kind == "timestamp":
+        return pa.timestamp(descriptor[1], tz="UTC" if descriptor[2] else None)
+    if kind == "interval":
+        return pa.month_day_nano_interval()
+    if kind == "list":
+        return pa.list_(result_arrow_type(descriptor[2]))
+    if kind == "array":
+        return pa.list_(result_arrow_type(descriptor[2]), descriptor[1])
+    if kind == "struct":
+        return pa.struct([(name, result_arrow_type(field)) for name, field in zip(descriptor[1], descriptor[2])])
+    if kind == "map":
+        return pa.map_(result_arrow_type(descriptor[1]), result_arrow_type(descriptor[2]))
+    raise UnsupportedType(f"no result type for descriptor {descriptor!r}")
+
+
+def _children_types(arrow_type: pa.DataType) -> list[pa.DataType]:
+    if pa.types.is_map(arrow_type):
+        return [pa.struct([arrow_type.key_field, arrow_type.item_field])]
+    if pa.types.is_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        return [arrow_type.value_type]
+    if pa.types.is_struct(arrow_type):
+        return [arrow_type.field(index).type for index in range(arrow_type.num_fields)]
+    return []
+
+
+def _buffer_count(arrow_type: pa.DataType) -> int:
+    """Return how many buffers one node of ``arrow_type`` has, validity included."""
+    if pa.types.is_struct(arrow_type) or pa.types.is_fixed_size_list(arrow_type):
+        return 1
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return 3
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return 3
+    return 2
 
 
 def fixed_width(arrow_type: pa.DataType) -> int | None:
-    """Return the byte width of a fixed-width, non-boolean Arrow type, else ``None``."""
+    """Return the byte width of a fixed-width, non-boolean, non-nested Arrow type, else ``None``."""
+    if _children_types(arrow_type):
+        return None
     try:
         bits = arrow_type.bit_width
     except ValueError:
@@ -92,43 +256,70 @@ def fixed_width(arrow_type: pa.DataType) -> int | None:
     return bits // 8 if bits >= 8 else None
 
 
-def column_buffers(argument: pa.ChunkedArray | pa.Array, arrow_type: pa.DataType) -> tuple[tuple[Any, ...], Any]:
-    """Return ``(offset, validity, *buffers)`` as memoryviews, and the array keeping them alive."""
-    if isinstance(argument, pa.ChunkedArray):
-        array = argument.chunk(0) if argument.num_chunks == 1 else argument.combine_chunks()
-    else:
-        array = argument
-    if not array.type.equals(arrow_type):
-        array = array.cast(arrow_type)
-    validity, *buffers = array.buffers()
-    # Read-only whatever pyarrow says (a cast makes writable buffers): a UDF
-    # must not write into its input. toreadonly() costs ~0.1 us a view.
-    views = [memoryview(buffer).toreadonly() if buffer is not None else None for buffer in buffers]
-    validity_view = memoryview(validity).toreadonly() if validity is not None and array.null_count else None
-    return (array.offset, validity_view, *views), array
+class ResultLayout:
+    """The buffer tree of a return type: its nodes depth first, and where each one's buffers start."""
+
+    __slots__ = ("arrow_type", "buffer_count", "nodes", "status_slots", "width")
+
+    def __init__(self, descriptor: Descriptor, sql_name: str) -> None:
+        self.arrow_type = result_arrow_type(descriptor)
+        self.nodes: list[pa.DataType] = []
+        self._walk(self.arrow_type)
+        self.buffer_count = sum(map(_buffer_count, self.nodes))
+        self.width = fixed_width(self.arrow_type)
+        # status: root null count, every buffer's size, then (length, null count) per child node.
+        self.status_slots = 1 + self.buffer_count + 2 * (len(self.nodes) - 1)
+        if self.status_slots > STATUS_SLOTS:
+            raise UnsupportedType(
+                f"type {sql_name} has {len(self.nodes)} nested columns, more than the {STATUS_SLOTS} status slots "
+                "of a worker can describe; return fewer fields"
+            )
+
+    def _walk(self, arrow_type: pa.DataType) -> None:
+        self.nodes.append(arrow_type)
+        for child in _children_types(arrow_type):
+            self._walk(child)
+
+    def initial_sizes(self, length: int, bytes_per_row: Sequence[int]) -> list[int]:
+        """Return the sizes to allocate: exact for the root of a flat type, else learned estimates."""
+        validity_size = (length + 7) // 8
+        if self.width is not None:
+            return [validity_size, self.width * length]
+        if pa.types.is_boolean(self.arrow_type):
+            return [validity_size, validity_size]
+        return [per_row * length for per_row in bytes_per_row]
+
+    def to_array(self, buffers: Sequence[pa.Buffer], length: int, null_count: int, shapes: Sequence[int]) -> pa.Array:
+        """Wrap written buffers (already cut to size) as an Arrow array, without copying."""
+        cursor = iter(buffers)
+        shape = iter(shapes)
+
+        def build(arrow_type: pa.DataType, node_length: int, node_nulls: int) -> pa.Array:
+            own = [next(cursor) for _ in range(_buffer_count(arrow_type))]
+            children = []
+            for child_type in _children_types(arrow_type):
+                child_length, child_nulls = next(shape), next(shape)
+                children.append(build(child_type, child_length, child_nulls))
+            own[0] = own[0] if node_nulls else None
+            return pa.Array.from_buffers(
+                arrow_type, node_length, own, null_count=node_nulls, children=children or None
+            )
+
+        return build(self.arrow_type, length, null_count)
 
 
 class OutputBuffers:
-    """Main-allocated result buffers that a worker writes into, then an Arrow array over them."""
+    """Main-allocated result buffers (every node's, depth first) that a worker writes into."""
 
-    __slots__ = ("arrow_type", "buffers", "length")
+    __slots__ = ("buffers", "layout", "length")
 
-    def __init__(self, arrow_type: pa.DataType, length: int, data_estimate: int) -> None:
-        self.arrow_type = arrow_type
+    def __init__(self, layout: ResultLayout, length: int, bytes_per_row: Sequence[int]) -> None:
+        self.layout = layout
         self.length = length
-        width = fixed_width(arrow_type)
-        validity_size = (length + 7) // 8
-        if width is not None:
-            sizes = [validity_size, width * length]
-        elif pa.types.is_boolean(arrow_type):
-            sizes = [validity_size, validity_size]
-        else:
-            offset_width = 8 if pa.types.is_large_string(arrow_type) or pa.types.is_large_binary(arrow_type) else 4
-            sizes = [validity_size, offset_width * (length + 1), data_estimate]
-        self.buffers = [pa.allocate_buffer(size) for size in sizes]
+        self.buffers = [pa.allocate_buffer(size) for size in layout.initial_sizes(length, bytes_per_row)]
 
     def views(self) -> tuple[memoryview, ...]:
-        """Return writable views of the buffers, validity first."""
+        """Return writable views of the buffers, validity first in each node."""
         return tuple(memoryview(buffer) for buffer in self.buffers)
 
     def grow(self, sizes: Sequence[int]) -> None:
@@ -141,8 +332,7 @@ class OutputBuffers:
         """Tell whether results of ``sizes`` bytes fit the current buffers."""
         return all(size <= buffer.size for size, buffer in zip(sizes, self.buffers))
 
-    def to_array(self, null_count: int, sizes: Sequence[int]) -> pa.Array:
+    def to_array(self, null_count: int, sizes: Sequence[int], shapes: Sequence[int] = ()) -> pa.Array:
         """Wrap the written buffers as an Arrow array, without copying."""
-        validity = self.buffers[0] if null_count else None
-        values = [buffer if buffer.size == size else buffer.slice(0, size) for buffer, size in zip(self.buffers[1:], sizes[1:])]
-        return pa.Array.from_buffers(self.arrow_type, self.length, [validity, *values], null_count=null_count)
+        cut = [buffer if buffer.size == size else buffer.slice(0, size) for buffer, size in zip(self.buffers, sizes)]
+        return self.layout.to_array(cut, self.length, null_count, shapes)

@@ -5,8 +5,9 @@ Data flow of one batch (2048 rows), on the DuckDB thread that called the UDF::
     DuckDB thread (holds the main GIL)
       |  pyarrow.ChunkedArray per argument   (DuckDB's arrow UDF call)
       v
-    column_buffers()  -> (offset, validity, offsets, data) as memoryviews,  no copy
-    OutputBuffers()   -> result buffers allocated here, empty
+    column_buffers()  -> (offset, validity, offsets, data, children...) as
+                         memoryviews (nested tuples for children),  no copy
+    OutputBuffers()   -> result buffers allocated here (every node's), empty
       |
       |  pool.lease(): an idle worker with the UDF loaded
       v
@@ -19,11 +20,11 @@ Data flow of one batch (2048 rows), on the DuckDB thread that called the UDF::
     Runtime.run() inside the worker (pure Python, _codec)                    |
       decode_column -> the user's function (per row or per batch)            |
       -> encode_column -> written into the result buffers                    |
-      |  status: null count and sizes; a variable-width result that did not  |
-      |  fit is kept by the worker until copy_pending() into bigger buffers   |
+      |  status: null count, sizes, child shapes; a result that did not fit  |
+      |  is kept by the worker until copy_pending() into bigger buffers      |
     <------------------------------------------------------------------------+
       v
-    pyarrow.Array.from_buffers(result buffers)  -> back to DuckDB,  no copy
+    pyarrow.Array.from_buffers(result buffers, children=...)  -> DuckDB,  no copy
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from duckdb_subinterp._arrow import OutputBuffers, column_buffers
+from duckdb_subinterp._arrow import OutputBuffers, ResultLayout, column_buffers
+from duckdb_subinterp._codec import Descriptor
 from duckdb_subinterp._errors import BrokenPoolError
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
 
@@ -92,16 +94,20 @@ class BatchDispatcher:
         udf_id: int,
         pool: WorkerPool,
         argument_types: list[pa.DataType],
-        return_type: pa.DataType,
+        argument_descriptors: list[Descriptor],
+        result_layout: ResultLayout,
         varargs: bool,
     ) -> None:
         self.name = name
         self.udf_id = udf_id
         self.pool = pool
         self.argument_types = argument_types
-        self.return_type = return_type
+        self.argument_descriptors = argument_descriptors
+        self.result_layout = result_layout
+        self.return_type = result_layout.arrow_type
         self.stats = UdfStats()
-        self._bytes_per_row = _INITIAL_BYTES_PER_ROW
+        # Learned per output buffer (all nodes, depth first) from the batches so far.
+        self._bytes_per_row = [_INITIAL_BYTES_PER_ROW] * result_layout.buffer_count
         kind = inspect.Parameter.VAR_POSITIONAL if varargs else inspect.Parameter.POSITIONAL_ONLY
         names = ["args"] if varargs else [f"arg{index}" for index in range(len(argument_types))]
         # DuckDB reads the arity (and varargs) from the callable's signature.
@@ -112,16 +118,20 @@ class BatchDispatcher:
         length = len(arguments[0])
         if length == 0:
             return pa.array([], type=self.return_type)
-        types = self.argument_types * len(arguments) if len(self.argument_types) == 1 else self.argument_types
-        columns, keep_alive = zip(*map(column_buffers, arguments, types))
-        outputs = OutputBuffers(self.return_type, length, self._bytes_per_row * length)
+        types, descriptors = self.argument_types, self.argument_descriptors
+        if len(types) == 1:
+            types, descriptors = types * len(arguments), descriptors * len(arguments)
+        columns, keep_alive = zip(*map(column_buffers, arguments, types, descriptors))
+        layout = self.result_layout
+        outputs = OutputBuffers(layout, length, self._bytes_per_row)
         # A plain try/finally: contextlib's generator costs ~8 us a batch here.
         worker = self.pool.checkout(self.udf_id, self.name)
         broken = False
         try:
             leased = time.perf_counter()
             status = worker.run((self.udf_id, length, columns, outputs.views()))
-            sizes = status[1 : 1 + len(outputs.buffers)]
+            sizes = status[1 : 1 + layout.buffer_count]
+            shapes = status[1 + layout.buffer_count : layout.status_slots]
             null_count = status[0]
             if not outputs.fits(sizes):
                 outputs.grow(sizes)
@@ -134,8 +144,8 @@ class BatchDispatcher:
         finally:
             self.pool.checkin(worker, broken=broken)
         del keep_alive
-        if len(sizes) == 3:
-            self._bytes_per_row = max(self._bytes_per_row, sizes[2] * 5 // 4 // length + 1)
-        result = outputs.to_array(null_count, sizes)
+        if layout.width is None:
+            self._bytes_per_row = [max(known, size * 5 // 4 // length + 1) for known, size in zip(self._bytes_per_row, sizes)]
+        result = outputs.to_array(null_count, sizes, shapes)
         self.stats.record(length, started, leased, time.perf_counter())
         return result

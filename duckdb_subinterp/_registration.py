@@ -17,7 +17,7 @@ import cloudpickle
 import duckdb
 from duckdb.sqltypes import DuckDBPyType
 
-from duckdb_subinterp._arrow import UnsupportedType, arrow_type_of, descriptor_for
+from duckdb_subinterp._arrow import ResultLayout, UnsupportedType, arrow_type_of, descriptor_for
 from duckdb_subinterp._dispatch import BatchDispatcher
 from duckdb_subinterp._errors import ModuleNotIsolatedError, UDFRegistrationError, UnsupportedTypeError
 from duckdb_subinterp._inline import InlinePool
@@ -127,6 +127,13 @@ class Registration:
             return descriptor_for(duckdb_type)
         except UnsupportedType as error:
             raise UnsupportedTypeError(f"UDF {self.name!r}: {what}: {error}") from None
+
+    def result_layout(self) -> ResultLayout:
+        """Return the buffer tree of the UDF's results."""
+        try:
+            return ResultLayout(descriptor_for(self.return_type), str(self.return_type))
+        except UnsupportedType as error:
+            raise UnsupportedTypeError(f"UDF {self.name!r}: return type: {error}") from None
 
 
 def _validate(
@@ -265,6 +272,7 @@ class _PooledBackend(Backend):
         if pool.closed:
             raise UDFRegistrationError(f"UDF {registration.name!r}: the pool {pool!r} is closed")
         spec = registration.spec()
+        layout = registration.result_layout()
         udf_id = next(_udf_ids)
         pool.register(udf_id, tuple(spec))
         try:
@@ -277,7 +285,8 @@ class _PooledBackend(Backend):
             udf_id,
             pool,
             [arrow_type_of(str(t)) for t in registration.parameters],
-            arrow_type_of(str(registration.return_type)),
+            list(spec.arg_descriptors),
+            layout,
             registration.varargs,
         )
         weakref.finalize(dispatcher, pool.unregister, udf_id)

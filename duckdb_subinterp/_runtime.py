@@ -23,7 +23,11 @@ from typing import Any, NamedTuple
 
 from duckdb_subinterp._codec import Descriptor, EncodedColumn, ResultTypeError, decode_column, encode_column
 
-STATUS_SLOTS = 8  # status[0]: null count, status[1:]: bytes needed per output buffer, validity first
+# status[0]: the result's null count; then the bytes needed by every output
+# buffer (node by node, depth first, validity first in each); then length and
+# null count of every child node of a nested result. 256 slots describe a
+# STRUCT of ~60 VARCHAR fields; registration refuses types that need more.
+STATUS_SLOTS = 256
 
 
 class UdfSpec(NamedTuple):
@@ -140,6 +144,9 @@ class Runtime:
         sizes = encoded.sizes()
         status[0] = encoded.null_count
         status[1 : 1 + len(sizes)] = _int64_array(sizes)
+        if encoded.children:
+            shapes = encoded.shapes()
+            status[1 + len(sizes) : 1 + len(sizes) + len(shapes)] = _int64_array(shapes)
         if all(size <= output.nbytes for size, output in zip(sizes, outputs)):
             encoded.write_into(outputs)
         else:
