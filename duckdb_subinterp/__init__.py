@@ -21,6 +21,7 @@ from duckdb_subinterp._errors import (
     WorkerDiedError,
 )
 from duckdb_subinterp._pool import WorkerPool
+from duckdb_subinterp._processes import ProcessPool
 from duckdb_subinterp._registration import BACKENDS, create_function, default_pool, remove_function, udf, udf_stats
 from duckdb_subinterp._subinterpreters import InterpreterPool
 
@@ -30,6 +31,7 @@ __all__ = [
     "InterpreterPool",
     "ModuleNotIsolatedError",
     "PoolTimeoutError",
+    "ProcessPool",
     "UDFError",
     "UDFExecutionError",
     "UDFRegistrationError",

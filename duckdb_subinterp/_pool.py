@@ -61,6 +61,9 @@ class Worker(ABC):
     def __init__(self) -> None:
         self.loaded: set[int] = set()
         self.synced_generation = -1
+        # Set by a backend whose worker died or stopped answering: the
+        # pool then closes it at checkin instead of handing it out again.
+        self.broken = False
 
     @abstractmethod
     def load(self, udf_id: int, spec: tuple[Any, ...]) -> None:
@@ -144,7 +147,7 @@ class WorkerPool(ABC):
     def checkin(self, worker: Worker, *, broken: bool = False) -> None:
         """Give a worker back; a broken one is closed and replaced on demand."""
         with self._condition:
-            if not broken and not self._closed:
+            if not broken and not worker.broken and not self._closed:
                 self._idle.append(worker)
                 self._condition.notify()
                 return
@@ -164,6 +167,48 @@ class WorkerPool(ABC):
             raise
         finally:
             self.checkin(worker, broken=broken)
+
+    def start_all(self) -> int:
+        """Start every worker not started yet, in parallel; return how many were started.
+
+        Workers start lazily on first use; call this to pay (and time)
+        start-up before a query.
+        """
+        with self._condition:
+            if self._closed:
+                raise BrokenPoolError("the pool was closed")
+            missing = self.size - self._started
+            self._started += missing  # reserved, so concurrent checkouts do not start more
+        started: list[Worker] = []
+        errors: list[BaseException] = []
+
+        def start_one() -> None:
+            try:
+                worker = self._start_worker()
+            except BaseException as error:
+                errors.append(error)
+                return
+            started.append(worker)
+
+        threads = [threading.Thread(target=start_one, name="duckdb_subinterp start") for _ in range(missing)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(self.timeout)  # each start has its own, shorter, deadline
+        with self._condition:
+            self._started -= len(errors)
+            closed = self._closed
+            if not closed:
+                self._idle.extend(started)
+            else:
+                self._started -= len(started)
+            self._condition.notify_all()
+        if closed:
+            for worker in started:
+                worker.close()
+        if errors:
+            raise errors[0]
+        return len(started)
 
     def _sync_loaded(self, worker: Worker, udf_id: int) -> None:
         with self._condition:

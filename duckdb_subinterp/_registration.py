@@ -22,6 +22,7 @@ from duckdb_subinterp._dispatch import BatchDispatcher
 from duckdb_subinterp._errors import ModuleNotIsolatedError, UDFRegistrationError, UnsupportedTypeError
 from duckdb_subinterp._inline import InlinePool
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
+from duckdb_subinterp._processes import ProcessPool
 from duckdb_subinterp._runtime import UdfSpec, describe_import_refusal, is_class_udf, resolve_reference
 from duckdb_subinterp._subinterpreters import InterpreterPool
 
@@ -335,9 +336,18 @@ class SubinterpreterBackend(_PooledBackend):
     pool_type = InterpreterPool
 
 
+class ProcessBackend(_PooledBackend):
+    """Worker processes fed through shared memory: any package loads there, arrow UDFs included."""
+
+    name = "processes"
+    pool_type = ProcessPool
+    accepts_arrow_udfs = True
+
+
 BACKENDS: dict[str, type[Backend]] = {
     InlineBackend.name: InlineBackend,
     SubinterpreterBackend.name: SubinterpreterBackend,
+    ProcessBackend.name: ProcessBackend,
 }
 
 _default_pools: dict[str, WorkerPool] = {}

@@ -16,6 +16,7 @@ def test_exported_surface():
         "InterpreterPool",
         "ModuleNotIsolatedError",
         "PoolTimeoutError",
+        "ProcessPool",
         "UDFError",
         "UDFExecutionError",
         "UDFRegistrationError",
@@ -34,7 +35,7 @@ def test_exported_surface():
         exported = getattr(duckdb_subinterp, name)
         if name != "BACKENDS":
             assert exported.__module__.startswith("duckdb_subinterp._"), name
-    assert set(duckdb_subinterp.BACKENDS) >= {"inline", "subinterpreters"}
+    assert set(duckdb_subinterp.BACKENDS) >= {"inline", "subinterpreters", "processes"}
 
 
 def test_import_starts_no_interpreter_thread_or_process():

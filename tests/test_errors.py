@@ -9,7 +9,7 @@ import udf_module
 import duckdb_subinterp
 from duckdb_subinterp import ModuleNotIsolatedError, UDFRegistrationError, UnsupportedTypeError
 
-POOLED = ["subinterpreters"]
+POOLED = ["subinterpreters", "processes"]
 
 
 @pytest.fixture(params=POOLED)

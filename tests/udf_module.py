@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import datetime
+import os
+import signal
+import sys
 
 
 def add_one(x: int) -> int:
@@ -75,3 +79,56 @@ def identity(value):
 
 def as_list(values):
     return list(values)
+
+
+class BatchCounter:
+    """A vectorized class UDF: labels each batch with this worker's pid and its own batch count."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.batches = 0
+
+    def __call__(self, xs):
+        self.batches += 1
+        return [f"{self.pid}:{self.batches}"] * len(xs)
+
+
+class ExitOnInit:
+    """A class UDF whose per-worker set-up ends the process."""
+
+    def __init__(self) -> None:
+        os._exit(5)
+
+    def __call__(self, x: int) -> int:
+        return x
+
+
+def sleep_forever(x: int) -> int:
+    import time
+
+    time.sleep(3600)
+    return x
+
+
+# Worker crashes, for the processes backend's crash matrix.
+
+
+def segfault(x: int) -> int:
+    return ctypes.string_at(0)[0]
+
+
+def exit_three(x: int) -> int:
+    os._exit(3)
+
+
+def kill_self(x: int) -> int:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def exhaust_memory(x: int) -> int:
+    return len(bytearray(1 << 62))
+
+
+def system_exit(x: int) -> int:
+    sys.exit(4)

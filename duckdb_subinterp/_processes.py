@@ -1,0 +1,585 @@
+"""Workers that are separate Python processes, fed through shared memory.
+
+For UDFs that cannot run in an isolated interpreter (numpy, pyarrow,
+pandas...) and for ``type="arrow"``. One batch, on the DuckDB thread that
+checked the worker out::
+
+    DuckDB thread                                 worker process (its own GIL)
+      argument memoryviews                          |
+      --copy once--> input region (shared memory)   |
+      --pipe: ("run", udf id, buffer spans) ------> views over the input region
+                                                    Runtime.run (_codec, or pyarrow
+                                                    for type="arrow") writes the
+                                                    result into the output region
+      <-pipe: ("ok", status slots) -----------------+
+      output region --copy once--> OutputBuffers of the dispatcher
+
+Workers are started with ``subprocess`` (fork + exec of a fresh Python),
+never a bare ``fork`` of this multi-threaded process; the worker imports
+only ``_runtime`` and ``_codec`` through a bare package object (as the
+interpreters do), so it neither re-runs the user's ``__main__`` (what
+multiprocessing's spawn does) nor imports duckdb: measured 0.10 s to start a
+worker here, against 0.43 s for a multiprocessing "spawn" child that
+imports the package.
+
+Shared-memory regions belong to the parent, are created owner-only (0600)
+without multiprocessing's resource tracker, and their names are unlinked
+as soon as the worker replied to the request that made it map them: from
+then on nothing is left in /dev/shm for a crash, a kill or an exit to leak.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from array import array
+from collections.abc import Sequence
+from multiprocessing import connection
+from multiprocessing.shared_memory import SharedMemory
+from pathlib import Path
+from typing import Any
+
+from duckdb_subinterp._errors import PoolTimeoutError, WorkerDiedError
+from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
+from duckdb_subinterp._runtime import STATUS_SLOTS, LoadedUdf, Runtime, UdfRaised, UdfResultInvalid, _user_traceback
+
+PACKAGE_DIR = str(Path(__file__).resolve().parent)
+START_TIMEOUT = 60.0  # a worker that is not ready by then is reported, not waited for
+CLOSE_TIMEOUT = 2.0  # a worker asked to exit gets this long before it is killed
+_ALIGNMENT = 64  # Arrow's buffer alignment, so pyarrow in the worker never copies to realign
+_MIN_REGION = 1 << 16
+
+# The worker's first lines: a bare package object, as in the interpreters,
+# so `import duckdb_subinterp._processes` does not run the package's
+# __init__ (which imports duckdb and pyarrow).
+_BOOTSTRAP = """
+import json, sys, types
+_package_dir, _path, _fd = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+_package = types.ModuleType("duckdb_subinterp")
+_package.__path__ = [_package_dir]
+sys.modules["duckdb_subinterp"] = _package
+sys.path[:] = _path
+from duckdb_subinterp._processes import serve
+serve(_fd)
+"""
+
+# Why a worker that died most likely did, by the signal that ended it.
+_SIGNAL_CAUSES = {
+    signal.SIGSEGV: "a crash in native code (a C extension, ctypes or a library bug)",
+    signal.SIGBUS: "a crash in native code (bad memory access)",
+    signal.SIGILL: "a crash in native code (illegal instruction)",
+    signal.SIGFPE: "a crash in native code (arithmetic fault)",
+    signal.SIGABRT: "an abort in native code (a failed assertion or abort())",
+    signal.SIGKILL: "killed from outside, often by the kernel's out-of-memory killer; check memory use",
+    signal.SIGTERM: "terminated by a signal from outside",
+}
+
+
+def _align(size: int) -> int:
+    return (size + _ALIGNMENT - 1) // _ALIGNMENT * _ALIGNMENT
+
+
+def _layout(sizes: Sequence[int]) -> tuple[list[tuple[int, int]], int]:
+    """Place buffers of ``sizes`` one after the other, aligned; return the spans and the total."""
+    spans, position = [], 0
+    for size in sizes:
+        spans.append((position, size))
+        position += _align(size)
+    return spans, position
+
+
+def describe_exit(returncode: int | None) -> str:
+    """Say how a worker process ended and what most likely made it."""
+    if returncode is None:
+        return "stopped answering"
+    if returncode < 0:
+        try:
+            number = signal.Signals(-returncode)
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+        cause = _SIGNAL_CAUSES.get(number, "killed by a signal")
+        return f"was killed by signal {number.name} ({-returncode}): {cause}"
+    return (
+        f"exited with code {returncode}: the UDF or a library it calls ended the process "
+        "(os._exit(), sys.exit(), or a fatal interpreter error)"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Parent side
+# ---------------------------------------------------------------------------
+
+
+class _Region:
+    """A parent-owned shared-memory block; its name lives only until the worker mapped it."""
+
+    def __init__(self, size: int) -> None:
+        size = max(_MIN_REGION, (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE)
+        # track=False: the parent unlinks the name itself, right after the
+        # worker mapped it, so the resource tracker has nothing to do (and
+        # would warn at exit about segments it never saw unlinked).
+        self.shared = SharedMemory(create=True, size=size, track=False)
+        self.size = size
+        self.view = self.shared.buf
+        self.linked = True
+
+    @property
+    def name(self) -> str:
+        return self.shared.name
+
+    def unlink(self) -> None:
+        if self.linked:
+            self.linked = False
+            try:
+                self.shared.unlink()
+            except FileNotFoundError:
+                pass
+
+    def close(self) -> None:
+        self.unlink()
+        self.view = None
+        try:
+            self.shared.close()
+        except BufferError:  # a view is still exported; the mapping goes with its last user
+            pass
+
+
+class ProcessWorker(Worker):
+    """One worker process: a pipe for requests, shared memory for the batches."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__()
+        self.timeout = timeout
+        self.broken = False
+        self._inputs: _Region | None = None
+        self._outputs: _Region | None = None
+        self._output_spans: list[tuple[int, int]] = []
+        self._result_sizes: Sequence[int] = ()
+        self._conn, child = connection.Pipe(duplex=True)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _BOOTSTRAP, PACKAGE_DIR, json.dumps(sys.path), str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        finally:
+            child.close()
+        self.pid = self.process.pid
+        # A pidfd becomes readable the moment the process exits, even if
+        # something it started still holds the pipe open.
+        self._sentinel = os.pidfd_open(self.pid) if hasattr(os, "pidfd_open") else None
+        try:
+            self._request(("hello",), timeout=min(START_TIMEOUT, timeout))
+        except BaseException:
+            self.close()
+            raise
+
+    # -- the Worker interface ------------------------------------------------
+
+    def load(self, udf_id: int, spec: tuple[Any, ...]) -> None:
+        self._request(("load", udf_id, spec))
+
+    def unload(self, udf_id: int) -> None:
+        self._request(("unload", udf_id))
+
+    def run(self, request: tuple[Any, ...]) -> Sequence[int]:
+        udf_id, length, columns, outputs = request
+        # The arguments' buffers, packed one after the other into the input region.
+        sources: list[memoryview] = []
+        layout: list[tuple[Any, ...]] = []
+        position = 0
+        for offset, *buffers in columns:
+            spans: list[Any] = [offset]
+            for buffer in buffers:
+                if buffer is None:
+                    spans.append(None)
+                    continue
+                raw = buffer.cast("B") if buffer.format != "B" else buffer
+                spans.append((position, raw.nbytes))
+                sources.append(raw)
+                position += _align(raw.nbytes)
+            layout.append(tuple(spans))
+        fresh_inputs = self._ensure_inputs(position)
+        region = self._inputs.view
+        start = 0
+        for raw in sources:
+            region[start : start + raw.nbytes] = raw
+            start += _align(raw.nbytes)
+        fresh_outputs = self._ensure_outputs([view.nbytes for view in outputs])
+        status = self._request(("run", udf_id, length, layout, self._output_spans, fresh_inputs, fresh_outputs))
+        # status[1:] holds the result's sizes, validity first; any further
+        # slots are relayed untouched.
+        self._result_sizes = sizes = status[1 : 1 + len(outputs)]
+        if all(size <= view.nbytes for size, view in zip(sizes, outputs)):
+            self._copy_results(outputs, sizes)
+        return status
+
+    def copy_pending(self, outputs: Sequence[memoryview]) -> None:
+        fresh_outputs = self._ensure_outputs([view.nbytes for view in outputs])
+        self._request(("copy", self._output_spans, fresh_outputs))
+        self._copy_results(outputs, self._result_sizes)
+
+    def close(self) -> None:
+        try:
+            if self.process.poll() is None and not self.broken:
+                try:
+                    self._conn.send(("exit",))
+                except OSError:
+                    pass
+            try:
+                self.process.wait(CLOSE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(CLOSE_TIMEOUT)
+        except Exception:  # close must not raise
+            pass
+        self._conn.close()
+        if self._sentinel is not None:
+            os.close(self._sentinel)
+            self._sentinel = None
+        for region in (self._inputs, self._outputs):
+            if region is not None:
+                region.close()
+        self._inputs = self._outputs = None
+
+    # -- shared memory ---------------------------------------------------------
+
+    def _ensure_inputs(self, size: int) -> str | None:
+        """Make the input region hold ``size`` bytes; return the new region's name if it was replaced."""
+        if self._inputs is not None and self._inputs.size >= size:
+            return None
+        old, self._inputs = self._inputs, _Region(max(size, 2 * (self._inputs.size if self._inputs else 0)))
+        if old is not None:
+            old.close()
+        return self._inputs.name
+
+    def _ensure_outputs(self, sizes: Sequence[int]) -> str | None:
+        self._output_spans, total = _layout(sizes)
+        if self._outputs is not None and self._outputs.size >= total:
+            return None
+        old, self._outputs = self._outputs, _Region(max(total, 2 * (self._outputs.size if self._outputs else 0)))
+        if old is not None:
+            old.close()
+        return self._outputs.name
+
+    def _copy_results(self, outputs: Sequence[memoryview], sizes: Sequence[int]) -> None:
+        region = self._outputs.view
+        for view, size, (start, _) in zip(outputs, sizes, self._output_spans):
+            if size:
+                view.cast("B")[:size] = region[start : start + size]
+
+    # -- the pipe ----------------------------------------------------------------
+
+    def _request(self, message: tuple[Any, ...], timeout: float | None = None) -> Any:
+        """Send ``message``, wait for the reply (or the worker's death, or the timeout)."""
+        try:
+            try:
+                self._conn.send(message)
+            except OSError:
+                self._died()
+            reply = self._receive(self.timeout if timeout is None else timeout)
+        finally:
+            # Whatever happened, the worker has mapped any region this message
+            # named, or never will: the name is no longer needed.
+            for region in (self._inputs, self._outputs):
+                if region is not None:
+                    region.unlink()
+        kind = reply[0]
+        if kind == "ok":
+            return reply[1]
+        if kind == "fatal":
+            self.broken = True
+            self.process.wait(CLOSE_TIMEOUT)
+            raise WorkerFailure(WorkerDiedError, f"worker process {self.pid} {reply[1]}")
+        raise WorkerFailure.from_names(*reply[1:])
+
+    def _receive(self, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        watched: list[Any] = [self._conn] if self._sentinel is None else [self._conn, self._sentinel]
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.broken = True
+                self.process.kill()
+                raise WorkerFailure(
+                    PoolTimeoutError,
+                    f"worker process {self.pid} did not answer within {timeout:g} s and was killed; "
+                    "pass a larger timeout= to the pool if batches legitimately take this long",
+                )
+            ready = connection.wait(watched, remaining)
+            if self._conn in ready or (ready and self._conn.poll(0)):
+                try:
+                    return self._conn.recv()
+                except (EOFError, OSError):
+                    self._died()
+            elif ready:
+                self._died()
+
+    def _died(self) -> None:
+        self.broken = True
+        try:
+            returncode = self.process.wait(CLOSE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            returncode = None
+        raise WorkerFailure(
+            WorkerDiedError,
+            f"worker process {self.pid} {describe_exit(returncode)}. It died while running a batch; "
+            "the pool starts a fresh worker for the next batch",
+        )
+
+
+class ProcessPool(WorkerPool):
+    """A pool of worker processes, started lazily, shared by UDFs and connections.
+
+    ``size`` defaults to the CPU count. Each worker imports the UDF's module
+    (or unpickles a by-value function) once; any package can load there,
+    numpy and pyarrow included. A worker that dies is replaced.
+    """
+
+    def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__(size, timeout=timeout)
+
+    def _start_worker(self) -> Worker:
+        return ProcessWorker(self.timeout)
+
+
+# ---------------------------------------------------------------------------
+# Worker side (runs in the worker process)
+# ---------------------------------------------------------------------------
+
+
+class _MappedRegion:
+    """The worker's mapping of a parent's region."""
+
+    def __init__(self, name: str) -> None:
+        self.shared = SharedMemory(name, track=False)
+        self.view = self.shared.buf
+
+    def close(self) -> None:
+        self.view = None
+        try:
+            self.shared.close()
+        except BufferError:  # a UDF kept an array over it; the mapping goes with it
+            pass
+
+
+class ProcessRuntime(Runtime):
+    """The interpreters' ``Runtime``, plus ``type="arrow"`` UDFs through pyarrow."""
+
+    def compute(self, udf_id: int, length: int, columns: Sequence[tuple[Any, ...]]) -> Any:
+        udf = self.udfs[udf_id]
+        if udf.spec.kind != "arrow":
+            return super().compute(udf_id, length, columns)
+        return compute_arrow(udf, length, columns)
+
+
+def _arrow_type(descriptor: tuple[Any, ...]) -> Any:
+    """Return the pyarrow type of a codec descriptor (the layout DuckDB exports)."""
+    import pyarrow as pa
+
+    kind = descriptor[0]
+    if kind == "number":
+        return {
+            "b": pa.int8(), "h": pa.int16(), "i": pa.int32(), "q": pa.int64(),
+            "B": pa.uint8(), "H": pa.uint16(), "I": pa.uint32(), "Q": pa.uint64(),
+            "f": pa.float32(), "d": pa.float64(),
+        }[descriptor[1]]
+    if kind == "bool":
+        return pa.bool_()
+    if kind in ("utf8", "binary"):
+        large = descriptor[1] == "q"
+        if kind == "utf8":
+            return pa.large_string() if large else pa.string()
+        return pa.large_binary() if large else pa.binary()
+    if kind == "date32":
+        return pa.date32()
+    if kind == "timestamp":
+        return pa.timestamp(descriptor[1])
+    raise UdfResultInvalid(f"type {descriptor!r} cannot be handed to an arrow UDF yet")
+
+
+def _arrow_column(arrow_type: Any, length: int, column: tuple[Any, ...]) -> Any:
+    """Wrap one column's shared-memory views as a pyarrow array, without copying."""
+    import pyarrow as pa
+
+    offset, validity, *buffers = column
+    wrapped = [pa.py_buffer(view if view is not None else b"") for view in buffers]
+    array = pa.Array.from_buffers(
+        arrow_type, length, [None if validity is None else pa.py_buffer(validity), *wrapped], offset=offset
+    )
+    return pa.chunked_array([array], type=arrow_type)
+
+
+class ArrowResult:
+    """An arrow UDF's result laid out as the dispatcher's ``OutputBuffers`` (validity first)."""
+
+    __slots__ = ("buffers", "null_count", "_sizes")
+
+    def __init__(self, array: Any) -> None:
+        import pyarrow as pa
+
+        if array.offset:
+            array = pa.concat_arrays([array])  # re-based at offset 0, bitmaps included
+        length = len(array)
+        validity, *buffers = array.buffers()
+        self.null_count = array.null_count
+        bitmap_size = (length + 7) // 8
+        arrow_type = array.type
+        if pa.types.is_boolean(arrow_type):
+            sizes = [bitmap_size]
+        elif pa.types.is_string(arrow_type) or pa.types.is_binary(arrow_type) or pa.types.is_large_string(
+            arrow_type
+        ) or pa.types.is_large_binary(arrow_type):
+            offset_format = "q" if pa.types.is_large_string(arrow_type) or pa.types.is_large_binary(arrow_type) else "i"
+            bounds = memoryview(buffers[0]).cast("B").cast(offset_format)
+            if bounds[0] != 0:
+                array = pa.concat_arrays([array])
+                validity, *buffers = array.buffers()
+                bounds = memoryview(buffers[0]).cast("B").cast(offset_format)
+            sizes = [(length + 1) * bounds.itemsize, bounds[length]]
+        else:
+            sizes = [arrow_type.bit_width // 8 * length]
+        self.buffers = [validity if self.null_count else None, *buffers]
+        self._sizes = [bitmap_size if self.null_count else 0, *sizes]
+
+    def sizes(self) -> list[int]:
+        return list(self._sizes)
+
+    def write_into(self, targets: Sequence[memoryview]) -> None:
+        for source, target, size in zip(self.buffers, targets, self._sizes):
+            if size:
+                target.cast("B")[:size] = memoryview(source).cast("B")[:size]
+
+
+def _as_result_array(result: Any, length: int, arrow_type: Any) -> Any:
+    """Accept what DuckDB's arrow UDFs accept: an Array, ChunkedArray, Table, list or numpy array."""
+    import pyarrow as pa
+
+    if isinstance(result, (pa.Table, pa.RecordBatch)):
+        result = result.column(0)
+    if isinstance(result, pa.ChunkedArray):
+        result = result.combine_chunks()
+    elif not isinstance(result, pa.Array):
+        try:
+            result = pa.array(result)
+        except (pa.ArrowException, TypeError, ValueError) as error:
+            raise UdfResultInvalid(f"returned {type(result).__name__}, which is not an Arrow array: {error}") from None
+    if len(result) != length:
+        raise UdfResultInvalid(f"returned {len(result)} values for a batch of {length} rows")
+    if not result.type.equals(arrow_type):
+        try:
+            result = result.cast(arrow_type)
+        except (pa.ArrowException, ValueError) as error:
+            raise UdfResultInvalid(f"result of type {result.type} does not convert to {arrow_type}: {error}") from None
+    return result
+
+
+def compute_arrow(udf: LoadedUdf, length: int, columns: Sequence[tuple[Any, ...]]) -> ArrowResult:
+    """Call an arrow UDF with DuckDB's semantics: NULL rows filtered out unless null_handling='special'."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    spec = udf.spec
+    descriptors = [spec.arg_descriptors[0]] * len(columns) if spec.varargs else spec.arg_descriptors
+    arguments = [_arrow_column(_arrow_type(d), length, column) for d, column in zip(descriptors, columns)]
+    return_type = _arrow_type(spec.return_descriptor)
+    valid = None
+    if not spec.special_nulls and any(argument.null_count for argument in arguments):
+        valid = pc.is_valid(arguments[0])
+        for argument in arguments[1:]:
+            valid = pc.and_(valid, pc.is_valid(argument))
+        valid = valid.combine_chunks()
+        arguments = [argument.filter(valid) for argument in arguments]
+    kept = length if valid is None else len(arguments[0]) if arguments else length
+    try:
+        result = udf.function(*arguments)
+    except Exception as error:
+        if not spec.errors_to_null:
+            raise UdfRaised(_user_traceback(error)) from None
+        return ArrowResult(pa.nulls(length, return_type))
+    result = _as_result_array(result, kept, return_type)
+    if not spec.special_nulls and result.null_count:
+        raise UdfResultInvalid(
+            "returned NULL for a row whose arguments are all non-NULL, but null_handling is 'default'; "
+            "register it with null_handling='special' to return NULL"
+        )
+    if valid is not None:
+        # Put the results back in place; filtered-out rows become NULL.
+        positions = pc.subtract(pc.cumulative_sum(pc.cast(valid, pa.int64())), 1)
+        result = result.take(pc.if_else(valid, positions, pa.scalar(None, pa.int64())))
+    return ArrowResult(result)
+
+
+def serve(fd: int) -> None:
+    """Answer requests from the parent on ``fd`` until it says exit or goes away."""
+    import faulthandler
+
+    faulthandler.enable()  # a crash prints the worker's stack to stderr
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    os.set_inheritable(fd, False)
+    conn = connection.Connection(fd)
+    runtime = ProcessRuntime()
+    status = array("q", bytes(8 * STATUS_SLOTS))
+    status_view = memoryview(status)
+    inputs: _MappedRegion | None = None
+    outputs: _MappedRegion | None = None
+
+    def remap(region: _MappedRegion | None, name: str | None) -> _MappedRegion | None:
+        if name is None:
+            return region
+        if region is not None:
+            region.close()
+        return _MappedRegion(name)
+
+    def views(region: _MappedRegion, spans: Sequence[Any]) -> list[Any]:
+        return [None if span is None else region.view[span[0] : span[0] + span[1]] for span in spans]
+
+    def handle(message: tuple[Any, ...]) -> Any:
+        # The views made here die with this call, so a region can be
+        # replaced (closed) at the next request.
+        nonlocal inputs, outputs
+        command = message[0]
+        if command == "run":
+            _, udf_id, length, layout, output_spans, input_name, output_name = message
+            inputs = remap(inputs, input_name)
+            outputs = remap(outputs, output_name)
+            columns = [(spans[0], *views(inputs, spans[1:])) for spans in layout]
+            runtime.run((udf_id, length, columns, views(outputs, output_spans), status_view))
+            return status.tolist()
+        if command == "copy":
+            _, output_spans, output_name = message
+            outputs = remap(outputs, output_name)
+            runtime.copy_pending(views(outputs, output_spans))
+            return None
+        if command == "load":
+            return runtime.load(message[1], message[2])
+        if command == "unload":
+            return runtime.unload(message[1])
+        if command == "hello":
+            return os.getpid()
+        raise RuntimeError(f"unknown request {command!r}")
+
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent went away
+        if message[0] == "exit":
+            return
+        try:
+            reply: tuple[Any, ...] = ("ok", handle(message))
+        except Exception as error:
+            if isinstance(error, MemoryError) or isinstance(error.__context__, MemoryError):
+                # The process may be in no state to go on: report, then exit.
+                conn.send(("fatal", f"ran out of memory (MemoryError) while running a batch:\n{error}"))
+                os._exit(70)
+            reply = ("error", type(error).__name__, str(error), traceback.format_exc())
+        conn.send(reply)

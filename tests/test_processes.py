@@ -1,0 +1,276 @@
+"""The processes backend: arrow UDFs with numpy, per-worker state, worker crashes, shared-memory hygiene."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import numpy_udfs
+import pyarrow as pa
+import pytest
+import udf_module
+
+import duckdb_subinterp
+from duckdb_subinterp import BrokenPoolError, PoolTimeoutError, WorkerDiedError
+from duckdb_subinterp._processes import ProcessPool, _Region
+from duckdb_subinterp._registration import _dispatchers
+
+SHM_DIR = Path("/dev/shm")
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ProcessPool]:
+    with ProcessPool(2, timeout=60) as shared:
+        yield shared
+
+
+@pytest.fixture
+def region_names(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the name of every shared-memory region created during the test."""
+    names: list[str] = []
+    original = _Region.__init__
+
+    def recording(self: _Region, size: int) -> None:
+        original(self, size)
+        names.append(self.name)
+
+    monkeypatch.setattr(_Region, "__init__", recording)
+    return names
+
+
+def leftover(names: list[str]) -> list[str]:
+    return [name for name in names if (SHM_DIR / name.lstrip("/")).exists()]
+
+
+# ---------------------------------------------------------------------------
+# type="arrow": the same results as DuckDB's own arrow UDFs
+# ---------------------------------------------------------------------------
+
+ARROW_CASES = [
+    ("root", numpy_udfs.root_arrow, ["DOUBLE"], "DOUBLE", "CASE WHEN i % 7 = 0 THEN NULL ELSE i / 3 END"),
+    ("labels", numpy_udfs.labels_arrow, ["BIGINT"], "VARCHAR", "CASE WHEN i % 7 = 0 THEN NULL ELSE i END"),
+    ("table", numpy_udfs.table_arrow, ["INTEGER"], "INTEGER", "CASE WHEN i % 7 = 0 THEN NULL ELSE i::INTEGER END"),
+    ("by-value", lambda xs: xs.to_numpy() * 2, ["BIGINT"], "DOUBLE", "CASE WHEN i % 7 = 0 THEN NULL ELSE i END"),
+]
+
+
+@pytest.mark.parametrize("null_handling", ["default", "special"])
+@pytest.mark.parametrize(("name", "function", "parameters", "return_type", "expression"), ARROW_CASES,
+                         ids=[case[0] for case in ARROW_CASES])
+def test_arrow_udf_matches_duckdbs_arrow_udf(con, pool, name, function, parameters, return_type, expression,
+                                             null_handling):
+    if null_handling == "special" and name in ("root", "table", "by-value"):
+        expression = expression.replace("NULL", "1")  # these functions do not handle NULL themselves
+    con.execute(f"CREATE TABLE t AS SELECT i, ({expression})::{parameters[0]} AS x FROM range(5000) r(i)")
+    options = {"type": "arrow", "null_handling": null_handling}
+    con.create_function("reference", function, parameters, return_type, **options)
+    duckdb_subinterp.create_function(con, "mine", function, parameters, return_type, backend="processes",
+                                     pool=pool, **options)
+    rows = con.sql("SELECT reference(x), mine(x) FROM t ORDER BY i").fetchall()
+    assert [row[0] for row in rows] == [row[1] for row in rows]
+    assert any(row[0] is not None for row in rows)
+
+
+def test_arrow_udf_with_two_arguments(con, pool):
+    con.create_function("reference", numpy_udfs.scaled_arrow, ["DOUBLE", "DOUBLE"], "DOUBLE", type="arrow")
+    duckdb_subinterp.create_function(con, "mine", numpy_udfs.scaled_arrow, ["DOUBLE", "DOUBLE"], "DOUBLE",
+                                     type="arrow", backend="processes", pool=pool)
+    query = ("SELECT reference(a, b), mine(a, b) FROM (SELECT CASE WHEN i % 5 = 0 THEN NULL ELSE i END::DOUBLE a, "
+             "CASE WHEN i % 3 = 0 THEN NULL ELSE i / 2 END::DOUBLE b FROM range(4100) t(i))")
+    rows = con.sql(query).fetchall()
+    assert [row[0] for row in rows] == [row[1] for row in rows]
+
+
+def test_arrow_udf_errors_match_duckdbs(con, pool):
+    def wrong_length(xs):
+        return pa.array([1])
+
+    def boom(xs):
+        raise ValueError("no arrow today")
+
+    duckdb_subinterp.create_function(con, "short", wrong_length, ["BIGINT"], "BIGINT", type="arrow",
+                                     backend="processes", pool=pool)
+    with pytest.raises(duckdb.InvalidInputException, match=r"UDF 'short'.*returned 1 values for a batch of 3 rows"):
+        con.sql("SELECT short(i) FROM range(3) t(i)").fetchall()
+    duckdb_subinterp.create_function(con, "boom", boom, ["BIGINT"], "BIGINT", type="arrow", backend="processes",
+                                     pool=pool)
+    with pytest.raises(duckdb.InvalidInputException, match=r"UDF 'boom'.*ValueError: no arrow today"):
+        con.sql("SELECT boom(i) FROM range(3) t(i)").fetchall()
+    con.create_function("reference", boom, ["BIGINT"], "BIGINT", type="arrow", exception_handling="return_null")
+    duckdb_subinterp.create_function(con, "quiet", boom, ["BIGINT"], "BIGINT", type="arrow", backend="processes",
+                                     pool=pool, exception_handling="return_null")
+    assert con.sql("SELECT quiet(i), reference(i) FROM range(3) t(i)").fetchall() == [(None, None)] * 3
+
+
+@pytest.mark.parametrize(("start", "length"), [(0, 2048), (3, 2000), (1021, 5)])
+@pytest.mark.parametrize("sql_type", ["BOOLEAN", "INTEGER", "VARCHAR", "DATE"])
+def test_arrow_udf_sliced_input_round_trips(pool, sql_type, start, length):
+    values = {
+        "BOOLEAN": [None if i % 7 == 0 else i % 3 == 0 for i in range(3000)],
+        "INTEGER": [None if i % 7 == 0 else i * 13 - 20000 for i in range(3000)],
+        "VARCHAR": [None if i % 7 == 0 else "ü" * (i % 4) + f"s{i}" for i in range(3000)],
+        "DATE": [None if i % 7 == 0 else __import__("datetime").date(1990, 1, 1 + i % 28) for i in range(3000)],
+    }[sql_type]
+    con = duckdb.connect()
+    duckdb_subinterp.create_function(con, "ident", udf_module.identity, [sql_type], sql_type, type="arrow",
+                                     null_handling="special", backend="processes", pool=pool)
+    dispatcher = _dispatchers[(id(con), "ident")]
+    arrow_type = dispatcher.argument_types[0]
+    sliced = pa.array(values, type=arrow_type).slice(start, length)
+    assert dispatcher(pa.chunked_array([sliced])).to_pylist() == values[start : start + length]
+    con.close()
+
+
+def test_numpy_module_loads_by_reference(con, pool):
+    duckdb_subinterp.create_function(con, "root", "numpy_udfs:root", backend="processes", pool=pool)
+    assert con.sql("SELECT root(16.0)").fetchall() == [(4.0,)]
+
+
+# ---------------------------------------------------------------------------
+# Per-worker state
+# ---------------------------------------------------------------------------
+
+
+def test_class_udf_state_is_per_worker(con):
+    with ProcessPool(2, timeout=60) as pool:
+        duckdb_subinterp.create_function(con, "tick", udf_module.BatchCounter, ["BIGINT"], "VARCHAR",
+                                         type="vectorized", backend="processes", pool=pool)
+        rows = con.sql("SELECT DISTINCT tick(i) FROM range(20 * 2048) t(i)").fetchall()
+        batches = duckdb_subinterp.udf_stats(con, "tick")["batches"]
+    counts: dict[str, list[int]] = {}
+    for (label,) in rows:
+        pid, count = label.split(":")
+        counts.setdefault(pid, []).append(int(count))
+    # Each worker counted its own batches from 1: __init__ ran once per worker, never per batch.
+    assert 1 <= len(counts) <= 2
+    for seen in counts.values():
+        assert sorted(seen) == list(range(1, len(seen) + 1))
+    assert sum(len(seen) for seen in counts.values()) == batches >= 20
+
+
+# ---------------------------------------------------------------------------
+# Crashes: the query fails naming the UDF and the cause; the pool heals
+# ---------------------------------------------------------------------------
+
+
+CRASHES = [
+    (udf_module.segfault, WorkerDiedError, r"killed by signal SIGSEGV \(11\): a crash in native code"),
+    (udf_module.exit_three, WorkerDiedError, r"exited with code 3: .*os\._exit\(\)"),
+    (udf_module.kill_self, WorkerDiedError, r"killed by signal SIGKILL \(9\): .*out-of-memory killer"),
+    (udf_module.exhaust_memory, WorkerDiedError, r"ran out of memory \(MemoryError\)"),
+    (udf_module.system_exit, WorkerDiedError, r"exited with code 4"),
+]
+
+
+@pytest.fixture(scope="module")
+def crash_pool() -> Iterator[ProcessPool]:
+    # A short timeout: a crash that hangs instead fails the test in seconds.
+    with ProcessPool(1, timeout=20) as pool:
+        yield pool
+
+
+@pytest.mark.parametrize(("function", "error", "pattern"), CRASHES, ids=[case[0].__name__ for case in CRASHES])
+def test_crash_matrix(con, crash_pool, region_names, function, error, pattern):
+    duckdb_subinterp.create_function(con, "fragile", function, ["BIGINT"], "BIGINT", backend="processes",
+                                     pool=crash_pool)
+    with pytest.raises(duckdb.InvalidInputException) as raised:
+        con.sql("SELECT fragile(i) FROM range(10) t(i)").fetchall()
+    message = str(raised.value)
+    assert f"{error.__name__}: UDF 'fragile': worker process" in message
+    assert re.search(pattern, message), message
+    assert not leftover(region_names)
+    # The dead worker was replaced: the next query on the same pool works.
+    duckdb_subinterp.create_function(con, "fine", udf_module.add_one, backend="processes", pool=crash_pool)
+    assert con.sql("SELECT sum(fine(i)) FROM range(5000) t(i)").fetchall() == [(sum(range(1, 5001)),)]
+    assert crash_pool.started == 1
+
+
+def test_crash_while_loading_is_a_registration_error(con, crash_pool):
+    with pytest.raises(duckdb_subinterp.UDFRegistrationError, match=r"(?s)UDF 'dies'.*exited with code 5"):
+        duckdb_subinterp.create_function(con, "dies", udf_module.ExitOnInit, ["BIGINT"], "BIGINT",
+                                         backend="processes", pool=crash_pool)
+    duckdb_subinterp.create_function(con, "fine", udf_module.add_one, backend="processes", pool=crash_pool)
+    assert con.sql("SELECT fine(1)").fetchall() == [(2,)]
+
+
+def test_wedged_worker_is_killed_after_the_timeout(con):
+    with ProcessPool(1, timeout=1) as pool:
+        duckdb_subinterp.create_function(con, "stuck", udf_module.sleep_forever, backend="processes", pool=pool)
+        with pytest.raises(duckdb.InvalidInputException, match=r"PoolTimeoutError: UDF 'stuck'.*did not answer"):
+            con.sql("SELECT stuck(i) FROM range(1) t(i)").fetchall()
+        duckdb_subinterp.create_function(con, "fine", udf_module.add_one, backend="processes", pool=pool)
+        assert con.sql("SELECT fine(1)").fetchall() == [(2,)]
+
+
+def test_closed_pool_fails_queries_cleanly(con):
+    pool = ProcessPool(1)
+    duckdb_subinterp.create_function(con, "f", udf_module.add_one, backend="processes", pool=pool)
+    pool.close()
+    with pytest.raises(duckdb.InvalidInputException, match=r"BrokenPoolError: UDF 'f': its pool was closed"):
+        con.sql("SELECT f(i) FROM range(10) t(i)").fetchall()
+    assert issubclass(WorkerDiedError, BrokenPoolError) and issubclass(PoolTimeoutError, BrokenPoolError)
+
+
+# ---------------------------------------------------------------------------
+# Shared memory: owner-only, and nothing left behind
+# ---------------------------------------------------------------------------
+
+
+def test_regions_are_owner_only_and_unlinked_on_close():
+    region = _Region(1000)
+    path = SHM_DIR / region.name.lstrip("/")
+    assert path.stat().st_mode & 0o777 == 0o600
+    region.close()
+    assert not path.exists()
+
+
+def test_no_segment_outlives_the_pool(con, region_names):
+    with ProcessPool(2) as pool:
+        duckdb_subinterp.create_function(con, "widen", lambda s: s * 50, ["VARCHAR"], "VARCHAR",
+                                         backend="processes", pool=pool)
+        rows = con.sql("SELECT widen('ab' || i) FROM range(10000) t(i)").fetchall()
+        assert len(rows) == 10000 and rows[0][0].startswith("ab")
+        assert region_names  # outputs grew, so regions were replaced
+        assert not leftover(region_names)  # unlinked as soon as the worker mapped them
+    assert not leftover(region_names)
+
+
+def test_parent_exit_leaves_no_segment_and_no_warning(tmp_path):
+    script = textwrap.dedent(
+        """
+        import duckdb, duckdb_subinterp
+        from duckdb_subinterp import _processes
+        names = []
+        original = _processes._Region.__init__
+        def recording(self, size):
+            original(self, size)
+            names.append(self.name)
+        _processes._Region.__init__ = recording
+        con = duckdb.connect()
+        pool = duckdb_subinterp.ProcessPool(2)   # never closed: the exit must clean up
+        duckdb_subinterp.create_function(con, "f", lambda x: x + 1, ["BIGINT"], "BIGINT", backend="processes", pool=pool)
+        duckdb_subinterp.create_function(con, "g", lambda x: x + 1, ["BIGINT"], "BIGINT", backend="processes")
+        assert con.sql("SELECT sum(f(i)), sum(g(i)) FROM range(50000) t(i)").fetchall()
+        print(" ".join(names))
+        """
+    )
+    result = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True,
+                            timeout=60, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    names = result.stdout.split()
+    assert names and not leftover(names)
+    assert "resource_tracker" not in result.stderr and "Warning" not in result.stderr, result.stderr
+
+
+def test_default_pool_and_start_all():
+    pool = duckdb_subinterp.default_pool("processes")
+    assert isinstance(pool, ProcessPool)
+    pool.start_all()
+    assert pool.started == pool.size
+    assert pool.start_all() == 0  # already started
