@@ -284,7 +284,14 @@ class ProcessWorker(Worker):
                 self._conn.send(message)
             except OSError:
                 self._died()
-            reply = self._receive(self.timeout if timeout is None else timeout)
+            try:
+                reply = self._receive(self.timeout if timeout is None else timeout)
+            except BaseException:
+                # Interrupted (KeyboardInterrupt...) between request and reply:
+                # a late reply would answer the next request, so the worker
+                # is not used again.
+                self.broken = True
+                raise
         finally:
             # Whatever happened, the worker has mapped any region this message
             # named, or never will: the name is no longer needed.
