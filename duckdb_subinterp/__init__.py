@@ -20,6 +20,7 @@ from duckdb_subinterp._errors import (
     UnsupportedTypeError,
     WorkerDiedError,
 )
+from duckdb_subinterp._export import export
 from duckdb_subinterp._pool import WorkerPool
 from duckdb_subinterp._processes import ProcessPool
 from duckdb_subinterp._registration import BACKENDS, create_function, default_pool, remove_function, udf, udf_stats
@@ -42,6 +43,7 @@ __all__ = [
     "WorkerPool",
     "create_function",
     "default_pool",
+    "export",
     "remove_function",
     "udf",
     "udf_stats",

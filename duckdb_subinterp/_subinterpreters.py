@@ -40,9 +40,12 @@ _package = types.ModuleType("duckdb_subinterp")
 _package.__path__ = [_package_dir]
 sys.modules["duckdb_subinterp"] = _package
 sys.path[:] = list(_sys_path)
+# UDF modules decorate with @duckdb_subinterp.export; it is stdlib-only.
+from duckdb_subinterp._export import export as _export
+_package.export = _export
 from duckdb_subinterp._runtime import Runtime as _Runtime
 _rt = _Runtime()
-del _package, _package_dir, _sys_path
+del _package, _package_dir, _sys_path, _export
 """
 
 _RUN = compile("try:\n    _rt.run(_request)\nfinally:\n    del _request\n", "<duckdb_subinterp run>", "exec")

@@ -60,19 +60,17 @@ def collatz(x: int) -> int:
 
 
 def newton_sqrt(x: float) -> float:
-    """Heavy DOUBLE work (~6 us/row): square root by 180 Newton iterations."""
+    """Heavy DOUBLE work (~2 us/row): square root by 60 Newton iterations."""
     value = abs(x) + 1.0
     guess = value
-    for _ in range(180):
+    for _ in range(60):
         guess = 0.5 * (guess + value / guess)
     return guess
 
 
 def word_score(text: str) -> int:
-    """Heavy VARCHAR work (~8 us/row): a character-level score with branches."""
+    """Heavy VARCHAR work (~3 us/row on 30 characters): a character-level rolling score."""
     score = 0
-    for round_ in range(4):
-        for position, char in enumerate(text):
-            code = ord(char)
-            score = (score * 31 + code * (position + round_)) % 1_000_003
+    for position, char in enumerate(text):
+        score = (score * 31 + ord(char) * (position + 1)) % 1_000_003
     return score

@@ -27,6 +27,7 @@ def test_exported_surface():
         "WorkerPool",
         "create_function",
         "default_pool",
+        "export",
         "remove_function",
         "udf",
         "udf_stats",

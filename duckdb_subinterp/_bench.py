@@ -1,0 +1,917 @@
+"""The benchmark suite behind ``duckdb-subinterp bench``: every way to run a Python UDF, side by side.
+
+One run measures, on one DuckDB connection and one table:
+
+- throughput: the same UDFs (light, medium, heavy; over DOUBLE and VARCHAR;
+  plus a numpy arrow UDF) through DuckDB's own ``create_function`` (native
+  and arrow types), each pooled backend in ``BACKENDS``, and the workarounds
+  users write today (an arrow UDF farming batches to a ``ProcessPoolExecutor``
+  or, on 3.14+, an ``InterpreterPoolExecutor``), for every thread count;
+  each figure is repeated and the repetitions are interleaved, so a slow
+  moment of the machine hits every candidate alike;
+- the bare UDF loop in this interpreter (rows/s), which gives the parallel
+  efficiency: achieved rows/s / (threads x bare rows/s);
+- the dispatch overhead per 2048-row batch: identity UDFs minus DuckDB's own
+  arrow-UDF overhead for an identity arrow UDF;
+- start-up time and memory (USS and PSS, via psutil) per worker.
+
+Only duckdb, pyarrow, cloudpickle and psutil are required: without numpy the
+numpy workload is skipped, without matplotlib the plots, without tqdm the
+progress bar; each says so once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import psutil
+import pyarrow as pa
+
+from duckdb_subinterp import examples
+from duckdb_subinterp._baselines import InterpreterPoolUDF, ProcessPoolUDF, interpreter_pool_available, map_rows
+from duckdb_subinterp._registration import BACKENDS, create_function, udf_stats
+
+SCHEMA = "duckdb_subinterp.bench/1"
+BATCH_ROWS = 2048
+REFERENCE = "duckdb-native"  # speed-ups are against DuckDB's own native UDF (its arrow UDF for numpy)
+ACCEPTANCE_TARGET = 1.8
+BARE_SAMPLE_ROWS = 50_000
+
+_COLUMNS = {"DOUBLE": "d", "VARCHAR": "s", "BIGINT": "n"}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One UDF over one column; ``cost`` is light, medium or heavy."""
+
+    name: str
+    function: str  # "module:qualname", importable by every backend's workers
+    column_type: str
+    return_type: str
+    cost: str
+    udf_type: str = "native"
+
+    @property
+    def column(self) -> str:
+        return _COLUMNS[self.column_type]
+
+    def query(self, udf_name: str, source: str = "data") -> str:
+        call = f"{udf_name}({self.column})"
+        total = f"length({call})" if self.return_type == "VARCHAR" else call
+        return f"SELECT sum({total}) FROM {source}"
+
+    def callable(self) -> Callable[..., Any]:
+        module_name, _, qualname = self.function.partition(":")
+        module = __import__(module_name, fromlist=[qualname])
+        return getattr(module, qualname)
+
+
+WORKLOADS = [
+    Workload("light_double", "duckdb_subinterp.examples:scale", "DOUBLE", "DOUBLE", "light"),
+    Workload("medium_double", "duckdb_subinterp.examples:series", "DOUBLE", "DOUBLE", "medium"),
+    Workload("heavy_double", "duckdb_subinterp.examples:newton_sqrt", "DOUBLE", "DOUBLE", "heavy"),
+    Workload("light_varchar", "duckdb_subinterp.examples:slugify", "VARCHAR", "VARCHAR", "light"),
+    Workload("medium_varchar", "duckdb_subinterp.examples:digest", "VARCHAR", "VARCHAR", "medium"),
+    Workload("heavy_varchar", "duckdb_subinterp.examples:word_score", "VARCHAR", "BIGINT", "heavy"),
+    Workload("numpy_double", "duckdb_subinterp.numpy_examples:series_numpy", "DOUBLE", "DOUBLE", "numpy", "arrow"),
+]
+
+
+@dataclass
+class BenchConfig:
+    """What to measure; the defaults are the quick run (about a minute on 2 cores)."""
+
+    rows: int = 200_000
+    threads: list[int] = field(default_factory=lambda: list(range(1, (os.cpu_count() or 1) + 1)))
+    repeats: int = 3
+    workloads: list[str] = field(default_factory=lambda: [w.name for w in WORKLOADS])
+    dispatch_rows: int | None = None  # rows of the identity table; defaults to rows
+    machine: str = field(default_factory=lambda: platform.node() or "machine")
+    progress: bool = True
+
+    @property
+    def workers(self) -> int:
+        return max(self.threads)
+
+
+# ---------------------------------------------------------------------------
+# Candidates: one way each to run a UDF
+# ---------------------------------------------------------------------------
+
+
+class Unavailable(Exception):
+    """A candidate cannot run a workload here; the message says why."""
+
+
+def _row_loop_arrow_udf(function: Callable[..., Any], return_type: pa.DataType) -> Callable[..., pa.Array]:
+    """What users write for DuckDB's arrow type with a per-row Python function."""
+
+    def arrow_udf(*arguments: pa.ChunkedArray) -> pa.Array:
+        return pa.array(map_rows(function, [argument.to_pylist() for argument in arguments]), type=return_type)
+
+    return arrow_udf
+
+
+class Candidate:
+    """A way to register a workload's UDF on a connection."""
+
+    key: str
+    label: str
+    pooled = False  # runs on a duckdb_subinterp pool (start-up and dispatch are measured)
+
+    def unavailable_reason(self) -> str | None:
+        """Return why this candidate cannot run at all here, or None."""
+        return None
+
+    def register(self, con: duckdb.DuckDBPyConnection, name: str, workload: Workload, workers: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release pools and processes."""
+
+
+class DuckDBNative(Candidate):
+    key, label = "duckdb-native", "DuckDB create_function (native)"
+
+    def register(self, con: duckdb.DuckDBPyConnection, name: str, workload: Workload, workers: int) -> None:
+        if workload.udf_type != "native":
+            raise Unavailable("an arrow-type UDF has no native form")
+        con.create_function(name, workload.callable(), [workload.column_type], workload.return_type)
+
+
+class DuckDBArrow(Candidate):
+    key, label = "duckdb-arrow", "DuckDB create_function (arrow)"
+
+    def register(self, con: duckdb.DuckDBPyConnection, name: str, workload: Workload, workers: int) -> None:
+        function = workload.callable()
+        if workload.udf_type == "native":
+            function = _row_loop_arrow_udf(function, _arrow_type(workload.return_type))
+        con.create_function(name, function, [workload.column_type], workload.return_type, type="arrow")
+
+
+class PooledBackend(Candidate):
+    """One entry of ``BACKENDS`` that runs UDFs on a pool of workers."""
+
+    pooled = True
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self.key = backend
+        self.label = f"duckdb_subinterp backend={backend}"
+        self.pool: Any = None
+
+    def make_pool(self, workers: int) -> Any:
+        return BACKENDS[self.backend].pool_type(workers)
+
+    def register(self, con: duckdb.DuckDBPyConnection, name: str, workload: Workload, workers: int) -> None:
+        if workload.udf_type == "arrow" and not BACKENDS[self.backend].accepts_arrow_udfs:
+            raise Unavailable(f"backend={self.backend} cannot load numpy/pyarrow")
+        if self.pool is None:
+            self.pool = self.make_pool(workers)
+        create_function(
+            con,
+            name,
+            workload.function,
+            [workload.column_type],
+            workload.return_type,
+            type=workload.udf_type,
+            backend=self.backend,
+            pool=self.pool,
+        )
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+
+class ExecutorWorkaround(Candidate):
+    """An arrow UDF pickling each batch's lists to a ``concurrent.futures`` pool."""
+
+    udf_class: type[ProcessPoolUDF] = ProcessPoolUDF
+
+    def __init__(self) -> None:
+        self.udfs: list[ProcessPoolUDF] = []
+
+    def register(self, con: duckdb.DuckDBPyConnection, name: str, workload: Workload, workers: int) -> None:
+        reason = self.unavailable_reason()
+        if reason is not None:
+            raise Unavailable(reason)
+        if workload.udf_type != "native":
+            raise Unavailable("the workaround maps a per-row function")
+        udf = self.udf_class(workload.callable(), _arrow_type(workload.return_type), workers)
+        self.udfs.append(udf)
+        udf.warm_up()
+        con.create_function(name, udf, [workload.column_type], workload.return_type, type="arrow")
+
+    def close(self) -> None:
+        for udf in self.udfs:
+            udf.close()
+        self.udfs.clear()
+
+
+class ProcessPoolWorkaround(ExecutorWorkaround):
+    key, label = "process-pool", "arrow UDF + ProcessPoolExecutor (pickled lists)"
+
+
+class InterpreterPoolWorkaround(ExecutorWorkaround):
+    key, label = "interpreter-pool", "arrow UDF + InterpreterPoolExecutor (stdlib, 3.14+)"
+    udf_class = InterpreterPoolUDF
+
+    def unavailable_reason(self) -> str | None:
+        return interpreter_pool_available()
+
+
+def candidates() -> list[Candidate]:
+    """Every candidate, pooled backends taken from ``BACKENDS`` as they are registered."""
+    pooled = [PooledBackend(name) for name, backend in BACKENDS.items() if backend.pool_type is not None]
+    return [DuckDBNative(), DuckDBArrow(), *pooled, ProcessPoolWorkaround(), InterpreterPoolWorkaround()]
+
+
+def _arrow_type(duckdb_type: str) -> pa.DataType:
+    return {"DOUBLE": pa.float64(), "VARCHAR": pa.string(), "BIGINT": pa.int64()}[duckdb_type]
+
+
+# ---------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------
+
+
+def _timed(con: duckdb.DuckDBPyConnection, query: str) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = con.sql(query).fetchall()[0][0]
+    return time.perf_counter() - started, result
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        # Parallel sums of doubles add in a different order.
+        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9)
+    return a == b
+
+
+def _make_table(con: duckdb.DuckDBPyConnection, name: str, rows: int) -> None:
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {name} AS SELECT
+            i AS n,
+            i / 7.0 - 1000.0 AS d,
+            concat('Post ', i, ': ', ['The Quick Brown Fox', 'a lazy dog', 'Jumps Over It', 'Hello World'][i % 4 + 1],
+                   ' #', i % 977) AS s
+        FROM range({rows}) t(i)"""
+    )
+
+
+def _bare_us_per_row(con: duckdb.DuckDBPyConnection, workload: Workload, repeats: int) -> float:
+    """Time the UDF's own loop in this interpreter, without DuckDB: the best one core can do."""
+    sample = min(BARE_SAMPLE_ROWS, con.sql("SELECT count(*) FROM data").fetchall()[0][0])
+    function = workload.callable()
+    if workload.udf_type == "arrow":
+        table = con.sql(f"SELECT {workload.column} FROM data LIMIT {sample}").fetch_arrow_table()
+        batches = [table.column(0).slice(start, BATCH_ROWS) for start in range(0, sample, BATCH_ROWS)]
+
+        def loop() -> None:
+            for batch in batches:
+                function(batch)
+    else:
+        values = [row[0] for row in con.sql(f"SELECT {workload.column} FROM data LIMIT {sample}").fetchall()]
+
+        def loop() -> None:
+            for value in values:
+                function(value)
+
+    times = []
+    for _ in range(max(repeats, 3)):
+        started = time.perf_counter()
+        loop()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) / sample * 1e6
+
+
+def _memory() -> tuple[int, int]:
+    """USS and PSS of this process and its children, in bytes (PSS is USS where the OS has none)."""
+    uss = pss = 0
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            info = process.memory_full_info()
+        except (psutil.Error, OSError):
+            continue
+        uss += info.uss
+        pss += getattr(info, "pss", info.uss)
+    return uss, pss
+
+
+def _measure_startup(candidate: Candidate, workers: int) -> dict[str, Any]:
+    """Start a fresh pool of ``workers`` and report time and memory per worker."""
+    workload = Workload("identity", "duckdb_subinterp.examples:identity", "BIGINT", "BIGINT", "none")
+    con = duckdb.connect()
+    try:
+        uss_before, pss_before = _memory()
+        started = time.perf_counter()
+        if isinstance(candidate, PooledBackend):
+            pool = candidate.make_pool(workers)
+            try:
+                # create_function starts the first worker (it loads the UDF there);
+                # holding every worker checked out makes the pool start the others.
+                create_function(con, "identity", workload.function, backend=candidate.backend, pool=pool)
+                udf_id = _dispatcher_udf_id(con, "identity")
+                held = [pool.checkout(udf_id, "identity") for _ in range(workers)]
+                ready = time.perf_counter() - started
+                for worker in held:
+                    pool.checkin(worker)
+                uss_after, pss_after = _memory()
+                started_workers = pool.started
+            finally:
+                pool.close()
+        else:
+            udf = candidate.udf_class(examples.identity, pa.int64(), workers)  # type: ignore[attr-defined]
+            try:
+                udf.warm_up()
+                ready = time.perf_counter() - started
+                uss_after, pss_after = _memory()
+                started_workers = workers
+            finally:
+                udf.close()
+    finally:
+        con.close()
+    return {
+        "candidate": candidate.key,
+        "workers": started_workers,
+        "pool_ready_seconds": ready,
+        "seconds_per_worker": ready / started_workers,
+        "uss_per_worker_mib": (uss_after - uss_before) / started_workers / 2**20,
+        "pss_per_worker_mib": (pss_after - pss_before) / started_workers / 2**20,
+    }
+
+
+def _dispatcher_udf_id(con: duckdb.DuckDBPyConnection, name: str) -> int:
+    from duckdb_subinterp._registration import _dispatchers
+
+    return _dispatchers[(id(con), name)].udf_id
+
+
+def _progress(total: int, enabled: bool, description: str) -> Any:
+    if enabled:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            print("tqdm is not installed: no progress bar", file=sys.stderr)
+        else:
+            return tqdm(total=total, desc=description, unit="run", dynamic_ncols=True)
+
+    class _NoBar:
+        def update(self, n: int = 1) -> None:
+            pass
+
+        def set_postfix_str(self, text: str) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    return _NoBar()
+
+
+def _numpy_missing() -> str | None:
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return "numpy is not installed"
+    return None
+
+
+def run_benchmark(config: BenchConfig) -> dict[str, Any]:
+    """Run every measurement of ``config`` and return the results (the JSON document)."""
+    begun = time.time()
+    workloads = [w for w in WORKLOADS if w.name in config.workloads]
+    unknown = set(config.workloads) - {w.name for w in WORKLOADS}
+    if unknown:
+        raise ValueError(f"unknown workloads {sorted(unknown)}; choose from {[w.name for w in WORKLOADS]}")
+    numpy_reason = _numpy_missing()
+    skipped: list[dict[str, str]] = []
+    if numpy_reason is not None:
+        skipped += [{"workload": w.name, "candidate": "*", "reason": numpy_reason} for w in workloads if w.udf_type == "arrow"]
+        workloads = [w for w in workloads if w.udf_type != "arrow"]
+    all_candidates = candidates()
+    workers = config.workers
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar=false")
+    _make_table(con, "data", config.rows)
+    results: dict[str, Any] = {
+        "schema": SCHEMA,
+        "machine": describe_machine(config.machine),
+        "config": {**asdict(config), "batch_rows": BATCH_ROWS, "reference": REFERENCE},
+        "candidates": [
+            {"key": c.key, "label": c.label, "available": c.unavailable_reason() is None, "reason": c.unavailable_reason()}
+            for c in all_candidates
+        ],
+        "workloads": [],
+        "runs": [],
+        "skipped": skipped,
+    }
+    try:
+        # Register every (workload, candidate) once; workers start here, not in timed runs.
+        registered: list[tuple[Workload, Candidate, str]] = []
+        for workload in workloads:
+            for candidate in all_candidates:
+                name = f"{workload.name}__{candidate.key.replace('-', '_')}"
+                try:
+                    candidate.register(con, name, workload, workers)
+                except Unavailable as reason:
+                    skipped.append({"workload": workload.name, "candidate": candidate.key, "reason": str(reason)})
+                    continue
+                registered.append((workload, candidate, name))
+            results["workloads"].append(
+                {**asdict(workload), "bare_us_per_row": _bare_us_per_row(con, workload, config.repeats)}
+            )
+        con.execute(f"SET threads={workers}")
+        warm_rows = min(config.rows, BATCH_ROWS * workers * 4)
+        for workload, _, name in registered:
+            con.sql(workload.query(name, f"(SELECT * FROM data LIMIT {warm_rows})")).fetchall()
+
+        dispatch_plan = _dispatch_plan(con, all_candidates, workers, config.dispatch_rows or config.rows)
+        total = config.repeats * len(config.threads) * (len(registered) + len(dispatch_plan))
+        bar = _progress(total, config.progress, f"bench {config.rows:,} rows")
+        references: dict[str, Any] = {}
+        try:
+            for repeat in range(config.repeats):
+                for threads in config.threads:
+                    con.execute(f"SET threads={threads}")
+                    for workload, candidate, name in registered:
+                        bar.set_postfix_str(f"{workload.name} {candidate.key} threads={threads}")
+                        seconds, value = _timed(con, workload.query(name))
+                        reference = references.setdefault(workload.name, value)
+                        results["runs"].append(
+                            {
+                                "workload": workload.name,
+                                "candidate": candidate.key,
+                                "threads": threads,
+                                "repeat": repeat,
+                                "seconds": seconds,
+                                "rows": config.rows,
+                                "matches_reference": _same(value, reference),
+                            }
+                        )
+                        bar.update()
+                    for entry in dispatch_plan:
+                        bar.set_postfix_str(f"dispatch {entry['candidate']} threads={threads}")
+                        seconds, _ = _timed(con, entry["query"])
+                        results["runs"].append(
+                            {
+                                "workload": "dispatch",
+                                "candidate": entry["candidate"],
+                                "udf": entry["udf"],
+                                "threads": threads,
+                                "repeat": repeat,
+                                "seconds": seconds,
+                                "rows": entry["rows"],
+                                "matches_reference": True,
+                            }
+                        )
+                        bar.update()
+        finally:
+            bar.close()
+        results["udf_stats"] = {
+            name: udf_stats(con, name) for _, candidate, name in registered if candidate.pooled
+        }
+    finally:
+        con.close()
+        for candidate in all_candidates:
+            candidate.close()
+    results["startup"] = [
+        _measure_startup(c, workers)
+        for c in all_candidates
+        if (c.pooled or isinstance(c, ExecutorWorkaround)) and c.unavailable_reason() is None
+    ]
+    results["machine"]["duration_seconds"] = time.time() - begun
+    summarize(results)
+    return results
+
+
+def _dispatch_plan(
+    con: duckdb.DuckDBPyConnection, all_candidates: Sequence[Candidate], workers: int, rows: int
+) -> list[dict[str, Any]]:
+    """Register the identity UDFs on BIGINT whose times give the per-batch dispatch overhead."""
+    _make_table(con, "numbers", rows)
+    plan = []
+    con.create_function("identity__duckdb_arrow", lambda x: x, ["BIGINT"], "BIGINT", type="arrow")
+    plan.append({"candidate": "duckdb-arrow", "udf": "identity (arrow)", "name": "identity__duckdb_arrow"})
+    con.create_function("identity__duckdb_native", examples.identity, ["BIGINT"], "BIGINT")
+    plan.append({"candidate": "duckdb-native", "udf": "identity (native)", "name": "identity__duckdb_native"})
+    for candidate in all_candidates:
+        if not isinstance(candidate, PooledBackend):
+            continue
+        for udf_type, function in (("vectorized", "identity_batch"), ("native", "identity")):
+            name = f"identity__{candidate.key}_{udf_type}"
+            if candidate.pool is None:
+                candidate.pool = candidate.make_pool(workers)
+            create_function(
+                con,
+                name,
+                f"duckdb_subinterp.examples:{function}",
+                ["BIGINT"],
+                "BIGINT",
+                type=udf_type,
+                backend=candidate.backend,
+                pool=candidate.pool,
+            )
+            plan.append({"candidate": candidate.key, "udf": f"identity ({udf_type})", "name": name})
+    for entry in plan:
+        entry["query"] = f"SELECT sum({entry['name']}(n)) FROM numbers"
+        entry["rows"] = rows
+        con.sql(f"SELECT sum({entry['name']}(n)) FROM (SELECT * FROM numbers LIMIT {BATCH_ROWS * workers * 4})").fetchall()
+    return plan
+
+
+def describe_machine(name: str) -> dict[str, Any]:
+    """Say what the figures were taken on."""
+    versions = {}
+    for package in ("duckdb", "pyarrow", "numpy", "cloudpickle", "psutil"):
+        try:
+            versions[package] = __import__(package).__version__
+        except ImportError:
+            versions[package] = None
+    return {
+        "name": name,
+        "cores": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "versions": versions,
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ---------------------------------------------------------------------------
+# Summaries: medians and spreads, speed-ups, efficiency, overhead, acceptance
+# ---------------------------------------------------------------------------
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def summarize(results: dict[str, Any]) -> None:
+    """Add ``summary``, ``dispatch_overhead`` and ``acceptance`` to ``results`` from its raw runs."""
+    bare = {w["name"]: w["bare_us_per_row"] for w in results["workloads"]}
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for run in results["runs"]:
+        if run["workload"] != "dispatch":
+            groups.setdefault((run["workload"], run["candidate"], run["threads"]), []).append(run)
+    medians = {key: statistics.median(r["seconds"] for r in runs) for key, runs in groups.items()}
+    summary = []
+    for (workload, candidate, threads), runs in groups.items():
+        seconds = _spread([r["seconds"] for r in runs])
+        rows = runs[0]["rows"]
+        rows_per_second = rows / seconds["median"]
+        # An arrow-only workload (numpy) has no native form: DuckDB's arrow UDF is its reference.
+        reference = medians.get((workload, REFERENCE, threads), medians.get((workload, "duckdb-arrow", threads)))
+        summary.append(
+            {
+                "workload": workload,
+                "candidate": candidate,
+                "threads": threads,
+                "seconds": seconds,
+                "rows_per_second": rows_per_second,
+                "speedup_vs_reference": reference / seconds["median"] if reference else None,
+                # The best N cores could do is N times the bare loop in one interpreter.
+                "parallel_efficiency": rows_per_second / (threads * 1e6 / bare[workload]),
+                "all_results_match": all(r["matches_reference"] for r in runs),
+            }
+        )
+    results["summary"] = summary
+    results["dispatch_overhead"] = _dispatch_overhead(results["runs"])
+    results["acceptance"] = _acceptance(results)
+
+
+def _dispatch_overhead(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str, int], list[float]] = {}
+    rows: dict[int, int] = {}
+    for run in runs:
+        if run["workload"] == "dispatch":
+            groups.setdefault((run["candidate"], run["udf"], run["threads"]), []).append(run["seconds"])
+            rows[run["threads"]] = run["rows"]
+    overhead = []
+    for (candidate, udf, threads), seconds in groups.items():
+        baseline = groups.get(("duckdb-arrow", "identity (arrow)", threads))
+        if baseline is None:
+            continue
+        batches = math.ceil(rows[threads] / BATCH_ROWS)
+        base = statistics.median(baseline)
+        per_batch = [(s - base) / batches * 1e6 for s in seconds]
+        overhead.append(
+            {
+                "candidate": candidate,
+                "udf": udf,
+                "threads": threads,
+                "seconds": _spread(seconds),
+                "us_per_batch_over_duckdb_arrow": _spread(per_batch),
+            }
+        )
+    return overhead
+
+
+def _acceptance(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Heavy UDFs at SET threads=2: subinterpreters against DuckDB's own create_function."""
+    threads = 2 if 2 in results["config"]["threads"] else max(results["config"]["threads"])
+    entries = {(s["workload"], s["candidate"], s["threads"]): s for s in results["summary"]}
+    accepted = []
+    for workload in results["workloads"]:
+        if workload["cost"] != "heavy":
+            continue
+        ours = entries.get((workload["name"], "subinterpreters", threads))
+        theirs = entries.get((workload["name"], REFERENCE, threads))
+        if ours is None or theirs is None:
+            continue
+        ratio = theirs["seconds"]["median"] / ours["seconds"]["median"]
+        accepted.append(
+            {
+                "workload": workload["name"],
+                "threads": threads,
+                "rows": results["config"]["rows"],
+                "duckdb_seconds": theirs["seconds"]["median"],
+                "subinterpreters_seconds": ours["seconds"]["median"],
+                "ratio": ratio,
+                "target": ACCEPTANCE_TARGET,
+                "meets_target": ratio >= ACCEPTANCE_TARGET,
+            }
+        )
+    return accepted
+
+
+# ---------------------------------------------------------------------------
+# Reports: JSON, Markdown, PNG
+# ---------------------------------------------------------------------------
+
+
+def _label(results: dict[str, Any], key: str) -> str:
+    return next((c["label"] for c in results["candidates"] if c["key"] == key), key)
+
+
+def _candidate_order(results: dict[str, Any]) -> list[str]:
+    return [c["key"] for c in results["candidates"]]
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    """Render the results as Markdown: machine, headline, acceptance, full tables."""
+    machine = results["machine"]
+    config = results["config"]
+    versions = machine["versions"]
+    top = max(config["threads"])
+    lines = [
+        f"# duckdb_subinterp benchmark: {machine['name']}",
+        "",
+        f"- Machine: {machine['cores']} cores, {machine['cpu_model']}, {machine['memory_gib']} GiB, {machine['platform']}",
+        f"- Python {machine['python']}; duckdb {versions['duckdb']}, pyarrow {versions['pyarrow']}, numpy {versions['numpy']}",
+        f"- {config['rows']:,} rows per query; SET threads in {config['threads']}; {config['repeats']} repeats, "
+        "interleaved; median (min-max) shown",
+        f"- Started {machine['started_at']}, took {machine.get('duration_seconds', 0) / 60:.1f} min",
+        "",
+    ]
+    acceptance = results["acceptance"]
+    if acceptance:
+        lines += ["## Acceptance: heavy UDF, subinterpreters vs DuckDB's own create_function", ""]
+        for entry in acceptance:
+            verdict = "meets" if entry["meets_target"] else "MISSES"
+            lines.append(
+                f"- {entry['workload']}, {entry['rows']:,} rows, SET threads={entry['threads']}: "
+                f"DuckDB {entry['duckdb_seconds']:.2f} s, subinterpreters {entry['subinterpreters_seconds']:.2f} s: "
+                f"**{entry['ratio']:.2f}x** ({verdict} the {entry['target']}x target)"
+            )
+        lines.append("")
+    lines += [headline_table(results), ""]
+    lines += [f"## Throughput (M rows/s) and speed-up vs DuckDB native, all thread counts", ""]
+    lines += [
+        "| workload | bare us/row | candidate | threads | seconds | M rows/s | speed-up | efficiency | same result |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    bare = {w["name"]: w["bare_us_per_row"] for w in results["workloads"]}
+    order = _candidate_order(results)
+    for entry in sorted(
+        results["summary"], key=lambda s: (s["workload"], order.index(s["candidate"]), s["threads"])
+    ):
+        seconds = entry["seconds"]
+        speedup = entry["speedup_vs_reference"]
+        lines.append(
+            f"| {entry['workload']} | {bare[entry['workload']]:.2f} | {_label(results, entry['candidate'])} | "
+            f"{entry['threads']} | {seconds['median']:.3f} ({seconds['min']:.3f}-{seconds['max']:.3f}) | "
+            f"{entry['rows_per_second'] / 1e6:.2f} | {'-' if speedup is None else f'{speedup:.2f}x'} | "
+            f"{entry['parallel_efficiency']:.0%} | {'yes' if entry['all_results_match'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        "Efficiency: achieved rows/s / (threads x rows/s of the bare UDF loop in one interpreter).",
+        "",
+        "## Dispatch overhead per 2048-row batch (identity UDF on BIGINT minus DuckDB's identity arrow UDF)",
+        "",
+        "| candidate | UDF | threads | us per batch |",
+        "|---|---|---:|---:|",
+    ]
+    for entry in sorted(results["dispatch_overhead"], key=lambda e: (order.index(e["candidate"]), e["udf"], e["threads"])):
+        us = entry["us_per_batch_over_duckdb_arrow"]
+        lines.append(
+            f"| {_label(results, entry['candidate'])} | {entry['udf']} | {entry['threads']} | "
+            f"{us['median']:.1f} ({us['min']:.1f} to {us['max']:.1f}) |"
+        )
+    lines += [
+        "",
+        f"## Start-up and memory per worker (pools of {top})",
+        "",
+        "| candidate | pool ready (s) | s per worker | USS per worker (MiB) | PSS per worker (MiB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for entry in results["startup"]:
+        lines.append(
+            f"| {_label(results, entry['candidate'])} | {entry['pool_ready_seconds']:.3f} | "
+            f"{entry['seconds_per_worker']:.3f} | {entry['uss_per_worker_mib']:.1f} | {entry['pss_per_worker_mib']:.1f} |"
+        )
+    lines += [
+        "",
+        "Our pools start workers one after another (the times add up); the executor workarounds start them "
+        "concurrently. Memory counts this process and its child processes (USS: memory no other process shares; "
+        "PSS: shared pages split among sharers).",
+    ]
+    missing = [c for c in results["candidates"] if not c["available"]]
+    if missing or results["skipped"]:
+        lines += ["", "## Not measured", ""]
+        lines += [f"- {c['label']}: {c['reason']}" for c in missing]
+        lines += [
+            f"- {s['workload']} on {s['candidate']}: {s['reason']}"
+            for s in results["skipped"]
+            if s["candidate"] not in {c["key"] for c in missing}
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def headline_table(results: dict[str, Any]) -> str:
+    """Markdown table: M rows/s (speed-up vs DuckDB native) per workload and candidate at the most threads."""
+    top = max(results["config"]["threads"])
+    entries = {(s["workload"], s["candidate"]): s for s in results["summary"] if s["threads"] == top}
+    keys = [k for k in _candidate_order(results) if any(c == k for _, c in entries)]
+    lines = [
+        f"## Headline: M rows/s (speed-up vs DuckDB native) at SET threads={top}, {results['config']['rows']:,} rows",
+        "",
+        "| workload | bare us/row | " + " | ".join(_label(results, k) for k in keys) + " |",
+        "|---|---:|" + "---:|" * len(keys),
+    ]
+    for workload in results["workloads"]:
+        cells = []
+        for key in keys:
+            entry = entries.get((workload["name"], key))
+            if entry is None:
+                cells.append("n/a")
+                continue
+            speedup = entry["speedup_vs_reference"]
+            cells.append(f"{entry['rows_per_second'] / 1e6:.2f}" + ("" if speedup is None else f" ({speedup:.2f}x)"))
+        lines.append(f"| {workload['name']} | {workload['bare_us_per_row']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_throughput(results: dict[str, Any], figure: Any = None) -> Any:
+    """Draw M rows/s against SET threads, one panel per workload, one line per candidate."""
+    import matplotlib.pyplot as plt
+
+    workloads = [w["name"] for w in results["workloads"]]
+    columns = min(4, len(workloads))
+    rows = math.ceil(len(workloads) / columns)
+    figure = figure or plt.figure(figsize=(4 * columns, 3.2 * rows))
+    order = _candidate_order(results)
+    for index, workload in enumerate(workloads):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        for key in order:
+            points = sorted((s["threads"], s) for s in results["summary"] if s["workload"] == workload and s["candidate"] == key)
+            if not points:
+                continue
+            threads = [t for t, _ in points]
+            rate = [s["rows_per_second"] / 1e6 for _, s in points]
+            # rows/s is inversely proportional to seconds: the slowest repeat gives the low end.
+            low = [max(0.0, r - r * s["seconds"]["median"] / s["seconds"]["max"]) for r, (_, s) in zip(rate, points)]
+            high = [max(0.0, r * s["seconds"]["median"] / s["seconds"]["min"] - r) for r, (_, s) in zip(rate, points)]
+            axes.errorbar(threads, rate, yerr=[low, high], marker="o", capsize=3, label=_label(results, key))
+        axes.set_title(workload)
+        axes.set_xlabel("SET threads")
+        axes.set_ylabel("M rows/s")
+        axes.set_xticks(sorted(results["config"]["threads"]))
+        axes.set_ylim(bottom=0)
+    handles, labels = figure.axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize="small")
+    figure.suptitle(f"Throughput vs threads ({results['machine']['name']}, {results['config']['rows']:,} rows)")
+    figure.tight_layout(rect=(0, 0.1, 1, 0.95))
+    return figure
+
+
+def plot_speedup_vs_cost(results: dict[str, Any], figure: Any = None) -> Any:
+    """Draw the speed-up over DuckDB native against the UDF's cost per row, at the most threads."""
+    import matplotlib.pyplot as plt
+
+    figure = figure or plt.figure(figsize=(7, 4.5))
+    axes = figure.add_subplot(1, 1, 1)
+    top = max(results["config"]["threads"])
+    bare = {w["name"]: w["bare_us_per_row"] for w in results["workloads"]}
+    for key in _candidate_order(results):
+        points = sorted(
+            (bare[s["workload"]], s["speedup_vs_reference"])
+            for s in results["summary"]
+            if s["candidate"] == key and s["threads"] == top and s["speedup_vs_reference"] is not None
+        )
+        if points:
+            axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=_label(results, key))
+    axes.axhline(1.0, color="grey", linewidth=0.8)
+    axes.set_xscale("log")
+    axes.set_xlabel("UDF cost (us per row, bare loop in one interpreter)")
+    axes.set_ylabel(f"speed-up vs DuckDB native (SET threads={top})")
+    axes.set_title(f"Speed-up vs UDF cost ({results['machine']['name']}, {top} threads)")
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def plot_startup_memory(results: dict[str, Any], figure: Any = None) -> Any:
+    """Draw start-up seconds and USS/PSS MiB per worker for each pooled candidate."""
+    import matplotlib.pyplot as plt
+
+    figure = figure or plt.figure(figsize=(10, 3.8))
+    entries = results["startup"]
+    labels = [_label(results, e["candidate"]) for e in entries]
+    positions = range(len(entries))
+    left = figure.add_subplot(1, 2, 1)
+    left.barh(list(positions), [e["seconds_per_worker"] * 1000 for e in entries])
+    left.set_yticks(list(positions), labels, fontsize="small")
+    left.set_xlabel("start-up ms per worker")
+    right = figure.add_subplot(1, 2, 2)
+    width = 0.4
+    right.barh([p - width / 2 for p in positions], [e["uss_per_worker_mib"] for e in entries], width, label="USS")
+    right.barh([p + width / 2 for p in positions], [e["pss_per_worker_mib"] for e in entries], width, label="PSS")
+    right.set_yticks(list(positions), [""] * len(entries))
+    right.set_xlabel("MiB per worker")
+    right.legend(fontsize="small")
+    figure.suptitle(f"Start-up time and memory per worker ({results['machine']['name']})")
+    figure.tight_layout()
+    return figure
+
+
+PLOTS = {
+    "throughput_vs_threads.png": plot_throughput,
+    "speedup_vs_cost.png": plot_speedup_vs_cost,
+    "startup_memory.png": plot_startup_memory,
+}
+
+
+def write_reports(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write results.json, results.md and the PNG plots (skipped, with a message, without matplotlib)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "results.json", out_dir / "results.md"]
+    written[0].write_text(json.dumps(results, indent=1) + "\n")
+    written[1].write_text(markdown_report(results))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: plots skipped", file=sys.stderr)
+        return written
+    for filename, plot in PLOTS.items():
+        figure = plot(results)
+        figure.savefig(out_dir / filename, dpi=110)
+        plt.close(figure)
+        written.append(out_dir / filename)
+    return written
+
+
+def print_summary(results: dict[str, Any], out: Any = sys.stdout) -> None:
+    """Print the headline table and the acceptance ratio."""
+    print(headline_table(results), file=out)
+    for entry in results["acceptance"]:
+        print(
+            f"\nheavy UDF {entry['workload']} on {entry['rows']:,} rows, SET threads={entry['threads']}: "
+            f"subinterpreters vs DuckDB create_function = {entry['ratio']:.2f}x (target {entry['target']}x)",
+            file=out,
+        )
+    mismatched = [s for s in results["summary"] if not s["all_results_match"]]
+    for entry in mismatched:
+        print(f"RESULT MISMATCH: {entry['workload']} on {entry['candidate']}", file=out)

@@ -1,0 +1,53 @@
+"""``@export``: mark module functions as UDFs, registered by ``duckdb-subinterp sql -m module``.
+
+Standard library only: a UDF module that uses ``@duckdb_subinterp.export`` is
+imported inside per-GIL interpreters too, where the package is a bare object
+that exposes this decorator and nothing that needs duckdb.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+EXPORT_ATTRIBUTE = "__duckdb_subinterp_export__"
+
+
+def export(
+    function: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    parameters: Any = None,
+    return_type: Any = None,
+    **options: Any,
+) -> Any:
+    """Mark a function (no connection needed) as a UDF for ``duckdb-subinterp sql -m module``.
+
+    ``@export`` or ``@export(name=..., parameters=..., return_type=..., type=...,
+    null_handling=...)``: the options of ``create_function``. The function is
+    returned unchanged; nothing is registered until a connection asks.
+    """
+
+    def mark(target: Callable[..., Any]) -> Callable[..., Any]:
+        if not callable(target):
+            raise TypeError(f"@duckdb_subinterp.export marks functions or UDF classes, got {target!r}")
+        setattr(
+            target,
+            EXPORT_ATTRIBUTE,
+            {"name": name or target.__name__, "parameters": parameters, "return_type": return_type, **options},
+        )
+        return target
+
+    return mark(function) if function is not None else mark
+
+
+def exported_functions(module: ModuleType) -> list[tuple[Callable[..., Any], dict[str, Any]]]:
+    """Return the functions of ``module`` marked with ``@export``, with their options."""
+    found = []
+    for value in vars(module).values():
+        options = getattr(value, EXPORT_ATTRIBUTE, None) if callable(value) else None
+        if isinstance(options, dict) and all(value is not seen for seen, _ in found):
+            found.append((value, options))
+    return found
