@@ -43,11 +43,19 @@ from collections.abc import Sequence
 from multiprocessing import connection
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from duckdb_subinterp._errors import PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
-from duckdb_subinterp._runtime import STATUS_SLOTS, LoadedUdf, Runtime, UdfRaised, UdfResultInvalid, _user_traceback
+from duckdb_subinterp._runtime import (
+    STATUS_SLOTS,
+    LoadedUdf,
+    Runtime,
+    UdfLoadFailed,
+    UdfRaised,
+    UdfResultInvalid,
+    _user_traceback,
+)
 
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
 START_TIMEOUT = 60.0  # a worker that is not ready by then is reported, not waited for
@@ -83,6 +91,55 @@ _SIGNAL_CAUSES = {
 
 def _align(size: int) -> int:
     return (size + _ALIGNMENT - 1) // _ALIGNMENT * _ALIGNMENT
+
+
+class _Span(NamedTuple):
+    """Where one buffer of a column lies in the input region."""
+
+    start: int
+    nbytes: int
+
+
+class _Packer:
+    """Collect a batch's buffers, placing each one after the other (aligned) in the input region."""
+
+    def __init__(self) -> None:
+        self.sources: list[memoryview] = []
+        self.size = 0
+
+    def pack(self, column: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Replace the column tree's memoryviews by spans; everything else is relayed as it is."""
+        packed: list[Any] = []
+        for item in column:
+            if isinstance(item, memoryview):
+                raw = item if item.format == "B" else item.cast("B")
+                packed.append(_Span(self.size, raw.nbytes))
+                self.sources.append(raw)
+                self.size += _align(raw.nbytes)
+            elif type(item) is tuple:
+                packed.append(self.pack(item))
+            else:
+                packed.append(item)
+        return tuple(packed)
+
+    def copy_into(self, region: memoryview) -> None:
+        start = 0
+        for raw in self.sources:
+            region[start : start + raw.nbytes] = raw
+            start += _align(raw.nbytes)
+
+
+def _unpack_column(column: tuple[Any, ...], region: memoryview) -> tuple[Any, ...]:
+    """Rebuild a column tree over the input region (read-only views)."""
+    unpacked: list[Any] = []
+    for item in column:
+        if type(item) is _Span:
+            unpacked.append(region[item.start : item.start + item.nbytes].toreadonly())
+        elif type(item) is tuple:
+            unpacked.append(_unpack_column(item, region))
+        else:
+            unpacked.append(item)
+    return tuple(unpacked)
 
 
 def _layout(sizes: Sequence[int]) -> tuple[list[tuple[int, int]], int]:
@@ -191,27 +248,12 @@ class ProcessWorker(Worker):
 
     def run(self, request: tuple[Any, ...]) -> Sequence[int]:
         udf_id, length, columns, outputs = request
-        # The arguments' buffers, packed one after the other into the input region.
-        sources: list[memoryview] = []
-        layout: list[tuple[Any, ...]] = []
-        position = 0
-        for offset, *buffers in columns:
-            spans: list[Any] = [offset]
-            for buffer in buffers:
-                if buffer is None:
-                    spans.append(None)
-                    continue
-                raw = buffer.cast("B") if buffer.format != "B" else buffer
-                spans.append((position, raw.nbytes))
-                sources.append(raw)
-                position += _align(raw.nbytes)
-            layout.append(tuple(spans))
-        fresh_inputs = self._ensure_inputs(position)
-        region = self._inputs.view
-        start = 0
-        for raw in sources:
-            region[start : start + raw.nbytes] = raw
-            start += _align(raw.nbytes)
+        # Every buffer of every column (children included) is copied into the
+        # input region and replaced by its span in the request.
+        packer = _Packer()
+        layout = [packer.pack(column) for column in columns]
+        fresh_inputs = self._ensure_inputs(packer.size)
+        packer.copy_into(self._inputs.view)
         fresh_outputs = self._ensure_outputs([view.nbytes for view in outputs])
         status = self._request(("run", udf_id, length, layout, self._output_spans, fresh_inputs, fresh_outputs))
         # status[1:] holds the result's sizes, validity first; any further
@@ -381,6 +423,19 @@ class _MappedRegion:
 class ProcessRuntime(Runtime):
     """The interpreters' ``Runtime``, plus ``type="arrow"`` UDFs through pyarrow."""
 
+    def load(self, udf_id: int, spec: tuple[Any, ...]) -> None:
+        super().load(udf_id, spec)
+        loaded = self.udfs[udf_id].spec
+        if loaded.kind == "arrow":
+            # Refuse types arrow UDFs cannot take here at registration, not at the first batch.
+            try:
+                for descriptor in loaded.arg_descriptors:
+                    _arrow_type(descriptor, argument=True)
+                _arrow_type(loaded.return_descriptor, argument=False)
+            except BaseException:
+                self.unload(udf_id)
+                raise
+
     def compute(self, udf_id: int, length: int, columns: Sequence[tuple[Any, ...]]) -> Any:
         udf = self.udfs[udf_id]
         if udf.spec.kind != "arrow":
@@ -388,29 +443,25 @@ class ProcessRuntime(Runtime):
         return compute_arrow(udf, length, columns)
 
 
-def _arrow_type(descriptor: tuple[Any, ...]) -> Any:
-    """Return the pyarrow type of a codec descriptor (the layout DuckDB exports)."""
-    import pyarrow as pa
+# Kinds whose Arrow layout an arrow UDF gets as DuckDB hands it over; the
+# nested and dictionary kinds are not rebuilt from raw buffers here yet.
+_ARROW_ARGUMENT_KINDS = frozenset(
+    {"number", "bool", "int128", "decimal", "utf8", "binary", "date32", "time64", "timestamp", "interval"}
+)
+
+
+def _arrow_type(descriptor: tuple[Any, ...], *, argument: bool) -> Any:
+    """Return the pyarrow type of a codec descriptor, or refuse the kinds arrow UDFs cannot take yet."""
+    from duckdb_subinterp._arrow import result_arrow_type  # imports pyarrow and duckdb: arrow UDFs only
 
     kind = descriptor[0]
-    if kind == "number":
-        return {
-            "b": pa.int8(), "h": pa.int16(), "i": pa.int32(), "q": pa.int64(),
-            "B": pa.uint8(), "H": pa.uint16(), "I": pa.uint32(), "Q": pa.uint64(),
-            "f": pa.float32(), "d": pa.float64(),
-        }[descriptor[1]]
-    if kind == "bool":
-        return pa.bool_()
-    if kind in ("utf8", "binary"):
-        large = descriptor[1] == "q"
-        if kind == "utf8":
-            return pa.large_string() if large else pa.string()
-        return pa.large_binary() if large else pa.binary()
-    if kind == "date32":
-        return pa.date32()
-    if kind == "timestamp":
-        return pa.timestamp(descriptor[1])
-    raise UdfResultInvalid(f"type {descriptor!r} cannot be handed to an arrow UDF yet")
+    nested = kind in ("list", "array", "struct", "map")
+    if nested or (argument and (kind not in _ARROW_ARGUMENT_KINDS or (kind == "int128" and not descriptor[1]))):
+        raise UdfLoadFailed(
+            f"type kind {kind!r} is not supported by type='arrow' UDFs on the processes backend yet; "
+            "use type='native' or 'vectorized', or backend='inline'"
+        )
+    return result_arrow_type(descriptor)
 
 
 def _arrow_column(arrow_type: Any, length: int, column: tuple[Any, ...]) -> Any:
@@ -418,6 +469,8 @@ def _arrow_column(arrow_type: Any, length: int, column: tuple[Any, ...]) -> Any:
     import pyarrow as pa
 
     offset, validity, *buffers = column
+    if buffers and isinstance(buffers[-1], str):  # a time zone rides along with TIMESTAMPTZ
+        arrow_type = pa.timestamp(arrow_type.unit, tz=buffers.pop())
     wrapped = [pa.py_buffer(view if view is not None else b"") for view in buffers]
     array = pa.Array.from_buffers(
         arrow_type, length, [None if validity is None else pa.py_buffer(validity), *wrapped], offset=offset
@@ -429,6 +482,7 @@ class ArrowResult:
     """An arrow UDF's result laid out as the dispatcher's ``OutputBuffers`` (validity first)."""
 
     __slots__ = ("buffers", "null_count", "_sizes")
+    children: tuple[()] = ()  # flat types only: no child nodes, no shapes
 
     def __init__(self, array: Any) -> None:
         import pyarrow as pa
@@ -459,6 +513,9 @@ class ArrowResult:
 
     def sizes(self) -> list[int]:
         return list(self._sizes)
+
+    def shapes(self) -> list[int]:
+        return []
 
     def write_into(self, targets: Sequence[memoryview]) -> None:
         for source, target, size in zip(self.buffers, targets, self._sizes):
@@ -496,8 +553,11 @@ def compute_arrow(udf: LoadedUdf, length: int, columns: Sequence[tuple[Any, ...]
 
     spec = udf.spec
     descriptors = [spec.arg_descriptors[0]] * len(columns) if spec.varargs else spec.arg_descriptors
-    arguments = [_arrow_column(_arrow_type(d), length, column) for d, column in zip(descriptors, columns)]
-    return_type = _arrow_type(spec.return_descriptor)
+    arguments = [
+        _arrow_column(_arrow_type(descriptor, argument=True), length, column)
+        for descriptor, column in zip(descriptors, columns)
+    ]
+    return_type = _arrow_type(spec.return_descriptor, argument=False)
     valid = None
     if not spec.special_nulls and any(argument.null_count for argument in arguments):
         valid = pc.is_valid(arguments[0])
@@ -558,7 +618,7 @@ def serve(fd: int) -> None:
             _, udf_id, length, layout, output_spans, input_name, output_name = message
             inputs = remap(inputs, input_name)
             outputs = remap(outputs, output_name)
-            columns = [(spans[0], *views(inputs, spans[1:])) for spans in layout]
+            columns = [_unpack_column(column, inputs.view) for column in layout]
             runtime.run((udf_id, length, columns, views(outputs, output_spans), status_view))
             return status.tolist()
         if command == "copy":
