@@ -438,8 +438,18 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
             )
         con.execute(f"SET threads={workers}")
         warm_rows = min(config.rows, BATCH_ROWS * workers * 4)
-        for workload, _, name in registered:
-            con.sql(workload.query(name, f"(SELECT * FROM data LIMIT {warm_rows})")).fetchall()
+        working = []
+        for workload, candidate, name in registered:
+            try:
+                con.sql(workload.query(name, f"(SELECT * FROM data LIMIT {warm_rows})")).fetchall()
+            except duckdb.Error as error:
+                # One broken candidate must not cost the whole run: report it and go on.
+                reason = f"failed on a warm-up query: {str(error).strip().splitlines()[0]}"
+                print(f"{workload.name} on {candidate.key} {reason}", file=sys.stderr)
+                skipped.append({"workload": workload.name, "candidate": candidate.key, "reason": reason})
+            else:
+                working.append((workload, candidate, name))
+        registered = working
 
         dispatch_plan = _dispatch_plan(con, all_candidates, workers, config.dispatch_rows or config.rows)
         total = config.repeats * len(config.threads) * (len(registered) + len(dispatch_plan))
