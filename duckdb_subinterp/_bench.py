@@ -686,6 +686,11 @@ def _candidate_order(results: dict[str, Any]) -> list[str]:
     return [c["key"] for c in results["candidates"]]
 
 
+def _color(results: dict[str, Any], key: str) -> str:
+    """Give each candidate the same colour in every panel and plot."""
+    return f"C{_candidate_order(results).index(key) % 10}"
+
+
 def markdown_report(results: dict[str, Any]) -> str:
     """Render the results as Markdown: machine, headline, acceptance, full tables."""
     machine = results["machine"]
@@ -821,14 +826,19 @@ def plot_throughput(results: dict[str, Any], figure: Any = None) -> Any:
             # rows/s is inversely proportional to seconds: the slowest repeat gives the low end.
             low = [max(0.0, r - r * s["seconds"]["median"] / s["seconds"]["max"]) for r, (_, s) in zip(rate, points)]
             high = [max(0.0, r * s["seconds"]["median"] / s["seconds"]["min"] - r) for r, (_, s) in zip(rate, points)]
-            axes.errorbar(threads, rate, yerr=[low, high], marker="o", capsize=3, label=_label(results, key))
+            axes.errorbar(
+                threads, rate, yerr=[low, high], marker="o", capsize=3, label=_label(results, key), color=_color(results, key)
+            )
         axes.set_title(workload)
         axes.set_xlabel("SET threads")
         axes.set_ylabel("M rows/s")
         axes.set_xticks(sorted(results["config"]["threads"]))
         axes.set_ylim(bottom=0)
-    handles, labels = figure.axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize="small")
+    legend: dict[str, Any] = {}
+    for axes in figure.axes:
+        for handle, label in zip(*axes.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    figure.legend(list(legend.values()), list(legend), loc="lower center", ncol=3, fontsize="small")
     figure.suptitle(f"Throughput vs threads ({results['machine']['name']}, {results['config']['rows']:,} rows)")
     figure.tight_layout(rect=(0, 0.1, 1, 0.95))
     return figure
@@ -849,7 +859,9 @@ def plot_speedup_vs_cost(results: dict[str, Any], figure: Any = None) -> Any:
             if s["candidate"] == key and s["threads"] == top and s["speedup_vs_reference"] is not None
         )
         if points:
-            axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=_label(results, key))
+            axes.plot(
+                [p[0] for p in points], [p[1] for p in points], marker="o", label=_label(results, key), color=_color(results, key)
+            )
     axes.axhline(1.0, color="grey", linewidth=0.8)
     axes.set_xscale("log")
     axes.set_xlabel("UDF cost (us per row, bare loop in one interpreter)")
