@@ -925,8 +925,9 @@ def write_reports(results: dict[str, Any], out_dir: Path) -> list[Path]:
     return written
 
 
-def print_summary(results: dict[str, Any], out: Any = sys.stdout) -> None:
+def print_summary(results: dict[str, Any], out: Any = None) -> None:
     """Print the headline table and the acceptance ratio."""
+    out = out or sys.stdout  # looked up now: sys.stdout may have been replaced since import
     print(headline_table(results), file=out)
     for entry in results["acceptance"]:
         print(
