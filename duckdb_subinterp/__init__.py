@@ -10,6 +10,7 @@ Importing this package starts no interpreter, thread or process.
 
 from duckdb_subinterp._dispatch import UdfStats
 from duckdb_subinterp._errors import (
+    BackendFallbackWarning,
     BrokenPoolError,
     ModuleNotIsolatedError,
     PoolTimeoutError,
@@ -28,6 +29,7 @@ from duckdb_subinterp._subinterpreters import InterpreterPool
 
 __all__ = [
     "BACKENDS",
+    "BackendFallbackWarning",
     "BrokenPoolError",
     "InterpreterPool",
     "ModuleNotIsolatedError",

@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from duckdb_subinterp._arrow import OutputBuffers, ResultLayout, column_buffers
 from duckdb_subinterp._codec import Descriptor
-from duckdb_subinterp._errors import BrokenPoolError
+from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
 
 # Variable-width results start with this much room per row; then the
@@ -97,6 +97,7 @@ class BatchDispatcher:
         argument_descriptors: list[Descriptor],
         result_layout: ResultLayout,
         varargs: bool,
+        max_workers: int | None = None,
     ) -> None:
         self.name = name
         self.udf_id = udf_id
@@ -106,6 +107,10 @@ class BatchDispatcher:
         self.result_layout = result_layout
         self.return_type = result_layout.arrow_type
         self.stats = UdfStats()
+        # max_workers caps this UDF's batches in flight across all DuckDB
+        # threads and connections, whatever the pool's size.
+        self.max_workers = max_workers
+        self._slots = threading.BoundedSemaphore(max_workers) if max_workers is not None else None
         # Learned per output buffer (all nodes, depth first) from the batches so far.
         self._bytes_per_row = [_INITIAL_BYTES_PER_ROW] * result_layout.buffer_count
         kind = inspect.Parameter.VAR_POSITIONAL if varargs else inspect.Parameter.POSITIONAL_ONLY
@@ -125,24 +130,34 @@ class BatchDispatcher:
         layout = self.result_layout
         outputs = OutputBuffers(layout, length, self._bytes_per_row)
         # A plain try/finally: contextlib's generator costs ~8 us a batch here.
-        worker = self.pool.checkout(self.udf_id, self.name)
-        broken = False
+        slots = self._slots
+        if slots is not None and not slots.acquire(timeout=self.pool.timeout):
+            raise PoolTimeoutError(
+                f"UDF {self.name!r}: no batch of the {self.max_workers} it may run at once (max_workers) "
+                f"finished within {self.pool.timeout:g} s; raise max_workers= or the pool's timeout="
+            )
         try:
-            leased = time.perf_counter()
-            status = worker.run((self.udf_id, length, columns, outputs.views()))
-            sizes = status[1 : 1 + layout.buffer_count]
-            shapes = status[1 + layout.buffer_count : layout.status_slots]
-            null_count = status[0]
-            if not outputs.fits(sizes):
-                outputs.grow(sizes)
-                worker.copy_pending(outputs.views())
-        except WorkerFailure as failure:
-            raise failure.for_udf(self.name) from None
-        except BrokenPoolError:
-            broken = True
-            raise
+            worker = self.pool.checkout(self.udf_id, self.name)
+            broken = False
+            try:
+                leased = time.perf_counter()
+                status = worker.run((self.udf_id, length, columns, outputs.views()))
+                sizes = status[1 : 1 + layout.buffer_count]
+                shapes = status[1 + layout.buffer_count : layout.status_slots]
+                null_count = status[0]
+                if not outputs.fits(sizes):
+                    outputs.grow(sizes)
+                    worker.copy_pending(outputs.views())
+            except WorkerFailure as failure:
+                raise failure.for_udf(self.name) from None
+            except BrokenPoolError:
+                broken = True
+                raise
+            finally:
+                self.pool.checkin(worker, broken=broken)
         finally:
-            self.pool.checkin(worker, broken=broken)
+            if slots is not None:
+                slots.release()
         del keep_alive
         if layout.width is None:
             self._bytes_per_row = [max(known, size * 5 // 4 // length + 1) for known, size in zip(self._bytes_per_row, sizes)]

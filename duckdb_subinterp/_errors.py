@@ -41,3 +41,12 @@ class PoolTimeoutError(BrokenPoolError, TimeoutError):
 
 class WorkerDiedError(BrokenPoolError):
     """A worker process exited while it ran a batch."""
+
+
+class BackendFallbackWarning(UserWarning):
+    """backend='auto' ran a UDF on worker processes because a module refused per-GIL interpreters."""
+
+    def __init__(self, message: str, udf_name: str, module: str) -> None:
+        super().__init__(message)
+        self.udf_name = udf_name
+        self.module = module

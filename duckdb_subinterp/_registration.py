@@ -8,9 +8,10 @@ import inspect
 import itertools
 import threading
 import uuid
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import cloudpickle
@@ -19,7 +20,12 @@ from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp._arrow import ResultLayout, UnsupportedType, arrow_type_of, descriptor_for
 from duckdb_subinterp._dispatch import BatchDispatcher
-from duckdb_subinterp._errors import ModuleNotIsolatedError, UDFRegistrationError, UnsupportedTypeError
+from duckdb_subinterp._errors import (
+    BackendFallbackWarning,
+    ModuleNotIsolatedError,
+    UDFRegistrationError,
+    UnsupportedTypeError,
+)
 from duckdb_subinterp._inline import InlinePool
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
 from duckdb_subinterp._processes import ProcessPool
@@ -105,6 +111,7 @@ class Registration:
     null_handling: str
     exception_handling: str
     side_effects: bool
+    max_workers: int | None = None  # batches of this UDF at once, across DuckDB threads
 
     def spec(self) -> UdfSpec:
         """Return what a worker needs, made of shareable values only."""
@@ -289,6 +296,7 @@ class _PooledBackend(Backend):
             list(spec.arg_descriptors),
             layout,
             registration.varargs,
+            max_workers=registration.max_workers,
         )
         weakref.finalize(dispatcher, pool.unregister, udf_id)
         _duckdb_register(con, registration, dispatcher, arrow=True, own_semantics=True)
@@ -344,10 +352,42 @@ class ProcessBackend(_PooledBackend):
     accepts_arrow_udfs = True
 
 
+class AutoBackend(Backend):
+    """Per-GIL interpreters when the UDF loads in one, else worker processes (with one warning)."""
+
+    name = "auto"
+
+    def register(
+        self, con: duckdb.DuckDBPyConnection, registration: Registration, pool: WorkerPool | None
+    ) -> BatchDispatcher | None:
+        if pool is not None:
+            raise UDFRegistrationError(
+                f"UDF {registration.name!r}: backend='auto' chooses the pool itself; pass the backend that fits "
+                f"pool {pool!r} instead"
+            )
+        if registration.type == "arrow":
+            # Not a fallback: arrow UDFs need pyarrow, which only worker processes can load.
+            return ProcessBackend().register(con, registration, None)
+        try:
+            return SubinterpreterBackend().register(con, registration, None)
+        except ModuleNotIsolatedError as refusal:
+            warnings.warn(
+                BackendFallbackWarning(
+                    f"UDF {registration.name!r}: module {refusal.module!r} refuses to load in a per-GIL interpreter; "
+                    "running the UDF on backend='processes' instead (pass backend='processes' to silence this)",
+                    registration.name,
+                    refusal.module,
+                ),
+                stacklevel=3,  # the create_function call
+            )
+            return ProcessBackend().register(con, registration, None)
+
+
 BACKENDS: dict[str, type[Backend]] = {
     InlineBackend.name: InlineBackend,
     SubinterpreterBackend.name: SubinterpreterBackend,
     ProcessBackend.name: ProcessBackend,
+    AutoBackend.name: AutoBackend,
 }
 
 _default_pools: dict[str, WorkerPool] = {}
@@ -396,12 +436,15 @@ def create_function(
     side_effects: bool = False,
     backend: str = "subinterpreters",
     pool: WorkerPool | None = None,
+    max_workers: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Register ``function`` as a scalar UDF of ``con``, run on ``backend``.
 
     The same arguments as ``DuckDBPyConnection.create_function``, plus
-    ``backend`` ("subinterpreters", "inline") and ``pool`` (defaults to a
-    shared pool of the backend). ``type`` is "native" (one call per row),
+    ``backend`` ("subinterpreters", "processes", "auto", "inline"),
+    ``pool`` (defaults to a shared pool of the backend) and
+    ``max_workers`` (at most that many batches of this UDF at once, across
+    all DuckDB threads). ``type`` is "native" (one call per row),
     "vectorized" (one call per batch with one sequence per argument) or
     "arrow" (pyarrow arrays; not on subinterpreters).
     """
@@ -416,7 +459,12 @@ def create_function(
         raise UDFRegistrationError(
             f"UDF {name!r}: pool {pool!r} does not fit backend={backend!r}; pass a {backend_type.pool_type.__name__}"
         )
+    if max_workers is not None and (not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1):
+        raise UDFRegistrationError(
+            f"UDF {name!r}: max_workers must be a positive int (or None for no cap), got {max_workers!r}"
+        )
     registration = _validate(name, function, parameters, return_type, type, null_handling, exception_handling, side_effects)
+    registration = replace(registration, max_workers=max_workers)
     dispatcher = backend_type().register(con, registration, pool)
     if dispatcher is not None:
         _dispatchers[(id(con), name)] = dispatcher

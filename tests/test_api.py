@@ -12,6 +12,7 @@ import duckdb_subinterp
 def test_exported_surface():
     assert sorted(duckdb_subinterp.__all__) == [
         "BACKENDS",
+        "BackendFallbackWarning",
         "BrokenPoolError",
         "InterpreterPool",
         "ModuleNotIsolatedError",
@@ -80,6 +81,6 @@ def test_create_function_has_duckdbs_parameters_plus_backend_and_pool():
     shared = [name for name in theirs if name != "self"]
     assert "null_handling" in shared and "side_effects" in shared
     assert list(ours)[: len(shared) + 1] == ["con", *shared]
-    assert list(ours)[len(shared) + 1 :] == ["backend", "pool"]
-    for name in ("type", "null_handling", "exception_handling", "side_effects", "backend", "pool"):
+    assert list(ours)[len(shared) + 1 :] == ["backend", "pool", "max_workers"]
+    for name in ("type", "null_handling", "exception_handling", "side_effects", "backend", "pool", "max_workers"):
         assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY

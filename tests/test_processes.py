@@ -274,3 +274,85 @@ def test_default_pool_and_start_all():
     pool.start_all()
     assert pool.started == pool.size
     assert pool.start_all() == 0  # already started
+
+
+# ---------------------------------------------------------------------------
+# backend="auto"
+# ---------------------------------------------------------------------------
+
+
+def test_auto_uses_subinterpreters_when_the_module_loads_there(con):
+    duckdb_subinterp.create_function(con, "mine", udf_module.add_one, backend="auto")  # no warning (filterwarnings=error)
+    assert isinstance(_dispatchers[(id(con), "mine")].pool, duckdb_subinterp.InterpreterPool)
+    assert con.sql("SELECT mine(41)").fetchall() == [(42,)]
+
+
+def test_auto_falls_back_to_processes_with_one_warning_naming_the_module(con):
+    with pytest.warns(duckdb_subinterp.BackendFallbackWarning) as caught:
+        duckdb_subinterp.create_function(con, "root", "numpy_udfs:root", ["DOUBLE"], "DOUBLE", backend="auto")
+    assert len(caught) == 1
+    warning = caught[0]
+    assert warning.filename == __file__  # points at the create_function call
+    assert re.search(r"UDF 'root': module 'numpy.*' refuses .*backend='processes'", str(warning.message))
+    assert warning.message.module.startswith("numpy") and warning.message.udf_name == "root"
+    assert isinstance(_dispatchers[(id(con), "root")].pool, ProcessPool)
+    con.create_function("reference", numpy_udfs.root, ["DOUBLE"], "DOUBLE")
+    rows = con.sql("SELECT root(i::DOUBLE), reference(i::DOUBLE) FROM range(5000) t(i)").fetchall()
+    assert all(mine == reference for mine, reference in rows)
+
+
+def test_auto_runs_arrow_udfs_on_processes_without_warning(con):
+    duckdb_subinterp.create_function(con, "root", numpy_udfs.root_arrow, ["DOUBLE"], "DOUBLE", type="arrow",
+                                     backend="auto")
+    assert isinstance(_dispatchers[(id(con), "root")].pool, ProcessPool)
+    assert con.sql("SELECT root(9.0)").fetchall() == [(3.0,)]
+
+
+def test_auto_refuses_an_explicit_pool(con, pool):
+    with pytest.raises(duckdb_subinterp.UDFRegistrationError, match=r"backend='auto' chooses the pool itself"):
+        duckdb_subinterp.create_function(con, "f", udf_module.add_one, backend="auto", pool=pool)
+
+
+# ---------------------------------------------------------------------------
+# max_workers: a per-UDF cap on batches in flight, in the dispatcher
+# ---------------------------------------------------------------------------
+
+
+def _peak_concurrency(tmp_path: Path, backend: str, max_workers: int | None, wait: float) -> int:
+    """Call the UDF's dispatcher from 4 threads at once (2 workers); return the most batches seen inside."""
+    import threading
+
+    counter = tmp_path / f"counter-{backend}-{max_workers}"
+    counter.write_text(f"0 0 {wait}")
+    pool_type = ProcessPool if backend == "processes" else duckdb_subinterp.InterpreterPool
+    con = duckdb.connect()
+    with pool_type(2, timeout=60) as pool:
+        duckdb_subinterp.create_function(con, "probe", udf_module.probe_concurrency, ["VARCHAR"], "BIGINT",
+                                         type="vectorized", backend=backend, pool=pool, max_workers=max_workers)
+        dispatcher = _dispatchers[(id(con), "probe")]
+        column = pa.chunked_array([pa.array([str(counter)] * 10)])
+        results: list[object] = []
+        threads = [threading.Thread(target=lambda: results.append(dispatcher(column))) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert len(results) == 4 and not any(thread.is_alive() for thread in threads)
+    con.close()
+    inside, peak, _ = counter.read_text().split()
+    assert inside == "0"
+    return int(peak)
+
+
+@pytest.mark.parametrize("backend", ["subinterpreters", "processes"])
+def test_max_workers_caps_batches_in_flight(tmp_path, backend):
+    # Without a cap two batches meet inside (each waits up to 10 s for the other)...
+    assert _peak_concurrency(tmp_path, backend, None, wait=10) == 2
+    # ...with max_workers=1 never, though the pool has two idle workers.
+    assert _peak_concurrency(tmp_path, backend, 1, wait=0.2) == 1
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
+def test_max_workers_must_be_a_positive_int(con, value):
+    with pytest.raises(duckdb_subinterp.UDFRegistrationError, match=r"max_workers must be a positive int"):
+        duckdb_subinterp.create_function(con, "f", udf_module.add_one, max_workers=value)

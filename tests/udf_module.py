@@ -132,3 +132,35 @@ def exhaust_memory(x: int) -> int:
 
 def system_exit(x: int) -> int:
     sys.exit(4)
+
+
+def probe_concurrency(paths):
+    """Vectorized: count the batches inside this UDF at once, across processes and interpreters.
+
+    The file at paths[0] holds "inside peak wait"; until two batches have been inside
+    at once, each batch waits up to `wait` seconds for a second one to come in, so two
+    batches that may overlap do overlap.
+    """
+    import fcntl
+    import time
+
+    path = paths[0]
+
+    def update(change):
+        with open(path, "r+") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)
+            inside, peak, wait = file.read().split()
+            inside = int(inside) + change
+            peak = max(int(peak), inside)
+            file.seek(0)
+            file.truncate()
+            file.write(f"{inside} {peak} {wait}")
+            return peak, float(wait)
+
+    _, wait = update(1)
+    deadline = time.monotonic() + wait
+    # Once two batches have met, nobody needs to wait any more.
+    while time.monotonic() < deadline and update(0)[0] < 2:
+        time.sleep(0.005)
+    update(-1)
+    return [len(paths)] * len(paths)
