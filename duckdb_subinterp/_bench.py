@@ -82,7 +82,7 @@ WORKLOADS = [
     Workload("light_double", "duckdb_subinterp.examples:scale", "DOUBLE", "DOUBLE", "light"),
     Workload("medium_double", "duckdb_subinterp.examples:series", "DOUBLE", "DOUBLE", "medium"),
     Workload("heavy_double", "duckdb_subinterp.examples:newton_sqrt", "DOUBLE", "DOUBLE", "heavy"),
-    Workload("light_varchar", "duckdb_subinterp.examples:slugify", "VARCHAR", "VARCHAR", "light"),
+    Workload("light_varchar", "duckdb_subinterp.examples:shout", "VARCHAR", "VARCHAR", "light"),
     Workload("medium_varchar", "duckdb_subinterp.examples:digest", "VARCHAR", "VARCHAR", "medium"),
     Workload("heavy_varchar", "duckdb_subinterp.examples:word_score", "VARCHAR", "BIGINT", "heavy"),
     Workload("numpy_double", "duckdb_subinterp.numpy_examples:series_numpy", "DOUBLE", "DOUBLE", "numpy", "arrow"),
@@ -267,8 +267,7 @@ def _make_table(con: duckdb.DuckDBPyConnection, name: str, rows: int) -> None:
         f"""CREATE OR REPLACE TABLE {name} AS SELECT
             i AS n,
             i / 7.0 - 1000.0 AS d,
-            concat('Post ', i, ': ', ['The Quick Brown Fox', 'a lazy dog', 'Jumps Over It', 'Hello World'][i % 4 + 1],
-                   ' #', i % 977) AS s
+            concat('Post ', i % 977, ': ', ['The Quick Fox', 'a lazy dog', 'Jumps Over', 'Hello World'][i % 4 + 1]) AS s
         FROM range({rows}) t(i)"""
     )
 
@@ -803,6 +802,28 @@ def headline_table(results: dict[str, Any]) -> str:
             speedup = entry["speedup_vs_reference"]
             cells.append(f"{entry['rows_per_second'] / 1e6:.2f}" + ("" if speedup is None else f" ({speedup:.2f}x)"))
         lines.append(f"| {workload['name']} | {workload['bare_us_per_row']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def readme_section(results: dict[str, Any], results_dir: str) -> str:
+    """Render the README's benchmark block for one committed run (tests check it matches the JSON)."""
+    machine = results["machine"]
+    versions = machine["versions"]
+    lines = [
+        f"<!-- bench:{machine['name']} -->",
+        f"Machine `{machine['name']}`: {machine['cores']} cores ({machine['cpu_model']}), Python {machine['python']}, "
+        f"duckdb {versions['duckdb']}, pyarrow {versions['pyarrow']}; {results['config']['repeats']} repeats, "
+        f"median shown; full tables in [{results_dir}/results.md]({results_dir}/results.md).",
+        "",
+    ]
+    for entry in results["acceptance"]:
+        lines.append(
+            f"- **{entry['ratio']:.2f}x**: {entry['workload']} on {entry['rows']:,} rows at SET threads={entry['threads']}, "
+            f"subinterpreters {entry['subinterpreters_seconds']:.2f} s vs DuckDB's create_function "
+            f"{entry['duckdb_seconds']:.2f} s (target {entry['target']}x)"
+        )
+    lines += ["", headline_table(results).replace("## Headline: ", "**") .replace(" rows\n", " rows**\n", 1), ""]
+    lines += [f"![throughput vs threads]({results_dir}/throughput_vs_threads.png)", "<!-- /bench -->"]
     return "\n".join(lines)
 
 
