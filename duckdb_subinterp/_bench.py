@@ -866,29 +866,37 @@ def plot_throughput(results: dict[str, Any], figure: Any = None) -> Any:
 
 
 def plot_speedup_vs_cost(results: dict[str, Any], figure: Any = None) -> Any:
-    """Draw the speed-up over DuckDB native against the UDF's cost per row, at the most threads."""
+    """Draw the speed-up over DuckDB native against the UDF's cost per row, at the most threads.
+
+    One line per candidate and column type (DOUBLE solid, VARCHAR dashed); the
+    numpy workload is left out: its cost is per batch, not per Python call.
+    """
     import matplotlib.pyplot as plt
 
-    figure = figure or plt.figure(figsize=(7, 4.5))
+    figure = figure or plt.figure(figsize=(11, 4.8))
     axes = figure.add_subplot(1, 1, 1)
     top = max(results["config"]["threads"])
-    bare = {w["name"]: w["bare_us_per_row"] for w in results["workloads"]}
+    workloads = {w["name"]: w for w in results["workloads"] if w["udf_type"] == "native"}
     for key in _candidate_order(results):
-        points = sorted(
-            (bare[s["workload"]], s["speedup_vs_reference"])
-            for s in results["summary"]
-            if s["candidate"] == key and s["threads"] == top and s["speedup_vs_reference"] is not None
-        )
-        if points:
-            axes.plot(
-                [p[0] for p in points], [p[1] for p in points], marker="o", label=_label(results, key), color=_color(results, key)
+        for column_type, style in (("DOUBLE", "-o"), ("VARCHAR", "--s")):
+            points = sorted(
+                (workloads[s["workload"]]["bare_us_per_row"], s["speedup_vs_reference"])
+                for s in results["summary"]
+                if s["candidate"] == key
+                and s["threads"] == top
+                and s["workload"] in workloads
+                and workloads[s["workload"]]["column_type"] == column_type
+                and s["speedup_vs_reference"] is not None
             )
+            if points:
+                label = f"{_label(results, key)}, {column_type}"
+                axes.plot([p[0] for p in points], [p[1] for p in points], style, label=label, color=_color(results, key))
     axes.axhline(1.0, color="grey", linewidth=0.8)
     axes.set_xscale("log")
     axes.set_xlabel("UDF cost (us per row, bare loop in one interpreter)")
     axes.set_ylabel(f"speed-up vs DuckDB native (SET threads={top})")
     axes.set_title(f"Speed-up vs UDF cost ({results['machine']['name']}, {top} threads)")
-    axes.legend(fontsize="small")
+    axes.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     return figure
 
