@@ -356,3 +356,28 @@ def test_max_workers_caps_batches_in_flight(tmp_path, backend):
 def test_max_workers_must_be_a_positive_int(con, value):
     with pytest.raises(duckdb_subinterp.UDFRegistrationError, match=r"max_workers must be a positive int"):
         duckdb_subinterp.create_function(con, "f", udf_module.add_one, max_workers=value)
+
+
+# ---------------------------------------------------------------------------
+# Column trees: nested types cross the shared memory like flat ones
+# ---------------------------------------------------------------------------
+
+NESTED_CASES = [
+    ("INTEGER[]", "CASE WHEN i % 5 = 0 THEN NULL ELSE [i::INTEGER, NULL, i::INTEGER + 1] END", udf_module.reverse_list),
+    ("VARCHAR[][]", "CASE WHEN i % 5 = 0 THEN NULL ELSE [['a' || i], [], NULL] END", udf_module.append_z),
+    ("STRUCT(a INTEGER, b VARCHAR)", "CASE WHEN i % 5 = 0 THEN NULL ELSE {'a': i::INTEGER, 'b': 's' || i} END",
+     udf_module.bump_struct),
+    ("MAP(VARCHAR, INTEGER)", "CASE WHEN i % 5 = 0 THEN NULL ELSE MAP {'k' || i: i::INTEGER} END", udf_module.identity),
+    ("TIMESTAMPTZ", "CASE WHEN i % 5 = 0 THEN NULL ELSE TIMESTAMPTZ '2020-01-01 00:00:00+00' + i * INTERVAL 1 HOUR END",
+     udf_module.identity),
+]
+
+
+@pytest.mark.parametrize(("sql_type", "expression", "function"), NESTED_CASES, ids=[case[0] for case in NESTED_CASES])
+def test_nested_types_match_duckdb(con, pool, sql_type, expression, function):
+    con.execute(f"CREATE TABLE t AS SELECT i, ({expression})::{sql_type} AS x FROM range(5000) r(i)")
+    con.create_function("reference", function, [sql_type], sql_type)
+    duckdb_subinterp.create_function(con, "mine", function, [sql_type], sql_type, backend="processes", pool=pool)
+    rows = con.sql("SELECT reference(x), mine(x) FROM t ORDER BY i").fetchall()
+    assert [row[0] for row in rows] == [row[1] for row in rows]
+    assert any(row[0] is not None for row in rows)

@@ -164,3 +164,15 @@ def probe_concurrency(paths):
         time.sleep(0.005)
     update(-1)
     return [len(paths)] * len(paths)
+
+
+def reverse_list(values):
+    return values[::-1]
+
+
+def append_z(lists):
+    return [*lists, ["z"]]
+
+
+def bump_struct(record):
+    return {"a": record["a"] + 1, "b": record["b"] * 2}
