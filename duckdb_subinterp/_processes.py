@@ -51,7 +51,6 @@ from duckdb_subinterp._runtime import (
     STATUS_SLOTS,
     LoadedUdf,
     Runtime,
-    UdfLoadFailed,
     UdfRaised,
     UdfResultInvalid,
     _user_traceback,
@@ -423,19 +422,6 @@ class _MappedRegion:
 class ProcessRuntime(Runtime):
     """The interpreters' ``Runtime``, plus ``type="arrow"`` UDFs through pyarrow."""
 
-    def load(self, udf_id: int, spec: tuple[Any, ...]) -> None:
-        super().load(udf_id, spec)
-        loaded = self.udfs[udf_id].spec
-        if loaded.kind == "arrow":
-            # Refuse types arrow UDFs cannot take here at registration, not at the first batch.
-            try:
-                for descriptor in loaded.arg_descriptors:
-                    _arrow_type(descriptor, argument=True)
-                _arrow_type(loaded.return_descriptor, argument=False)
-            except BaseException:
-                self.unload(udf_id)
-                raise
-
     def compute(self, udf_id: int, length: int, columns: Sequence[tuple[Any, ...]]) -> Any:
         udf = self.udfs[udf_id]
         if udf.spec.kind != "arrow":
@@ -443,79 +429,129 @@ class ProcessRuntime(Runtime):
         return compute_arrow(udf, length, columns)
 
 
-# Kinds whose Arrow layout an arrow UDF gets as DuckDB hands it over; the
-# nested and dictionary kinds are not rebuilt from raw buffers here yet.
-_ARROW_ARGUMENT_KINDS = frozenset(
-    {"number", "bool", "int128", "decimal", "utf8", "binary", "date32", "time64", "timestamp", "interval"}
-)
+def _input_array(descriptor: tuple[Any, ...], length: int, column: tuple[Any, ...]) -> Any:
+    """Rebuild the pyarrow array DuckDB handed over from a column tree of views, without copying.
 
+    ``length`` counts the elements from the column's offset on; children get
+    the length their parent's offsets reach, as in the Arrow C data interface.
+    """
+    import pyarrow as pa
 
-def _arrow_type(descriptor: tuple[Any, ...], *, argument: bool) -> Any:
-    """Return the pyarrow type of a codec descriptor, or refuse the kinds arrow UDFs cannot take yet."""
     from duckdb_subinterp._arrow import result_arrow_type  # imports pyarrow and duckdb: arrow UDFs only
 
     kind = descriptor[0]
-    nested = kind in ("list", "array", "struct", "map")
-    if nested or (argument and (kind not in _ARROW_ARGUMENT_KINDS or (kind == "int128" and not descriptor[1]))):
-        raise UdfLoadFailed(
-            f"type kind {kind!r} is not supported by type='arrow' UDFs on the processes backend yet; "
-            "use type='native' or 'vectorized', or backend='inline'"
-        )
-    return result_arrow_type(descriptor)
+    offset, validity, *rest = column
+    bitmap = None if validity is None else pa.py_buffer(validity)
 
+    def wrap(view: memoryview | None) -> Any:
+        return pa.py_buffer(view if view is not None else b"")
 
-def _arrow_column(arrow_type: Any, length: int, column: tuple[Any, ...]) -> Any:
-    """Wrap one column's shared-memory views as a pyarrow array, without copying."""
-    import pyarrow as pa
+    def bound(offsets: memoryview, format: str) -> int:
+        return offsets.cast("B").cast(format)[offset + length] if offsets is not None else 0
 
-    offset, validity, *buffers = column
-    if buffers and isinstance(buffers[-1], str):  # a time zone rides along with TIMESTAMPTZ
-        arrow_type = pa.timestamp(arrow_type.unit, tz=buffers.pop())
-    wrapped = [pa.py_buffer(view if view is not None else b"") for view in buffers]
-    array = pa.Array.from_buffers(
-        arrow_type, length, [None if validity is None else pa.py_buffer(validity), *wrapped], offset=offset
-    )
-    return pa.chunked_array([array], type=arrow_type)
+    if kind == "list":
+        offsets, child = rest
+        values = _input_array(descriptor[2], bound(offsets, descriptor[1]), child)
+        arrow_type = pa.list_(pa.field("l", values.type))  # DuckDB's name for the child field
+        return pa.Array.from_buffers(arrow_type, length, [bitmap, wrap(offsets)], offset=offset, children=[values])
+    if kind == "array":
+        size = descriptor[1]
+        values = _input_array(descriptor[2], (offset + length) * size, rest[0])
+        arrow_type = pa.list_(pa.field("", values.type), size)
+        return pa.Array.from_buffers(arrow_type, length, [bitmap], offset=offset, children=[values])
+    if kind == "struct":
+        fields = [_input_array(field, offset + length, child) for field, child in zip(descriptor[2], rest)]
+        arrow_type = pa.struct([pa.field(name, field.type) for name, field in zip(descriptor[1], fields)])
+        return pa.Array.from_buffers(arrow_type, length, [bitmap], offset=offset, children=fields)
+    if kind == "map":
+        offsets, (entries_offset, _, keys_column, items_column) = rest
+        count = bound(offsets, "i")
+        keys = _input_array(descriptor[1], entries_offset + count, keys_column)
+        items = _input_array(descriptor[2], entries_offset + count, items_column)
+        entry_type = pa.struct([pa.field("key", keys.type, nullable=False), pa.field("value", items.type)])
+        entries = pa.Array.from_buffers(entry_type, count, [None], offset=entries_offset, children=[keys, items])
+        arrow_type = pa.map_(keys.type, items.type)
+        return pa.Array.from_buffers(arrow_type, length, [bitmap, wrap(offsets)], offset=offset, children=[entries])
+    if kind == "enum":
+        index_type = result_arrow_type(("number", descriptor[1]))
+        indices = pa.Array.from_buffers(index_type, length, [bitmap, wrap(rest[0])], offset=offset)
+        return pa.DictionaryArray.from_arrays(indices, pa.array(descriptor[3], pa.string()))
+    if kind == "timestamp" and descriptor[2]:
+        data, zone = rest
+        arrow_type = pa.timestamp(descriptor[1], tz=zone)
+        return pa.Array.from_buffers(arrow_type, length, [bitmap, wrap(data)], offset=offset)
+    if kind == "int128":
+        arrow_type = pa.decimal128(38, 0)  # DuckDB exports HUGEINT and UHUGEINT alike
+    elif kind == "uuid":
+        arrow_type = pa.string()  # DuckDB hands UUIDs to arrow UDFs as text
+    else:
+        arrow_type = result_arrow_type(descriptor)
+    return pa.Array.from_buffers(arrow_type, length, [bitmap, *map(wrap, rest)], offset=offset)
 
 
 class ArrowResult:
-    """An arrow UDF's result laid out as the dispatcher's ``OutputBuffers`` (validity first)."""
+    """An arrow UDF's result as the dispatcher's ``OutputBuffers`` expect it.
 
-    __slots__ = ("buffers", "null_count", "_sizes")
-    children: tuple[()] = ()  # flat types only: no child nodes, no shapes
+    Every node depth first (the ``ResultLayout`` order): its buffers,
+    validity first, cut to size; and each child node's length and null count.
+    """
+
+    __slots__ = ("buffers", "null_count", "_shapes", "_sizes")
 
     def __init__(self, array: Any) -> None:
         import pyarrow as pa
 
-        if array.offset:
-            array = pa.concat_arrays([array])  # re-based at offset 0, bitmaps included
-        length = len(array)
-        validity, *buffers = array.buffers()
+        if array.offset or array.type.num_fields:
+            # Re-based at offset 0, offsets from 0, children cut to what is used.
+            array = pa.concat_arrays([array])
         self.null_count = array.null_count
-        bitmap_size = (length + 7) // 8
+        self.buffers: list[Any] = []
+        self._sizes: list[int] = []
+        self._shapes: list[int] = []
+        self._walk(array, root=True)
+
+    @property
+    def children(self) -> list[int]:
+        # Runtime.deliver only asks whether there are child nodes (then for their shapes).
+        return self._shapes
+
+    def _walk(self, array: Any, *, root: bool) -> None:
+        import pyarrow as pa
+
+        from duckdb_subinterp._arrow import _buffer_count
+
         arrow_type = array.type
+        length = len(array)
+        if not root:
+            self._shapes += [length, array.null_count]
+        own = array.buffers()[: _buffer_count(arrow_type)]
+        bitmap_size = (length + 7) // 8
+        sizes = [bitmap_size if array.null_count else 0]
         if pa.types.is_boolean(arrow_type):
-            sizes = [bitmap_size]
-        elif pa.types.is_string(arrow_type) or pa.types.is_binary(arrow_type) or pa.types.is_large_string(
-            arrow_type
-        ) or pa.types.is_large_binary(arrow_type):
-            offset_format = "q" if pa.types.is_large_string(arrow_type) or pa.types.is_large_binary(arrow_type) else "i"
-            bounds = memoryview(buffers[0]).cast("B").cast(offset_format)
-            if bounds[0] != 0:
-                array = pa.concat_arrays([array])
-                validity, *buffers = array.buffers()
-                bounds = memoryview(buffers[0]).cast("B").cast(offset_format)
-            sizes = [(length + 1) * bounds.itemsize, bounds[length]]
-        else:
-            sizes = [arrow_type.bit_width // 8 * length]
-        self.buffers = [validity if self.null_count else None, *buffers]
-        self._sizes = [bitmap_size if self.null_count else 0, *sizes]
+            sizes.append(bitmap_size)
+        elif pa.types.is_string(arrow_type) or pa.types.is_binary(arrow_type):
+            sizes += [4 * (length + 1), memoryview(own[1]).cast("B").cast("i")[length] if length else 0]
+        elif pa.types.is_large_string(arrow_type) or pa.types.is_large_binary(arrow_type):
+            sizes += [8 * (length + 1), memoryview(own[1]).cast("B").cast("q")[length] if length else 0]
+        elif pa.types.is_list(arrow_type) or pa.types.is_map(arrow_type):
+            sizes.append(4 * (length + 1))
+        elif pa.types.is_large_list(arrow_type):
+            sizes.append(8 * (length + 1))
+        elif len(own) == 2:
+            sizes.append(arrow_type.bit_width // 8 * length)
+        self.buffers += [None if size == 0 else buffer for buffer, size in zip(own, sizes)]
+        self._sizes += sizes
+        if pa.types.is_struct(arrow_type):
+            for index in range(arrow_type.num_fields):
+                self._walk(array.field(index), root=False)
+        elif arrow_type.num_fields:  # list, fixed-size list, map: one child (map: its entries)
+            self._walk(array.values, root=False)
 
     def sizes(self) -> list[int]:
         return list(self._sizes)
 
     def shapes(self) -> list[int]:
-        return []
+        return list(self._shapes)
 
     def write_into(self, targets: Sequence[memoryview]) -> None:
         for source, target, size in zip(self.buffers, targets, self._sizes):
@@ -551,13 +587,15 @@ def compute_arrow(udf: LoadedUdf, length: int, columns: Sequence[tuple[Any, ...]
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from duckdb_subinterp._arrow import result_arrow_type  # imports pyarrow and duckdb: arrow UDFs only
+
     spec = udf.spec
     descriptors = [spec.arg_descriptors[0]] * len(columns) if spec.varargs else spec.arg_descriptors
     arguments = [
-        _arrow_column(_arrow_type(descriptor, argument=True), length, column)
+        pa.chunked_array([_input_array(descriptor, length, column)])
         for descriptor, column in zip(descriptors, columns)
     ]
-    return_type = _arrow_type(spec.return_descriptor, argument=False)
+    return_type = result_arrow_type(spec.return_descriptor)
     valid = None
     if not spec.special_nulls and any(argument.null_count for argument in arguments):
         valid = pc.is_valid(arguments[0])

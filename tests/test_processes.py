@@ -381,3 +381,39 @@ def test_nested_types_match_duckdb(con, pool, sql_type, expression, function):
     rows = con.sql("SELECT reference(x), mine(x) FROM t ORDER BY i").fetchall()
     assert [row[0] for row in rows] == [row[1] for row in rows]
     assert any(row[0] is not None for row in rows)
+
+
+ARROW_TYPES = [
+    ("INTEGER[]", "[i::INTEGER, NULL, i::INTEGER + 1]"),
+    ("INTEGER[2]", "[i::INTEGER, NULL]"),
+    ("VARCHAR[][]", "[['a' || i], [], NULL]"),
+    ("STRUCT(a INTEGER, b VARCHAR)", "{'a': i::INTEGER, 'b': 's' || i}"),
+    ("MAP(VARCHAR, INTEGER)", "MAP {'k' || i: i::INTEGER}"),
+    ("STRUCT(l INTEGER[], m MAP(VARCHAR, VARCHAR))", "{'l': [i::INTEGER], 'm': MAP {'x': 'y' || i}}"),
+    ("DECIMAL(18,3)", "i / 7"),
+    ("HUGEINT", "i::HUGEINT * 100000000000000000000"),
+    ("UHUGEINT", "i::UHUGEINT * 100000000000000000000"),
+    ("UUID", "uuid()"),
+    ("TIMESTAMPTZ", "TIMESTAMPTZ '2020-01-01 00:00:00+00' + i * INTERVAL 1 HOUR"),
+    ("ENUM('a', 'b')", "CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END"),
+    ("INTERVAL", "i * INTERVAL 1 SECOND"),
+    ("TIME", "TIME '00:00:00' + i * INTERVAL 1 SECOND"),
+]
+
+
+@pytest.mark.parametrize("null_handling", ["default", "special"])
+@pytest.mark.parametrize(("sql_type", "expression"), ARROW_TYPES, ids=[case[0] for case in ARROW_TYPES])
+def test_arrow_udf_gets_and_returns_every_type_as_duckdb_does(con, pool, sql_type, expression, null_handling):
+    con.execute(f"CREATE TABLE t AS SELECT i, CASE WHEN i % 5 = 0 THEN NULL ELSE ({expression}) END::{sql_type} AS x "
+                "FROM range(3000) r(i)")
+    options = {"type": "arrow", "null_handling": null_handling}
+    con.create_function("reference", udf_module.identity, [sql_type], sql_type, **options)
+    con.create_function("reference_type", udf_module.type_names, [sql_type], "VARCHAR", **options)
+    duckdb_subinterp.create_function(con, "mine", udf_module.identity, [sql_type], sql_type, backend="processes",
+                                     pool=pool, **options)
+    duckdb_subinterp.create_function(con, "mine_type", udf_module.type_names, [sql_type], "VARCHAR",
+                                     backend="processes", pool=pool, **options)
+    rows = con.sql("SELECT reference(x), mine(x), reference_type(x), mine_type(x) FROM t ORDER BY i").fetchall()
+    assert [row[0] for row in rows] == [row[1] for row in rows]
+    assert [row[2] for row in rows] == [row[3] for row in rows]  # the UDF sees DuckDB's Arrow types
+    assert any(row[0] is not None for row in rows) and any(row[0] is None for row in rows)

@@ -176,3 +176,8 @@ def append_z(lists):
 
 def bump_struct(record):
     return {"a": record["a"] + 1, "b": record["b"] * 2}
+
+
+def type_names(values):
+    """An arrow UDF: the Arrow type it was handed, once per row."""
+    return [str(values.type)] * len(values)
