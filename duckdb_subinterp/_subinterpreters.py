@@ -61,13 +61,20 @@ class InterpreterWorker(Worker):
         super().__init__()
         if _interpreters is None:  # pragma: no cover
             raise RuntimeError("per-GIL interpreters need Python 3.13 or newer")
-        self.interpreter_id = _interpreters.create("isolated")
-        self._status = array("q", bytes(8 * STATUS_SLOTS))
-        self._status_view = memoryview(self._status)
+        created: list[int] = []
         try:
+            # A signal that arrives while create() runs (milliseconds) raises
+            # KeyboardInterrupt at the next bytecode, which would drop the new
+            # id and leak the interpreter. extend(map(...)) stores the id from C
+            # code, before any bytecode can run.
+            created.extend(map(_interpreters.create, ("isolated",)))
+            self.interpreter_id = created[0]
+            self._status = array("q", bytes(8 * STATUS_SLOTS))
+            self._status_view = memoryview(self._status)
             self._exec(_BOOTSTRAP, {"_package_dir": PACKAGE_DIR, "_sys_path": tuple(sys.path)})
         except BaseException:
-            self.close()
+            for interpreter_id in created:
+                _destroy(interpreter_id)
             raise
 
     def _exec(self, code: Any, shared: dict[str, Any]) -> None:
@@ -89,10 +96,14 @@ class InterpreterWorker(Worker):
         self._exec(_COPY, {"_outputs": tuple(outputs)})
 
     def close(self) -> None:
-        try:
-            _interpreters.destroy(self.interpreter_id)
-        except Exception:  # already destroyed, or torn down at exit
-            pass
+        _destroy(self.interpreter_id)
+
+
+def _destroy(interpreter_id: int) -> None:
+    try:
+        _interpreters.destroy(interpreter_id)
+    except Exception:  # already destroyed, or torn down at exit
+        pass
 
 
 class InterpreterPool(WorkerPool):

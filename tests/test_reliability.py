@@ -47,7 +47,7 @@ def pool() -> Iterator[InterpreterPool]:
     before = interpreter_count()
     with InterpreterPool(2, timeout=WAIT) as fresh:
         yield fresh
-    assert interpreter_count() == before, "closing the pool left interpreters behind"
+    assert interpreter_count() == before, f"closing the pool left interpreters behind: {_interpreters.list_all()}"
 
 
 def make_table(con: duckdb.DuckDBPyConnection, rows: int = ROWS) -> None:
@@ -295,9 +295,9 @@ def test_keyboard_interrupt_in_main_thread_loses_no_worker(pool):
     interrupted = 0
     for _ in range(15):
         timer = threading.Timer(rng.uniform(0.01, 0.2), _thread.interrupt_main)
-        timer.start()
         try:
             try:
+                timer.start()
                 con.sql("SELECT sum(f(x)) FROM t").fetchall()
             finally:
                 # Once the timer thread is gone, a pending interrupt is raised here at the latest.
@@ -313,6 +313,25 @@ def test_keyboard_interrupt_in_main_thread_loses_no_worker(pool):
     assert interrupted > 0
     expected = sum(i + 1 for i in range(200_000) if i % 7)
     assert con.sql("SELECT sum(f(x)) FROM t").fetchall() == [(expected,)]
+
+
+def test_keyboard_interrupt_while_workers_start_leaks_no_interpreter(con):
+    """A signal during interpreter creation (milliseconds) must not drop the new interpreter's id."""
+    before = interpreter_count()
+    rng = random.Random(8)
+    for round_ in range(40):
+        timer = threading.Timer(rng.uniform(0.0, 0.03), _thread.interrupt_main)
+        try:
+            try:
+                timer.start()
+                with InterpreterPool(1, timeout=WAIT) as fresh:
+                    duckdb_subinterp.create_function(con, f"f{round_}", udf_module.add_one, pool=fresh)
+            finally:
+                timer.cancel()
+                timer.join(WAIT)
+        except KeyboardInterrupt:
+            pass
+        assert interpreter_count() == before, f"round {round_}: {_interpreters.list_all()}"
 
 
 def test_pool_close_while_a_query_runs_is_a_clean_error():
