@@ -460,19 +460,24 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
                     con.execute(f"SET threads={threads}")
                     for workload, candidate, name in registered:
                         bar.set_postfix_str(f"{workload.name} {candidate.key} threads={threads}")
+                        before = udf_stats(con, name) if candidate.pooled else None
                         seconds, value = _timed(con, workload.query(name))
                         reference = references.setdefault(workload.name, value)
-                        results["runs"].append(
-                            {
-                                "workload": workload.name,
-                                "candidate": candidate.key,
-                                "threads": threads,
-                                "repeat": repeat,
-                                "seconds": seconds,
-                                "rows": config.rows,
-                                "matches_reference": _same(value, reference),
-                            }
-                        )
+                        run = {
+                            "workload": workload.name,
+                            "candidate": candidate.key,
+                            "threads": threads,
+                            "repeat": repeat,
+                            "seconds": seconds,
+                            "rows": config.rows,
+                            "matches_reference": _same(value, reference),
+                        }
+                        if before is not None:
+                            # The UDF's own counters over this query: time in workers and waiting for one.
+                            after = udf_stats(con, name)
+                            run["worker_seconds"] = after["worker_seconds"] - before["worker_seconds"]
+                            run["wait_seconds"] = after["wait_seconds"] - before["wait_seconds"]
+                        results["runs"].append(run)
                         bar.update()
                     for entry in dispatch_plan:
                         bar.set_postfix_str(f"dispatch {entry['candidate']} threads={threads}")
@@ -492,9 +497,6 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
                         bar.update()
         finally:
             bar.close()
-        results["udf_stats"] = {
-            name: udf_stats(con, name) for _, candidate, name in registered if candidate.pooled
-        }
     finally:
         con.close()
         for candidate in all_candidates:
@@ -609,6 +611,12 @@ def summarize(results: dict[str, Any]) -> None:
                 "speedup_vs_reference": reference / seconds["median"] if reference else None,
                 # The best N cores could do is N times the bare loop in one interpreter.
                 "parallel_efficiency": rows_per_second / (threads * 1e6 / bare[workload]),
+                # Our backends' counters: worker time / query time, the workers busy on average.
+                "worker_parallelism": (
+                    statistics.median(r["worker_seconds"] / r["seconds"] for r in runs)
+                    if "worker_seconds" in runs[0]
+                    else None
+                ),
                 "all_results_match": all(r["matches_reference"] for r in runs),
             }
         )
@@ -686,6 +694,11 @@ def _candidate_order(results: dict[str, Any]) -> list[str]:
     return [c["key"] for c in results["candidates"]]
 
 
+def _busy(entry: dict[str, Any]) -> str:
+    parallelism = entry.get("worker_parallelism")
+    return "-" if parallelism is None else f"{parallelism:.2f}"
+
+
 def _color(results: dict[str, Any], key: str) -> str:
     """Give each candidate the same colour in every panel and plot."""
     return f"C{_candidate_order(results).index(key) % 10}"
@@ -721,8 +734,9 @@ def markdown_report(results: dict[str, Any]) -> str:
     lines += [headline_table(results), ""]
     lines += [f"## Throughput (M rows/s) and speed-up vs DuckDB native, all thread counts", ""]
     lines += [
-        "| workload | bare us/row | candidate | threads | seconds | M rows/s | speed-up | efficiency | same result |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---|",
+        "| workload | bare us/row | candidate | threads | seconds | M rows/s | speed-up | efficiency | workers busy "
+        "| same result |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     bare = {w["name"]: w["bare_us_per_row"] for w in results["workloads"]}
     order = _candidate_order(results)
@@ -735,11 +749,12 @@ def markdown_report(results: dict[str, Any]) -> str:
             f"| {entry['workload']} | {bare[entry['workload']]:.2f} | {_label(results, entry['candidate'])} | "
             f"{entry['threads']} | {seconds['median']:.3f} ({seconds['min']:.3f}-{seconds['max']:.3f}) | "
             f"{entry['rows_per_second'] / 1e6:.2f} | {'-' if speedup is None else f'{speedup:.2f}x'} | "
-            f"{entry['parallel_efficiency']:.0%} | {'yes' if entry['all_results_match'] else 'NO'} |"
+            f"{entry['parallel_efficiency']:.0%} | {_busy(entry)} | {'yes' if entry['all_results_match'] else 'NO'} |"
         )
     lines += [
         "",
-        "Efficiency: achieved rows/s / (threads x rows/s of the bare UDF loop in one interpreter).",
+        "Efficiency: achieved rows/s / (threads x rows/s of the bare UDF loop in one interpreter). "
+        "Workers busy: our backends' counters (`udf_stats`), time in workers / query time.",
         "",
         "## Dispatch overhead per 2048-row batch (identity UDF on BIGINT minus DuckDB's identity arrow UDF)",
         "",

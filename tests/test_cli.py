@@ -153,7 +153,9 @@ def test_bench_quick_on_a_tiny_size_writes_json_and_markdown(tmp_path: Path, cap
     assert all(s["all_results_match"] for s in results["summary"])
     entry = next(s for s in results["summary"] if s["candidate"] == "subinterpreters" and s["threads"] == 2)
     assert {"median", "min", "max", "n"} <= entry["seconds"].keys()
-    assert entry["speedup_vs_reference"] > 0 and entry["parallel_efficiency"] > 0
+    assert entry["speedup_vs_reference"] > 0 and entry["parallel_efficiency"] > 0 and entry["worker_parallelism"] > 0
+    native = next(s for s in results["summary"] if s["candidate"] == "duckdb-native")
+    assert native["worker_parallelism"] is None  # DuckDB's own UDFs have no counters
     udfs = {(d["candidate"], d["udf"], d["threads"]) for d in results["dispatch_overhead"]}
     assert ("subinterpreters", "identity (vectorized)", 1) in udfs and ("subinterpreters", "identity (native)", 2) in udfs
     assert [a["workload"] for a in results["acceptance"]] == ["heavy_double"]
