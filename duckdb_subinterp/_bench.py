@@ -30,7 +30,8 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,12 @@ class Candidate:
     def close(self) -> None:
         """Release pools and processes."""
 
+    measures_startup = False  # has workers of its own, whose start-up and memory are measured
+
+    def started_pool(self, workers: int) -> AbstractContextManager[int]:
+        """Start a fresh pool of ``workers`` running the identity UDF; yield how many started."""
+        raise NotImplementedError
+
 
 class DuckDBNative(Candidate):
     key, label = "duckdb-native", "DuckDB create_function (native)"
@@ -196,6 +203,27 @@ class PooledBackend(Candidate):
             self.pool.close()
             self.pool = None
 
+    measures_startup = True
+
+    @contextmanager
+    def started_pool(self, workers: int) -> Iterator[int]:
+        pool = self.make_pool(workers)
+        con = duckdb.connect()
+        try:
+            # create_function starts the first worker (it loads the UDF there);
+            # holding every worker checked out makes the pool start the others.
+            create_function(con, "identity", "duckdb_subinterp.examples:identity", backend=self.backend, pool=pool)
+            udf_id = _dispatcher_udf_id(con, "identity")
+            held = [pool.checkout(udf_id, "identity") for _ in range(workers)]
+            try:
+                yield pool.started
+            finally:
+                for worker in held:
+                    pool.checkin(worker)
+        finally:
+            con.close()
+            pool.close()
+
 
 class ExecutorWorkaround(Candidate):
     """An arrow UDF pickling each batch's lists to a ``concurrent.futures`` pool."""
@@ -220,6 +248,17 @@ class ExecutorWorkaround(Candidate):
         for udf in self.udfs:
             udf.close()
         self.udfs.clear()
+
+    measures_startup = True
+
+    @contextmanager
+    def started_pool(self, workers: int) -> Iterator[int]:
+        udf = self.udf_class(examples.identity, pa.int64(), workers)
+        try:
+            udf.warm_up()  # the executor starts its workers concurrently
+            yield workers
+        finally:
+            udf.close()
 
 
 class ProcessPoolWorkaround(ExecutorWorkaround):
@@ -314,37 +353,11 @@ def _memory() -> tuple[int, int]:
 
 def _measure_startup(candidate: Candidate, workers: int) -> dict[str, Any]:
     """Start a fresh pool of ``workers`` and report time and memory per worker."""
-    workload = Workload("identity", "duckdb_subinterp.examples:identity", "BIGINT", "BIGINT", "none")
-    con = duckdb.connect()
-    try:
-        uss_before, pss_before = _memory()
-        started = time.perf_counter()
-        if isinstance(candidate, PooledBackend):
-            pool = candidate.make_pool(workers)
-            try:
-                # create_function starts the first worker (it loads the UDF there);
-                # holding every worker checked out makes the pool start the others.
-                create_function(con, "identity", workload.function, backend=candidate.backend, pool=pool)
-                udf_id = _dispatcher_udf_id(con, "identity")
-                held = [pool.checkout(udf_id, "identity") for _ in range(workers)]
-                ready = time.perf_counter() - started
-                for worker in held:
-                    pool.checkin(worker)
-                uss_after, pss_after = _memory()
-                started_workers = pool.started
-            finally:
-                pool.close()
-        else:
-            udf = candidate.udf_class(examples.identity, pa.int64(), workers)  # type: ignore[attr-defined]
-            try:
-                udf.warm_up()
-                ready = time.perf_counter() - started
-                uss_after, pss_after = _memory()
-                started_workers = workers
-            finally:
-                udf.close()
-    finally:
-        con.close()
+    uss_before, pss_before = _memory()
+    started = time.perf_counter()
+    with candidate.started_pool(workers) as started_workers:
+        ready = time.perf_counter() - started
+        uss_after, pss_after = _memory()
     return {
         "candidate": candidate.key,
         "workers": started_workers,
@@ -504,7 +517,7 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
     results["startup"] = [
         _measure_startup(c, workers)
         for c in all_candidates
-        if (c.pooled or isinstance(c, ExecutorWorkaround)) and c.unavailable_reason() is None
+        if c.measures_startup and c.unavailable_reason() is None
     ]
     results["machine"]["duration_seconds"] = time.time() - begun
     summarize(results)
