@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 
@@ -58,3 +60,10 @@ def deep_repr(x: int) -> int:
 
 def exhaust_memory(x: int) -> int:
     return len(bytearray(1 << 60))
+
+
+def crash_on_4999(x: int) -> int:
+    """Kill the process it runs in on one row, as a crash in native code would: processes backend only."""
+    if x == 4999:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return x * 2

@@ -109,14 +109,22 @@ def run_all(tasks: list[Callable[[], Any]], workers: int) -> list[Any]:
 # ---------------------------------------------------------------------------
 
 
-def test_eight_connections_four_threads_each_share_one_pool(pool, expected):
+@pytest.fixture(params=["subinterpreters", "processes"])
+def shared_pool(request: pytest.FixtureRequest) -> Iterator[tuple[str, duckdb_subinterp.WorkerPool]]:
+    pool_type = duckdb_subinterp.BACKENDS[request.param].pool_type
+    with pool_type(2, timeout=WAIT) as fresh:
+        yield request.param, fresh
+
+
+def test_eight_connections_four_threads_each_share_one_pool(shared_pool, expected):
     """200 queries from 32 threads on 8 databases (4 DuckDB threads each) through a 2-worker pool."""
+    backend, pool = shared_pool
     connections = []
     for _ in range(8):
         con = duckdb.connect()
         con.execute("SET threads=4")  # 32 DuckDB threads in all, for 2 workers
         make_table(con)
-        register_load_udfs(con, "subinterpreters", pool)
+        register_load_udfs(con, backend, pool)
         connections.append(con)
     cursors = [con.cursor() for con in connections for _ in range(4)]
     rng = random.Random(6)
@@ -218,6 +226,44 @@ def test_registering_and_removing_udfs_while_queries_run(pool, expected):
     # Only this connection's five UDFs are still known to the pool.
     assert len(pool._specs) == len(LOAD_UDFS)
     con.close()
+
+
+def test_process_worker_crash_under_load(expected):
+    """One query's worker dies (SIGSEGV) while other queries share the process pool: only that query fails."""
+    import psutil
+
+    other_children = {child.pid for child in psutil.Process().children()}  # other tests' pools
+    with duckdb_subinterp.ProcessPool(2, timeout=WAIT) as processes:
+        healthy_con = duckdb.connect()
+        healthy_con.execute("SET threads=2")
+        make_table(healthy_con)
+        register_load_udfs(healthy_con, "processes", processes)
+        crashing_con = duckdb.connect()
+        make_table(crashing_con, 12_000)
+        duckdb_subinterp.create_function(crashing_con, "crash", reliability_udfs.crash_on_4999,
+                                         backend="processes", pool=processes)
+
+        def healthy() -> bool:
+            cursor = healthy_con.cursor()
+            return all(cursor.sql(query).fetchall() == expected[query] for query in LOAD_QUERIES)
+
+        def crashing() -> bool:
+            with pytest.raises(duckdb.InvalidInputException, match=r"WorkerDiedError: UDF 'crash'.*SIGSEGV"):
+                crashing_con.cursor().sql("SELECT sum(crash(x)) FROM t").fetchall()
+            return True
+
+        assert all(run_all([healthy, crashing, healthy, crashing, healthy, crashing], workers=6))
+        # The pool replaced the dead workers and reaped them: no zombie, no worker above its size.
+        assert_at_rest(processes)
+        assert processes.started <= processes.size
+        children = [child for child in psutil.Process().children() if child.pid not in other_children]
+        assert len(children) <= processes.size
+        assert not [child for child in children if child.status() == psutil.STATUS_ZOMBIE]
+        assert crashing_con.sql("SELECT sum(crash(x)) FROM t WHERE i < 4999").fetchall() == [
+            (sum(2 * i for i in range(4999) if i % 7),)
+        ]
+        healthy_con.close()
+        crashing_con.close()
 
 
 # ---------------------------------------------------------------------------
