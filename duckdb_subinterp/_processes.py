@@ -18,9 +18,9 @@ Workers are started with ``subprocess`` (fork + exec of a fresh Python),
 never a bare ``fork`` of this multi-threaded process; the worker imports
 only ``_runtime`` and ``_codec`` through a bare package object (as the
 interpreters do), so it neither re-runs the user's ``__main__`` (what
-multiprocessing's spawn does) nor imports duckdb: measured 0.10 s to start a
-worker here, against 0.43 s for a multiprocessing "spawn" child that
-imports the package.
+multiprocessing's spawn does) nor imports duckdb and pyarrow until an arrow
+UDF needs them: measured 0.10 s to start a worker here, against 0.43 s for
+a multiprocessing "spawn" child that imports the package.
 
 Shared-memory regions belong to the parent, are created owner-only (0600)
 without multiprocessing's resource tracker, and their names are unlinked
@@ -85,6 +85,16 @@ _SIGNAL_CAUSES = {
     signal.SIGABRT: "an abort in native code (a failed assertion or abort())",
     signal.SIGKILL: "killed from outside, often by the kernel's out-of-memory killer; check memory use",
     signal.SIGTERM: "terminated by a signal from outside",
+}
+
+
+# What a worker was doing when it died, by the request it was answering.
+_DOING = {
+    "hello": "while starting",
+    "load": "while loading the UDF (importing its module or unpickling it, then __init__ of a class UDF)",
+    "unload": "while dropping a removed UDF",
+    "run": "while running a batch",
+    "copy": "while copying a batch's result",
 }
 
 
@@ -324,9 +334,9 @@ class ProcessWorker(Worker):
             try:
                 self._conn.send(message)
             except OSError:
-                self._died()
+                self._died(message[0])
             try:
-                reply = self._receive(self.timeout if timeout is None else timeout)
+                reply = self._receive(message[0], self.timeout if timeout is None else timeout)
             except BaseException:
                 # Interrupted (KeyboardInterrupt...) between request and reply:
                 # a late reply would answer the next request, so the worker
@@ -348,7 +358,7 @@ class ProcessWorker(Worker):
             raise WorkerFailure(WorkerDiedError, f"worker process {self.pid} {reply[1]}")
         raise WorkerFailure.from_names(*reply[1:])
 
-    def _receive(self, timeout: float) -> Any:
+    def _receive(self, command: str, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
         watched: list[Any] = [self._conn] if self._sentinel is None else [self._conn, self._sentinel]
         while True:
@@ -366,11 +376,11 @@ class ProcessWorker(Worker):
                 try:
                     return self._conn.recv()
                 except (EOFError, OSError):
-                    self._died()
+                    self._died(command)
             elif ready:
-                self._died()
+                self._died(command)
 
-    def _died(self) -> None:
+    def _died(self, command: str) -> None:
         self.broken = True
         try:
             returncode = self.process.wait(CLOSE_TIMEOUT)
@@ -379,7 +389,7 @@ class ProcessWorker(Worker):
             returncode = None
         raise WorkerFailure(
             WorkerDiedError,
-            f"worker process {self.pid} {describe_exit(returncode)}. It died while running a batch; "
+            f"worker process {self.pid} {describe_exit(returncode)}. It died {_DOING[command]}; "
             "the pool starts a fresh worker for the next batch",
         )
 

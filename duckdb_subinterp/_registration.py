@@ -459,7 +459,9 @@ def create_function(
         raise UDFRegistrationError(
             f"UDF {name!r}: pool {pool!r} does not fit backend={backend!r}; pass a {backend_type.pool_type.__name__}"
         )
-    if max_workers is not None and (not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1):
+    # bool is an int, but max_workers=True is a mistake, not a cap of 1.
+    bad_cap = not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
+    if max_workers is not None and bad_cap:
         raise UDFRegistrationError(
             f"UDF {name!r}: max_workers must be a positive int (or None for no cap), got {max_workers!r}"
         )
