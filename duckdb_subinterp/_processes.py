@@ -218,10 +218,26 @@ class _Region:
             pass
 
 
+# Thread pools of native libraries (BLAS under numpy, OpenMP), which each
+# worker would otherwise size to every CPU: N workers x N threads.
+_NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                            "NUMEXPR_NUM_THREADS")
+
+
+def _worker_environment(native_threads: int | None) -> dict[str, str] | None:
+    """Return the worker's environment: ours, with native thread pools sized to its share of the CPUs."""
+    if native_threads is None:
+        return None
+    environment = dict(os.environ)
+    for variable in _NATIVE_THREAD_VARIABLES:
+        environment.setdefault(variable, str(native_threads))  # what the user set wins
+    return environment
+
+
 class ProcessWorker(Worker):
     """One worker process: a pipe for requests, shared memory for the batches."""
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, *, native_threads: int | None = None) -> None:
         super().__init__()
         self.timeout = timeout
         self.broken = False
@@ -236,6 +252,7 @@ class ProcessWorker(Worker):
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
+                env=_worker_environment(native_threads),
             )
         finally:
             child.close()
@@ -410,14 +427,16 @@ class ProcessPool(WorkerPool):
 
     ``size`` defaults to the CPU count. Each worker imports the UDF's module
     (or unpickles a by-value function) once; any package can load there,
-    numpy and pyarrow included. A worker that dies is replaced.
+    numpy and pyarrow included. A worker that dies is replaced. Native
+    thread pools (OMP_NUM_THREADS and the BLAS ones) get the worker's share
+    of the CPUs, unless those variables are set already.
     """
 
     def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(size, timeout=timeout)
 
     def _start_worker(self) -> Worker:
-        return ProcessWorker(self.timeout)
+        return ProcessWorker(self.timeout, native_threads=max(1, (os.cpu_count() or 1) // self.size))
 
 
 # ---------------------------------------------------------------------------

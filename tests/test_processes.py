@@ -421,3 +421,13 @@ def test_arrow_udf_gets_and_returns_every_type_as_duckdb_does(con, pool, sql_typ
     assert [row[0] for row in rows] == [row[1] for row in rows]
     assert [row[2] for row in rows] == [row[3] for row in rows]  # the UDF sees DuckDB's Arrow types
     assert any(row[0] is not None for row in rows) and any(row[0] is None for row in rows)
+
+
+def test_native_thread_pools_get_the_workers_share_of_the_cpus(con, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "7")  # set by the user: kept
+    with ProcessPool(1) as pool:
+        duckdb_subinterp.create_function(con, "env", udf_module.environment_variable, ["VARCHAR"], "VARCHAR",
+                                         backend="processes", pool=pool)
+        rows = con.sql("SELECT env('OMP_NUM_THREADS'), env('MKL_NUM_THREADS')").fetchall()
+    assert rows == [(str(os.cpu_count() or 1), "7")]
