@@ -118,11 +118,40 @@ def descriptor_for(duckdb_type: duckdb.sqltypes.DuckDBPyType) -> Descriptor:
 # ---------------------------------------------------------------------------
 
 
-def _same_layout(actual: pa.DataType, expected: pa.DataType) -> bool:
-    """Tell whether ``actual`` has ``expected``'s buffers; a time zone is data, not layout."""
-    if pa.types.is_timestamp(actual) and pa.types.is_timestamp(expected):
-        return actual.unit == expected.unit and (actual.tz is None) == (expected.tz is None)
-    return actual.equals(expected)
+@functools.cache
+def _normalized(arrow_type: pa.DataType) -> pa.DataType:
+    """Return ``arrow_type`` with the layouts the codec reads: string, binary, list (time zones kept)."""
+    if pa.types.is_string_view(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pa.string()
+    if pa.types.is_binary_view(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return pa.binary()
+    if pa.types.is_map(arrow_type):
+        return pa.map_(_normalized(arrow_type.key_type), _normalized(arrow_type.item_type))
+    if pa.types.is_large_list(arrow_type) or pa.types.is_list_view(arrow_type) or pa.types.is_list(arrow_type):
+        return pa.list_(arrow_type.value_field.with_type(_normalized(arrow_type.value_type)))
+    if pa.types.is_large_list_view(arrow_type):
+        return pa.list_(arrow_type.value_field.with_type(_normalized(arrow_type.value_type)))
+    if pa.types.is_fixed_size_list(arrow_type):
+        return pa.list_(arrow_type.value_field.with_type(_normalized(arrow_type.value_type)), arrow_type.list_size)
+    if pa.types.is_struct(arrow_type):
+        return pa.struct([field.with_type(_normalized(field.type)) for field in arrow_type])
+    return arrow_type
+
+
+@functools.cache
+def _without_zones(arrow_type: pa.DataType) -> pa.DataType:
+    """Return ``arrow_type`` with every time zone replaced by UTC: a zone is data, not layout."""
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz is not None:
+        return pa.timestamp(arrow_type.unit, tz="UTC")
+    if pa.types.is_map(arrow_type):
+        return pa.map_(_without_zones(arrow_type.key_type), _without_zones(arrow_type.item_type))
+    if pa.types.is_list(arrow_type):
+        return pa.list_(_without_zones(arrow_type.value_type))
+    if pa.types.is_fixed_size_list(arrow_type):
+        return pa.list_(_without_zones(arrow_type.value_type), arrow_type.list_size)
+    if pa.types.is_struct(arrow_type):
+        return pa.struct([(field.name, _without_zones(field.type)) for field in arrow_type])
+    return arrow_type
 
 
 def column_buffers(
@@ -130,15 +159,20 @@ def column_buffers(
 ) -> tuple[tuple[Any, ...], Any]:
     """Return the column tuple of ``argument`` (memoryviews), and the array keeping them alive.
 
-    An argument of another layout than ``arrow_type`` (a string_view or
-    large_string column, a large_list) is first cast to it, in C++.
+    An argument in another layout (string_view or large_string, large_list,
+    from DuckDB's arrow settings) is first cast, in C++, to the layout the
+    codec reads, keeping its time zones: they are the session's.
     """
     if isinstance(argument, pa.ChunkedArray):
         array = argument.chunk(0) if argument.num_chunks == 1 else argument.combine_chunks()
     else:
         array = argument
-    if not _same_layout(array.type, arrow_type):
-        array = array.cast(arrow_type)
+    if array.type is not arrow_type and not array.type.equals(arrow_type):
+        target = _normalized(array.type)
+        if not _without_zones(target).equals(_without_zones(arrow_type)):
+            target = arrow_type
+        if not target.equals(array.type):
+            array = array.cast(target)
     return _column(array, descriptor), array
 
 

@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT = 600.0
 _FAILURE_TYPES: dict[str, type[UDFError]] = {
     "UdfRaised": UDFExecutionError,
     "UdfResultInvalid": UDFResultError,
+    "UdfArgumentInvalid": UDFExecutionError,
     "UdfLoadFailed": UDFRegistrationError,
 }
 

@@ -52,6 +52,10 @@ class UdfResultInvalid(Exception):
     """The user's function returned something that cannot be the UDF's result."""
 
 
+class UdfArgumentInvalid(Exception):
+    """An argument value has no Python equivalent (a TIMESTAMPTZ beyond datetime's range)."""
+
+
 class UdfLoadFailed(Exception):
     """The user's function could not be imported or unpickled in this worker."""
 
@@ -130,7 +134,10 @@ class Runtime:
         udf = self.udfs[udf_id]
         spec = udf.spec
         descriptors = itertools.repeat(spec.arg_descriptors[0]) if spec.varargs else spec.arg_descriptors
-        arguments = [decode_column(descriptor, length, column) for descriptor, column in zip(descriptors, columns)]
+        try:
+            arguments = [decode_column(descriptor, length, column) for descriptor, column in zip(descriptors, columns)]
+        except (ValueError, OverflowError) as error:
+            raise UdfArgumentInvalid(f"an argument has no Python value: {error}") from None
         skip_nulls = not spec.special_nulls and any(column[1] is not None for column in columns)
         call = call_per_row if spec.kind == "native" else call_per_batch
         values = call(udf, arguments, length, skip_nulls)
