@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
+
 import duckdb
 import pytest
 import udf_module
@@ -122,3 +125,55 @@ def test_closed_pool_is_refused_and_fails_queries_cleanly(con):
         con.sql("SELECT f(i) FROM range(10) t(i)").fetchall()
     with pytest.raises(UDFRegistrationError, match="is closed"):
         duckdb_subinterp.create_function(con, "g", udf_module.add_one, pool=pool)
+
+
+# Results that do not fit a type of the codec: the error names the UDF, the
+# value and the type, as DuckDB's own UDFs fail on the same results.
+MISFITS = [
+    ("bool-for-bigint", lambda x: True, "BIGINT", r"value True of type bool at row 0 cannot be stored as BIGINT"),
+    ("hugeint-overflow", lambda x: 2**127, "HUGEINT", r"value 170141183460469231731687303715884105728 .*out of range for HUGEINT"),
+    ("uhugeint-negative", lambda x: -1, "UHUGEINT", r"value -1 at row 0 is out of range for UHUGEINT"),
+    ("decimal-overflow", lambda x: decimal.Decimal("12345.6"), "DECIMAL(4,1)", r"'12345.6'.*out of range for DECIMAL\(4,1\)"),
+    ("decimal-nan", lambda x: decimal.Decimal("nan"), "DECIMAL(4,1)", r"cannot be stored as DECIMAL\(4,1\)"),
+    ("text-for-decimal", lambda x: "1.5x", "DECIMAL(4,1)", r"value '1.5x' of type str .*cannot be stored as DECIMAL"),
+    ("enum-label", lambda x: "c", "ENUM('a', 'b')", r"could not convert string 'c' at row 0 to ENUM\('a', 'b'\)"),
+    ("uuid-text", lambda x: "not-a-uuid", "UUID", r"'not-a-uuid' of type str at row 0 is not a uuid.UUID"),
+    ("naive-for-timestamptz", lambda x: datetime.datetime(2020, 1, 1), "TIMESTAMPTZ", r"naive datetime.*needs a tzinfo"),
+    ("bad-timestamp-text", lambda x: "yesterday", "TIMESTAMP", r"'yesterday' at row 0 is not a TIMESTAMP"),
+    ("int-for-interval", lambda x: 5, "INTERVAL", r"value 5 of type int at row 0 is not a datetime.timedelta"),
+    ("str-for-time", lambda x: "noon", "TIME", r"'noon' of type str at row 0 is not a datetime.time"),
+    ("array-size", lambda x: [1, 2, 3], "INTEGER[2]", r"array size mismatch at row 0: expected 2 items, got 3"),
+    ("list-item", lambda x: [1, "two"], "INTEGER[]", r"value 'two' of type str at row 1 cannot be stored as INTEGER"),
+    ("list-overflow", lambda x: [2**40], "INTEGER[]", r"out of range for INTEGER"),
+    ("struct-fields", lambda x: {"a": 1}, "STRUCT(a INTEGER, b INTEGER)", r"does not have exactly the fields a, b"),
+    ("struct-type", lambda x: 5, "STRUCT(a INTEGER)", r"value 5 of type int at row 0 is not a dict with the fields a"),
+    ("map-null-key", lambda x: {None: 1}, "MAP(VARCHAR, INTEGER)", r"map keys can not be NULL"),
+    ("map-type", lambda x: [("a", 1)], "MAP(VARCHAR, INTEGER)", r"is not a dict"),
+]
+
+
+@pytest.mark.parametrize(("function", "return_type", "pattern"), [case[1:] for case in MISFITS], ids=[case[0] for case in MISFITS])
+def test_results_that_do_not_fit_the_type_name_the_udf(con, pooled, function, return_type, pattern):
+    duckdb_subinterp.create_function(con, "misfit", function, ["BIGINT"], return_type, backend=pooled)
+    with pytest.raises(duckdb.InvalidInputException, match=pattern) as raised:
+        con.sql("SELECT misfit(i) FROM range(3) t(i)").fetchall()
+    assert "UDF 'misfit'" in str(raised.value)
+    assert "UDFResultError" in str(raised.value)
+    # DuckDB's own UDF refuses the same result too.
+    con.create_function("reference", function, ["BIGINT"], return_type)
+    with pytest.raises(duckdb.Error):
+        con.sql("SELECT reference(i) FROM range(3) t(i)").fetchall()
+
+
+def test_nan_results_are_null_as_in_duckdb(con, pooled):
+    function = lambda x: float("nan") if x % 2 else x / 2  # noqa: E731
+    con.create_function("reference", function, ["BIGINT"], "DOUBLE")
+    duckdb_subinterp.create_function(con, "mine", function, ["BIGINT"], "DOUBLE", backend=pooled)
+    rows = con.sql("SELECT reference(i), mine(i) FROM range(6) t(i)").fetchall()
+    assert rows == [(0.0, 0.0), (None, None), (1.0, 1.0), (None, None), (2.0, 2.0), (None, None)]
+
+
+def test_timestamptz_beyond_datetime_is_a_clear_error(con, pooled):
+    duckdb_subinterp.create_function(con, "f", udf_module.identity, ["TIMESTAMPTZ"], "TIMESTAMPTZ", backend=pooled)
+    with pytest.raises(duckdb.InvalidInputException, match=r"UDF 'f'.*outside datetime's range"):
+        con.sql("SELECT f(TIMESTAMPTZ '10000-01-01 00:00:00+00')").fetchall()
