@@ -97,7 +97,12 @@ class WorkerPool(ABC):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.size = size or os.cpu_count() or 1
         self.timeout = float(timeout)
-        self._condition = threading.Condition()
+        # Blocks take the C lock itself, never `with self._condition`: the
+        # Condition's __enter__/__exit__ are Python frames, where a
+        # KeyboardInterrupt can land before the release and leave the lock
+        # held, blocking every later checkout forever.
+        self._lock = threading.Lock()
+        self._condition = threading.Condition(self._lock)
         self._idle: list[Worker] = []
         self._started = 0
         self._closed = False
@@ -120,12 +125,12 @@ class WorkerPool(ABC):
 
     def register(self, udf_id: int, spec: tuple[Any, ...]) -> None:
         """Make a UDF known to the pool; workers load it on first use."""
-        with self._condition:
+        with self._lock:
             self._specs[udf_id] = spec
 
     def unregister(self, udf_id: int) -> None:
         """Forget a UDF; workers drop it the next time they are checked out."""
-        with self._condition:
+        with self._lock:
             self._specs.pop(udf_id, None)
             self._generation += 1
 
@@ -147,7 +152,7 @@ class WorkerPool(ABC):
 
     def checkin(self, worker: Worker, *, broken: bool = False) -> None:
         """Give a worker back; a broken one is closed and replaced on demand."""
-        with self._condition:
+        with self._lock:
             if not broken and not worker.broken and not self._closed:
                 self._idle.append(worker)
                 self._condition.notify()
@@ -175,7 +180,7 @@ class WorkerPool(ABC):
         Workers start lazily on first use; call this to pay (and time)
         start-up before a query.
         """
-        with self._condition:
+        with self._lock:
             if self._closed:
                 raise BrokenPoolError("the pool was closed")
             missing = self.size - self._started
@@ -196,7 +201,7 @@ class WorkerPool(ABC):
             thread.start()
         for thread in threads:
             thread.join(self.timeout)  # each start has its own, shorter, deadline
-        with self._condition:
+        with self._lock:
             self._started -= len(errors)
             closed = self._closed
             if not closed:
@@ -212,7 +217,7 @@ class WorkerPool(ABC):
         return len(started)
 
     def _sync_loaded(self, worker: Worker, udf_id: int) -> None:
-        with self._condition:
+        with self._lock:
             specs = dict(self._specs)
             generation = self._generation
         for stale in worker.loaded - specs.keys():
@@ -227,7 +232,7 @@ class WorkerPool(ABC):
 
     def _checkout(self, udf_name: str) -> Worker:
         deadline = time.monotonic() + self.timeout
-        with self._condition:
+        with self._lock:
             while True:
                 if self._closed:
                     raise BrokenPoolError(f"UDF {udf_name!r}: its pool was closed; register it on an open pool")
@@ -246,7 +251,7 @@ class WorkerPool(ABC):
         try:
             return self._start_worker()
         except BaseException:
-            with self._condition:
+            with self._lock:
                 self._started -= 1
                 self._condition.notify()
             raise
@@ -254,7 +259,7 @@ class WorkerPool(ABC):
     def _checkin(self, worker: Worker) -> None:
         # An error raised by the user's function leaves the worker usable:
         # backends report a broken worker as BrokenPoolError instead.
-        with self._condition:
+        with self._lock:
             if not self._closed:
                 self._idle.append(worker)
                 self._condition.notify()
@@ -263,14 +268,14 @@ class WorkerPool(ABC):
 
     def _retire(self, worker: Worker) -> None:
         """Close a worker that is broken or outlived its pool; a fresh one may start."""
-        with self._condition:
+        with self._lock:
             self._started -= 1
             self._condition.notify()
         worker.close()
 
     def close(self) -> None:
         """Close idle workers now and busy ones when their batch ends; idempotent."""
-        with self._condition:
+        with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
             self._started -= len(idle)

@@ -34,7 +34,7 @@ WAIT = 60  # seconds: the bound of every wait in these tests; a hang fails inste
 
 def assert_at_rest(pool: duckdb_subinterp.WorkerPool) -> None:
     """Every started worker is back in the pool: none was lost by a failure."""
-    with pool._condition:
+    with pool._lock:
         assert len(pool._idle) == pool.started, f"{pool!r}: {len(pool._idle)} idle of {pool.started} started"
 
 
@@ -378,6 +378,31 @@ def test_keyboard_interrupt_while_workers_start_leaks_no_interpreter(con):
         except KeyboardInterrupt:
             pass
         assert interpreter_count() == before, f"round {round_}: {_interpreters.list_all()}"
+
+
+class InterruptedCondition(threading.Condition):
+    """A Condition hit by KeyboardInterrupt on entering ``__exit__``, where a signal can land before the release."""
+
+    def __exit__(self, *exc_info: object) -> None:
+        raise KeyboardInterrupt
+
+
+def test_keyboard_interrupt_cannot_leave_the_pool_lock_held(con):
+    with InterpreterPool(1, timeout=WAIT) as single:
+        single._condition = InterruptedCondition(single._lock)
+
+        def register_remove_and_query() -> Any:
+            try:
+                duckdb_subinterp.create_function(con, "f", udf_module.add_one, pool=single)
+                single.unregister(-1)
+            except KeyboardInterrupt:
+                return "interrupted while the pool lock was held"
+            return con.cursor().sql("SELECT sum(f(i)) FROM range(5000) t(i)").fetchall()
+
+        with ThreadPoolExecutor(1) as executor:
+            result = executor.submit(register_remove_and_query).result(timeout=WAIT)
+        assert result == [(sum(range(1, 5001)),)]
+        assert_at_rest(single)
 
 
 def test_pool_close_while_a_query_runs_is_a_clean_error():
