@@ -1,0 +1,365 @@
+"""How the UDF backends scale with DuckDB's thread count, measured side by side.
+
+For each thread count (1, 2, 4, ... up to the CPU count) and each UDF, the same
+query runs through DuckDB's own ``create_function`` and through every pooled
+backend in ``duckdb_subinterp.BACKENDS``, each pool sized to the thread count,
+interleaved and repeated; every result is checked against DuckDB's own.
+Parallel efficiency is rows/s divided by (threads x rows/s of the bare UDF
+loop in one interpreter), so 1.0 means every thread ran the UDF as fast as a
+plain Python loop does.
+
+Needs duckdb, pyarrow, cloudpickle and psutil, and this repository (found
+from this file's location)::
+
+    python bench/scaling.py --rows 2097152 --repeats 3 --out-dir bench/results/16-core
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+# Before importing the package: the interpreters it starts copy sys.path.
+sys.path.insert(0, str(REPO))
+
+import duckdb  # noqa: E402
+import psutil  # noqa: E402
+import pyarrow  # noqa: E402
+
+import duckdb_subinterp  # noqa: E402
+from duckdb_subinterp import examples  # noqa: E402
+
+# DuckDB hands out a table scan one row group at a time. With its default
+# 122,880 rows per group, 2M rows are 17 groups: 16 threads would run one
+# group each and then wait for the 17th. 16,384-row groups (128 for 2^21 rows)
+# split evenly over 1..16 threads, so the numbers show the backends, not the
+# partitioning.
+ROW_GROUP_SIZE = 16_384
+DUCKDB_OWN = "duckdb"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A UDF from ``duckdb_subinterp.examples`` and the column it reads."""
+
+    name: str
+    function: Callable[..., Any]
+    column: str
+    weight: str
+
+
+WORKLOADS = {
+    "collatz": Workload("collatz", examples.collatz, "x", "heavy"),
+    "word_score": Workload("word_score", examples.word_score, "t", "heavy"),
+    "slugify": Workload("slugify", examples.slugify, "t", "light"),
+}
+
+# x: 0..rows-1. t: mixed-case words and digits, 24-40 characters, every row different.
+TABLE_SQL = """
+CREATE TABLE data AS
+SELECT i AS x,
+       concat('Item ', i % 9973, ' of Batch-', i // 9973, ': ',
+              repeat(chr(97 + (i % 26)::INTEGER), 1 + i % 13), ' Done') AS t
+FROM range({rows}) r(i)
+"""
+
+# count, non-NULL count, extremes and an XOR of per-row hashes that tie each
+# result to its input: equal checksums mean equal results row by row, short of
+# a hash collision, without fetching 2M rows into Python.
+QUERY = "SELECT count(*), count(y), min(y), max(y), bit_xor(hash(x, y)) FROM (SELECT x, {udf}({column}) AS y FROM data)"
+
+
+def cpu_description() -> dict[str, Any]:
+    """Describe the machine the numbers come from."""
+    cpuinfo: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            cpuinfo.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    cpu_max = Path("/sys/fs/cgroup/cpu.max")
+    return {
+        "cpu_model": cpuinfo.get("model name", platform.processor()),
+        "cpu_mhz_at_start": cpuinfo.get("cpu MHz"),
+        "os_cpu_count": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "siblings_per_socket": cpuinfo.get("siblings"),
+        "cores_per_socket": cpuinfo.get("cpu cores"),
+        "cgroup_cpu_max": cpu_max.read_text().strip() if cpu_max.exists() else None,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "duckdb": duckdb.__version__,
+        "pyarrow": pyarrow.__version__,
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def timed_query(con: duckdb.DuckDBPyConnection, query: str) -> tuple[float, tuple[Any, ...]]:
+    """Run ``query``; return the wall time and its one result row."""
+    started = time.perf_counter()
+    rows = con.sql(query).fetchall()
+    return time.perf_counter() - started, tuple(rows[0])
+
+
+def udf_rows(con: duckdb.DuckDBPyConnection, udf_name: str) -> int:
+    """Return how many rows a pooled UDF has run so far."""
+    return int(duckdb_subinterp.udf_stats(con, udf_name)["rows"])
+
+
+def bare_loop(con: duckdb.DuckDBPyConnection, workload: Workload, sample_rows: int, repeats: int) -> dict[str, Any]:
+    """Time the UDF over a random sample of the column in a plain loop: the per-core ceiling."""
+    values = [row[0] for row in con.sql(f"SELECT {workload.column} FROM data").fetchall()]
+    # A random sample, not a prefix or a stride: collatz's cost depends on x's residues.
+    sample = random.Random(0).sample(values, min(sample_rows, len(values)))
+    del values
+    function = workload.function
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for value in sample:
+            function(value)
+        seconds.append(time.perf_counter() - started)
+    median = statistics.median(seconds)
+    return {"rows": len(sample), "seconds": seconds, "rows_per_s": len(sample) / median}
+
+
+def pooled_backends(selected: Sequence[str] | None) -> list[str]:
+    """Return the backends that run UDFs on a pool, in BACKENDS order."""
+    names = [name for name, backend in duckdb_subinterp.BACKENDS.items() if backend.pool_type is not None]
+    if selected is not None:
+        missing = sorted(set(selected) - set(names))
+        if missing:
+            raise SystemExit(f"--backends: {', '.join(missing)} not among the pooled backends {names}")
+        names = [name for name in names if name in selected]
+    return names
+
+
+class Results:
+    """Raw timings plus the summary the Markdown table shows, written after every step."""
+
+    def __init__(self, out_dir: Path | None, config: dict[str, Any]) -> None:
+        self.out_dir = out_dir
+        self.data: dict[str, Any] = {"machine": cpu_description(), "config": config, "workloads": {}}
+
+    def save(self) -> None:
+        """Write scaling.json and scaling.md (partial results survive a killed run)."""
+        if self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "scaling.json").write_text(json.dumps(self.data, indent=1) + "\n")
+        (self.out_dir / "scaling.md").write_text(markdown(self.data))
+
+
+def summarize(cell: dict[str, Any], rows: int, bare_rows_per_s: float, own_rows_per_s: float) -> None:
+    """Add median, spread, speed-up and efficiency to one (workload, threads, backend) cell."""
+    seconds = cell["seconds"]
+    median = statistics.median(seconds)
+    rows_per_s = rows / median
+    cell["summary"] = {
+        "median_s": round(median, 3),
+        "spread_pct": round(100 * (max(seconds) - min(seconds)) / median, 1),
+        "rows_per_s": round(rows_per_s),
+        "speedup_vs_duckdb": round(rows_per_s / own_rows_per_s, 2),
+        "efficiency": round(rows_per_s / (cell["threads"] * bare_rows_per_s), 2),
+    }
+
+
+def run_workload(
+    con: duckdb.DuckDBPyConnection,
+    workload: Workload,
+    results: Results,
+    *,
+    rows: int,
+    repeats: int,
+    thread_counts: Sequence[int],
+    backends: Sequence[str],
+    bare_rows: int,
+    deadline: float,
+) -> bool:
+    """Measure one workload at every thread count; return False if the deadline cut it short."""
+    print(f"\n== {workload.name} ({workload.weight}) on {rows:,} rows", flush=True)
+    con.execute("SET threads=1")
+    bare = bare_loop(con, workload, bare_rows, repeats)
+    print(f"  bare loop, one interpreter: {bare['rows_per_s']:,.0f} rows/s", flush=True)
+    entry: dict[str, Any] = {"weight": workload.weight, "column": workload.column, "bare_loop": bare, "cells": []}
+    results.data["workloads"][workload.name] = entry
+    con.create_function(f"own_{workload.name}", workload.function)
+    reference: tuple[Any, ...] | None = None
+    for threads in thread_counts:
+        if time.monotonic() > deadline:
+            print(f"  deadline reached: stopping before threads={threads}", flush=True)
+            return False
+        con.execute(f"SET threads={threads}")
+        udf_names = {DUCKDB_OWN: f"own_{workload.name}"}
+        pools = {}
+        cells: dict[str, dict[str, Any]] = {}
+        try:
+            for backend in backends:
+                pool = pools[backend] = duckdb_subinterp.BACKENDS[backend].pool_type(threads)
+                udf_names[backend] = f"{backend}_{workload.name}_{threads}"
+                duckdb_subinterp.create_function(con, udf_names[backend], workload.function, backend=backend, pool=pool)
+                # Start every worker before timing: the first 2 row groups per thread.
+                started = time.perf_counter()
+                timed_query(con, f"SELECT count({udf_names[backend]}({workload.column})) FROM data "
+                                 f"WHERE x < {2 * ROW_GROUP_SIZE * threads}")
+                print(f"  threads={threads}: {backend} pool {pool!r} warmed in {time.perf_counter() - started:.2f} s",
+                      flush=True)
+            for name in (DUCKDB_OWN, *backends):
+                cells[name] = {"threads": threads, "backend": name, "seconds": [], "same_result": True}
+                if name != DUCKDB_OWN:
+                    cells[name]["workers_started"] = pools[name].started
+                    cells[name]["udf_rows_per_query"] = []
+                entry["cells"].append(cells[name])
+            for repeat in range(repeats):
+                for name in (DUCKDB_OWN, *backends):
+                    pooled = name != DUCKDB_OWN
+                    before = udf_rows(con, udf_names[name]) if pooled else 0
+                    seconds, checksum = timed_query(con, QUERY.format(udf=udf_names[name], column=workload.column))
+                    cell = cells[name]
+                    cell["seconds"].append(seconds)
+                    if pooled:
+                        # The checksum query must call the UDF once per row, not once per aggregate.
+                        cell["udf_rows_per_query"].append(udf_rows(con, udf_names[name]) - before)
+                    if reference is None:
+                        reference = checksum
+                        results.data["workloads"][workload.name]["checksum"] = [str(v) for v in checksum]
+                    if checksum != reference:
+                        cell["same_result"] = False
+                        print(f"  DIFFERENT RESULT: {name} threads={threads}: {checksum} != {reference}", flush=True)
+                    print(f"  threads={threads:>2} repeat {repeat + 1}/{repeats} {name:<16} {seconds:7.2f} s "
+                          f"{rows / seconds:>12,.0f} rows/s", flush=True)
+        finally:
+            for backend, pool in pools.items():
+                duckdb_subinterp.remove_function(con, udf_names[backend])
+                pool.close()
+        own_rows_per_s = rows / statistics.median(cells[DUCKDB_OWN]["seconds"])
+        for name in (DUCKDB_OWN, *backends):
+            summarize(cells[name], rows, bare["rows_per_s"], own_rows_per_s)
+        results.save()
+    return True
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """Render the summary as Markdown tables, one per workload."""
+    machine, config = data["machine"], data["config"]
+    lines = [
+        "# Scaling past 2 cores",
+        "",
+        f"{machine['cpu_model']}, {machine['usable_cpus']} usable CPUs ({machine['physical_cores']} physical cores "
+        f"reported), {machine['memory_gib']} GiB; Python {machine['python']}, duckdb {machine['duckdb']}, "
+        f"pyarrow {machine['pyarrow']}. {config['rows']:,} rows, {ROW_GROUP_SIZE:,}-row row groups, "
+        f"median of {config['repeats']} runs per cell, backends interleaved. "
+        "rows/s: median (spread = (max - min) / median). speed-up: against DuckDB's own `create_function` "
+        "at the same thread count. efficiency: rows/s / (threads x rows/s of the bare UDF loop in one "
+        "interpreter).",
+    ]
+    wrong = [cell for entry in data["workloads"].values() for cell in entry["cells"] if not cell["same_result"]]
+    lines[-1] += (" **Some results differ from DuckDB's own.**" if wrong
+                  else " Every result equals DuckDB's own (row-by-row checksum).")
+    for name, entry in data["workloads"].items():
+        cells = [cell for cell in entry["cells"] if "summary" in cell]
+        if not cells:
+            continue
+        backends = list(dict.fromkeys(cell["backend"] for cell in cells))
+        header = ["threads", "DuckDB's own rows/s", "eff."]
+        for backend in backends[1:]:
+            header += [f"{backend} rows/s", "speed-up", "eff."]
+        lines += [
+            "",
+            f"## {name} ({entry['weight']}, {entry['column']} column): bare loop "
+            f"{entry['bare_loop']['rows_per_s']:,.0f} rows/s",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---:|" * len(header),
+        ]
+        by_threads: dict[int, dict[str, dict[str, Any]]] = {}
+        for cell in cells:
+            by_threads.setdefault(cell["threads"], {})[cell["backend"]] = cell
+        for threads, row in by_threads.items():
+            own = row[DUCKDB_OWN]["summary"]
+            out = [str(threads), f"{own['rows_per_s']:,} (±{own['spread_pct']}%)", f"{own['efficiency']:.2f}"]
+            for backend in backends[1:]:
+                cell = row.get(backend)
+                if cell is None:
+                    out += ["", "", ""]
+                    continue
+                summary = cell["summary"]
+                mark = "" if cell["same_result"] else " **WRONG RESULT**"
+                out += [f"{summary['rows_per_s']:,} (±{summary['spread_pct']}%){mark}",
+                        f"{summary['speedup_vs_duckdb']:.2f}x", f"{summary['efficiency']:.2f}"]
+            lines.append("| " + " | ".join(out) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse options, build the table, measure every workload."""
+    cpus = len(os.sched_getaffinity(0))
+    default_threads = [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= cpus]
+    if cpus not in default_threads:
+        default_threads.append(cpus)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=2**21)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, nargs="+", default=default_threads)
+    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=["collatz", "word_score"])
+    parser.add_argument("--backends", nargs="+", default=None, help="pooled backends to run (default: all)")
+    parser.add_argument("--bare-rows", type=int, default=2**18, help="sample size of the bare-loop baseline")
+    parser.add_argument("--out-dir", type=Path, default=None, help="write scaling.json and scaling.md here")
+    parser.add_argument("--deadline", type=float, default=3600.0, help="seconds; start no thread count after it")
+    options = parser.parse_args(argv)
+    deadline = time.monotonic() + options.deadline
+    backends = pooled_backends(options.backends)
+    config = {
+        "rows": options.rows,
+        "repeats": options.repeats,
+        "thread_counts": options.threads,
+        "row_group_size": ROW_GROUP_SIZE,
+        "backends": [DUCKDB_OWN, *backends],
+        "bare_loop_sample_rows": options.bare_rows,
+        "query": QUERY,
+    }
+    results = Results(options.out_dir, config)
+    print(json.dumps(results.data["machine"]), flush=True)
+    complete = True
+    with tempfile.TemporaryDirectory(prefix="duckdb_subinterp_scaling_") as scratch:
+        con = duckdb.connect()
+        # An in-memory database ignores ROW_GROUP_SIZE; a file one honours it (and stays cached).
+        con.execute(f"ATTACH '{Path(scratch) / 'scaling.duckdb'}' AS bench (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+        con.execute("USE bench")
+        con.execute("SET enable_progress_bar=false")
+        con.execute(TABLE_SQL.format(rows=options.rows))
+        for name in options.workloads:
+            complete = run_workload(
+                con, WORKLOADS[name], results, rows=options.rows, repeats=options.repeats,
+                thread_counts=options.threads, backends=backends, bare_rows=options.bare_rows, deadline=deadline,
+            ) and complete
+            if not complete:
+                break
+        con.close()
+    results.data["complete"] = complete
+    results.data["machine"]["load_average_at_end"] = os.getloadavg()
+    wrong = [cell for entry in results.data["workloads"].values() for cell in entry["cells"] if not cell["same_result"]]
+    results.data["all_results_equal_duckdb"] = not wrong
+    results.save()
+    print("\n" + markdown(results.data), flush=True)
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
