@@ -8,10 +8,16 @@ Parallel efficiency is rows/s divided by (threads x rows/s of the bare UDF
 loop in one interpreter), so 1.0 means every thread ran the UDF as fast as a
 plain Python loop does.
 
-Needs duckdb, pyarrow, cloudpickle and psutil, and this repository (found
-from this file's location)::
+Needs duckdb, pyarrow, numpy (DuckDB's arrow UDFs need it), cloudpickle and psutil, and
+this repository (found from this file's location)::
 
     python bench/scaling.py --rows 2097152 --repeats 3 --out-dir bench/results/16-core
+
+A run that would not finish in time can be split (``--workloads``,
+``--threads``; ``--deadline`` skips a thread count that would end too late)
+and the parts joined, on one kind of machine and one configuration::
+
+    python bench/scaling.py --merge run1/scaling.json run2/scaling.json --out-dir bench/results/16-core
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -91,6 +98,7 @@ def cpu_description() -> dict[str, Any]:
     except OSError:
         pass
     cpu_max = Path("/sys/fs/cgroup/cpu.max")
+    smt = Path("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list")
     return {
         "cpu_model": cpuinfo.get("model name", platform.processor()),
         "cpu_mhz_at_start": cpuinfo.get("cpu MHz"),
@@ -99,6 +107,7 @@ def cpu_description() -> dict[str, Any]:
         "physical_cores": psutil.cpu_count(logical=False),
         "siblings_per_socket": cpuinfo.get("siblings"),
         "cores_per_socket": cpuinfo.get("cpu cores"),
+        "cpu0_thread_siblings": smt.read_text().strip() if smt.exists() else None,
         "cgroup_cpu_max": cpu_max.read_text().strip() if cpu_max.exists() else None,
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(),
@@ -177,6 +186,7 @@ def summarize(cell: dict[str, Any], rows: int, bare_rows_per_s: float, own_rows_
         "rows_per_s": round(rows_per_s),
         "speedup_vs_duckdb": round(rows_per_s / own_rows_per_s, 2),
         "efficiency": round(rows_per_s / (cell["threads"] * bare_rows_per_s), 2),
+        "bare_rows_per_s": round(bare_rows_per_s),
     }
 
 
@@ -192,7 +202,7 @@ def run_workload(
     bare_rows: int,
     deadline: float,
 ) -> bool:
-    """Measure one workload at every thread count; return False if the deadline cut it short."""
+    """Measure one workload at every thread count; return False if the deadline made it skip one."""
     print(f"\n== {workload.name} ({workload.weight}) on {rows:,} rows", flush=True)
     con.execute("SET threads=1")
     bare = bare_loop(con, workload, bare_rows, repeats)
@@ -201,10 +211,15 @@ def run_workload(
     results.data["workloads"][workload.name] = entry
     con.create_function(f"own_{workload.name}", workload.function)
     reference: tuple[Any, ...] | None = None
+    own_rows_per_s = bare["rows_per_s"]  # until measured: DuckDB's own runs on one core
+    complete = True
     for threads in thread_counts:
-        if time.monotonic() > deadline:
-            print(f"  deadline reached: stopping before threads={threads}", flush=True)
-            return False
+        # Pooled backends at t threads: assume no better than t bare loops.
+        expected = repeats * rows * (1 / own_rows_per_s + len(backends) / (threads * bare["rows_per_s"]))
+        if time.monotonic() + expected > deadline:
+            print(f"  threads={threads} skipped: it would take ~{expected:.0f} s, past the deadline", flush=True)
+            complete = False
+            continue
         con.execute(f"SET threads={threads}")
         udf_names = {DUCKDB_OWN: f"own_{workload.name}"}
         pools = {}
@@ -252,23 +267,28 @@ def run_workload(
         for name in (DUCKDB_OWN, *backends):
             summarize(cells[name], rows, bare["rows_per_s"], own_rows_per_s)
         results.save()
-    return True
+    return complete
 
 
 def markdown(data: dict[str, Any]) -> str:
     """Render the summary as Markdown tables, one per workload."""
     machine, config = data["machine"], data["config"]
+    merged = "parts" in data
     lines = [
         "# Scaling past 2 cores",
         "",
         f"{machine['cpu_model']}, {machine['usable_cpus']} usable CPUs ({machine['physical_cores']} physical cores "
         f"reported), {machine['memory_gib']} GiB; Python {machine['python']}, duckdb {machine['duckdb']}, "
-        f"pyarrow {machine['pyarrow']}. {config['rows']:,} rows, {ROW_GROUP_SIZE:,}-row row groups, "
-        f"median of {config['repeats']} runs per cell, backends interleaved. "
+        f"pyarrow {machine['pyarrow']}, duckdb_subinterp at commit {config.get('package_commit')}. "
+        f"{config['rows']:,} rows, {config['row_group_size']:,}-row row groups, "
+        f"median of {config['repeats']} repeats per cell, backends interleaved. "
         "rows/s: median (spread = (max - min) / median). speed-up: against DuckDB's own `create_function` "
         "at the same thread count. efficiency: rows/s / (threads x rows/s of the bare UDF loop in one "
-        "interpreter).",
+        "interpreter, measured in the same run).",
     ]
+    if merged:
+        lines[-1] += (f" The rows come from {len(data['parts'])} runs (`run`), each on a freshly lent machine of "
+                      "this description: compare rows/s within a row, and ratios across rows.")
     wrong = [cell for entry in data["workloads"].values() for cell in entry["cells"] if not cell["same_result"]]
     lines[-1] += (" **Some results differ from DuckDB's own.**" if wrong
                   else " Every result equals DuckDB's own (row-by-row checksum).")
@@ -277,13 +297,14 @@ def markdown(data: dict[str, Any]) -> str:
         if not cells:
             continue
         backends = list(dict.fromkeys(cell["backend"] for cell in cells))
-        header = ["threads", "DuckDB's own rows/s", "eff."]
+        header = ["threads", "bare loop rows/s", "DuckDB's own rows/s", "eff."]
         for backend in backends[1:]:
             header += [f"{backend} rows/s", "speed-up", "eff."]
+        if merged:
+            header.insert(1, "run")
         lines += [
             "",
-            f"## {name} ({entry['weight']}, {entry['column']} column): bare loop "
-            f"{entry['bare_loop']['rows_per_s']:,.0f} rows/s",
+            f"## {name} ({entry['weight']}, {entry['column']} column)",
             "",
             "| " + " | ".join(header) + " |",
             "|" + "---:|" * len(header),
@@ -291,9 +312,12 @@ def markdown(data: dict[str, Any]) -> str:
         by_threads: dict[int, dict[str, dict[str, Any]]] = {}
         for cell in cells:
             by_threads.setdefault(cell["threads"], {})[cell["backend"]] = cell
-        for threads, row in by_threads.items():
+        for threads, row in sorted(by_threads.items()):
             own = row[DUCKDB_OWN]["summary"]
-            out = [str(threads), f"{own['rows_per_s']:,} (±{own['spread_pct']}%)", f"{own['efficiency']:.2f}"]
+            out = [str(threads), f"{own['bare_rows_per_s']:,}", f"{own['rows_per_s']:,} (±{own['spread_pct']}%)",
+                   f"{own['efficiency']:.2f}"]
+            if merged:
+                out.insert(1, str(row[DUCKDB_OWN]["run"]))
             for backend in backends[1:]:
                 cell = row.get(backend)
                 if cell is None:
@@ -305,6 +329,66 @@ def markdown(data: dict[str, Any]) -> str:
                         f"{summary['speedup_vs_duckdb']:.2f}x", f"{summary['efficiency']:.2f}"]
             lines.append("| " + " | ".join(out) + " |")
     return "\n".join(lines) + "\n"
+
+
+def package_commit() -> str | None:
+    """Return the commit of the measured checkout, if it is a git checkout."""
+    try:
+        done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def merge(paths: Sequence[Path], out_dir: Path, commit: str | None) -> int:
+    """Join runs made on one kind of machine with one configuration (but any thread counts) into one result."""
+    parts = [json.loads(path.read_text()) for path in paths]
+    first = parts[0]
+    same_machine = ("cpu_model", "usable_cpus", "python", "duckdb", "pyarrow")
+
+    def comparable(config: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in config.items() if key != "thread_counts"}
+
+    for path, part in zip(paths[1:], parts[1:]):
+        machine_differs = any(part["machine"][key] != first["machine"][key] for key in same_machine)
+        if machine_differs or comparable(part["config"]) != comparable(first["config"]):
+            raise SystemExit(f"--merge: {path} was measured on another machine or configuration than {paths[0]}")
+    config = dict(first["config"])
+    config["thread_counts"] = sorted({t for part in parts for t in part["config"]["thread_counts"]})
+    if commit is not None:
+        config["package_commit"] = commit
+    merged: dict[str, Any] = {"machine": first["machine"], "config": config, "workloads": {}, "parts": []}
+    for number, (path, part) in enumerate(zip(paths, parts), start=1):
+        for name, entry in part["workloads"].items():
+            target = merged["workloads"].setdefault(name, {
+                "weight": entry["weight"], "column": entry["column"], "checksum": entry["checksum"],
+                "bare_loops": [], "cells": [],
+            })
+            if entry["checksum"] != target["checksum"]:
+                raise SystemExit(f"--merge: {path}: {name}'s result differs from the one in an earlier run")
+            target["bare_loops"].append({"run": number, **entry["bare_loop"]})
+            for cell in entry["cells"]:
+                cell = {"run": number, **cell}
+                cell["summary"].setdefault("bare_rows_per_s", round(entry["bare_loop"]["rows_per_s"]))
+                target["cells"].append(cell)
+        merged["parts"].append({
+            "run": number,
+            "file": f"{path.parent.name}/{path.name}",
+            "workloads": list(part["workloads"]),
+            "thread_counts": part["config"]["thread_counts"],
+            "machine": part["machine"],
+        })
+    measured = {name: sorted({cell["threads"] for cell in entry["cells"]})
+                for name, entry in merged["workloads"].items()}
+    merged["thread_counts_measured"] = measured
+    merged["complete"] = all(threads == config["thread_counts"] for threads in measured.values())
+    merged["all_results_equal_duckdb"] = all(part["all_results_equal_duckdb"] for part in parts)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "scaling.json").write_text(json.dumps(merged, indent=1) + "\n")
+    (out_dir / "scaling.md").write_text(markdown(merged))
+    print(markdown(merged))
+    return 0 if merged["all_results_equal_duckdb"] else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -321,8 +405,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backends", nargs="+", default=None, help="pooled backends to run (default: all)")
     parser.add_argument("--bare-rows", type=int, default=2**18, help="sample size of the bare-loop baseline")
     parser.add_argument("--out-dir", type=Path, default=None, help="write scaling.json and scaling.md here")
-    parser.add_argument("--deadline", type=float, default=3600.0, help="seconds; start no thread count after it")
+    parser.add_argument("--deadline", type=float, default=3600.0,
+                        help="seconds from start; skip a thread count that would end after it")
+    parser.add_argument("--merge", type=Path, nargs="+", help="join these scaling.json files into --out-dir; no run")
+    parser.add_argument("--package-commit", help="with --merge: the commit the runs measured, if they had no git")
     options = parser.parse_args(argv)
+    if options.merge:
+        if options.out_dir is None:
+            parser.error("--merge needs --out-dir")
+        return merge(options.merge, options.out_dir, options.package_commit)
     deadline = time.monotonic() + options.deadline
     backends = pooled_backends(options.backends)
     config = {
@@ -333,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "backends": [DUCKDB_OWN, *backends],
         "bare_loop_sample_rows": options.bare_rows,
         "query": QUERY,
+        "package_commit": package_commit(),
     }
     results = Results(options.out_dir, config)
     print(json.dumps(results.data["machine"]), flush=True)
@@ -349,8 +441,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 con, WORKLOADS[name], results, rows=options.rows, repeats=options.repeats,
                 thread_counts=options.threads, backends=backends, bare_rows=options.bare_rows, deadline=deadline,
             ) and complete
-            if not complete:
-                break
         con.close()
     results.data["complete"] = complete
     results.data["machine"]["load_average_at_end"] = os.getloadavg()
