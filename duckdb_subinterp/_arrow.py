@@ -293,7 +293,7 @@ def fixed_width(arrow_type: pa.DataType) -> int | None:
 class ResultLayout:
     """The buffer tree of a return type: its nodes depth first, and where each one's buffers start."""
 
-    __slots__ = ("arrow_type", "buffer_count", "nodes", "status_slots", "width")
+    __slots__ = ("_boolean", "arrow_type", "buffer_count", "nodes", "status_slots", "width")
 
     def __init__(self, descriptor: Descriptor, sql_name: str) -> None:
         self.arrow_type = result_arrow_type(descriptor)
@@ -301,6 +301,7 @@ class ResultLayout:
         self._walk(self.arrow_type)
         self.buffer_count = sum(map(_buffer_count, self.nodes))
         self.width = fixed_width(self.arrow_type)
+        self._boolean = pa.types.is_boolean(self.arrow_type)
         # status: root null count, every buffer's size, then (length, null count) per child node.
         self.status_slots = 1 + self.buffer_count + 2 * (len(self.nodes) - 1)
         if self.status_slots > STATUS_SLOTS:
@@ -319,12 +320,18 @@ class ResultLayout:
         validity_size = (length + 7) // 8
         if self.width is not None:
             return [validity_size, self.width * length]
-        if pa.types.is_boolean(self.arrow_type):
+        if self._boolean:
             return [validity_size, validity_size]
         return [per_row * length for per_row in bytes_per_row]
 
     def to_array(self, buffers: Sequence[pa.Buffer], length: int, null_count: int, shapes: Sequence[int]) -> pa.Array:
         """Wrap written buffers (already cut to size) as an Arrow array, without copying."""
+        if len(self.nodes) == 1:
+            # Flat types skip the tree walk: ~8 us a batch, a third of the main side.
+            validity, *values = buffers
+            return pa.Array.from_buffers(
+                self.arrow_type, length, [validity if null_count else None, *values], null_count=null_count
+            )
         cursor = iter(buffers)
         shape = iter(shapes)
 
@@ -354,7 +361,7 @@ class OutputBuffers:
 
     def views(self) -> tuple[memoryview, ...]:
         """Return writable views of the buffers, validity first in each node."""
-        return tuple(memoryview(buffer) for buffer in self.buffers)
+        return tuple(map(memoryview, self.buffers))
 
     def grow(self, sizes: Sequence[int]) -> None:
         """Reallocate every buffer smaller than the size the worker reported."""
