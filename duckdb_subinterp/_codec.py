@@ -399,11 +399,22 @@ def _decode_map(
     first, last = bounds[0], bounds[-1]
     keys = _decode_range(descriptor[1], (key_column[0] + entry_offset, *key_column[1:]), first, last)
     values = _decode_range(descriptor[2], (value_column[0] + entry_offset, *value_column[1:]), first, last)
+    if descriptor[1][0] in _NESTED_KINDS:
+        # Nested keys: DuckDB's own UDFs get {"key": [...], "value": [...]}, not a dict keyed by them.
+        return _masked(
+            [
+                {"key": keys[start - first : end - first], "value": values[start - first : end - first]}
+                for start, end in itertools.pairwise(bounds)
+            ],
+            valid,
+        )
     return _masked(
         [dict(zip(keys[start - first : end - first], values[start - first : end - first])) for start, end in itertools.pairwise(bounds)],
         valid,
     )
 
+
+_NESTED_KINDS = frozenset({"list", "array", "struct", "map"})
 
 _DECODERS = {
     "number": _decode_number,

@@ -177,3 +177,13 @@ def test_timestamptz_beyond_datetime_is_a_clear_error(con, pooled):
     duckdb_subinterp.create_function(con, "f", udf_module.identity, ["TIMESTAMPTZ"], "TIMESTAMPTZ", backend=pooled)
     with pytest.raises(duckdb.InvalidInputException, match=r"UDF 'f'.*outside datetime's range"):
         con.sql("SELECT f(TIMESTAMPTZ '10000-01-01 00:00:00+00')").fetchall()
+
+
+def test_result_type_too_wide_for_the_status_slots_is_refused_at_registration(con):
+    wide = "STRUCT(" + ", ".join(f"f{i} VARCHAR" for i in range(100)) + ")"
+    with pytest.raises(UnsupportedTypeError, match=r"UDF 'f': return type: type STRUCT\(f0 VARCHAR.*nested columns"):
+        duckdb_subinterp.create_function(con, "f", udf_module.identity, ["BIGINT"], wide, backend="subinterpreters")
+    # As a parameter it is fine: arguments need no status slots.
+    duckdb_subinterp.create_function(con, "g", lambda s: s["f99"], [wide], "VARCHAR", backend="subinterpreters")
+    row = "{" + ", ".join(f"'f{i}': 'v{i}'" for i in range(100)) + "}"
+    assert con.sql(f"SELECT g({row}::{wide})").fetchall() == [("v99",)]

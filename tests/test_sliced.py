@@ -212,3 +212,25 @@ def test_dates_beyond_python_and_infinities_are_what_duckdb_gives(backend):
     rows = con.sql(f"SELECT x::TIMESTAMP = same(x::TIMESTAMP) FROM (VALUES {values}) t(x) WHERE x NOT LIKE '%inf%'")
     assert rows.fetchall() == [(True,)] * 3
     con.close()
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "value"),
+    [
+        ("MAP(INTEGER[], INTEGER)", "MAP {[1, 2]: 3, []: NULL}"),
+        ("MAP(INTEGER[2], VARCHAR)", "MAP {[1, NULL]::INTEGER[2]: 'x'}"),
+        ("MAP(STRUCT(a INTEGER), INTEGER)", "MAP {{'a': 1}: 3}"),
+        ("MAP(MAP(INTEGER, INTEGER), INTEGER)", "MAP {MAP {1: 2}: 3}"),
+        ("MAP(INTEGER[], INTEGER)", "MAP {}::MAP(INTEGER[], INTEGER)"),
+    ],
+)
+def test_maps_with_nested_keys_are_what_duckdb_gives(backend, sql_type, value):
+    con = duckdb.connect()
+    con.create_function("reference", repr, [sql_type], "VARCHAR")
+    duckdb_subinterp.create_function(con, "mine", repr, [sql_type], "VARCHAR", backend=backend)
+    duckdb_subinterp.create_function(con, "same", udf_module.identity, [sql_type], sql_type, backend=backend)
+    query = f"SELECT reference(x), mine(x), same(x) = x FROM (SELECT ({value})::{sql_type} AS x)"
+    ((expected, got, same),) = con.sql(query).fetchall()
+    assert got == expected
+    assert same
+    con.close()

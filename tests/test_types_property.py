@@ -145,7 +145,8 @@ def _struct_of(fields: list[tuple[str, Case]]) -> Case:
 
 
 def _map_of(key: Case, value: Case) -> Case:
-    pairs = st.lists(st.tuples(key.values, _nullable(value.values)), max_size=4, unique_by=lambda pair: pair[0])
+    # Keys are never NULL and unique (nested keys too, compared by value).
+    pairs = st.lists(st.tuples(key.values, _nullable(value.values)), max_size=4, unique_by=lambda pair: repr(pair[0]))
     return Case(f"MAP({key.sql}, {value.sql})", pa.map_(key.arrow, value.arrow), pairs)
 
 
@@ -158,11 +159,13 @@ def _nested(children: st.SearchStrategy[Case]) -> st.SearchStrategy[Case]:
         names.flatmap(lambda fields: st.lists(children, min_size=len(fields), max_size=len(fields)).map(
             lambda cases: _struct_of(list(zip(fields, cases)))
         )),
-        st.builds(_map_of, keys, children),
+        st.builds(_map_of, st.one_of(keys, children), children),
     )
 
 
-TYPES = st.recursive(st.sampled_from(SCALARS), _nested, max_leaves=4)
+# Every width and scale of DECIMAL, besides the fixed ones in SCALARS.
+DECIMALS = st.integers(1, 38).flatmap(lambda width: st.integers(0, width).map(lambda scale: _decimals(width, scale)))
+TYPES = st.recursive(st.one_of(st.sampled_from(SCALARS), DECIMALS), _nested, max_leaves=4)
 
 
 def _native_type(sql: str) -> str:
