@@ -145,9 +145,20 @@ def _struct_of(fields: list[tuple[str, Case]]) -> Case:
 
 
 def _map_of(key: Case, value: Case) -> Case:
-    # Keys are never NULL and unique (nested keys too, compared by value).
-    pairs = st.lists(st.tuples(key.values, _nullable(value.values)), max_size=4, unique_by=lambda pair: repr(pair[0]))
+    # Keys are never NULL and unique (nested keys too, compared by value as DuckDB does).
+    pairs = st.lists(st.tuples(key.values, _nullable(value.values)), max_size=4, unique_by=lambda pair: _key(pair[0]))
     return Case(f"MAP({key.sql}, {value.sql})", pa.map_(key.arrow, value.arrow), pairs)
+
+
+def _key(value: Any) -> Any:
+    """Return a hashable stand-in for a MAP key, equal for keys DuckDB finds equal."""
+    if isinstance(value, dict):
+        return tuple(sorted((name, _key(item)) for name, item in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_key(item) for item in value)
+    if isinstance(value, float):
+        return "nan" if value != value else value + 0.0  # -0.0 equals 0.0
+    return repr(value)
 
 
 def _nested(children: st.SearchStrategy[Case]) -> st.SearchStrategy[Case]:
