@@ -86,6 +86,8 @@ WORKLOADS = [
     Workload("light_varchar", "duckdb_subinterp.examples:shout", "VARCHAR", "VARCHAR", "light"),
     Workload("medium_varchar", "duckdb_subinterp.examples:digest", "VARCHAR", "VARCHAR", "medium"),
     Workload("heavy_varchar", "duckdb_subinterp.examples:word_score", "VARCHAR", "BIGINT", "heavy"),
+    # The core acceptance workload: a CPU-bound UDF of >= 5 us per row.
+    Workload("heavy_bigint", "duckdb_subinterp.examples:collatz", "BIGINT", "BIGINT", "heavy"),
     Workload("numpy_double", "duckdb_subinterp.numpy_examples:series_numpy", "DOUBLE", "DOUBLE", "numpy", "arrow"),
 ]
 
