@@ -153,6 +153,16 @@ def _unpack_column(column: tuple[Any, ...], region: memoryview) -> tuple[Any, ..
     return tuple(unpacked)
 
 
+def _grown(region: _Region | None, size: int) -> tuple[_Region, str | None]:
+    """Return a region of at least ``size`` bytes (doubling), and its name if it is a new one."""
+    if region is not None and region.size >= size:
+        return region, None
+    fresh = _Region(max(size, 2 * (region.size if region is not None else 0)))
+    if region is not None:
+        region.close()
+    return fresh, fresh.name
+
+
 def _layout(sizes: Sequence[int]) -> tuple[list[tuple[int, int]], int]:
     """Place buffers of ``sizes`` one after the other, aligned; return the spans and the total."""
     spans, position = [], 0
@@ -331,21 +341,13 @@ class ProcessWorker(Worker):
 
     def _ensure_inputs(self, size: int) -> str | None:
         """Make the input region hold ``size`` bytes; return the new region's name if it was replaced."""
-        if self._inputs is not None and self._inputs.size >= size:
-            return None
-        old, self._inputs = self._inputs, _Region(max(size, 2 * (self._inputs.size if self._inputs else 0)))
-        if old is not None:
-            old.close()
-        return self._inputs.name
+        self._inputs, name = _grown(self._inputs, size)
+        return name
 
     def _ensure_outputs(self, sizes: Sequence[int]) -> str | None:
         self._output_spans, total = _layout(sizes)
-        if self._outputs is not None and self._outputs.size >= total:
-            return None
-        old, self._outputs = self._outputs, _Region(max(total, 2 * (self._outputs.size if self._outputs else 0)))
-        if old is not None:
-            old.close()
-        return self._outputs.name
+        self._outputs, name = _grown(self._outputs, total)
+        return name
 
     def _copy_results(self, outputs: Sequence[memoryview], sizes: Sequence[int]) -> None:
         region = self._outputs.view
