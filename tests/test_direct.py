@@ -1,0 +1,233 @@
+"""The compiled switch into interpreters (``_direct.DirectCall``), and the ``_interpreters.exec`` path it replaces."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+
+import _interpreters
+import pytest
+import udf_module
+from test_contract import CASES, IDS, _compare
+
+import duckdb_subinterp
+from duckdb_subinterp import _subinterpreters
+from duckdb_subinterp._subinterpreters import DirectCallUnavailableWarning
+
+DirectCall = _subinterpreters.DirectCall
+
+
+def test_direct_call_is_built():
+    # The README's figures are measured through it: an install that could
+    # not compile it runs, with a warning, but slower.
+    assert DirectCall is not None, "duckdb_subinterp._direct was not built; install with a C compiler present"
+
+
+@pytest.fixture
+def interpreter() -> Iterator[int]:
+    interpreter_id = _interpreters.create("isolated")
+    _interpreters.exec(
+        interpreter_id,
+        textwrap.dedent(
+            """
+            import time
+            kept = []
+            def echo(request):
+                return request
+            def total(request):
+                (view,) = request  # arrives as it left: format "q"
+                return sum(view)
+            def double(request):
+                source, target = request
+                target[:] = __import__("array").array("q", [2 * v for v in source])
+            def keep(request):
+                kept.append(request[0])
+            def read_kept(request):
+                return tuple(view.tobytes().decode() for view in kept)
+            def forget(request):
+                kept.clear()
+            def fail(request):
+                raise ValueError("bad row")
+            def hold(request):
+                flag, seconds = request
+                flag[0] = 1
+                time.sleep(seconds)
+            def refuse_import(request):
+                import duckdb_subinterp._direct
+            """
+        ),
+    )
+    yield interpreter_id
+    if interpreter_id in {entry[0] for entry in _interpreters.list_all()}:
+        _interpreters.destroy(interpreter_id)
+
+
+@pytest.fixture
+def direct(interpreter) -> Iterator[DirectCall]:
+    call = DirectCall(interpreter)
+    yield call
+    call.detach()  # before the interpreter goes: Py_EndInterpreter refuses other thread states
+
+
+def test_values_cross_both_ways(direct):
+    request = (None, True, False, -(2**63), 2**63 - 1, "héllo ✓", ("nested", (1, ())), ())
+    assert direct.call("echo", request) == request
+
+
+def test_memoryviews_are_shared_not_copied(interpreter):
+    from array import array
+
+    direct = DirectCall(interpreter)
+    source = array("q", range(1000))
+    target = array("q", bytes(8 * 1000))
+    assert direct.call("total", (memoryview(source).toreadonly(),)) == sum(range(1000))
+    assert direct.call("double", (memoryview(source).toreadonly(), memoryview(target))) is None
+    assert list(target) == [2 * v for v in range(1000)]
+    assert direct.held_buffers == 0
+
+
+def test_an_exception_comes_back_as_type_message_and_text(direct):
+    assert direct.call("fail", ()) == ("ValueError", "bad row", "bad row")
+    assert direct.call("no_such_function", ())[0] == "AttributeError"
+    with pytest.raises(TypeError, match="cannot pass a list"):
+        direct.call("echo", ([1],))
+
+
+def test_a_view_the_interpreter_keeps_keeps_its_buffer(direct):
+    payload = bytearray(b"still here")
+    direct.call("keep", (memoryview(payload),))
+    assert direct.held_buffers == 1
+    with pytest.raises(BufferError):
+        payload.extend(b"!")  # the interpreter's view pins it, as any exporter would
+    assert direct.call("read_kept", ()) == ("still here",)
+    direct.call("forget", ())
+    direct.call("echo", ())  # the next call notices the view is gone
+    assert direct.held_buffers == 0
+    payload.extend(b"!")
+
+
+def test_one_thread_state_per_thread_and_dead_threads_are_swept(direct):
+    direct.call("echo", ())
+    release = threading.Event()
+    called = threading.Semaphore(0)
+
+    def call_then_wait() -> None:
+        direct.call("echo", ())
+        called.release()
+        release.wait(10)
+
+    threads = [threading.Thread(target=call_then_wait) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+        assert called.acquire(timeout=10)  # one at a time: a DirectCall runs one call at once
+    direct.call("echo", ())
+    assert direct.thread_states == 5  # this thread's and four live ones
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    direct.call("echo", ())  # the four exited threads' states go
+    assert direct.thread_states == 1
+
+
+def test_a_second_thread_is_refused_not_blocked(direct):
+    flag = bytearray(1)
+    holder = threading.Thread(target=direct.call, args=("hold", (memoryview(flag), 1)))
+    holder.start()
+    deadline = time.monotonic() + 10
+    while not flag[0] and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert flag[0]
+    with pytest.raises(RuntimeError, match="already running"):
+        direct.call("echo", ())
+    holder.join(10)
+    assert not holder.is_alive()
+
+
+def test_detach_lets_the_interpreter_be_destroyed(interpreter):
+    direct = DirectCall(interpreter)
+    thread = threading.Thread(target=direct.call, args=("echo", ()))
+    thread.start()
+    thread.join(10)
+    direct.call("echo", ())
+    direct.detach()
+    _interpreters.destroy(interpreter)
+    with pytest.raises(RuntimeError, match="detached"):
+        direct.call("echo", ())
+
+
+def test_unknown_or_own_interpreter_is_refused():
+    with pytest.raises(Exception, match="unrecognized interpreter ID"):
+        DirectCall(10**9)
+    with pytest.raises(ValueError, match="current interpreter"):
+        DirectCall(_interpreters.get_current()[0])
+
+
+def test_the_module_refuses_to_load_in_an_isolated_interpreter(direct):
+    type_name, message, _ = direct.call("refuse_import", ())
+    assert type_name == "ImportError" and "subinterpreters" in message
+
+
+def test_a_pool_left_open_at_exit_shuts_down_cleanly():
+    # Python's own teardown of leftover interpreters fails on thread states it
+    # does not own; the package closes its workers first.
+    script = textwrap.dedent(
+        """
+        import threading, duckdb, duckdb_subinterp
+        pool = duckdb_subinterp.InterpreterPool(2)
+        con = duckdb.connect()
+        con.execute("SET threads=2")
+        duckdb_subinterp.create_function(con, "f", "udf_module:add_one", ["BIGINT"], "BIGINT", pool=pool)
+        print(con.sql("SELECT sum(f(i)) FROM range(100000) t(i)").fetchall()[0][0])
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).parent)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(sum(range(1, 100001)))
+
+
+# The exec path: where the extension is missing, everything still works.
+
+
+@pytest.fixture
+def exec_pool(monkeypatch) -> Iterator[duckdb_subinterp.InterpreterPool]:
+    monkeypatch.setattr(_subinterpreters, "DirectCall", None)
+    with duckdb_subinterp.InterpreterPool(2) as pool:
+        yield pool
+
+
+def test_without_the_extension_one_warning_names_the_fix(monkeypatch):
+    monkeypatch.setattr(_subinterpreters, "DirectCall", None)
+    _subinterpreters._warn_direct_unavailable.cache_clear()
+    with pytest.warns(DirectCallUnavailableWarning, match="C compiler"):
+        with duckdb_subinterp.InterpreterPool(2) as pool:
+            assert pool.start_all() == 2
+    _subinterpreters._warn_direct_unavailable.cache_clear()
+
+
+@pytest.mark.filterwarnings("ignore::duckdb_subinterp._subinterpreters.DirectCallUnavailableWarning")
+@pytest.mark.parametrize(("sql_type", "expression", "by_reference", "by_value"), CASES, ids=IDS)
+def test_exec_path_matches_duckdb(con, exec_pool, sql_type, expression, by_reference, by_value):
+    con.create_function("reference", by_reference, [sql_type], sql_type)
+    duckdb_subinterp.create_function(con, "mine", by_reference, [sql_type], sql_type, pool=exec_pool)
+    _compare(con, sql_type, expression, "mine", "reference")
+
+    def per_batch(values):
+        return [by_value(value) for value in values]
+
+    con.create_function("reference_v", by_value, [sql_type], sql_type)
+    duckdb_subinterp.create_function(con, "mine_v", per_batch, [sql_type], sql_type, type="vectorized", pool=exec_pool)
+    _compare(con, sql_type, expression, "mine_v", "reference_v")
+
+
+@pytest.mark.filterwarnings("ignore::duckdb_subinterp._subinterpreters.DirectCallUnavailableWarning")
+def test_exec_path_carries_the_udf_error(con, exec_pool):
+    duckdb_subinterp.create_function(con, "mine", udf_module.fail_on_three, pool=exec_pool)
+    with pytest.raises(Exception, match="fail_on_three|three"):
+        con.sql("SELECT mine(i % 10) FROM range(100) t(i)").fetchall()
