@@ -10,6 +10,7 @@ sizes and child shapes in its status slots, and ``to_array`` wraps it.
 from __future__ import annotations
 
 import functools
+import operator
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -167,11 +168,12 @@ def column_buffers(
         array = argument.chunk(0) if argument.num_chunks == 1 else argument.combine_chunks()
     else:
         array = argument
-    if array.type is not arrow_type and not array.type.equals(arrow_type):
-        target = _normalized(array.type)
+    array_type = array.type  # a new wrapper object every time: ~0.4 us
+    if array_type is not arrow_type and not array_type.equals(arrow_type):
+        target = _normalized(array_type)
         if not _without_zones(target).equals(_without_zones(arrow_type)):
             target = arrow_type
-        if not target.equals(array.type):
+        if not target.equals(array_type):
             array = array.cast(target)
     return _column(array, descriptor), array
 
@@ -352,12 +354,13 @@ class ResultLayout:
 class OutputBuffers:
     """Main-allocated result buffers (every node's, depth first) that a worker writes into."""
 
-    __slots__ = ("buffers", "layout", "length")
+    __slots__ = ("buffers", "capacities", "layout", "length")
 
     def __init__(self, layout: ResultLayout, length: int, bytes_per_row: Sequence[int]) -> None:
         self.layout = layout
         self.length = length
-        self.buffers = [pa.allocate_buffer(size) for size in layout.initial_sizes(length, bytes_per_row)]
+        self.capacities = layout.initial_sizes(length, bytes_per_row)
+        self.buffers = list(map(pa.allocate_buffer, self.capacities))
 
     def views(self) -> tuple[memoryview, ...]:
         """Return writable views of the buffers, validity first in each node."""
@@ -365,15 +368,19 @@ class OutputBuffers:
 
     def grow(self, sizes: Sequence[int]) -> None:
         """Reallocate every buffer smaller than the size the worker reported."""
+        self.capacities = list(map(max, self.capacities, sizes))
         self.buffers = [
             buffer if buffer.size >= size else pa.allocate_buffer(size) for buffer, size in zip(self.buffers, sizes)
         ]
 
     def fits(self, sizes: Sequence[int]) -> bool:
         """Tell whether results of ``sizes`` bytes fit the current buffers."""
-        return all(size <= buffer.size for size, buffer in zip(sizes, self.buffers))
+        return all(map(operator.le, sizes, self.capacities))
 
     def to_array(self, null_count: int, sizes: Sequence[int], shapes: Sequence[int] = ()) -> pa.Array:
         """Wrap the written buffers as an Arrow array, without copying."""
-        cut = [buffer if buffer.size == size else buffer.slice(0, size) for buffer, size in zip(self.buffers, sizes)]
+        cut = [
+            buffer if capacity == size else buffer.slice(0, size)
+            for buffer, capacity, size in zip(self.buffers, self.capacities, sizes)
+        ]
         return self.layout.to_array(cut, self.length, null_count, shapes)

@@ -467,13 +467,14 @@ class EncodedColumn:
             found.extend(child.nodes())
         return found
 
+    def raw_buffers(self) -> list[memoryview]:
+        """Return every bitmap and buffer as bytes, node by node, validity first in each (the wire order)."""
+        nodes = self.nodes() if self.children else (self,)
+        return [memoryview(source).cast("B") for node in nodes for source in (node.validity or b"", *node.buffers)]
+
     def sizes(self) -> list[int]:
-        """Return the byte size of every buffer, node by node, validity first in each node."""
-        sizes = []
-        for node in self.nodes():
-            sizes.append(len(node.validity) if node.validity is not None else 0)
-            sizes.extend(memoryview(buffer).nbytes for buffer in node.buffers)
-        return sizes
+        """Return the byte size of every buffer, in the wire order."""
+        return [raw.nbytes for raw in self.raw_buffers()]
 
     def shapes(self) -> list[int]:
         """Return length and null count of every node below the root, depth first."""
@@ -481,11 +482,14 @@ class EncodedColumn:
 
     def write_into(self, targets: Sequence[memoryview]) -> None:
         """Copy every bitmap and buffer into caller-owned memory of sufficient size."""
-        sources = [source for node in self.nodes() for source in (node.validity or b"", *node.buffers)]
-        for source, target in zip(sources, targets):
-            raw = memoryview(source).cast("B")
-            if raw.nbytes:
-                target.cast("B")[: raw.nbytes] = raw
+        copy_buffers(self.raw_buffers(), targets)
+
+
+def copy_buffers(sources: Sequence[memoryview], targets: Sequence[memoryview]) -> None:
+    """Copy byte views into the start of ``targets``, which are large enough."""
+    for raw, target in zip(sources, targets):
+        if raw.nbytes:
+            target.cast("B")[: raw.nbytes] = raw
 
 
 def encode_column(descriptor: Descriptor, values: Sequence[Any]) -> EncodedColumn:

@@ -256,23 +256,6 @@ class WorkerPool(ABC):
                 self._condition.notify()
             raise
 
-    def _checkin(self, worker: Worker) -> None:
-        # An error raised by the user's function leaves the worker usable:
-        # backends report a broken worker as BrokenPoolError instead.
-        with self._lock:
-            if not self._closed:
-                self._idle.append(worker)
-                self._condition.notify()
-                return
-        self._retire(worker)
-
-    def _retire(self, worker: Worker) -> None:
-        """Close a worker that is broken or outlived its pool; a fresh one may start."""
-        with self._lock:
-            self._started -= 1
-            self._condition.notify()
-        worker.close()
-
     def close(self) -> None:
         """Close idle workers now and busy ones when their batch ends; idempotent."""
         with self._lock:

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 
 from duckdb_subinterp._errors import PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
+from duckdb_subinterp._codec import copy_buffers
 from duckdb_subinterp._runtime import (
     STATUS_SLOTS,
     LoadedUdf,
@@ -589,6 +590,12 @@ class ArrowResult:
         elif arrow_type.num_fields:  # list, fixed-size list, map: one child (map: its entries)
             self._walk(array.values, root=False)
 
+    def raw_buffers(self) -> list[memoryview]:
+        return [
+            memoryview(source).cast("B")[:size] if size else memoryview(b"")
+            for source, size in zip(self.buffers, self._sizes)
+        ]
+
     def sizes(self) -> list[int]:
         return list(self._sizes)
 
@@ -596,9 +603,7 @@ class ArrowResult:
         return list(self._shapes)
 
     def write_into(self, targets: Sequence[memoryview]) -> None:
-        for source, target, size in zip(self.buffers, targets, self._sizes):
-            if size:
-                target.cast("B")[:size] = memoryview(source).cast("B")[:size]
+        copy_buffers(self.raw_buffers(), targets)
 
 
 def _as_result_array(result: Any, length: int, arrow_type: Any) -> Any:
