@@ -43,6 +43,7 @@ import pyarrow as pa
 from duckdb_subinterp import examples
 from duckdb_subinterp._baselines import InterpreterPoolUDF, ProcessPoolUDF, interpreter_pool_available, map_rows
 from duckdb_subinterp._registration import BACKENDS, create_function, udf_stats
+from duckdb_subinterp._subinterpreters import InterpreterPool
 
 SCHEMA = "duckdb_subinterp.bench/1"
 BATCH_ROWS = 2048
@@ -420,6 +421,7 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
         workloads = [w for w in workloads if w.udf_type != "arrow"]
     all_candidates = candidates()
     workers = config.workers
+    extra_pools: list[Any] = []
     con = duckdb.connect()
     con.execute("SET enable_progress_bar=false")
     _make_table(con, "data", config.rows)
@@ -465,7 +467,7 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
                 working.append((workload, candidate, name))
         registered = working
 
-        dispatch_plan = _dispatch_plan(con, all_candidates, workers, config.dispatch_rows or config.rows)
+        dispatch_plan = _dispatch_plan(con, all_candidates, workers, config.dispatch_rows or config.rows, extra_pools)
         total = config.repeats * len(config.threads) * (len(registered) + len(dispatch_plan))
         bar = _progress(total, config.progress, f"bench {config.rows:,} rows")
         references: dict[str, Any] = {}
@@ -514,8 +516,8 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
             bar.close()
     finally:
         con.close()
-        for candidate in all_candidates:
-            candidate.close()
+        for closable in [*all_candidates, *extra_pools]:
+            closable.close()
     results["startup"] = [
         _measure_startup(c, workers)
         for c in all_candidates
@@ -527,9 +529,16 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
 
 
 def _dispatch_plan(
-    con: duckdb.DuckDBPyConnection, all_candidates: Sequence[Candidate], workers: int, rows: int
+    con: duckdb.DuckDBPyConnection,
+    all_candidates: Sequence[Candidate],
+    workers: int,
+    rows: int,
+    extra_pools: list[Any],
 ) -> list[dict[str, Any]]:
-    """Register the identity UDFs on BIGINT whose times give the per-batch dispatch overhead."""
+    """Register the identity UDFs on BIGINT whose times give the per-batch dispatch overhead.
+
+    Pools made here besides the candidates' own go to ``extra_pools``, for the caller to close.
+    """
     _make_table(con, "numbers", rows)
     plan = []
     con.create_function("identity__duckdb_arrow", lambda x: x, ["BIGINT"], "BIGINT", type="arrow")
@@ -554,6 +563,15 @@ def _dispatch_plan(
                 pool=candidate.pool,
             )
             plan.append({"candidate": candidate.key, "udf": f"identity ({udf_type})", "name": name})
+        if candidate.backend == "subinterpreters":
+            # The same UDF entering its interpreters through _interpreters.exec,
+            # side by side with the compiled DirectCall that replaced it.
+            exec_pool = InterpreterPool(workers, direct=False)
+            extra_pools.append(exec_pool)
+            name = f"identity__{candidate.key}_exec_vectorized"
+            function = "duckdb_subinterp.examples:identity_batch"
+            create_function(con, name, function, ["BIGINT"], "BIGINT", type="vectorized", pool=exec_pool)
+            plan.append({"candidate": candidate.key, "udf": "identity (vectorized, _interpreters.exec)", "name": name})
     for entry in plan:
         entry["query"] = f"SELECT sum({entry['name']}(n)) FROM numbers"
         entry["rows"] = rows

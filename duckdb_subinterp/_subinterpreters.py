@@ -206,11 +206,14 @@ class InterpreterPool(WorkerPool):
 
     ``size`` defaults to the CPU count. A DuckDB thread calling a UDF checks
     out an idle interpreter and runs the batch there; threads beyond ``size``
-    wait up to ``timeout`` seconds for one.
+    wait up to ``timeout`` seconds for one. ``direct=False`` enters the
+    interpreters through ``_interpreters.exec`` instead of the compiled
+    ``DirectCall``: ~30 us slower a batch, for comparison.
     """
 
-    def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT, direct: bool = True) -> None:
         super().__init__(size, timeout=timeout)
+        self.direct = direct
 
     def _start_worker(self) -> Worker:
-        return InterpreterWorker()
+        return InterpreterWorker(direct=self.direct)

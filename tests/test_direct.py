@@ -192,13 +192,12 @@ def test_a_pool_left_open_at_exit_shuts_down_cleanly():
     assert result.stdout.strip() == str(sum(range(1, 100001)))
 
 
-# The exec path: where the extension is missing, everything still works.
+# The exec path (direct=False, or where the extension is missing): everything still works.
 
 
 @pytest.fixture
-def exec_pool(monkeypatch) -> Iterator[duckdb_subinterp.InterpreterPool]:
-    monkeypatch.setattr(_subinterpreters, "DirectCall", None)
-    with duckdb_subinterp.InterpreterPool(2) as pool:
+def exec_pool() -> Iterator[duckdb_subinterp.InterpreterPool]:
+    with duckdb_subinterp.InterpreterPool(2, direct=False) as pool:
         yield pool
 
 
@@ -211,7 +210,6 @@ def test_without_the_extension_one_warning_names_the_fix(monkeypatch):
     _subinterpreters._warn_direct_unavailable.cache_clear()
 
 
-@pytest.mark.filterwarnings("ignore::duckdb_subinterp._subinterpreters.DirectCallUnavailableWarning")
 @pytest.mark.parametrize(("sql_type", "expression", "by_reference", "by_value"), CASES, ids=IDS)
 def test_exec_path_matches_duckdb(con, exec_pool, sql_type, expression, by_reference, by_value):
     con.create_function("reference", by_reference, [sql_type], sql_type)
@@ -226,7 +224,6 @@ def test_exec_path_matches_duckdb(con, exec_pool, sql_type, expression, by_refer
     _compare(con, sql_type, expression, "mine_v", "reference_v")
 
 
-@pytest.mark.filterwarnings("ignore::duckdb_subinterp._subinterpreters.DirectCallUnavailableWarning")
 def test_exec_path_carries_the_udf_error(con, exec_pool):
     duckdb_subinterp.create_function(con, "mine", udf_module.fail_on_three, pool=exec_pool)
     with pytest.raises(Exception, match="fail_on_three|three"):
