@@ -282,7 +282,9 @@ build(Tree *tree, Py_ssize_t *next)
         PyObject *managed = (PyObject *)((PyMemoryViewObject *)view)->mbuf;
         Py_INCREF(managed);
         tree->managed[value->buffer] = managed;
-        if (buffer->format == NULL || strcmp(buffer->format, "B") == 0) {
+        /* Bytes, signed ("b": pyarrow's buffers) or not, arrive as "B": the
+           codec reads every buffer as bytes, and a cast costs ~0.3 us. */
+        if (buffer->format == NULL || strcmp(buffer->format, "B") == 0 || strcmp(buffer->format, "b") == 0) {
             return view;
         }
         PyObject *cast = PyObject_CallMethod(view, "cast", "s", buffer->format);
@@ -463,7 +465,8 @@ flatten_exception(Tree *out)
 PyDoc_STRVAR(call_doc,
 "call(name, request)\n--\n\n"
 "Call function `name` of the interpreter's __main__ with `request` rebuilt there; return what it returns.\n\n"
-"`request` holds None, bool, int, str, tuple and memoryview (shared, not copied);\n"
+"`request` holds None, bool, int, str, tuple and memoryview (shared, not copied; byte\n"
+"views arrive as format 'B', others keep their format);\n"
 "the result may hold the same but memoryview. An exception in the interpreter comes back\n"
 "as the tuple (type name, message, message).");
 

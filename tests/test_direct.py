@@ -38,6 +38,8 @@ def interpreter() -> Iterator[int]:
             kept = []
             def echo(request):
                 return request
+            def formats(request):
+                return tuple(view.format for view in request)
             def total(request):
                 (view,) = request  # arrives as it left: format "q"
                 return sum(view)
@@ -88,6 +90,13 @@ def test_memoryviews_are_shared_not_copied(interpreter):
     assert direct.call("double", (memoryview(source).toreadonly(), memoryview(target))) is None
     assert list(target) == [2 * v for v in range(1000)]
     assert direct.held_buffers == 0
+
+
+def test_byte_views_arrive_as_unsigned_bytes_others_keep_their_format(direct):
+    from array import array
+
+    views = (memoryview(array("b", [1])), memoryview(b"x"), memoryview(array("q", [1])), memoryview(array("d", [1.0])))
+    assert direct.call("formats", views) == ("B", "B", "q", "d")
 
 
 def test_an_exception_comes_back_as_type_message_and_text(direct):
