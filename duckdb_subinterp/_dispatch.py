@@ -12,8 +12,9 @@ Data flow of one batch (2048 rows), on the DuckDB thread that called the UDF::
       |  pool.lease(): an idle worker with the UDF loaded
       v
     worker.run()   ----------------------------------------------------------+
-      |  subinterpreters: _interpreters.exec on this same thread; the main   |
-      |                   GIL is released, the interpreter's own is taken    |
+      |  subinterpreters: DirectCall on this same thread (its own thread     |
+      |                   state there); the main GIL is released, the        |
+      |                   interpreter's own is taken; buffers stay in place  |
       |  processes:       the views are copied into shared memory once,      |
       |                   the worker process is woken through a pipe         |
       v                                                                      |

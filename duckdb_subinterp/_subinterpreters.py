@@ -9,10 +9,10 @@ parked inside the interpreter measured ~27 us).
 The switch is ``_direct.DirectCall`` (C, main side only): it keeps one
 thread state per DuckDB thread and interpreter. ``_interpreters.exec``,
 the only switch Python 3.13 offers, makes and frees a thread state every
-call: ~10 us in a loop, ~46 us per batch inside a query, against ~17 us
-for the whole batch through DirectCall (both measured here, identity UDF
-on BIGINT). Where the extension was not built, batches go through
-``_interpreters.exec``, with one warning.
+call: ~10 us in a loop. The bench's dispatch overhead (identity UDF on
+BIGINT, threads=1) is 91.0 us a batch through exec and 42.7 us through
+DirectCall, same run (bench/results/dev-2core-epyc). Where the extension
+was not built, batches go through ``_interpreters.exec``, with one warning.
 
 Python 3.13 ships the private ``_interpreters`` module only; 3.14 adds the
 public ``concurrent.interpreters`` on top of the same functions, which are
