@@ -11,6 +11,7 @@ import duckdb
 import pytest
 
 import duckdb_subinterp
+from duckdb_subinterp import _registration
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -18,11 +19,24 @@ sys.path.insert(0, str(Path(__file__).parent))
 faulthandler.enable()
 
 BACKENDS = [name for name in duckdb_subinterp.BACKENDS if name != "auto"]
+# The subinterpreters backend once more, entering its interpreters through
+# _interpreters.exec (the fallback where the C extension is missing).
+EXEC_PATH = "subinterpreters-exec"
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
+@pytest.fixture(scope="session")
+def exec_path_pool() -> Iterator[duckdb_subinterp.InterpreterPool]:
+    with duckdb_subinterp.InterpreterPool(2, direct=False) as pool:
+        yield pool
+
+
+@pytest.fixture(params=[*BACKENDS, EXEC_PATH])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param != EXEC_PATH:
+        return request.param
+    pool = request.getfixturevalue("exec_path_pool")
+    monkeypatch.setitem(_registration._default_pools, "subinterpreters", pool)
+    return "subinterpreters"
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ from collections.abc import Iterator
 
 import _interpreters
 import pytest
-import udf_module
-from test_contract import CASES, IDS, _compare
 
 import duckdb_subinterp
 from duckdb_subinterp import _subinterpreters
@@ -201,13 +199,8 @@ def test_a_pool_left_open_at_exit_shuts_down_cleanly():
     assert result.stdout.strip() == str(sum(range(1, 100001)))
 
 
-# The exec path (direct=False, or where the extension is missing): everything still works.
-
-
-@pytest.fixture
-def exec_pool() -> Iterator[duckdb_subinterp.InterpreterPool]:
-    with duckdb_subinterp.InterpreterPool(2, direct=False) as pool:
-        yield pool
+# The exec path (direct=False, or where the extension is missing) runs the
+# whole contract suite: conftest's "subinterpreters-exec" backend.
 
 
 def test_without_the_extension_one_warning_names_the_fix(monkeypatch):
@@ -217,23 +210,3 @@ def test_without_the_extension_one_warning_names_the_fix(monkeypatch):
         with duckdb_subinterp.InterpreterPool(2) as pool:
             assert pool.start_all() == 2
     _subinterpreters._warn_direct_unavailable.cache_clear()
-
-
-@pytest.mark.parametrize(("sql_type", "expression", "by_reference", "by_value"), CASES, ids=IDS)
-def test_exec_path_matches_duckdb(con, exec_pool, sql_type, expression, by_reference, by_value):
-    con.create_function("reference", by_reference, [sql_type], sql_type)
-    duckdb_subinterp.create_function(con, "mine", by_reference, [sql_type], sql_type, pool=exec_pool)
-    _compare(con, sql_type, expression, "mine", "reference")
-
-    def per_batch(values):
-        return [by_value(value) for value in values]
-
-    con.create_function("reference_v", by_value, [sql_type], sql_type)
-    duckdb_subinterp.create_function(con, "mine_v", per_batch, [sql_type], sql_type, type="vectorized", pool=exec_pool)
-    _compare(con, sql_type, expression, "mine_v", "reference_v")
-
-
-def test_exec_path_carries_the_udf_error(con, exec_pool):
-    duckdb_subinterp.create_function(con, "mine", udf_module.fail_on_three, pool=exec_pool)
-    with pytest.raises(Exception, match="fail_on_three|three"):
-        con.sql("SELECT mine(i % 10) FROM range(100) t(i)").fetchall()
