@@ -30,6 +30,7 @@
 #include <Python.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Exported by CPython 3.13 and 3.14 (the _interpreters module uses it);
@@ -46,11 +47,14 @@ typedef struct {
 
 static pthread_key_t token_key;
 
+/* Tokens use the C allocator, not PyMem_Raw*: the last release may come
+   from a thread exiting after Python has finalized, where a raw-domain hook
+   (tracemalloc's) must not run. */
 static void
 token_release(ThreadToken *token)
 {
     if (atomic_fetch_sub(&token->refs, 1) == 1) {
-        PyMem_RawFree(token);
+        free(token);
     }
 }
 
@@ -66,14 +70,14 @@ token_of_this_thread(void)
 {
     ThreadToken *token = pthread_getspecific(token_key);
     if (token == NULL) {
-        token = PyMem_RawMalloc(sizeof(ThreadToken));
+        token = malloc(sizeof(ThreadToken));
         if (token == NULL) {
             return NULL;
         }
         atomic_init(&token->alive, 1);
         atomic_init(&token->refs, 1);
         if (pthread_setspecific(token_key, token) != 0) {
-            PyMem_RawFree(token);
+            free(token);
             return NULL;
         }
     }
