@@ -472,10 +472,6 @@ class EncodedColumn:
         nodes = self.nodes() if self.children else (self,)
         return [memoryview(source).cast("B") for node in nodes for source in (node.validity or b"", *node.buffers)]
 
-    def sizes(self) -> list[int]:
-        """Return the byte size of every buffer, in the wire order."""
-        return [raw.nbytes for raw in self.raw_buffers()]
-
     def shapes(self) -> list[int]:
         """Return length and null count of every node below the root, depth first."""
         return [number for node in self.nodes()[1:] for number in (node.length, node.null_count)]

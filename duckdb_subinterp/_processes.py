@@ -47,9 +47,9 @@ from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from duckdb_subinterp._codec import copy_buffers
 from duckdb_subinterp._errors import PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
-from duckdb_subinterp._codec import copy_buffers
 from duckdb_subinterp._runtime import (
     STATUS_SLOTS,
     LoadedUdf,
@@ -595,9 +595,6 @@ class ArrowResult:
             memoryview(source).cast("B")[:size] if size else memoryview(b"")
             for source, size in zip(self.buffers, self._sizes)
         ]
-
-    def sizes(self) -> list[int]:
-        return list(self._sizes)
 
     def shapes(self) -> list[int]:
         return list(self._shapes)
