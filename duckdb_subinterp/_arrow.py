@@ -10,7 +10,6 @@ sizes and child shapes in its status slots, and ``to_array`` wraps it.
 from __future__ import annotations
 
 import functools
-import operator
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -354,13 +353,12 @@ class ResultLayout:
 class OutputBuffers:
     """Main-allocated result buffers (every node's, depth first) that a worker writes into."""
 
-    __slots__ = ("buffers", "capacities", "layout", "length")
+    __slots__ = ("buffers", "layout", "length")
 
     def __init__(self, layout: ResultLayout, length: int, bytes_per_row: Sequence[int]) -> None:
         self.layout = layout
         self.length = length
-        self.capacities = layout.initial_sizes(length, bytes_per_row)
-        self.buffers = list(map(pa.allocate_buffer, self.capacities))
+        self.buffers = [pa.allocate_buffer(size) for size in layout.initial_sizes(length, bytes_per_row)]
 
     def views(self) -> tuple[memoryview, ...]:
         """Return writable views of the buffers, validity first in each node."""
@@ -368,19 +366,15 @@ class OutputBuffers:
 
     def grow(self, sizes: Sequence[int]) -> None:
         """Reallocate every buffer smaller than the size the worker reported."""
-        self.capacities = list(map(max, self.capacities, sizes))
         self.buffers = [
             buffer if buffer.size >= size else pa.allocate_buffer(size) for buffer, size in zip(self.buffers, sizes)
         ]
 
     def fits(self, sizes: Sequence[int]) -> bool:
         """Tell whether results of ``sizes`` bytes fit the current buffers."""
-        return all(map(operator.le, sizes, self.capacities))
+        return all(size <= buffer.size for size, buffer in zip(sizes, self.buffers))
 
     def to_array(self, null_count: int, sizes: Sequence[int], shapes: Sequence[int] = ()) -> pa.Array:
         """Wrap the written buffers as an Arrow array, without copying."""
-        cut = [
-            buffer if capacity == size else buffer.slice(0, size)
-            for buffer, capacity, size in zip(self.buffers, self.capacities, sizes)
-        ]
+        cut = [buffer if buffer.size == size else buffer.slice(0, size) for buffer, size in zip(self.buffers, sizes)]
         return self.layout.to_array(cut, self.length, null_count, shapes)
