@@ -24,7 +24,6 @@ from __future__ import annotations
 import atexit
 import functools
 import sys
-import threading
 import warnings
 import weakref
 from array import array
@@ -130,22 +129,21 @@ class InterpreterWorker(Worker):
     def unload(self, udf_id: int) -> None:
         self._exec(_UNLOAD, {"_udf_id": udf_id})
 
-    def run(self, request: tuple[Any, ...]) -> Sequence[int]:
+    def _enter(self, entry_point: str, exec_code: Any, name: str, value: tuple[Any, ...]) -> None:
+        """Call the bootstrap's ``entry_point`` with ``value`` through DirectCall, else exec ``exec_code``."""
         if self._direct is None:
-            self._exec(_RUN, {"_request": (*request, self._status_view)})
-            return self._status
-        failure = self._direct.call("_run_batch", (*request, self._status_view))
+            self._exec(exec_code, {name: value})
+            return
+        failure = self._direct.call(entry_point, value)
         if failure is not None:
             raise WorkerFailure.from_names(*failure)
+
+    def run(self, request: tuple[Any, ...]) -> Sequence[int]:
+        self._enter("_run_batch", _RUN, "_request", (*request, self._status_view))
         return self._status
 
     def copy_pending(self, outputs: Sequence[memoryview]) -> None:
-        if self._direct is None:
-            self._exec(_COPY, {"_outputs": tuple(outputs)})
-            return
-        failure = self._direct.call("_copy_pending", tuple(outputs))
-        if failure is not None:
-            raise WorkerFailure.from_names(*failure)
+        self._enter("_copy_pending", _COPY, "_outputs", tuple(outputs))
 
     def close(self) -> None:
         _live_direct_workers.discard(self)
@@ -162,20 +160,13 @@ class InterpreterWorker(Worker):
 # Interpreters left at exit make Python's own teardown of them fail on the
 # thread states DirectCall keeps; every worker with one is closed first.
 _live_direct_workers: weakref.WeakSet[InterpreterWorker] = weakref.WeakSet()
-_at_exit_lock = threading.Lock()
-_at_exit_registered = False
 
 
 def _direct_call(interpreter_id: int) -> Any:
     """Return the DirectCall into ``interpreter_id``, or None (warning once) where it was not built."""
-    global _at_exit_registered
     if DirectCall is None:
         _warn_direct_unavailable()
         return None
-    with _at_exit_lock:
-        if not _at_exit_registered:
-            atexit.register(_close_live_workers)
-            _at_exit_registered = True
     return DirectCall(interpreter_id)
 
 
@@ -189,6 +180,7 @@ def _warn_direct_unavailable() -> None:
     )
 
 
+@atexit.register
 def _close_live_workers() -> None:
     for worker in list(_live_direct_workers):
         worker.close()
