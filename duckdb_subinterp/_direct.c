@@ -328,6 +328,16 @@ typedef struct {
     PyObject *targets[MAX_TARGETS]; /* the interpreter's objects */
 } DirectCall;
 
+/* In the interpreter, on a thread state of its own: delete `record`'s. */
+static void
+record_delete(Record *record)
+{
+    PyThreadState_Clear(record->tstate);
+    PyThreadState_Delete(record->tstate);
+    token_release(record->token);
+    PyMem_RawFree(record);
+}
+
 /* In the interpreter: delete the thread states of threads that exited. */
 static void
 sweep_dead_threads(DirectCall *self)
@@ -340,10 +350,7 @@ sweep_dead_threads(DirectCall *self)
             continue;
         }
         *link = record->next;
-        PyThreadState_Clear(record->tstate);
-        PyThreadState_Delete(record->tstate);
-        token_release(record->token);
-        PyMem_RawFree(record);
+        record_delete(record);
     }
 }
 
@@ -583,10 +590,7 @@ detach(DirectCall *self)
     while (self->records != NULL) {
         Record *record = self->records;
         self->records = record->next;
-        PyThreadState_Clear(record->tstate);
-        PyThreadState_Delete(record->tstate);
-        token_release(record->token);
-        PyMem_RawFree(record);
+        record_delete(record);
     }
     for (int i = 0; i < MAX_TARGETS; i++) {
         Py_CLEAR(self->targets[i]);
