@@ -133,13 +133,18 @@ def _masked(values: Sequence[Any], valid: list[bool] | None) -> Sequence[Any]:
 
 
 def _fixed(buffers: list[memoryview], typecode: str, offset: int, length: int) -> memoryview:
-    return buffers[0].cast("B").cast(typecode)[offset : offset + length]
+    raw = buffers[0]
+    # Views arrive as bytes from every backend; each cast or slice skipped
+    # saves ~0.5 us a column inside a query.
+    values = (raw if raw.format == "B" else raw.cast("B")).cast(typecode)
+    return values if offset == 0 and len(values) == length else values[offset : offset + length]
 
 
 def _decode_number(
     descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
 ) -> Sequence[Any]:
-    return _masked(_fixed(buffers, descriptor[1], offset, length), valid)
+    values = _fixed(buffers, descriptor[1], offset, length)
+    return values if valid is None else _masked(values, valid)
 
 
 def _decode_bool(
@@ -469,8 +474,13 @@ class EncodedColumn:
 
     def raw_buffers(self) -> list[memoryview]:
         """Return every bitmap and buffer as bytes, node by node, validity first in each (the wire order)."""
-        nodes = self.nodes() if self.children else (self,)
-        return [memoryview(source).cast("B") for node in nodes for source in (node.validity or b"", *node.buffers)]
+        views = []
+        for node in self.nodes() if self.children else (self,):
+            views.append(_NO_BYTES if node.validity is None else memoryview(node.validity))
+            for source in node.buffers:
+                view = memoryview(source)
+                views.append(view if view.format == "B" else view.cast("B"))
+        return views
 
     def shapes(self) -> list[int]:
         """Return length and null count of every node below the root, depth first."""
@@ -484,19 +494,20 @@ class EncodedColumn:
 def copy_buffers(sources: Sequence[memoryview], targets: Sequence[memoryview]) -> None:
     """Copy byte views into the start of ``targets``, which are large enough."""
     for raw, target in zip(sources, targets):
-        if raw.nbytes:
-            target.cast("B")[: raw.nbytes] = raw
+        if size := raw.nbytes:
+            (target if target.format == "B" else target.cast("B"))[:size] = raw
+
+
+_NO_BYTES = memoryview(b"")
 
 
 def encode_column(descriptor: Descriptor, values: Sequence[Any]) -> EncodedColumn:
     """Encode Python values (``None`` for NULL) into Arrow buffers of ``descriptor``'s layout."""
-    if descriptor[0] == "number" and descriptor[1] in "fd":
+    kind = descriptor[0]
+    if kind == "number" and descriptor[1] in "fd":
         values = _nan_to_none(values)
     null_count = values.count(None) if isinstance(values, list) else 0
-    validity = None
-    if null_count:
-        validity = pack_bits(map(operator.is_not, values, itertools.repeat(None)))
-    kind = descriptor[0]
+    validity = pack_bits(map(operator.is_not, values, itertools.repeat(None))) if null_count else None
     if kind in _NESTED_ENCODERS:
         buffers, children = _NESTED_ENCODERS[kind](descriptor, values)
         return EncodedColumn(null_count, validity, buffers, children, len(values))
@@ -525,8 +536,11 @@ def _without_nulls(values: Sequence[Any], null_count: int, filler: Any) -> Seque
 
 def _encode_number(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[array]:
     typecode = descriptor[1]
-    values = _without_nulls(values, null_count, 0)
-    if isinstance(values, (memoryview, array)) and _typecode(values) == typecode:
+    if null_count:
+        values = _without_nulls(values, null_count, 0)
+    elif isinstance(values, memoryview) and values.format == typecode or (
+        isinstance(values, array) and values.typecode == typecode
+    ):
         # Same layout: the buffer is copied once, straight into the output.
         return [values]
     if typecode in "bhilqBHILQ" and any(type(value) is bool for value in values):
@@ -537,10 +551,6 @@ def _encode_number(descriptor: Descriptor, values: Sequence[Any], null_count: in
     except (TypeError, OverflowError) as error:
         _raise_first_misfit(descriptor, values, error)
         raise
-
-
-def _typecode(values: memoryview | array) -> str:
-    return values.format if isinstance(values, memoryview) else values.typecode
 
 
 def _raise_first_misfit(descriptor: Descriptor, values: Sequence[Any], error: Exception) -> None:

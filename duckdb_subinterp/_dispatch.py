@@ -31,8 +31,10 @@ Data flow of one batch (2048 rows), on the DuckDB thread that called the UDF::
 from __future__ import annotations
 
 import inspect
+import itertools
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -41,6 +43,7 @@ from duckdb_subinterp._arrow import OutputBuffers, ResultLayout, column_buffers
 from duckdb_subinterp._codec import Descriptor
 from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
+from duckdb_subinterp._runtime import SIZES_SLOT
 
 # Variable-width results start with this much room per row; then the
 # largest size seen, plus a quarter, so a second copy is rare.
@@ -114,6 +117,9 @@ class BatchDispatcher:
         self._slots = threading.BoundedSemaphore(max_workers) if max_workers is not None else None
         # Learned per output buffer (all nodes, depth first) from the batches so far.
         self._bytes_per_row = [_INITIAL_BYTES_PER_ROW] * result_layout.buffer_count
+        # Per argument, for map(); varargs repeat the one declared type.
+        self._types = itertools.repeat(argument_types[0]) if varargs else argument_types
+        self._descriptors = itertools.repeat(argument_descriptors[0]) if varargs else argument_descriptors
         kind = inspect.Parameter.VAR_POSITIONAL if varargs else inspect.Parameter.POSITIONAL_ONLY
         names = ["args"] if varargs else [f"arg{index}" for index in range(len(argument_types))]
         # DuckDB reads the arity (and varargs) from the callable's signature.
@@ -124,10 +130,7 @@ class BatchDispatcher:
         length = len(arguments[0])
         if length == 0:
             return pa.array([], type=self.return_type)
-        types, descriptors = self.argument_types, self.argument_descriptors
-        if len(types) == 1:
-            types, descriptors = types * len(arguments), descriptors * len(arguments)
-        columns, keep_alive = zip(*map(column_buffers, arguments, types, descriptors))
+        columns, keep_alive = zip(*map(column_buffers, arguments, self._types, self._descriptors))
         layout = self.result_layout
         outputs = OutputBuffers(layout, length, self._bytes_per_row)
         # A plain try/finally: contextlib's generator costs ~8 us a batch here.
@@ -142,13 +145,17 @@ class BatchDispatcher:
             broken = False
             try:
                 leased = time.perf_counter()
+                # The status lives in the worker: read it before checkin.
                 status = worker.run((self.udf_id, length, columns, outputs.views()))
-                sizes = status[1 : 1 + layout.buffer_count]
-                shapes = status[1 + layout.buffer_count : layout.status_slots]
-                null_count = status[0]
-                if not outputs.fits(sizes):
-                    outputs.grow(sizes)
-                    worker.copy_pending(outputs.views())
+                null_count, pending = status[0], status[1]
+                if pending or layout.width is None:
+                    sizes = status[SIZES_SLOT : SIZES_SLOT + layout.buffer_count]
+                    if pending:
+                        outputs.grow(sizes)
+                        worker.copy_pending(outputs.views())
+                    if layout.width is None:
+                        self._learn(sizes, length)
+                shapes = status[SIZES_SLOT + layout.buffer_count : layout.status_slots] if layout.nested else ()
             except WorkerFailure as failure:
                 raise failure.for_udf(self.name) from None
             except BrokenPoolError:
@@ -160,8 +167,11 @@ class BatchDispatcher:
             if slots is not None:
                 slots.release()
         del keep_alive
-        if layout.width is None:
-            self._bytes_per_row = [max(known, size * 5 // 4 // length + 1) for known, size in zip(self._bytes_per_row, sizes)]
-        result = outputs.to_array(null_count, sizes, shapes)
+        result = outputs.to_array(null_count, shapes)
         self.stats.record(length, started, leased, time.perf_counter())
         return result
+
+    def _learn(self, sizes: Sequence[int], length: int) -> None:
+        """Size the next batch's variable-width buffers from this one's, with a quarter to spare."""
+        learned = zip(self._bytes_per_row, sizes)
+        self._bytes_per_row = [max(known, size * 5 // 4 // length + 1) for known, size in learned]

@@ -51,6 +51,7 @@ from duckdb_subinterp._codec import copy_buffers
 from duckdb_subinterp._errors import PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._runtime import (
+    SIZES_SLOT,
     STATUS_SLOTS,
     LoadedUdf,
     Runtime,
@@ -303,11 +304,11 @@ class ProcessWorker(Worker):
         fresh_outputs = self._ensure_outputs([view.nbytes for view in outputs])
         # The status slots travel as raw bytes: pickling 256 ints cost ~10 us a batch.
         status = array("q", self._request(("run", udf_id, length, layout, self._output_spans, fresh_inputs, fresh_outputs)))
-        # status[1:] holds the result's sizes, validity first; any further
+        # From SIZES_SLOT on: the result's sizes, validity first; any further
         # slots are relayed untouched.
-        self._result_sizes = sizes = status[1 : 1 + len(outputs)]
-        if all(size <= view.nbytes for size, view in zip(sizes, outputs)):
-            self._copy_results(outputs, sizes)
+        self._result_sizes = status[SIZES_SLOT : SIZES_SLOT + len(outputs)]
+        if not status[1]:  # written into the worker's outputs: copy them to ours
+            self._copy_results(outputs, self._result_sizes)
         return status
 
     def copy_pending(self, outputs: Sequence[memoryview]) -> None:

@@ -30,10 +30,13 @@ from duckdb_subinterp._codec import (
     encode_column,
 )
 
-# status[0]: the result's null count; then the bytes needed by every output
-# buffer (node by node, depth first, validity first in each); then length and
-# null count of every child node of a nested result. 256 slots describe a
-# STRUCT of ~60 VARCHAR fields; registration refuses types that need more.
+# status[0]: the result's null count; status[1]: 1 when the result did not
+# fit the outputs and waits for copy_pending, else 0; from SIZES_SLOT on, the
+# bytes needed by every output buffer (node by node, depth first, validity
+# first in each); then length and null count of every child node of a nested
+# result. 256 slots describe a STRUCT of ~60 VARCHAR fields; registration
+# refuses types that need more.
+SIZES_SLOT = 2
 STATUS_SLOTS = 256
 
 
@@ -100,13 +103,14 @@ def _user_traceback(error: BaseException) -> str:
 
 
 class LoadedUdf:
-    """A UDF loaded in this worker: its spec and the callable."""
+    """A UDF loaded in this worker: its spec, the callable, and how a batch calls it."""
 
-    __slots__ = ("function", "spec")
+    __slots__ = ("call", "function", "spec")
 
     def __init__(self, spec: UdfSpec, function: Callable[..., Any]) -> None:
         self.spec = spec
         self.function = function
+        self.call = call_per_row if spec.kind == "native" else call_per_batch
 
 
 class Runtime:
@@ -142,12 +146,11 @@ class Runtime:
         spec = udf.spec
         descriptors = itertools.repeat(spec.arg_descriptors[0]) if spec.varargs else spec.arg_descriptors
         try:
-            arguments = [decode_column(descriptor, length, column) for descriptor, column in zip(descriptors, columns)]
+            arguments = list(map(decode_column, descriptors, itertools.repeat(length), columns))
         except (ValueError, OverflowError) as error:
             raise UdfArgumentInvalid(f"an argument has no Python value: {error}") from None
-        skip_nulls = not spec.special_nulls and any(column[1] is not None for column in columns)
-        call = call_per_row if spec.kind == "native" else call_per_batch
-        values = call(udf, arguments, length, skip_nulls)
+        skip_nulls = not spec.special_nulls and [column[1] for column in columns].count(None) != len(columns)
+        values = udf.call(udf, arguments, length, skip_nulls)
         try:
             return encode_column(spec.return_descriptor, values)
         except (ResultTypeError, OverflowError, ValueError) as error:
@@ -159,15 +162,20 @@ class Runtime:
         # batch less than walking the result twice (identity UDF on BIGINT).
         raw = encoded.raw_buffers()
         status[0] = encoded.null_count
-        for slot, buffer in enumerate(raw, 1):
-            status[slot] = buffer.nbytes
+        fits = True
+        slot = SIZES_SLOT
+        for buffer, output in zip(raw, outputs):
+            status[slot] = size = buffer.nbytes
+            fits = fits and size <= output.nbytes
+            slot += 1
         if encoded.children:
             shapes = encoded.shapes()
-            status[1 + len(raw) : 1 + len(raw) + len(shapes)] = _int64_array(shapes)
-        if all(buffer.nbytes <= output.nbytes for buffer, output in zip(raw, outputs)):
+            status[slot : slot + len(shapes)] = _int64_array(shapes)
+        if fits:
             copy_buffers(raw, outputs)
         else:
             self.pending = encoded
+        status[1] = 0 if fits else 1
 
     def copy_pending(self, outputs: Sequence[memoryview]) -> None:
         """Write the result kept by the last ``run`` into larger outputs."""
