@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         array = column.combine_chunks()
         duckdb_type = duckdb.sqltype(sql_type)
         descriptor = descriptor_for(duckdb_type)
-        buffers, keep_alive = column_buffers(column, arrow_type_of(sql_type), descriptor)
+        buffers = column_buffers(column, arrow_type_of(sql_type), descriptor)
         values = array.to_pylist()
         assert list(decode_column(descriptor, BATCH, buffers)) == values
         # Interleaved, so both sides see the same machine state.

@@ -33,7 +33,7 @@ import duckdb
 import pyarrow as pa
 
 import duckdb_subinterp
-from duckdb_subinterp._arrow import OutputBuffers, ResultLayout, column_buffers
+from duckdb_subinterp._arrow import OutputBuffers, ResultLayout, column_buffers, layout_signature
 from duckdb_subinterp._direct import DirectCall
 from duckdb_subinterp._runtime import STATUS_SLOTS
 
@@ -58,18 +58,21 @@ def main() -> None:
         _interpreters.exec(interpreter, "def nothing(request):\n    pass\n")
         idle.put(DirectCall(interpreter))
 
+    signature = layout_signature(pa.int64())
+
     def main_side(argument: pa.ChunkedArray) -> pa.Array:
-        column, keep_alive = column_buffers(argument, pa.int64(), BIGINT)
+        column_buffers(argument, pa.int64(), BIGINT, signature)
         outputs = OutputBuffers(layout, len(argument), [16, 16])
-        return outputs.to_array(0, [0, 8 * len(argument)])
+        outputs.views()
+        return outputs.to_array(0)
 
     def main_side_and_switch(argument: pa.ChunkedArray) -> pa.Array:
-        column, keep_alive = column_buffers(argument, pa.int64(), BIGINT)
+        column = column_buffers(argument, pa.int64(), BIGINT, signature)
         outputs = OutputBuffers(layout, len(argument), [16, 16])
         direct = idle.get(timeout=60)
         direct.call("nothing", (1, len(argument), (column,), outputs.views(), status))
         idle.put(direct)
-        return outputs.to_array(0, [0, 8 * len(argument)])
+        return outputs.to_array(0)
 
     stages = {
         "DuckDB's identity arrow UDF": "stage_identity",

@@ -39,7 +39,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from duckdb_subinterp._arrow import OutputBuffers, ResultLayout, column_buffers
+from duckdb_subinterp._arrow import OutputBuffers, ResultLayout, column_buffers, layout_signature
 from duckdb_subinterp._codec import Descriptor
 from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
@@ -120,6 +120,8 @@ class BatchDispatcher:
         # Per argument, for map(); varargs repeat the one declared type.
         self._types = itertools.repeat(argument_types[0]) if varargs else argument_types
         self._descriptors = itertools.repeat(argument_descriptors[0]) if varargs else argument_descriptors
+        signatures = [layout_signature(arrow_type) for arrow_type in argument_types]
+        self._signatures = itertools.repeat(signatures[0]) if varargs else signatures
         kind = inspect.Parameter.VAR_POSITIONAL if varargs else inspect.Parameter.POSITIONAL_ONLY
         names = ["args"] if varargs else [f"arg{index}" for index in range(len(argument_types))]
         # DuckDB reads the arity (and varargs) from the callable's signature.
@@ -130,7 +132,7 @@ class BatchDispatcher:
         length = len(arguments[0])
         if length == 0:
             return pa.array([], type=self.return_type)
-        columns, keep_alive = zip(*map(column_buffers, arguments, self._types, self._descriptors))
+        columns = tuple(map(column_buffers, arguments, self._types, self._descriptors, self._signatures))
         layout = self.result_layout
         outputs = OutputBuffers(layout, length, self._bytes_per_row)
         # A plain try/finally: contextlib's generator costs ~8 us a batch here.
@@ -166,7 +168,6 @@ class BatchDispatcher:
         finally:
             if slots is not None:
                 slots.release()
-        del keep_alive
         result = outputs.to_array(null_count, shapes)
         self.stats.record(length, started, leased, time.perf_counter())
         return result

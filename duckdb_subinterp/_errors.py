@@ -50,3 +50,7 @@ class BackendFallbackWarning(UserWarning):
         super().__init__(message)
         self.udf_name = udf_name
         self.module = module
+
+
+class CompiledPathUnavailableWarning(RuntimeWarning):
+    """A C extension of the package was not built; a slower path in Python is used instead."""

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from duckdb_subinterp._errors import CompiledPathUnavailableWarning
 from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._runtime import STATUS_SLOTS
 
@@ -44,9 +45,6 @@ try:
 except ImportError:  # not built: no C compiler at install time
     DirectCall = None
 
-
-class DirectCallUnavailableWarning(RuntimeWarning):
-    """The compiled switch into interpreters is missing; batches cost ~30 us more each."""
 
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
@@ -175,7 +173,7 @@ def _warn_direct_unavailable() -> None:
     warnings.warn(
         "duckdb_subinterp._direct (a C extension) was not built, so every batch enters its interpreter through "
         "_interpreters.exec, ~30 us slower; reinstall the package where a C compiler is available",
-        DirectCallUnavailableWarning,
+        CompiledPathUnavailableWarning,
         stacklevel=4,
     )
 

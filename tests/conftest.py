@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 import duckdb_subinterp
-from duckdb_subinterp import _registration
+from duckdb_subinterp import _arrow, _registration
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -19,9 +19,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 faulthandler.enable()
 
 BACKENDS = [name for name in duckdb_subinterp.BACKENDS if name != "auto"]
-# The subinterpreters backend once more, entering its interpreters through
-# _interpreters.exec (the fallback where the C extension is missing).
-EXEC_PATH = "subinterpreters-exec"
+# The subinterpreters backend once more, as it runs where the C extensions
+# were not built: batches enter through _interpreters.exec and arguments are
+# read through pyarrow.
+UNCOMPILED = "subinterpreters-uncompiled"
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +31,14 @@ def exec_path_pool() -> Iterator[duckdb_subinterp.InterpreterPool]:
         yield pool
 
 
-@pytest.fixture(params=[*BACKENDS, EXEC_PATH])
+@pytest.fixture(params=[*BACKENDS, UNCOMPILED])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param != EXEC_PATH:
+    if request.param != UNCOMPILED:
         return request.param
     pool = request.getfixturevalue("exec_path_pool")
     monkeypatch.setitem(_registration._default_pools, "subinterpreters", pool)
+    monkeypatch.setattr(_arrow, "read_stream", None)
+    monkeypatch.setattr(_arrow, "_warn_reader_unavailable", lambda: None)  # its warning has its own test
     return "subinterpreters"
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import duckdb_subinterp
 from duckdb_subinterp import _subinterpreters
-from duckdb_subinterp._subinterpreters import DirectCallUnavailableWarning
+from duckdb_subinterp._errors import CompiledPathUnavailableWarning
 
 DirectCall = _subinterpreters.DirectCall
 
@@ -199,14 +199,14 @@ def test_a_pool_left_open_at_exit_shuts_down_cleanly():
     assert result.stdout.strip() == str(sum(range(1, 100001)))
 
 
-# The exec path (direct=False, or where the extension is missing) runs the
-# whole contract suite: conftest's "subinterpreters-exec" backend.
+# The exec path (direct=False, or where the extensions are missing) runs the
+# whole contract suite: conftest's "subinterpreters-uncompiled" backend.
 
 
 def test_without_the_extension_one_warning_names_the_fix(monkeypatch):
     monkeypatch.setattr(_subinterpreters, "DirectCall", None)
     _subinterpreters._warn_direct_unavailable.cache_clear()
-    with pytest.warns(DirectCallUnavailableWarning, match="C compiler"):
+    with pytest.warns(CompiledPathUnavailableWarning, match="C compiler"):
         with duckdb_subinterp.InterpreterPool(2) as pool:
             assert pool.start_all() == 2
     _subinterpreters._warn_direct_unavailable.cache_clear()
