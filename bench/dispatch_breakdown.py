@@ -33,7 +33,7 @@ import duckdb
 import pyarrow as pa
 
 import duckdb_subinterp
-from duckdb_subinterp._arrow import OutputBuffers, ResultLayout, column_buffers, layout_signature
+from duckdb_subinterp._arrow import ResultLayout, column_buffers, layout_signature, output_buffers_type
 from duckdb_subinterp._direct import DirectCall
 from duckdb_subinterp._runtime import STATUS_SLOTS
 
@@ -59,6 +59,7 @@ def main() -> None:
         idle.put(DirectCall(interpreter))
 
     signature = layout_signature(pa.int64())
+    OutputBuffers = output_buffers_type()  # noqa: N806 - the class the dispatcher uses
 
     def main_side(argument: pa.ChunkedArray) -> pa.Array:
         column_buffers(argument, pa.int64(), BIGINT, signature)

@@ -39,7 +39,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from duckdb_subinterp._arrow import OutputBuffers, ResultLayout, column_buffers, layout_signature
+from duckdb_subinterp._arrow import ResultLayout, column_buffers, layout_signature, output_buffers_type
 from duckdb_subinterp._codec import Descriptor
 from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
@@ -121,6 +121,7 @@ class BatchDispatcher:
         self._types = itertools.repeat(argument_types[0]) if varargs else argument_types
         self._descriptors = itertools.repeat(argument_descriptors[0]) if varargs else argument_descriptors
         signatures = [layout_signature(arrow_type) for arrow_type in argument_types]
+        self._outputs = output_buffers_type()
         self._signatures = itertools.repeat(signatures[0]) if varargs else signatures
         kind = inspect.Parameter.VAR_POSITIONAL if varargs else inspect.Parameter.POSITIONAL_ONLY
         names = ["args"] if varargs else [f"arg{index}" for index in range(len(argument_types))]
@@ -134,7 +135,7 @@ class BatchDispatcher:
             return pa.array([], type=self.return_type)
         columns = tuple(map(column_buffers, arguments, self._types, self._descriptors, self._signatures))
         layout = self.result_layout
-        outputs = OutputBuffers(layout, length, self._bytes_per_row)
+        outputs = self._outputs(layout, length, self._bytes_per_row)
         # A plain try/finally: contextlib's generator costs ~8 us a batch here.
         slots = self._slots
         if slots is not None and not slots.acquire(timeout=self.pool.timeout):

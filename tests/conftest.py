@@ -20,8 +20,8 @@ faulthandler.enable()
 
 BACKENDS = [name for name in duckdb_subinterp.BACKENDS if name != "auto"]
 # The subinterpreters backend once more, as it runs where the C extensions
-# were not built: batches enter through _interpreters.exec and arguments are
-# read through pyarrow.
+# were not built: batches enter through _interpreters.exec, arguments and
+# results go through pyarrow.
 UNCOMPILED = "subinterpreters-uncompiled"
 
 
@@ -38,6 +38,7 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     pool = request.getfixturevalue("exec_path_pool")
     monkeypatch.setitem(_registration._default_pools, "subinterpreters", pool)
     monkeypatch.setattr(_arrow, "read_stream", None)
+    monkeypatch.setattr(_arrow, "OutputBlock", None)
     monkeypatch.setattr(_arrow, "_warn_reader_unavailable", lambda: None)  # its warning has its own test
     return "subinterpreters"
 

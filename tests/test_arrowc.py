@@ -1,8 +1,10 @@
-"""The C reader of Arrow arguments (``_arrowc.read_stream``) against the pyarrow one it replaces.
+"""The C data interface helpers (``_arrowc``) against the pyarrow code they replace.
 
-Every supported DuckDB type, with NULLs and sliced, must decode to the same
-values whichever reader made the column tuple; layouts the C reader does not
-know (string views, several chunks) must fall back to pyarrow, not fail.
+Arguments: every supported DuckDB type, with NULLs and sliced, must decode
+to the same values whichever reader made the column tuple; layouts the C
+reader does not know (string views, several chunks) must fall back to
+pyarrow, not fail. Results: every result layout, NULLs at every level,
+must come out of ``CompiledOutputBuffers`` as out of the pyarrow version.
 """
 
 from __future__ import annotations
@@ -15,11 +17,20 @@ import pyarrow as pa
 import pytest
 
 from duckdb_subinterp import _arrow
-from duckdb_subinterp._arrow import column_buffers, descriptor_for, layout_signature
-from duckdb_subinterp._codec import decode_column
+from duckdb_subinterp._arrow import (
+    CompiledOutputBuffers,
+    OutputBuffers,
+    ResultLayout,
+    column_buffers,
+    descriptor_for,
+    layout_signature,
+    output_buffers_type,
+)
+from duckdb_subinterp._codec import copy_buffers, decode_column, encode_column
 from duckdb_subinterp._errors import CompiledPathUnavailableWarning
 
-read_stream = pytest.importorskip("duckdb_subinterp._arrowc").read_stream
+_arrowc = pytest.importorskip("duckdb_subinterp._arrowc")
+read_stream = _arrowc.read_stream
 
 ROWS = 3000
 # type -> expression of i; every fifth row (and more, inside nested values) is NULL.
@@ -138,12 +149,76 @@ def test_unknown_layouts_read_as_none():
     assert read_stream(pa.chunked_array([], pa.int64()).__arrow_c_stream__()) is None
 
 
+# ---------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------
+
+INT = ("number", "i", "INTEGER")
+TEXT = ("utf8", "i")
+RESULTS = {
+    "BIGINT": (("number", "q", "BIGINT"), [1, None, -(2**63), 2**63 - 1]),
+    "BOOLEAN": (("bool",), [True, None, False, True, True, False, False, True, None]),
+    "VARCHAR": (TEXT, ["a", None, "", "déjà vu" * 40]),
+    "INTEGER[]": (("list", "i", INT), [[1, None], None, [], [3, 4, 5]]),
+    "INTEGER[2]": (("array", 2, INT), [(1, None), None, (3, 4)]),
+    "STRUCT": (("struct", ("a", "b"), (INT, TEXT)), [{"a": 1, "b": None}, None, {"a": None, "b": "x"}]),
+    "MAP": (("map", TEXT, INT), [{"k": 1, "l": None}, None, {}]),
+    "STRUCT(LIST, MAP)": (
+        ("struct", ("l", "m"), (("list", "i", TEXT), ("map", INT, ("list", "i", INT)))),
+        [{"l": ["x", None], "m": {1: [2, None]}}, None, {"l": None, "m": None}, {"l": [], "m": {3: None}}],
+    ),
+}
+
+
+def _written(outputs_type: type[OutputBuffers], descriptor: tuple, values: list) -> pa.Array:
+    layout = ResultLayout(descriptor, "test")
+    encoded = encode_column(descriptor, values)
+    raw = encoded.raw_buffers()
+    outputs = outputs_type(layout, len(values), [1] * layout.buffer_count)
+    outputs.grow([buffer.nbytes for buffer in raw])
+    copy_buffers(raw, outputs.views())
+    return outputs.to_array(encoded.null_count, encoded.shapes())
+
+
+@pytest.mark.parametrize("name", list(RESULTS))
+def test_compiled_outputs_give_the_same_arrays(name):
+    descriptor, values = RESULTS[name]
+    compiled = _written(CompiledOutputBuffers, descriptor, values)
+    compiled.validate(full=True)
+    assert compiled.equals(_written(OutputBuffers, descriptor, values))
+    assert compiled.null_count == values.count(None)
+
+
+def test_a_result_outlives_its_block_and_views():
+    layout = ResultLayout(TEXT, "VARCHAR")
+    values = [f"row {i}" for i in range(1000)]
+    encoded = encode_column(TEXT, values)
+    outputs = CompiledOutputBuffers(layout, 1000, [1, 8, 8])
+    views = outputs.views()
+    copy_buffers(encoded.raw_buffers(), views)
+    result = outputs.to_array(0)
+    del outputs, views, encoded
+    gc.collect()
+    assert result.to_pylist() == values
+    assert pa.chunked_array([result]).to_pylist() == values  # exported again, as DuckDB reads it
+
+
+def test_export_refuses_a_plan_that_does_not_fit():
+    block = _arrowc.OutputBlock([1, 8])
+    with pytest.raises(ValueError, match="plan"):
+        block.export((2, 1), 1, 0, ())
+    with pytest.raises(ValueError, match="plan"):
+        block.export((3, 0), 1, 0, ())
+
+
 def test_without_the_extension_one_warning_names_the_fix(monkeypatch):
     monkeypatch.setattr(_arrow, "read_stream", None)
+    monkeypatch.setattr(_arrow, "OutputBlock", None)
     _arrow._warn_reader_unavailable.cache_clear()
     with pytest.warns(CompiledPathUnavailableWarning, match="C compiler"):
         assert layout_signature(pa.int64()) is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert layout_signature(pa.int64()) is None  # once only
+        assert output_buffers_type() is OutputBuffers
     _arrow._warn_reader_unavailable.cache_clear()
