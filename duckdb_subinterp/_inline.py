@@ -19,8 +19,8 @@ class InlineWorker(Worker):
 
     def __init__(self) -> None:
         super().__init__()
-        self.runtime = Runtime()
         self._status = [0] * STATUS_SLOTS
+        self.runtime = Runtime(self._status)
 
     def _call(self, method: Any, *arguments: Any) -> None:
         try:
@@ -35,7 +35,7 @@ class InlineWorker(Worker):
         self.runtime.unload(udf_id)
 
     def run(self, request: tuple[Any, ...]) -> Sequence[int]:
-        self._call(self.runtime.run, (*request, self._status))
+        self._call(self.runtime.run, request)
         return self._status
 
     def copy_pending(self, outputs: Sequence[memoryview]) -> None:

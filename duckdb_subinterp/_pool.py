@@ -137,7 +137,10 @@ class WorkerPool(ABC):
 
     def checkout(self, udf_id: int, udf_name: str) -> Worker:
         """Take an idle worker (starting one if the pool is not full) with ``udf_id`` loaded."""
-        worker = self._checkout(udf_name)
+        with self._lock:
+            worker = self._idle.pop() if self._idle and not self._closed else None
+        if worker is None:
+            worker = self._checkout(udf_name)
         try:
             if worker.synced_generation != self._generation or udf_id not in worker.loaded:
                 self._sync_loaded(worker, udf_id)
@@ -233,9 +236,6 @@ class WorkerPool(ABC):
         worker.synced_generation = generation
 
     def _checkout(self, udf_name: str) -> Worker:
-        with self._lock:
-            if self._idle and not self._closed:
-                return self._idle.pop()
         deadline = time.monotonic() + self.timeout
         with self._lock:
             while True:

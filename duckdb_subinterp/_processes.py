@@ -676,9 +676,8 @@ def serve(fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.set_inheritable(fd, False)
     conn = connection.Connection(fd)
-    runtime = ProcessRuntime()
     status = array("q", bytes(8 * STATUS_SLOTS))
-    status_view = memoryview(status)
+    runtime = ProcessRuntime(memoryview(status))
     inputs: _MappedRegion | None = None
     outputs: _MappedRegion | None = None
 
@@ -702,7 +701,7 @@ def serve(fd: int) -> None:
             inputs = remap(inputs, input_name)
             outputs = remap(outputs, output_name)
             columns = [_unpack_column(column, inputs.view) for column in layout]
-            runtime.run((udf_id, length, columns, views(outputs, output_spans), status_view))
+            runtime.run((udf_id, length, columns, views(outputs, output_spans)))
             return status.tobytes()
         if command == "copy":
             _, output_spans, output_name = message
