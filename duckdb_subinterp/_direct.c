@@ -463,10 +463,21 @@ flatten_exception(Tree *out)
     PyErr_Clear();
     PyObject *name = PyUnicode_FromString(error ? Py_TYPE(error)->tp_name : "SystemError");
     PyObject *text = message ? message : PyUnicode_FromString("(the error could not be shown)");
-    PyObject *triple = (name && text) ? PyTuple_Pack(3, name, text, text) : NULL;
+    /* The traceback as Python prints it, or the message where that fails. */
+    PyObject *display = NULL;
+    PyObject *traceback = error ? PyImport_ImportModule("traceback") : NULL;
+    PyObject *lines = traceback ? PyObject_CallMethod(traceback, "format_exception", "O", error) : NULL;
+    PyObject *empty = lines ? PyUnicode_FromString("") : NULL;
+    display = empty ? PyUnicode_Join(empty, lines) : NULL;
+    PyErr_Clear();
+    PyObject *triple = (name && text) ? PyTuple_Pack(3, name, text, display ? display : text) : NULL;
     int result = triple ? flatten(out, triple, 0) : -1;
     PyErr_Clear();
     Py_XDECREF(triple);
+    Py_XDECREF(display);
+    Py_XDECREF(empty);
+    Py_XDECREF(lines);
+    Py_XDECREF(traceback);
     Py_XDECREF(name);
     Py_XDECREF(text);
     Py_XDECREF(error);
@@ -479,7 +490,7 @@ PyDoc_STRVAR(call_doc,
 "`request` holds None, bool, int, str, tuple and memoryview (shared, not copied; byte\n"
 "views arrive as format 'B', others keep their format);\n"
 "the result may hold the same but memoryview. An exception in the interpreter comes back\n"
-"as the tuple (type name, message, message).");
+"as the tuple (type name, message, traceback text).");
 
 static PyObject *
 DirectCall_call(DirectCall *self, PyObject *const *args, Py_ssize_t nargs)

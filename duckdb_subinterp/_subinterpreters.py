@@ -63,27 +63,15 @@ from duckdb_subinterp._export import export as _export
 _package.export = _export
 from duckdb_subinterp._runtime import Runtime as _Runtime
 del _package, _package_dir, _sys_path, _export
-
-# Entry points for DirectCall: an exception goes back as (type name,
-# message, traceback text), like the snapshot _interpreters.exec returns.
-def _failure(error):
-    import traceback
-    return (type(error).__name__, str(error), "".join(traceback.format_exception(error)))
-
-def _run_batch(request):
-    try:
-        _rt.run(request)
-    except BaseException as error:
-        return _failure(error)
-
-def _copy_pending(outputs):
-    try:
-        _rt.copy_pending(outputs)
-    except BaseException as error:
-        return _failure(error)
 """
 
-_START_RUNTIME = "_rt = _Runtime(_status.cast('q'))\ndel _status\n"
+# DirectCall calls _run_batch and _copy_pending; an exception comes back as
+# (type name, message, traceback text), like the snapshot exec returns.
+_START_RUNTIME = """
+_rt = _Runtime(_status.cast("q"))
+_run_batch, _copy_pending = _rt.run, _rt.copy_pending
+del _status
+"""
 _RUN = compile("try:\n    _rt.run(_request)\nfinally:\n    del _request\n", "<duckdb_subinterp run>", "exec")
 _COPY = compile("try:\n    _rt.copy_pending(_outputs)\nfinally:\n    del _outputs\n", "<duckdb_subinterp copy>", "exec")
 _LOAD = compile("try:\n    _rt.load(_udf_id, _spec)\nfinally:\n    del _udf_id, _spec\n", "<duckdb_subinterp load>", "exec")
