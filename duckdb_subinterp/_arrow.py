@@ -1,10 +1,13 @@
 """Main-side half of the codec: pyarrow arrays <-> raw buffers, DuckDB types -> descriptors.
 
 Arguments: ``column_buffers`` turns a pyarrow array into the column tuple
-that ``_codec.decode_column`` reads (memoryviews, children as nested tuples).
-Results: ``ResultLayout`` knows the buffer tree of a return type,
-``OutputBuffers`` allocates it here, the worker writes into it and reports
-sizes and child shapes in its status slots, and ``to_array`` wraps it.
+that ``_codec.decode_column`` reads (memoryviews, children as nested tuples),
+through the C reader ``_arrowc.read_stream`` where its layout is the one
+expected, else through pyarrow. Results: ``ResultLayout`` knows the buffer
+tree of a return type, ``OutputBuffers`` allocates it here, the worker
+writes into it and reports sizes and child shapes in its status slots, and
+``to_array`` wraps it. Where the _arrowc extension was not built, pure
+Python and pyarrow do the same, ~10 us a batch slower, with one warning.
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ Data flow of one batch (2048 rows), on the DuckDB thread that called the UDF::
       |  pyarrow.ChunkedArray per argument   (DuckDB's arrow UDF call)
       v
     column_buffers()  -> (offset, validity, offsets, data, children...) as
-                         memoryviews (nested tuples for children),  no copy
-    OutputBuffers()   -> result buffers allocated here (every node's), empty
+                         read-only memoryviews (nested tuples for children),
+                         read in C through the Arrow C data interface, no copy
+    OutputBuffers()   -> one block here holding every result buffer, empty
       |
-      |  pool.lease(): an idle worker with the UDF loaded
+      |  pool.checkout(): an idle worker with the UDF loaded
       v
     worker.run()   ----------------------------------------------------------+
       |  subinterpreters: DirectCall on this same thread (its own thread     |
@@ -21,11 +22,12 @@ Data flow of one batch (2048 rows), on the DuckDB thread that called the UDF::
     Runtime.run() inside the worker (pure Python, _codec)                    |
       decode_column -> the user's function (per row or per batch)            |
       -> encode_column -> written into the result buffers                    |
-      |  status: null count, sizes, child shapes; a result that did not fit  |
-      |  is kept by the worker until copy_pending() into bigger buffers      |
+      |  status: null count, whether the result is pending, sizes, child     |
+      |  shapes; a result that did not fit is kept by the worker until       |
+      |  copy_pending() into bigger buffers                                  |
     <------------------------------------------------------------------------+
       v
-    pyarrow.Array.from_buffers(result buffers, children=...)  -> DuckDB,  no copy
+    the block as an ArrowArray -> pyarrow.Array._import_from_c  -> DuckDB,  no copy
 """
 
 from __future__ import annotations
