@@ -5,14 +5,15 @@ is one number; this times four arrow UDFs side by side, interleaved, each
 doing one more stage of what the subinterpreters backend does per batch:
 
 1. DuckDB's identity arrow UDF (the baseline);
-2. + the main side's pyarrow work: argument buffers as memoryviews, result
-   buffers allocated, the result array built from them;
+2. + the main side's buffer work: argument buffers as memoryviews (read
+   through the C data interface), the result block allocated, the result
+   array imported from it;
 3. + DirectCall into an interpreter, to a function that does nothing;
 4. the backend itself (vectorized identity): + pool checkout, the runtime's
    decode, call and encode, status, counters.
 
-Each stage costs two to seven times more here than in a warm loop: the
-query runs DuckDB's own code between batches. Takes about a minute.
+Stages cost up to several times more here than in a warm loop: the query
+runs DuckDB's own code between batches. Takes about a minute.
 
     .venv/bin/python bench/dispatch_breakdown.py [--rows N] [--threads N] [--repeats N] [--out FILE.json]
 """
@@ -104,8 +105,11 @@ def main() -> None:
     finally:
         con.close()
         pool.close()
-        for interpreter in interpreters:
+        # Every DirectCall lets go of its interpreter before any is destroyed:
+        # the queue does not give them back in the interpreters' order.
+        for _ in interpreters:
             idle.get(timeout=60).detach()
+        for interpreter in interpreters:
             _interpreters.destroy(interpreter)
 
     batches = math.ceil(options.rows / BATCH_ROWS)

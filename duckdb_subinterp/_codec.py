@@ -134,8 +134,8 @@ def _masked(values: Sequence[Any], valid: list[bool] | None) -> Sequence[Any]:
 
 def _fixed(buffers: list[memoryview], typecode: str, offset: int, length: int) -> memoryview:
     raw = buffers[0]
-    # Views arrive as bytes from every backend; each cast or slice skipped
-    # saves ~0.5 us a column inside a query.
+    # Views arrive as bytes from every backend: no cast, and no slice of a
+    # whole buffer (each ~0.3 us a column inside a query).
     values = (raw if raw.format == "B" else raw.cast("B")).cast(typecode)
     return values if offset == 0 and len(values) == length else values[offset : offset + length]
 
@@ -143,7 +143,7 @@ def _fixed(buffers: list[memoryview], typecode: str, offset: int, length: int) -
 def _decode_number(
     descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
 ) -> Sequence[Any]:
-    # _fixed, inlined: the most common column of all, and a frame less.
+    # _fixed, inlined: the most common column of all.
     raw = buffers[0]
     values = (raw if raw.format == "B" else raw.cast("B")).cast(descriptor[1])
     if offset or len(values) != length:

@@ -159,7 +159,7 @@ class WorkerPool(ABC):
         with self._lock:
             if not broken and not worker.broken and not self._closed:
                 self._idle.append(worker)
-                if self._waiting:  # Condition.notify costs ~1 us a batch even with nobody waiting
+                if self._waiting:  # Condition.notify costs ~0.6 us a batch even with nobody waiting
                     self._condition.notify()
                 return
             self._started -= 1

@@ -10,7 +10,7 @@ The switch is ``_direct.DirectCall`` (C, main side only): it keeps one
 thread state per DuckDB thread and interpreter. ``_interpreters.exec``,
 the only switch Python 3.13 offers, makes and frees a thread state every
 call: ~10 us in a loop. The bench's dispatch overhead (identity UDF on
-BIGINT, threads=1) is 91.0 us a batch through exec and 42.7 us through
+BIGINT, threads=1) is 81.4 us a batch through exec and 29.1 us through
 DirectCall, same run (bench/results/dev-2core-epyc). Where the extension
 was not built, batches go through ``_interpreters.exec``, with one warning.
 
@@ -127,8 +127,7 @@ class InterpreterWorker(Worker):
             raise WorkerFailure.from_names(*failure)
 
     def run(self, request: tuple[Any, ...]) -> Sequence[int]:
-        # _enter, inlined for DirectCall: every batch comes here, and inside
-        # a query each Python frame costs ~0.4 us.
+        # _enter, inlined: every batch comes this way.
         direct = self._direct
         if direct is None:
             self._exec(_RUN, {"_request": request})
@@ -168,7 +167,7 @@ def _direct_call(interpreter_id: int) -> Any:
 def _warn_direct_unavailable() -> None:
     warnings.warn(
         "duckdb_subinterp._direct (a C extension) was not built, so every batch enters its interpreter through "
-        "_interpreters.exec, ~30 us slower; reinstall the package where a C compiler is available",
+        "_interpreters.exec, ~50 us slower; reinstall the package where a C compiler is available",
         CompiledPathUnavailableWarning,
         stacklevel=4,
     )
@@ -194,7 +193,7 @@ class InterpreterPool(WorkerPool):
     out an idle interpreter and runs the batch there; threads beyond ``size``
     wait up to ``timeout`` seconds for one. ``direct=False`` enters the
     interpreters through ``_interpreters.exec`` instead of the compiled
-    ``DirectCall``: ~30 us slower a batch, for comparison.
+    ``DirectCall``: ~50 us slower a batch, for comparison.
     """
 
     def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT, direct: bool = True) -> None:
