@@ -509,7 +509,7 @@ def encode_column(descriptor: Descriptor, values: Sequence[Any]) -> EncodedColum
     """Encode Python values (``None`` for NULL) into Arrow buffers of ``descriptor``'s layout."""
     kind = descriptor[0]
     if kind == "number" and descriptor[1] in "fd":
-        values = _nan_to_none(values)
+        values = nan_to_none(values)
     null_count = values.count(None) if isinstance(values, list) else 0
     validity = pack_bits(map(operator.is_not, values, itertools.repeat(None))) if null_count else None
     if kind in _NESTED_ENCODERS:
@@ -518,7 +518,7 @@ def encode_column(descriptor: Descriptor, values: Sequence[Any]) -> EncodedColum
     return EncodedColumn(null_count, validity, _ENCODERS[kind](descriptor, values, null_count), None, len(values))
 
 
-def _nan_to_none(values: Sequence[Any]) -> Sequence[Any]:
+def nan_to_none(values: Sequence[Any]) -> Sequence[Any]:
     """Make NaN results NULL, as DuckDB's own UDFs do for FLOAT and DOUBLE."""
     try:
         # One C loop: a NaN anywhere makes the sum NaN (so does inf - inf,

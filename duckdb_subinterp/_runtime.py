@@ -27,6 +27,7 @@ from duckdb_subinterp._codec import (
     ResultTypeError,
     decode_column,
     encode_column,
+    nan_to_none,
 )
 
 # status[0]: the result's null count; status[1]: 1 when the result did not
@@ -104,12 +105,20 @@ def _user_traceback(error: BaseException) -> str:
 class LoadedUdf:
     """A UDF loaded in this worker: its spec, the callable, and how a batch calls it."""
 
-    __slots__ = ("call", "function", "spec")
+    __slots__ = ("argument_typecodes", "call", "function", "result_typecode", "spec")
 
     def __init__(self, spec: UdfSpec, function: Callable[..., Any]) -> None:
         self.spec = spec
         self.function = function
         self.call = call_per_row if spec.kind == "native" else call_per_batch
+        # Set for a vectorized UDF of numbers only: Runtime.run_numbers may take its batches.
+        self.argument_typecodes: Sequence[str] | None = None
+        self.result_typecode: str | None = None
+        descriptors = (*spec.arg_descriptors, spec.return_descriptor)
+        if spec.kind == "vectorized" and all(descriptor[0] == "number" for descriptor in descriptors):
+            codes = [descriptor[1] for descriptor in spec.arg_descriptors]
+            self.argument_typecodes = itertools.repeat(codes[0]) if spec.varargs else codes
+            self.result_typecode = spec.return_descriptor[1]
 
 
 class Runtime:
@@ -141,8 +150,50 @@ class Runtime:
         """Run one batch: ``(udf_id, length, columns, outputs)``."""
         udf_id, length, columns, outputs = request
         self.pending = None
-        encoded = self.compute(udf_id, length, columns)
-        self.deliver(encoded, outputs)
+        udf = self.udfs[udf_id]
+        if udf.result_typecode is not None and length and self.run_numbers(udf, length, columns, outputs):
+            return
+        self.deliver(self.compute(udf_id, length, columns), outputs)
+
+    def run_numbers(self, udf: LoadedUdf, length: int, columns: Sequence[tuple[Any, ...]], outputs: Any) -> bool:
+        """Run a batch of a numbers-only vectorized UDF; return False, having done nothing, if it has NULLs.
+
+        Null-free number columns in, a buffer of the result's type out: the
+        layout the codec passes through unchanged. Its per-column dispatch
+        and EncodedColumn cost ~8 us a batch inside a query (identity on
+        BIGINT: 29 against 21 us over DuckDB's identity arrow UDF); every
+        other result goes on to the codec as usual.
+        """
+        arguments = []
+        for (offset, validity, raw), typecode in zip(columns, udf.argument_typecodes):
+            if validity is not None:
+                return False
+            # decode_column's reading of a null-free number column.
+            values = (raw if raw.format == "B" else raw.cast("B")).cast(typecode)
+            arguments.append(values if offset == 0 and len(values) == length else values[offset : offset + length])
+        try:
+            values = udf.function(*arguments)
+        except Exception as error:
+            self.deliver(self.encode(udf, _failed_batch(udf, error, length)), outputs)
+            return True
+        typecode = udf.result_typecode
+        if not (
+            (type(values) is memoryview and values.format == typecode and values.c_contiguous)
+            or (type(values) is array and values.typecode == typecode)
+        ) or len(values) != length or (typecode in "fd" and nan_to_none(values) is not values):
+            self.deliver(self.encode(udf, _checked_batch(udf, values, length, None)), outputs)
+            return True
+        raw = memoryview(values).cast("B")
+        status, output = self.status, outputs[1]
+        status[0] = status[SIZES_SLOT] = 0
+        status[SIZES_SLOT + 1] = size = raw.nbytes
+        if size <= output.nbytes:
+            (output if output.format == "B" else output.cast("B"))[:size] = raw
+            status[1] = 0
+        else:
+            self.pending = EncodedColumn(0, None, [values], None, length)
+            status[1] = 1
+        return True
 
     def compute(self, udf_id: int, length: int, columns: Sequence[tuple[Any, ...]]) -> EncodedColumn:
         """Decode the columns, call the UDF and encode its result."""
@@ -154,7 +205,11 @@ class Runtime:
         except (ValueError, OverflowError) as error:
             raise UdfArgumentInvalid(f"an argument has no Python value: {error}") from None
         skip_nulls = not spec.special_nulls and [column[1] for column in columns].count(None) != len(columns)
-        values = udf.call(udf, arguments, length, skip_nulls)
+        return self.encode(udf, udf.call(udf, arguments, length, skip_nulls))
+
+    def encode(self, udf: LoadedUdf, values: Sequence[Any]) -> EncodedColumn:
+        """Encode a batch's results in the UDF's return type."""
+        spec = udf.spec
         try:
             return encode_column(spec.return_descriptor, values)
         except (ResultTypeError, OverflowError, ValueError) as error:
@@ -247,9 +302,20 @@ def call_per_batch(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, 
     try:
         values = udf.function(*arguments)
     except Exception as error:
-        if not spec.errors_to_null:
-            raise UdfRaised(_user_traceback(error)) from None
-        return [None] * length
+        return _failed_batch(udf, error, length)
+    return _checked_batch(udf, values, length, keep)
+
+
+def _failed_batch(udf: LoadedUdf, error: Exception, length: int) -> list[None]:
+    """Fail the batch with the UDF's exception, or under exception_handling='return_null' make it all NULL."""
+    if not udf.spec.errors_to_null:
+        raise UdfRaised(_user_traceback(error)) from None
+    return [None] * length
+
+
+def _checked_batch(udf: LoadedUdf, values: Any, length: int, keep: list[bool] | None) -> list[Any]:
+    """Check what a vectorized UDF returned and put NULL back where rows were skipped (``keep``)."""
+    spec = udf.spec
     if isinstance(values, tuple):
         values = list(values)
     elif not isinstance(values, (list, memoryview, array)):

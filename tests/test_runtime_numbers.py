@@ -1,0 +1,128 @@
+"""Runtime.run_numbers (vectorized UDFs of numbers only) does exactly what the codec's general path does.
+
+Each case runs one batch twice on a Runtime: once as it is, once with the
+numbers path switched off (``result_typecode = None``), and compares the
+status slots, the bytes written, the pending result and the error raised.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from typing import Any
+
+import cloudpickle
+import pytest
+
+from duckdb_subinterp._runtime import SIZES_SLOT, STATUS_SLOTS, Runtime, UdfSpec
+
+LENGTH = 100
+BIGINT, DOUBLE = ("number", "q", "BIGINT"), ("number", "d", "DOUBLE")
+INTEGER, FLOAT = ("number", "i", "INTEGER"), ("number", "f", "FLOAT")
+
+
+def _column(typecode: str, values: list[Any], offset: int = 0) -> tuple[Any, ...]:
+    padded = [values[0]] * offset + values
+    return (offset, None, memoryview(array(typecode, padded)).cast("B").toreadonly())
+
+
+RANGE = _column("q", list(range(LENGTH)))
+
+# (name, function, argument descriptors, result descriptor, columns, options)
+CASES = [
+    ("memoryview passed through", lambda xs: xs, [BIGINT], BIGINT, [RANGE], {}),
+    ("sliced input", lambda xs: xs, [BIGINT], BIGINT, [_column("q", list(range(LENGTH)), offset=37)], {}),
+    (
+        "array of doubles",
+        lambda xs: array("d", [x * 2.5 for x in xs]),
+        [DOUBLE], DOUBLE, [_column("d", [i / 3 for i in range(LENGTH)])], {},
+    ),
+    (
+        "NaN becomes NULL",
+        lambda xs: array("d", [math.nan if i % 3 == 0 else x for i, x in enumerate(xs)]),
+        [DOUBLE], DOUBLE, [_column("d", [float(i) for i in range(LENGTH)])], {},
+    ),
+    ("FLOAT in, FLOAT out", lambda xs: xs, [FLOAT], FLOAT, [_column("f", [i / 7 for i in range(LENGTH)])], {}),
+    (
+        "two arguments, a list out",
+        lambda xs, ys: [x + y for x, y in zip(xs, ys)],
+        [INTEGER, BIGINT], BIGINT, [_column("i", list(range(LENGTH))), _column("q", list(range(LENGTH)), offset=5)], {},
+    ),
+    (
+        "varargs",
+        lambda *columns: array("q", map(sum, zip(*columns))),
+        [BIGINT], BIGINT, [RANGE] * 3, {"varargs": True},
+    ),
+    ("a tuple out", lambda xs: tuple(xs), [BIGINT], BIGINT, [RANGE], {}),
+    ("None out, default null handling", lambda xs: [None] * len(xs), [BIGINT], BIGINT, [RANGE], {}),
+    (
+        "None out, special null handling",
+        lambda xs: [None if x % 2 else x for x in xs],
+        [BIGINT], BIGINT, [RANGE], {"special_nulls": True},
+    ),
+    ("wrong length", lambda xs: xs[1:], [BIGINT], BIGINT, [RANGE], {}),
+    ("another type's buffer", lambda xs: array("d", [0.5] * len(xs)), [BIGINT], BIGINT, [RANGE], {}),
+    (
+        "a same-typed buffer that would narrow",
+        lambda xs: xs,
+        [BIGINT], INTEGER, [_column("q", [2**40 + i for i in range(LENGTH)])], {},
+    ),
+    (
+        "a strided view",
+        lambda xs: memoryview(array("q", range(2 * len(xs))))[::2],
+        [BIGINT], BIGINT, [RANGE], {},
+    ),
+    ("bools for BIGINT", lambda xs: [True] * len(xs), [BIGINT], BIGINT, [RANGE], {}),
+    ("overflow", lambda xs: [2**70] * len(xs), [BIGINT], BIGINT, [RANGE], {}),
+    ("not a sequence", lambda xs: 42, [BIGINT], BIGINT, [RANGE], {}),
+    ("raises", lambda xs: 1 / 0, [BIGINT], BIGINT, [RANGE], {}),
+    ("raises, return_null", lambda xs: 1 / 0, [BIGINT], BIGINT, [RANGE], {"errors_to_null": True}),
+    ("no arguments", lambda: array("q", [7]), [], BIGINT, [], {}),
+]
+
+
+def _run(case: tuple[Any, ...], *, numbers_path: bool, capacity: int) -> tuple[Any, ...]:
+    _, function, arguments, result, columns, options = case
+    status = [0] * STATUS_SLOTS
+    runtime = Runtime(status)
+    spec = UdfSpec(
+        "case", cloudpickle.dumps(function), "vectorized", tuple(arguments), result, result[2],
+        options.get("special_nulls", False), options.get("errors_to_null", False), options.get("varargs", False),
+    )
+    runtime.load(1, tuple(spec))
+    udf = runtime.udfs[1]
+    assert udf.result_typecode == result[1]  # every case is one for the numbers path
+    if not numbers_path:
+        udf.result_typecode = None
+    length = 1 if not columns else LENGTH
+    outputs = [memoryview(bytearray(16)), memoryview(bytearray(capacity))]
+    try:
+        runtime.run((1, length, columns, outputs))
+    except Exception as error:
+        return ("raised", type(error).__name__, str(error))
+    pending = None
+    if runtime.pending is not None:
+        grown = [memoryview(bytearray(size)) for size in status[SIZES_SLOT : SIZES_SLOT + 2]]
+        runtime.copy_pending(grown)
+        pending = [bytes(view) for view in grown]
+    return ("ran", status[: SIZES_SLOT + 2], [bytes(view) for view in outputs], pending)
+
+
+@pytest.mark.parametrize("capacity", [8 * LENGTH, 8], ids=["fits", "too small"])
+@pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
+def test_numbers_path_matches_the_general_one(case, capacity):
+    general = _run(case, numbers_path=False, capacity=capacity)
+    assert _run(case, numbers_path=True, capacity=capacity) == general
+
+
+def test_nulls_take_the_general_path():
+    status = [0] * STATUS_SLOTS
+    runtime = Runtime(status)
+    spec = UdfSpec(
+        "case", cloudpickle.dumps(lambda xs: xs), "vectorized", (BIGINT,), BIGINT, "BIGINT", True, False, False
+    )
+    runtime.load(1, tuple(spec))
+    column = (0, memoryview(bytes([0b101])), memoryview(array("q", [1, 2, 3])).cast("B"))
+    assert not runtime.run_numbers(runtime.udfs[1], 3, [column], [memoryview(bytearray(1)), memoryview(bytearray(24))])
+    runtime.run((1, 3, [column], outputs := [memoryview(bytearray(1)), memoryview(bytearray(24))]))
+    assert status[0] == 1 and bytes(outputs[0]) == bytes([0b101])
