@@ -10,7 +10,7 @@ The switch is ``_direct.DirectCall`` (C, main side only): it keeps one
 thread state per DuckDB thread and interpreter. ``_interpreters.exec``,
 the only switch Python 3.13 offers, makes and frees a thread state every
 call: ~10 us in a loop. The bench's dispatch overhead (identity UDF on
-BIGINT, threads=1) is 81.4 us a batch through exec and 29.1 us through
+BIGINT, threads=1) is 71.1 us a batch through exec and 23.3 us through
 DirectCall, same run (bench/results/dev-2core-epyc). Where the extension
 was not built, batches go through ``_interpreters.exec``, with one warning.
 
