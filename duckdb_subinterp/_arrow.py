@@ -275,7 +275,7 @@ def _warn_reader_unavailable() -> None:
         "duckdb_subinterp._arrowc (a C extension) was not built, so arguments and results go through pyarrow, "
         "~10 us a batch slower; reinstall the package where a C compiler is available",
         CompiledPathUnavailableWarning,
-        stacklevel=5,
+        stacklevel=6,  # the caller of create_function
     )
 
 
