@@ -475,11 +475,6 @@ class CompiledOutputBuffers(OutputBuffers):
 
     __slots__ = ()
 
-    def __init__(self, layout: ResultLayout, length: int, bytes_per_row: Sequence[int]) -> None:
-        self.layout = layout
-        self.length = length
-        self.block = OutputBlock(layout.initial_sizes(length, bytes_per_row))
-
     def _allocate(self, capacities: list[int]) -> None:
         self.block = OutputBlock(capacities)
 

@@ -132,8 +132,8 @@ def _masked(values: Sequence[Any], valid: list[bool] | None) -> Sequence[Any]:
     return [value if ok else None for value, ok in zip(values, valid)]
 
 
-def _fixed(buffers: list[memoryview], typecode: str, offset: int, length: int) -> memoryview:
-    raw = buffers[0]
+def fixed_values(raw: memoryview, typecode: str, offset: int, length: int) -> memoryview:
+    """Return elements ``offset:offset + length`` of a fixed-width data buffer, as a view of ``typecode``."""
     # Views arrive as bytes from every backend: no cast, and no slice of a
     # whole buffer (each ~0.3 us a column inside a query).
     values = (raw if raw.format == "B" else raw.cast("B")).cast(typecode)
@@ -143,11 +143,7 @@ def _fixed(buffers: list[memoryview], typecode: str, offset: int, length: int) -
 def _decode_number(
     descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
 ) -> Sequence[Any]:
-    # _fixed, inlined: the most common column of all.
-    raw = buffers[0]
-    values = (raw if raw.format == "B" else raw.cast("B")).cast(descriptor[1])
-    if offset or len(values) != length:
-        values = values[offset : offset + length]
+    values = fixed_values(buffers[0], descriptor[1], offset, length)
     return values if valid is None else _masked(values, valid)
 
 
@@ -296,7 +292,7 @@ def _date_from_days(day: int) -> datetime.date | str:
 def _decode_date32(
     descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
 ) -> Sequence[Any]:
-    return _convert(_date_from_days, _fixed(buffers, "i", offset, length), valid)
+    return _convert(_date_from_days, fixed_values(buffers[0], "i", offset, length), valid)
 
 
 def _time_from_microseconds(micros: int) -> datetime.time | str:
@@ -312,7 +308,7 @@ def _time_from_microseconds(micros: int) -> datetime.time | str:
 def _decode_time64(
     descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
 ) -> Sequence[Any]:
-    return _convert(_time_from_microseconds, _fixed(buffers, "q", offset, length), valid)
+    return _convert(_time_from_microseconds, fixed_values(buffers[0], "q", offset, length), valid)
 
 
 def _decode_timestamp(
@@ -337,7 +333,7 @@ def _decode_timestamp(
             days, micro_of_day = divmod(micros, 86_400_000_000)
             return f"{_date_text(days)} {_time_text(micro_of_day)}"
 
-    return _convert(to_datetime, _fixed(buffers, "q", offset, length), valid)
+    return _convert(to_datetime, fixed_values(buffers[0], "q", offset, length), valid)
 
 
 def _zone(name: str) -> datetime.tzinfo:
@@ -366,7 +362,7 @@ def _decode_enum(
     descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
 ) -> Sequence[Any]:
     # DuckDB's dictionary is the ENUM's labels in order; the main side checks its size.
-    return _convert(descriptor[3].__getitem__, _fixed(buffers, descriptor[1], offset, length), valid)
+    return _convert(descriptor[3].__getitem__, fixed_values(buffers[0], descriptor[1], offset, length), valid)
 
 
 def _decode_list(
@@ -498,8 +494,13 @@ class EncodedColumn:
 def copy_buffers(sources: Sequence[memoryview], targets: Sequence[memoryview]) -> None:
     """Copy byte views into the start of ``targets``, which are large enough."""
     for raw, target in zip(sources, targets):
-        if size := raw.nbytes:
-            (target if target.format == "B" else target.cast("B"))[:size] = raw
+        if raw.nbytes:
+            write_bytes(target, raw)
+
+
+def write_bytes(target: memoryview, raw: memoryview) -> None:
+    """Copy the byte view ``raw`` into the start of ``target``, which is large enough."""
+    (target if target.format == "B" else target.cast("B"))[: raw.nbytes] = raw
 
 
 _NO_BYTES = memoryview(b"")

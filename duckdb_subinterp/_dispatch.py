@@ -123,8 +123,8 @@ class BatchDispatcher:
         self._types = itertools.repeat(argument_types[0]) if varargs else argument_types
         self._descriptors = itertools.repeat(argument_descriptors[0]) if varargs else argument_descriptors
         signatures = [layout_signature(arrow_type) for arrow_type in argument_types]
-        self._outputs = output_buffers_type()
         self._signatures = itertools.repeat(signatures[0]) if varargs else signatures
+        self._outputs = output_buffers_type()
         kind = inspect.Parameter.VAR_POSITIONAL if varargs else inspect.Parameter.POSITIONAL_ONLY
         names = ["args"] if varargs else [f"arg{index}" for index in range(len(argument_types))]
         # DuckDB reads the arity (and varargs) from the callable's signature.

@@ -27,7 +27,9 @@ from duckdb_subinterp._codec import (
     ResultTypeError,
     decode_column,
     encode_column,
+    fixed_values,
     nan_to_none,
+    write_bytes,
 )
 
 # status[0]: the result's null count; status[1]: 1 when the result did not
@@ -168,9 +170,7 @@ class Runtime:
         for (offset, validity, raw), typecode in zip(columns, udf.argument_typecodes):
             if validity is not None:
                 return False
-            # decode_column's reading of a null-free number column.
-            values = (raw if raw.format == "B" else raw.cast("B")).cast(typecode)
-            arguments.append(values if offset == 0 and len(values) == length else values[offset : offset + length])
+            arguments.append(fixed_values(raw, typecode, offset, length))
         try:
             values = udf.function(*arguments)
         except Exception as error:
@@ -188,7 +188,7 @@ class Runtime:
         status[0] = status[SIZES_SLOT] = 0
         status[SIZES_SLOT + 1] = size = raw.nbytes
         if size <= output.nbytes:
-            (output if output.format == "B" else output.cast("B"))[:size] = raw
+            write_bytes(output, raw)
             status[1] = 0
         else:
             self.pending = EncodedColumn(0, None, [values], None, length)
@@ -231,7 +231,7 @@ class Runtime:
             if size > output.nbytes:
                 fits = False
             elif fits and size:
-                (output if output.format == "B" else output.cast("B"))[:size] = raw
+                write_bytes(output, raw)
         if encoded.children:
             shapes = encoded.shapes()
             status[slot : slot + len(shapes)] = _int64_array(shapes)

@@ -118,7 +118,7 @@ class InterpreterWorker(Worker):
         self._exec(_UNLOAD, {"_udf_id": udf_id})
 
     def _enter(self, entry_point: str, exec_code: Any, name: str, value: tuple[Any, ...]) -> None:
-        """Call the bootstrap's ``entry_point`` with ``value`` through DirectCall, else exec ``exec_code``."""
+        """Call the interpreter's ``entry_point`` with ``value`` through DirectCall, else exec ``exec_code``."""
         if self._direct is None:
             self._exec(exec_code, {name: value})
             return
@@ -127,12 +127,7 @@ class InterpreterWorker(Worker):
             raise WorkerFailure.from_names(*failure)
 
     def run(self, request: tuple[Any, ...]) -> Sequence[int]:
-        # _enter, inlined: every batch comes this way.
-        direct = self._direct
-        if direct is None:
-            self._exec(_RUN, {"_request": request})
-        elif (failure := direct.call("_run_batch", request)) is not None:
-            raise WorkerFailure.from_names(*failure)
+        self._enter("_run_batch", _RUN, "_request", request)
         return self._status
 
     def copy_pending(self, outputs: Sequence[memoryview]) -> None:
