@@ -38,6 +38,12 @@ EXCEPTION_HANDLING = ("default", "return_null")
 
 _udf_ids = itertools.count(1)
 
+# DuckDB's own methods, taken at import: code that redirects
+# DuckDBPyConnection.create_function to this package (to switch a whole
+# program at once) must not send our own registrations back here.
+_duckdb_create_function = duckdb.DuckDBPyConnection.create_function
+_duckdb_remove_function = duckdb.DuckDBPyConnection.remove_function
+
 
 def _option(value: Any, allowed: Sequence[str], what: str, udf_name: str) -> str:
     """Normalize a string or one of duckdb's enums (``FunctionNullHandling.SPECIAL``...)."""
@@ -250,7 +256,8 @@ def _duckdb_register(
 ) -> None:
     # Our dispatchers apply null and exception handling themselves (per row,
     # as DuckDB's native UDFs do), so DuckDB passes every row through.
-    con.create_function(
+    _duckdb_create_function(
+        con,
         registration.name,
         function,
         registration.parameters,
@@ -477,7 +484,7 @@ def create_function(
 
 def remove_function(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBPyConnection:
     """Remove a UDF registered with ``create_function`` (or DuckDB's own)."""
-    con.remove_function(name)
+    _duckdb_remove_function(con, name)
     dispatcher = _dispatchers.pop((id(con), name), None)
     if dispatcher is not None:
         dispatcher.pool.unregister(dispatcher.udf_id)
