@@ -16,7 +16,7 @@ import functools
 import threading
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -79,6 +79,12 @@ except ImportError:  # not built: no C compiler at install time
 # use, present since pyarrow 0.17); without it, results use from_buffers.
 _import_array = getattr(pa.Array, "_import_from_c", None)
 
+# DuckDB's own methods, taken at import: code that redirects
+# DuckDBPyConnection.create_function to this package (to switch a whole
+# program at once) must not send the package's own registrations back to it.
+duckdb_create_function = duckdb.DuckDBPyConnection.create_function
+duckdb_remove_function = duckdb.DuckDBPyConnection.remove_function
+
 _type_lock = threading.Lock()
 _type_connection: duckdb.DuckDBPyConnection | None = None
 
@@ -90,11 +96,8 @@ class UnsupportedType(TypeError):
 @functools.cache
 def arrow_type_of(duckdb_type: str) -> pa.DataType:
     """Return the Arrow type DuckDB uses for ``duckdb_type`` when it exports to Arrow."""
-    global _type_connection
     with _type_lock:
-        if _type_connection is None:
-            _type_connection = duckdb.connect()
-        table = _type_connection.sql(f"SELECT CAST(NULL AS {duckdb_type}) AS value").to_arrow_table()
+        table = _private_connection().sql(f"SELECT CAST(NULL AS {duckdb_type}) AS value").to_arrow_table()
     return table.schema.field(0).type
 
 
@@ -129,6 +132,94 @@ def descriptor_for(duckdb_type: duckdb.sqltypes.DuckDBPyType) -> Descriptor:
 # ---------------------------------------------------------------------------
 # Arguments: pyarrow array -> column tuple of memoryviews
 # ---------------------------------------------------------------------------
+
+
+class ArgumentPlan(NamedTuple):
+    """How one argument's batches are read: the Arrow type expected, the codec descriptor, the C reader's signature."""
+
+    arrow_type: pa.DataType
+    descriptor: Descriptor
+    signature: str | None
+
+
+def argument_plan(duckdb_type: duckdb.sqltypes.DuckDBPyType) -> ArgumentPlan:
+    """Return the plan of a parameter declared as ``duckdb_type``."""
+    arrow_type = arrow_type_of(str(duckdb_type))
+    return ArgumentPlan(arrow_type, descriptor_for(duckdb_type), layout_signature(arrow_type))
+
+
+@functools.cache
+def any_argument_plan(arrow_type: pa.DataType) -> ArgumentPlan:
+    """Return the plan of an ANY argument whose batch arrived as ``arrow_type``.
+
+    The type is read back from the batch, as DuckDB would map it. Three
+    DuckDB types share an Arrow type with another: HUGEINT, UHUGEINT and
+    DECIMAL(38, 0) arrive as decimal128(38, 0) and are read as HUGEINT (an
+    int); UUID arrives as text (a str); BIT as binary (bytes).
+    """
+    if pa.types.is_null(arrow_type):
+        # A NULL literal: every value is NULL whatever the type.
+        arrow_type = pa.int8()
+    elif pa.types.is_dictionary(arrow_type):
+        arrow_type = pa.string()  # an ENUM: its labels, as text
+    arrow_type = _normalized(arrow_type)
+    if arrow_type == pa.decimal128(38, 0):
+        duckdb_type = duckdb.sqltype("HUGEINT")
+    else:
+        with _type_lock:
+            connection = _private_connection()
+            table = pa.table({"value": pa.array([], type=arrow_type)})
+            duckdb_type = connection.from_arrow(table).types[0]
+    descriptor = descriptor_for(duckdb_type)
+    if descriptor[0] == "timestamp" and descriptor[2]:
+        arrow_type = _without_zones(arrow_type) if arrow_type.tz is None else arrow_type
+    return ArgumentPlan(arrow_type, descriptor, layout_signature(arrow_type))
+
+
+def _private_connection() -> duckdb.DuckDBPyConnection:
+    """Return the package's own in-memory connection (call with ``_type_lock`` held)."""
+    global _type_connection
+    if _type_connection is None:
+        _type_connection = duckdb.connect()
+        _type_connection.execute("SET threads=1")
+    return _type_connection
+
+
+class DuckDBConversion:
+    """Python values -> an Arrow array of a DuckDB type, converted by DuckDB's own native-UDF rules.
+
+    For results the codec does not take as they are: a ``str`` for a BIGINT
+    is cast, ``bytes`` for a VARCHAR decoded, a bool for a BIGINT refused,
+    all exactly as DuckDB's native UDF does, because DuckDB does it: the
+    values go through an identity native UDF on the package's own
+    connection. A slow path (a query a batch), taken only for such results.
+    """
+
+    def __init__(self) -> None:
+        self._values: Sequence[Any] = ()
+        self._functions: dict[str, str] = {}
+
+    def _value(self, index: int) -> Any:
+        return self._values[index]
+
+    def to_array(self, values: Sequence[Any], duckdb_type: duckdb.sqltypes.DuckDBPyType) -> pa.Array:
+        """Convert ``values`` to ``duckdb_type``; DuckDB's error (a duckdb.Error) where it refuses one."""
+        type_name = str(duckdb_type)
+        with _type_lock:
+            connection = _private_connection()
+            function = self._functions.get(type_name)
+            if function is None:
+                function = self._functions[type_name] = f"duckdb_subinterp_value_{len(self._functions)}"
+                duckdb_create_function(connection, function, self._value, ["BIGINT"], duckdb_type, null_handling="special")
+            self._values = values
+            try:
+                table = connection.sql(f"SELECT {function}(i) FROM range({len(values)}) t(i)").to_arrow_table()
+            finally:
+                self._values = ()
+        return table.column(0).combine_chunks()
+
+
+duckdb_conversion = DuckDBConversion()
 
 
 @functools.cache
@@ -189,7 +280,7 @@ def column_buffers(
     large_list, from DuckDB's arrow settings) is first cast, in C++, to the
     layout the codec reads, keeping its time zones: they are the session's.
     """
-    if signature is not None and isinstance(argument, pa.ChunkedArray):
+    if signature is not None and read_stream is not None and isinstance(argument, pa.ChunkedArray):
         read = read_stream(argument.__arrow_c_stream__())
         if read is not None and read[0] == signature:
             return _column(read[1], descriptor)

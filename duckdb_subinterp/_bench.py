@@ -372,9 +372,9 @@ def _measure_startup(candidate: Candidate, workers: int) -> dict[str, Any]:
 
 
 def _dispatcher_udf_id(con: duckdb.DuckDBPyConnection, name: str) -> int:
-    from duckdb_subinterp._registration import _dispatchers
+    from duckdb_subinterp._registration import _dispatcher
 
-    return _dispatchers[(id(con), name)].udf_id
+    return _dispatcher(con, name).udf_id
 
 
 def _progress(total: int, enabled: bool, description: str) -> Any:

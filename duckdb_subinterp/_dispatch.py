@@ -32,20 +32,29 @@ Data flow of one batch (2048 rows), on the DuckDB thread that called the UDF::
 
 from __future__ import annotations
 
-import inspect
-import itertools
+import pickle
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import duckdb
 import pyarrow as pa
+from duckdb.sqltypes import DuckDBPyType
 
-from duckdb_subinterp._arrow import ResultLayout, column_buffers, layout_signature, output_buffers_type
-from duckdb_subinterp._codec import Descriptor
-from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError
+from duckdb_subinterp._arrow import (
+    ArgumentPlan,
+    OutputBuffers,
+    ResultLayout,
+    UnsupportedType,
+    any_argument_plan,
+    column_buffers,
+    duckdb_conversion,
+    output_buffers_type,
+)
+from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, UDFResultError, UnsupportedTypeError
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
-from duckdb_subinterp._runtime import SIZES_SLOT
+from duckdb_subinterp._runtime import MODE_BUFFERS, MODE_PICKLED, PENDING_PICKLED, SIZES_SLOT
 
 # Variable-width results start with this much room per row; then the
 # largest size seen, plus a quarter, so a second copy is rare.
@@ -99,19 +108,21 @@ class BatchDispatcher:
         name: str,
         udf_id: int,
         pool: WorkerPool,
-        argument_types: list[pa.DataType],
-        argument_descriptors: list[Descriptor],
-        result_layout: ResultLayout,
+        parameters: list[ArgumentPlan | None],
         varargs: bool,
+        result_layout: ResultLayout,
+        return_type: DuckDBPyType,
+        *,
+        kind: str = "native",
         max_workers: int | None = None,
     ) -> None:
         self.name = name
         self.udf_id = udf_id
         self.pool = pool
-        self.argument_types = argument_types
-        self.argument_descriptors = argument_descriptors
         self.result_layout = result_layout
         self.return_type = result_layout.arrow_type
+        self.duckdb_return_type = return_type
+        self.kind = kind
         self.stats = UdfStats()
         # max_workers caps this UDF's batches in flight across all DuckDB
         # threads and connections, whatever the pool's size.
@@ -119,25 +130,69 @@ class BatchDispatcher:
         self._slots = threading.BoundedSemaphore(max_workers) if max_workers is not None else None
         # Learned per output buffer (all nodes, depth first) from the batches so far.
         self._bytes_per_row = [_INITIAL_BYTES_PER_ROW] * result_layout.buffer_count
-        # Per argument, for map(); varargs repeat the one declared type.
-        self._types = itertools.repeat(argument_types[0]) if varargs else argument_types
-        self._descriptors = itertools.repeat(argument_descriptors[0]) if varargs else argument_descriptors
-        signatures = [layout_signature(arrow_type) for arrow_type in argument_types]
-        self._signatures = itertools.repeat(signatures[0]) if varargs else signatures
+        # ANY parameters and the further arguments of *args take their plan
+        # from each batch; the others (the hot path) are planned once here.
+        self._parameters = parameters
+        self._per_batch = varargs or None in parameters
+        self._types = [plan.arrow_type for plan in parameters] if not self._per_batch else []
+        self._descriptors = [plan.descriptor for plan in parameters] if not self._per_batch else []
+        self._signatures = [plan.signature for plan in parameters] if not self._per_batch else []
         self._outputs = output_buffers_type()
-        kind = inspect.Parameter.VAR_POSITIONAL if varargs else inspect.Parameter.POSITIONAL_ONLY
-        names = ["args"] if varargs else [f"arg{index}" for index in range(len(argument_types))]
-        # DuckDB reads the arity (and varargs) from the callable's signature.
-        self.__signature__ = inspect.Signature([inspect.Parameter(name, kind) for name in names])
 
-    def __call__(self, *arguments: pa.ChunkedArray) -> pa.Array:
+    def __call__(self, *arguments: pa.ChunkedArray) -> Any:
         started = time.perf_counter()
+        if not arguments:
+            return self._unsized_batch(started)
         length = len(arguments[0])
-        if length == 0:
+        if length == 0 and self.kind != "arrow":
+            # DuckDB calls arrow UDFs with the rows it left after dropping NULL ones, none included.
             return pa.array([], type=self.return_type)
-        columns = tuple(map(column_buffers, arguments, self._types, self._descriptors, self._signatures))
+        descriptors = None
+        if self._per_batch:
+            plans = [self._plan(index, argument) for index, argument in enumerate(arguments)]
+            columns = tuple([column_buffers(argument, *plan) for argument, plan in zip(arguments, plans)])
+            descriptors = tuple([plan.descriptor for plan in plans])
+        else:
+            columns = tuple(map(column_buffers, arguments, self._types, self._descriptors, self._signatures))
         layout = self.result_layout
         outputs = self._outputs(layout, length, self._bytes_per_row)
+        request = (self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
+        result = self._run(started, length, request, outputs)
+        if type(result) is bytearray:
+            return self._result_of(result)
+        return outputs.to_array(*result)
+
+    def _plan(self, index: int, argument: pa.ChunkedArray) -> ArgumentPlan:
+        plan = self._parameters[index] if index < len(self._parameters) else None
+        if plan is None:
+            try:
+                plan = any_argument_plan(argument.type)
+            except UnsupportedType as error:
+                raise UnsupportedTypeError(f"UDF {self.name!r}: argument {index}: {error}") from None
+        return plan
+
+    def call_row(self) -> Any:
+        """Run the function once for one row (a native UDF without arguments); return its value as it is.
+
+        DuckDB converts the value itself, exactly as for its own UDF.
+        """
+        started = time.perf_counter()
+        layout = self.result_layout
+        outputs = self._outputs(layout, 1, self._bytes_per_row)
+        payload = self._run(started, 1, (self.udf_id, 1, (), outputs.views(), None, MODE_PICKLED), outputs)
+        _, values = self._unpickled(payload)
+        return values[0]
+
+    def _unsized_batch(self, started: float) -> Any:
+        """Run a batch UDF without arguments: DuckDB does not say the row count, and checks the result's."""
+        outputs = self._outputs(self.result_layout, 1, self._bytes_per_row)
+        return self._result_of(self._run(started, 0, (self.udf_id, -1, (), outputs.views(), None, MODE_PICKLED), outputs))
+
+    def _run(
+        self, started: float, length: int, request: tuple[Any, ...], outputs: OutputBuffers
+    ) -> Any:
+        """Run ``request`` on a worker; return (null count, child shapes), or the bytes of a pickled payload."""
+        layout = self.result_layout
         # A plain try/finally: contextlib's generator costs ~8 us a batch here.
         slots = self._slots
         if slots is not None and not slots.acquire(timeout=self.pool.timeout):
@@ -148,19 +203,25 @@ class BatchDispatcher:
         try:
             worker = self.pool.checkout(self.udf_id, self.name)
             broken = False
+            payload = None
             try:
                 leased = time.perf_counter()
                 # The status lives in the worker: read it before checkin.
-                status = worker.run((self.udf_id, length, columns, outputs.views()))
+                status = worker.run(request)
                 null_count, pending = status[0], status[1]
-                if pending or layout.width is None:
-                    sizes = status[SIZES_SLOT : SIZES_SLOT + layout.buffer_count]
-                    if pending:
-                        outputs.grow(sizes)
-                        worker.copy_pending(outputs.views())
-                    if layout.width is None:
-                        self._learn(sizes, length)
-                shapes = status[SIZES_SLOT + layout.buffer_count : layout.status_slots] if layout.nested else ()
+                if pending == PENDING_PICKLED:
+                    payload = bytearray(status[SIZES_SLOT])
+                    worker.copy_pending((memoryview(payload),))
+                    shapes: Sequence[int] = ()
+                else:
+                    if pending or layout.width is None:
+                        sizes = status[SIZES_SLOT : SIZES_SLOT + layout.buffer_count]
+                        if pending:
+                            outputs.grow(sizes)
+                            worker.copy_pending(outputs.views())
+                        if layout.width is None:
+                            self._learn(sizes, length)
+                    shapes = status[SIZES_SLOT + layout.buffer_count : layout.status_slots] if layout.nested else ()
             except WorkerFailure as failure:
                 raise failure.for_udf(self.name) from None
             except BrokenPoolError:
@@ -171,9 +232,30 @@ class BatchDispatcher:
         finally:
             if slots is not None:
                 slots.release()
-        result = outputs.to_array(null_count, shapes)
-        self.stats.record(length, started, leased, time.perf_counter())
-        return result
+        self.stats.record(max(length, 0), started, leased, time.perf_counter())
+        return payload if payload is not None else (null_count, shapes)
+
+    def _unpickled(self, payload: bytearray) -> tuple[str, Any]:
+        try:
+            return pickle.loads(payload)
+        except Exception as error:
+            raise UDFResultError(
+                f"UDF {self.name!r}: its result cannot be read back in this interpreter ({type(error).__name__}: "
+                f"{error}); return values of standard types"
+            ) from None
+
+    def _result_of(self, payload: bytearray) -> Any:
+        """Turn a pickled result into what DuckDB gets: an array DuckDB converted, or the arrow UDF's object."""
+        kind, value = self._unpickled(payload)
+        if kind == "object":  # an arrow UDF's result: DuckDB converts and checks it as for its own
+            return value
+        try:
+            return duckdb_conversion.to_array(value, self.duckdb_return_type)
+        except duckdb.Error as error:
+            raise UDFResultError(
+                f"{error} (UDF {self.name!r} returned values DuckDB converts to {self.duckdb_return_type}, "
+                "as for its own UDFs)"
+            ) from None
 
     def _learn(self, sizes: Sequence[int], length: int) -> None:
         """Size the next batch's variable-width buffers from this one's, with a quarter to spare."""

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import builtins
+import threading
+
 
 class UDFError(Exception):
     """Base class of every error this package raises."""
+
+    def __str__(self) -> str:
+        # The message as given, also where a builtin base (KeyError) would quote it.
+        return str(self.args[0]) if self.args else ""
 
 
 class UDFRegistrationError(UDFError, ValueError):
@@ -23,8 +30,39 @@ class ModuleNotIsolatedError(UDFRegistrationError):
         self.module = module
 
 
+class NotCallableError(UDFRegistrationError, TypeError):
+    """``function`` is neither a callable nor a ``"module:qualname"`` string (a TypeError, as in DuckDB)."""
+
+
 class UDFExecutionError(UDFError):
-    """The user's function raised; the message carries its type, message and traceback."""
+    """The user's function raised; the message carries its type, message and traceback.
+
+    The error a query raises is of a subclass named as the user's exception
+    (``AttributeError``...), which also derives from that builtin where there
+    is one: DuckDB words the failure ``<type name>: <message>``, as its own
+    UDFs do, and code that matches on that keeps working.
+    """
+
+
+_named_errors: dict[str, type[UDFExecutionError]] = {}
+_named_errors_lock = threading.Lock()
+
+
+def udf_execution_error(type_name: str, message: str) -> UDFExecutionError:
+    """Return a ``UDFExecutionError`` whose class is named ``type_name``, carrying ``message``."""
+    with _named_errors_lock:
+        error_type = _named_errors.get(type_name)
+        if error_type is None:
+            builtin = getattr(builtins, type_name, None)
+            bases: tuple[type, ...] = (UDFExecutionError,)
+            if isinstance(builtin, type) and issubclass(builtin, Exception) and not issubclass(builtin, UDFError):
+                bases = (UDFExecutionError, builtin)
+            try:
+                error_type = type(type_name, bases, {"__module__": __name__})
+            except TypeError:  # a builtin whose layout cannot be combined
+                error_type = type(type_name, (UDFExecutionError,), {"__module__": __name__})
+            _named_errors[type_name] = error_type
+    return error_type(message)
 
 
 class UDFResultError(UDFError):
@@ -50,6 +88,10 @@ class BackendFallbackWarning(UserWarning):
         super().__init__(message)
         self.udf_name = udf_name
         self.module = module
+
+
+class ModuleChangedWarning(UserWarning):
+    """A UDF's module file changed since it was imported: the UDF runs the code this interpreter has."""
 
 
 class CompiledPathUnavailableWarning(RuntimeWarning):

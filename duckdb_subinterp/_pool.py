@@ -23,7 +23,9 @@ from duckdb_subinterp._errors import (
     UDFExecutionError,
     UDFRegistrationError,
     UDFResultError,
+    udf_execution_error,
 )
+from duckdb_subinterp._runtime import DUCKDB_SENTENCES, FIELD_SEPARATOR
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -52,7 +54,16 @@ class WorkerFailure(Exception):
         return cls(BrokenPoolError, f"the worker failed unexpectedly:\n{display}")
 
     def for_udf(self, udf_name: str) -> UDFError:
-        """Return the error a query raises, naming the UDF."""
+        """Return the error a query raises, naming the UDF.
+
+        A UDF's own exception comes back as ``<type name>: <message>`` first,
+        in DuckDB's words, then the UDF's name and its traceback.
+        """
+        if self.error_type is UDFExecutionError and self.text.count(FIELD_SEPARATOR) == 2:
+            type_name, message, frames = self.text.split(FIELD_SEPARATOR)
+            return udf_execution_error(type_name, f"{message}\n(raised in UDF {udf_name!r})\n{frames}")
+        if self.text.startswith(DUCKDB_SENTENCES):
+            return self.error_type(f"{self.text} (UDF {udf_name!r})")
         return self.error_type(f"UDF {udf_name!r}: {self.text}")
 
 

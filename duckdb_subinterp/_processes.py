@@ -53,11 +53,13 @@ from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, Worke
 from duckdb_subinterp._runtime import (
     SIZES_SLOT,
     STATUS_SLOTS,
+    NULL_RESULT_ERROR,
+    UDF_ERRORS,
     LoadedUdf,
+    PickledResult,
     Runtime,
-    UdfRaised,
     UdfResultInvalid,
-    _user_traceback,
+    _raised,
 )
 
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
@@ -76,6 +78,9 @@ _package = types.ModuleType("duckdb_subinterp")
 _package.__path__ = [_package_dir]
 sys.modules["duckdb_subinterp"] = _package
 sys.path[:] = _path
+# UDF modules decorate with @duckdb_subinterp.export; it is stdlib-only.
+from duckdb_subinterp._export import export as _export
+_package.export = _export
 from duckdb_subinterp._processes import serve
 serve(_fd)
 """
@@ -294,7 +299,7 @@ class ProcessWorker(Worker):
         self._request(("unload", udf_id))
 
     def run(self, request: tuple[Any, ...]) -> Sequence[int]:
-        udf_id, length, columns, outputs = request
+        udf_id, length, columns, outputs, descriptors, mode = request
         # Every buffer of every column (children included) is copied into the
         # input region and replaced by its span in the request.
         packer = _Packer()
@@ -303,7 +308,12 @@ class ProcessWorker(Worker):
         packer.copy_into(self._inputs.view)
         fresh_outputs = self._ensure_outputs([view.nbytes for view in outputs])
         # The status slots travel as raw bytes: pickling 256 ints cost ~10 us a batch.
-        status = array("q", self._request(("run", udf_id, length, layout, self._output_spans, fresh_inputs, fresh_outputs)))
+        status = array(
+            "q",
+            self._request(
+                ("run", udf_id, length, layout, self._output_spans, fresh_inputs, fresh_outputs, descriptors, mode)
+            ),
+        )
         # From SIZES_SLOT on: the result's sizes, validity first; any further
         # slots are relayed untouched.
         self._result_sizes = status[SIZES_SLOT : SIZES_SLOT + len(outputs)]
@@ -466,11 +476,14 @@ class _MappedRegion:
 class ProcessRuntime(Runtime):
     """The interpreters' ``Runtime``, plus ``type="arrow"`` UDFs through pyarrow."""
 
-    def compute(self, udf_id: int, length: int, columns: Sequence[tuple[Any, ...]]) -> Any:
-        udf = self.udfs[udf_id]
+    def run(self, request: tuple[Any, ...]) -> None:
+        udf = self.udfs[request[0]]
         if udf.spec.kind != "arrow":
-            return super().compute(udf_id, length, columns)
-        return compute_arrow(udf, length, columns)
+            return super().run(request)
+        _, length, columns, outputs, descriptors, _ = request
+        self.pending = None
+        self.deliver(compute_arrow(udf, length, columns, descriptors), outputs)
+        return None
 
 
 def _input_array(descriptor: tuple[Any, ...], length: int, column: tuple[Any, ...]) -> Any:
@@ -604,68 +617,91 @@ class ArrowResult:
         copy_buffers(self.raw_buffers(), targets)
 
 
-def _as_result_array(result: Any, length: int, arrow_type: Any) -> Any:
-    """Accept what DuckDB's arrow UDFs accept: an Array, ChunkedArray, Table, list or numpy array."""
-    import pyarrow as pa
+def compute_arrow(
+    udf: LoadedUdf, length: int, columns: Sequence[tuple[Any, ...]], descriptors: Sequence[Any] | None
+) -> ArrowResult | PickledResult:
+    """Call an arrow UDF as DuckDB does, with the rows DuckDB passed (it left out NULL ones itself).
 
-    if isinstance(result, (pa.Table, pa.RecordBatch)):
-        result = result.column(0)
-    if isinstance(result, pa.ChunkedArray):
-        result = result.combine_chunks()
-    elif not isinstance(result, pa.Array):
-        try:
-            result = pa.array(result)
-        except (pa.ArrowException, TypeError, ValueError) as error:
-            raise UdfResultInvalid(f"returned {type(result).__name__}, which is not an Arrow array: {error}") from None
-    if len(result) != length:
-        raise UdfResultInvalid(f"returned {len(result)} values for a batch of {length} rows")
-    if not result.type.equals(arrow_type):
-        try:
-            result = result.cast(arrow_type)
-        except (pa.ArrowException, ValueError) as error:
-            raise UdfResultInvalid(f"result of type {result.type} does not convert to {arrow_type}: {error}") from None
-    return result
+    The arguments are the columns of a table named c0, c1..., as DuckDB's
+    own arrow UDFs get them. A result that is an array of the return type
+    and of the batch's length is written into the outputs; anything else
+    (another type, another length, a table of several columns, a list,
+    None) goes back to the main side as it is, where DuckDB converts and
+    checks it exactly as it does its own arrow UDFs' results.
 
-
-def compute_arrow(udf: LoadedUdf, length: int, columns: Sequence[tuple[Any, ...]]) -> ArrowResult:
-    """Call an arrow UDF with DuckDB's semantics: NULL rows filtered out unless null_handling='special'."""
+    Under exception_handling='return_null' with null_handling='default',
+    DuckDB passes every row (it checks no NULL result after a failed call,
+    but would after our NULLs), so NULL rows are left out and put back
+    here, and the result is converted and checked here.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from duckdb_subinterp._arrow import result_arrow_type  # imports pyarrow and duckdb: arrow UDFs only
 
     spec = udf.spec
-    descriptors = [spec.arg_descriptors[0]] * len(columns) if spec.varargs else spec.arg_descriptors
-    arguments = [
-        pa.chunked_array([_input_array(descriptor, length, column)])
-        for descriptor, column in zip(descriptors, columns)
+    arrays = [
+        _input_array(descriptor, length, column)
+        for descriptor, column in zip(descriptors or spec.arg_descriptors, columns)
     ]
     return_type = result_arrow_type(spec.return_descriptor)
+    filters_nulls = spec.errors_to_null and not spec.special_nulls
     valid = None
-    if not spec.special_nulls and any(argument.null_count for argument in arguments):
-        valid = pc.is_valid(arguments[0])
-        for argument in arguments[1:]:
-            valid = pc.and_(valid, pc.is_valid(argument))
-        valid = valid.combine_chunks()
-        arguments = [argument.filter(valid) for argument in arguments]
-    kept = length if valid is None else len(arguments[0]) if arguments else length
+    if filters_nulls and any(array.null_count for array in arrays):
+        valid = pc.is_valid(arrays[0])
+        for array in arrays[1:]:
+            valid = pc.and_(valid, pc.is_valid(array))
+        arrays = [array.filter(valid) for array in arrays]
+    arguments = pa.Table.from_arrays(arrays, names=[f"c{index}" for index in range(len(arrays))]).columns
     try:
         result = udf.function(*arguments)
-    except Exception as error:
-        if not spec.errors_to_null:
-            raise UdfRaised(_user_traceback(error)) from None
+    except UDF_ERRORS as error:
+        if not spec.errors_to_null or length < 0:
+            raise _raised(error) from None
         return ArrowResult(pa.nulls(length, return_type))
-    result = _as_result_array(result, kept, return_type)
-    if not spec.special_nulls and result.null_count:
+    if filters_nulls:
+        return ArrowResult(_restored(result, len(arrays[0]) if arrays else length, return_type, valid))
+    array = result.column(0) if isinstance(result, pa.Table) and result.num_columns == 1 else result
+    if isinstance(array, pa.ChunkedArray) and array.type.equals(return_type):
+        array = array.combine_chunks()
+    if isinstance(array, pa.Array) and array.type.equals(return_type) and len(array) == length:
+        return ArrowResult(array)
+    return PickledResult.of(("object", result), udf, None)
+
+
+def _restored(result: Any, kept: int, return_type: Any, valid: Any) -> Any:
+    """Convert an arrow UDF's result of the ``kept`` rows to ``return_type`` and put NULL rows back (``valid``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(result, pa.Table):
+        if result.num_columns != 1:
+            raise UdfResultInvalid(
+                f"The returned table from a pyarrow scalar udf should only contain one column, found {result.num_columns}"
+            )
+        result = result.column(0)
+    if isinstance(result, pa.ChunkedArray):
+        result = result.combine_chunks()
+    elif not isinstance(result, pa.Array):
+        try:
+            result = pa.array(result)
+        except (pa.ArrowException, TypeError, ValueError):
+            raise UdfResultInvalid("Could not convert the result into an Arrow Table") from None
+    if len(result) != kept:
+        raise UdfResultInvalid(f"Returned pyarrow table should have {kept} tuples, found {len(result)}")
+    if not result.type.equals(return_type):
+        try:
+            result = result.cast(return_type)
+        except (pa.ArrowException, ValueError) as error:
+            raise UdfResultInvalid(f"result of type {result.type} does not convert to {return_type}: {error}") from None
+    if result.null_count:
         raise UdfResultInvalid(
-            "returned NULL for a row whose arguments are all non-NULL, but null_handling is 'default'; "
-            "register it with null_handling='special' to return NULL"
+            f"{NULL_RESULT_ERROR}: register it with null_handling='special' to return NULL"
         )
-    if valid is not None:
-        # Put the results back in place; filtered-out rows become NULL.
-        positions = pc.subtract(pc.cumulative_sum(pc.cast(valid, pa.int64())), 1)
-        result = result.take(pc.if_else(valid, positions, pa.scalar(None, pa.int64())))
-    return ArrowResult(result)
+    if valid is None:
+        return result
+    positions = pc.subtract(pc.cumulative_sum(pc.cast(valid, pa.int64())), 1)
+    return result.take(pc.if_else(valid, positions, pa.scalar(None, pa.int64())))
 
 
 def serve(fd: int) -> None:
@@ -697,11 +733,11 @@ def serve(fd: int) -> None:
         nonlocal inputs, outputs
         command = message[0]
         if command == "run":
-            _, udf_id, length, layout, output_spans, input_name, output_name = message
+            _, udf_id, length, layout, output_spans, input_name, output_name, descriptors, mode = message
             inputs = remap(inputs, input_name)
             outputs = remap(outputs, output_name)
             columns = [_unpack_column(column, inputs.view) for column in layout]
-            runtime.run((udf_id, length, columns, views(outputs, output_spans)))
+            runtime.run((udf_id, length, columns, views(outputs, output_spans), descriptors, mode))
             return status.tobytes()
         if command == "copy":
             _, output_spans, output_name = message

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import hashlib
 import inspect
+import io
 import itertools
+import os
+import sys
+import sysconfig
 import threading
+import tokenize
+import types
 import uuid
 import warnings
 import weakref
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -18,18 +26,27 @@ import cloudpickle
 import duckdb
 from duckdb.sqltypes import DuckDBPyType
 
-from duckdb_subinterp._arrow import ResultLayout, UnsupportedType, arrow_type_of, descriptor_for
+from duckdb_subinterp._arrow import (
+    ResultLayout,
+    UnsupportedType,
+    argument_plan,
+    descriptor_for,
+    duckdb_create_function,
+    duckdb_remove_function,
+)
 from duckdb_subinterp._dispatch import BatchDispatcher
 from duckdb_subinterp._errors import (
     BackendFallbackWarning,
+    ModuleChangedWarning,
     ModuleNotIsolatedError,
+    NotCallableError,
     UDFRegistrationError,
     UnsupportedTypeError,
 )
 from duckdb_subinterp._inline import InlinePool
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
 from duckdb_subinterp._processes import ProcessPool
-from duckdb_subinterp._runtime import UdfSpec, describe_import_refusal, is_class_udf, resolve_reference
+from duckdb_subinterp._runtime import UdfSpec, describe_import_refusal, is_class_udf, resolve_reference, source_digest
 from duckdb_subinterp._subinterpreters import InterpreterPool
 
 UDF_TYPES = ("native", "vectorized", "arrow")
@@ -37,12 +54,6 @@ NULL_HANDLING = ("default", "special")
 EXCEPTION_HANDLING = ("default", "return_null")
 
 _udf_ids = itertools.count(1)
-
-# DuckDB's own methods, taken at import: code that redirects
-# DuckDBPyConnection.create_function to this package (to switch a whole
-# program at once) must not send our own registrations back here.
-_duckdb_create_function = duckdb.DuckDBPyConnection.create_function
-_duckdb_remove_function = duckdb.DuckDBPyConnection.remove_function
 
 
 def _option(value: Any, allowed: Sequence[str], what: str, udf_name: str) -> str:
@@ -66,18 +77,32 @@ _PYTHON_TYPE_NAMES = {
 def _duckdb_type(value: Any, udf_name: str, what: str) -> DuckDBPyType:
     """Accept a DuckDBPyType, a type string such as "STRUCT(a INT)", or a Python type."""
     try:
-        if isinstance(value, DuckDBPyType):
-            return value
-        if value in _PYTHON_TYPE_NAMES:
-            return duckdb.sqltype(_PYTHON_TYPE_NAMES[value])
-        if isinstance(value, str):
-            return duckdb.sqltype(value)
-        return DuckDBPyType(value)
+        return _as_duckdb_type(value)
     except Exception as error:
         raise UDFRegistrationError(
             f"UDF {udf_name!r}: {what} {value!r} is not a DuckDB type ({error}); pass a type string like "
             "'BIGINT', a duckdb.sqltypes value, or a Python type such as int"
         ) from None
+
+
+def _as_duckdb_type(value: Any) -> DuckDBPyType:
+    if isinstance(value, DuckDBPyType):
+        return value
+    if isinstance(value, type) and value in _PYTHON_TYPE_NAMES:
+        return duckdb.sqltype(_PYTHON_TYPE_NAMES[value])
+    if isinstance(value, str):
+        return duckdb.sqltype(value)
+    return DuckDBPyType(value)
+
+
+def _annotation_type(annotation: Any) -> DuckDBPyType | None:
+    """Return the DuckDB type an annotation names, or None (DuckDB's ANY) where it names none."""
+    if annotation is inspect.Parameter.empty or annotation is None:
+        return None
+    try:
+        return _as_duckdb_type(annotation)
+    except Exception:
+        return None
 
 
 def _callable_signature(function: Any) -> inspect.Signature:
@@ -103,6 +128,103 @@ def _reference_of(function: Any) -> str | None:
         return None
 
 
+class _UdfPickler(cloudpickle.Pickler):
+    """cloudpickle, with DuckDB types (annotations, defaults, constants) shipped as their names.
+
+    A worker never needs a DuckDBPyType (types are resolved here, at
+    registration), cannot unpickle one where duckdb does not load, and
+    pickle refuses them anyway: ``def f(x: BIGINT) -> BIGINT`` in a
+    notebook would otherwise be refused.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, DuckDBPyType):
+            return str, (str(obj),)
+        return super().reducer_override(obj)
+
+
+def _pickled(function: Any) -> bytes:
+    buffer = io.BytesIO()
+    _UdfPickler(buffer, protocol=5).dump(function)
+    return buffer.getvalue()
+
+
+# Modules imported by name in the workers, never pinned to their source:
+# the standard library and installed packages change only with an install.
+_INSTALLED_PREFIXES = tuple(
+    str(Path(path).resolve()) + os.sep
+    for key in ("stdlib", "platstdlib", "purelib", "platlib")
+    if (path := sysconfig.get_paths().get(key))
+)
+_PACKAGE_DIR = str(Path(__file__).resolve().parent) + os.sep
+
+
+class _ModuleChanged(Exception):
+    """The UDF's module file no longer holds the code this interpreter runs."""
+
+
+def _module_source(function: Any, reference: str) -> tuple[str, str, str, str, bool] | None:
+    """Return the UDF's own module as this interpreter has it now: (name, file, source, digest, is package).
+
+    None where the module is imported by name in the workers instead (the
+    standard library, installed packages, this package, modules without a
+    .py file). Raises ``_ModuleChanged`` where the file on disk no longer
+    holds the code of ``function`` (edited since it was imported).
+    """
+    module_name = reference.partition(":")[0]
+    module = sys.modules.get(module_name)
+    filename = getattr(module, "__file__", None)
+    if not isinstance(filename, str) or not filename.endswith(".py"):
+        return None
+    resolved = str(Path(filename).resolve())
+    if resolved.startswith(_INSTALLED_PREFIXES) or resolved.startswith(_PACKAGE_DIR):
+        return None
+    try:
+        with tokenize.open(filename) as file:  # honours the file's coding declaration
+            source = file.read()
+        code = compile(source, filename, "exec", dont_inherit=True)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise _ModuleChanged(f"its file cannot be read or compiled now ({error})") from None
+    compiled = _code_by_qualname(code)
+    for own in _code_objects(function):
+        other = compiled.get(own.co_qualname)
+        if other is None or not _same_code(own, other):
+            raise _ModuleChanged(f"{own.co_qualname} differs in the file on disk")
+    is_package = getattr(module, "__path__", None) is not None
+    return (module_name, filename, source, source_digest(source), is_package)
+
+
+def _code_objects(target: Any) -> list[types.CodeType]:
+    """Return the code objects a UDF runs: a function's, or the methods of a class (or of an instance's class)."""
+    if isinstance(target, types.FunctionType):
+        return [target.__code__]
+    klass = target if isinstance(target, type) else type(target)
+    return [value.__code__ for value in vars(klass).values() if isinstance(value, types.FunctionType)]
+
+
+def _code_by_qualname(code: types.CodeType) -> dict[str, types.CodeType]:
+    found = {code.co_qualname: code}
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            found.update(_code_by_qualname(constant))
+    return found
+
+
+def _same_code(first: types.CodeType, second: types.CodeType) -> bool:
+    """Tell whether two code objects run the same bytecode on the same names and constants (lines aside)."""
+    if (first.co_code, first.co_names, first.co_varnames) != (second.co_code, second.co_names, second.co_varnames):
+        return False
+    if len(first.co_consts) != len(second.co_consts):
+        return False
+    for one, other in zip(first.co_consts, second.co_consts):
+        if isinstance(one, types.CodeType):
+            if not isinstance(other, types.CodeType) or not _same_code(one, other):
+                return False
+        elif type(one) is not type(other) or (one != other and repr(one) != repr(other)):
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class Registration:
     """A validated ``create_function`` call."""
@@ -110,20 +232,27 @@ class Registration:
     name: str
     function: Any
     shipped: str | bytes
-    parameters: list[DuckDBPyType]
+    parameters: list[DuckDBPyType | None]  # None: DuckDB's ANY, typed by each call site
+    explicit_parameters: bool  # the caller passed parameters=[...] (DuckDB then reads no annotation)
     return_type: DuckDBPyType
-    varargs: bool
+    varargs: bool  # DuckDB passes any number of further arguments, each of ANY type
     type: str
     null_handling: str
     exception_handling: str
     side_effects: bool
     max_workers: int | None = None  # batches of this UDF at once, across DuckDB threads
+    module_source: tuple[str, str, str, str, bool] | None = None
+
+    @property
+    def typed_per_batch(self) -> bool:
+        """Tell whether a batch's argument types come from the batch (an ANY parameter, or varargs)."""
+        return self.varargs or None in self.parameters
 
     def spec(self) -> UdfSpec:
         """Return what a worker needs, made of shareable values only."""
         descriptors = []
         for index, parameter in enumerate(self.parameters):
-            descriptors.append(self._descriptor(parameter, f"parameter {index}"))
+            descriptors.append(None if parameter is None else self._descriptor(parameter, f"parameter {index}"))
         return UdfSpec(
             name=self.name,
             function=self.shipped,
@@ -133,7 +262,9 @@ class Registration:
             return_type_name=str(self.return_type),
             special_nulls=self.null_handling == "special",
             errors_to_null=self.exception_handling == "return_null",
-            varargs=self.varargs,
+            varargs=self.typed_per_batch,
+            module_source=self.module_source,
+            path=tuple(sys.path),
         )
 
     def _descriptor(self, duckdb_type: DuckDBPyType, what: str) -> tuple[Any, ...]:
@@ -149,6 +280,14 @@ class Registration:
         except UnsupportedType as error:
             raise UnsupportedTypeError(f"UDF {self.name!r}: return type: {error}") from None
 
+    def version(self) -> str:
+        """Return a token of the code the workers load: the same token, the same code."""
+        if self.module_source is not None:
+            return f"{self.shipped}@{self.module_source[3]}"
+        if isinstance(self.shipped, bytes):
+            return hashlib.sha256(self.shipped).hexdigest()
+        return self.shipped
+
 
 def _validate(
     name: Any,
@@ -160,6 +299,14 @@ def _validate(
     exception_handling: Any,
     side_effects: Any,
 ) -> Registration:
+    """Read the function's signature as DuckDB's ``create_function`` does, then decide how to ship it.
+
+    As in DuckDB: an annotation that names a type gives the parameter's type,
+    any other (or none) makes it ANY; an unannotated ``*args`` takes any
+    number of further arguments of ANY type; ``parameters`` overrides every
+    parameter's type, one type per parameter of the signature, ``*args``
+    included; the return type is ``return_type`` or the return annotation.
+    """
     if not isinstance(name, str) or not name:
         raise UDFRegistrationError(f"name must be a non-empty str, got {name!r}")
     udf_type = _option(type, UDF_TYPES, "type", name)
@@ -168,51 +315,63 @@ def _validate(
     if isinstance(function, str):
         if ":" not in function:
             raise UDFRegistrationError(f"UDF {name!r}: function {function!r} must be 'package.module:qualname'")
-        reference = function
+        reference: str | None = function
         try:
-            function = resolve_reference(reference)
+            function = resolve_reference(function)
         except Exception as error:
             raise UDFRegistrationError(f"UDF {name!r}: cannot import function {reference!r}: {error!r}") from None
     elif callable(function):
         reference = _reference_of(function)
     else:
-        raise UDFRegistrationError(f"UDF {name!r}: function must be a callable or 'module:qualname', got {function!r}")
+        raise NotCallableError(
+            f"UDF {name!r}: function must be a callable or a 'package.module:qualname' string, got {function!r}"
+        )
     try:
         signature = _callable_signature(function)
-    except (TypeError, ValueError) as error:
-        raise UDFRegistrationError(f"UDF {name!r}: cannot read the function's signature: {error}") from None
-    varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in signature.parameters.values())
-    positional = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    except (TypeError, ValueError, NameError, SyntaxError) as error:
+        raise UDFRegistrationError(f"UDF {name!r}: cannot read the function's signature: {error!r}") from None
+    annotated = [_annotation_type(p.annotation) for p in signature.parameters.values()]
+    varargs = any(
+        p.kind is inspect.Parameter.VAR_POSITIONAL and declared is None
+        for p, declared in zip(signature.parameters.values(), annotated)
+    )
     if parameters is None:
-        missing = [p.name for p in signature.parameters.values() if p.annotation is inspect.Parameter.empty]
-        if missing:
+        types: list[DuckDBPyType | None] = annotated
+    elif isinstance(parameters, (list, tuple)):
+        if len(parameters) != len(annotated):
             raise UDFRegistrationError(
-                f"UDF {name!r}: parameters were not given and {', '.join(missing)} has no type annotation; "
-                "pass parameters=[...] or annotate every parameter"
+                f"UDF {name!r}: {len(parameters)} types provided, but the provided function takes {len(annotated)} "
+                f"parameters {signature}; give one type per parameter (*args counts as one)"
             )
-        parameters = [p.annotation for p in signature.parameters.values()]
-    elif not isinstance(parameters, (list, tuple)):
+        types = [_duckdb_type(value, name, f"parameter {index}") for index, value in enumerate(parameters)]
+    else:
         raise UDFRegistrationError(f"UDF {name!r}: parameters must be a list of types, got {parameters!r}")
     if return_type is None:
-        if signature.return_annotation is inspect.Signature.empty:
-            raise UDFRegistrationError(f"UDF {name!r}: return_type was not given and the function has no return annotation")
-        return_type = signature.return_annotation
-    types = [_duckdb_type(value, name, f"parameter {index}") for index, value in enumerate(parameters)]
-    expected = 1 if varargs else len(positional)
-    if varargs and positional:
-        raise UDFRegistrationError(f"UDF {name!r}: a varargs function must take *args only, not {signature}")
-    if len(types) != expected:
-        raise UDFRegistrationError(
-            f"UDF {name!r}: the function takes {expected} argument(s) {signature} but {len(types)} parameter type(s) were given"
-        )
-    if not types:
-        raise UDFRegistrationError(f"UDF {name!r}: a UDF needs at least one parameter")
-    shipped: str | bytes
+        return_type = _annotation_type(signature.return_annotation)
+        if return_type is None:
+            raise UDFRegistrationError(
+                f"UDF {name!r}: could not infer the return type: pass return_type=... or annotate the function's "
+                "return with a DuckDB type"
+            )
+    module_source = None
+    shipped: str | bytes | None = reference
     if reference is not None:
-        shipped = reference
-    else:
         try:
-            shipped = cloudpickle.dumps(function)
+            module_source = _module_source(function, reference)
+        except _ModuleChanged as change:
+            module_name = reference.partition(":")[0]
+            warnings.warn(
+                ModuleChangedWarning(
+                    f"UDF {name!r}: module {module_name!r} changed since it was imported ({change}); the UDF runs the "
+                    f"code this interpreter has, shipped by value; importlib.reload({module_name}) and register it "
+                    "again to run the new code"
+                ),
+                stacklevel=3,  # the create_function call
+            )
+            shipped = None
+    if shipped is None:
+        try:
+            shipped = _pickled(function)
         except Exception as error:
             raise UDFRegistrationError(
                 f"UDF {name!r}: the function is not importable by name (defined in __main__, a notebook or a "
@@ -223,12 +382,14 @@ def _validate(
         function=function,
         shipped=shipped,
         parameters=types,
+        explicit_parameters=parameters is not None,
         return_type=_duckdb_type(return_type, name, "return_type"),
         varargs=varargs,
         type=udf_type,
         null_handling=nulls,
         exception_handling=exceptions,
         side_effects=bool(side_effects),
+        module_source=module_source,
     )
 
 
@@ -252,19 +413,26 @@ class Backend:
 
 
 def _duckdb_register(
-    con: duckdb.DuckDBPyConnection, registration: Registration, function: Any, *, arrow: bool, own_semantics: bool
+    con: duckdb.DuckDBPyConnection,
+    registration: Registration,
+    function: Any,
+    *,
+    arrow: bool,
+    null_handling: str,
+    exception_handling: str,
 ) -> None:
-    # Our dispatchers apply null and exception handling themselves (per row,
-    # as DuckDB's native UDFs do), so DuckDB passes every row through.
-    _duckdb_create_function(
+    # The parameters go as given (DuckDB then reads no annotation), else
+    # DuckDB reads them from the callable's signature: ours mirrors the
+    # function's, so ANY parameters and *args stay ANY.
+    duckdb_create_function(
         con,
         registration.name,
         function,
-        registration.parameters,
+        registration.parameters if registration.explicit_parameters else None,
         registration.return_type,
         type="arrow" if arrow else "native",
-        null_handling="special" if own_semantics else registration.null_handling,
-        exception_handling="default" if own_semantics else registration.exception_handling,
+        null_handling=null_handling,
+        exception_handling=exception_handling,
         side_effects=registration.side_effects,
     )
 
@@ -299,14 +467,55 @@ class _PooledBackend(Backend):
             registration.name,
             udf_id,
             pool,
-            [arrow_type_of(str(t)) for t in registration.parameters],
-            list(spec.arg_descriptors),
-            layout,
+            [None if parameter is None else argument_plan(parameter) for parameter in registration.parameters],
             registration.varargs,
+            layout,
+            registration.return_type,
+            kind=registration.type,
             max_workers=registration.max_workers,
         )
         weakref.finalize(dispatcher, pool.unregister, udf_id)
-        _duckdb_register(con, registration, dispatcher, arrow=True, own_semantics=True)
+        dispatcher.__signature__ = _signature_for_duckdb(registration)
+        if not registration.parameters and registration.type == "native":
+            # DuckDB calls a native UDF without arguments once per row and says
+            # how many rows only that way: each call runs one row in a worker.
+            trampoline = dispatcher.call_row
+            _duckdb_register(
+                con, registration, trampoline, arrow=False, null_handling="special", exception_handling="default"
+            )
+        elif not registration.parameters:
+            # A batch UDF without arguments learns no row count from DuckDB,
+            # which checks the result's length itself and, under
+            # exception_handling='return_null', makes its NULLs.
+            _duckdb_register(
+                con,
+                registration,
+                dispatcher,
+                arrow=True,
+                null_handling="special",
+                exception_handling=registration.exception_handling,
+            )
+        elif registration.type == "arrow":
+            # DuckDB itself leaves NULL rows out (null_handling='default'),
+            # checks the result's length and NULLs, and casts it, as it does
+            # for its own arrow UDFs; exceptions become NULLs in the worker,
+            # which then also leaves NULL rows out itself (see compute_arrow).
+            errors_to_null = registration.exception_handling == "return_null"
+            _duckdb_register(
+                con,
+                registration,
+                dispatcher,
+                arrow=True,
+                null_handling="special" if errors_to_null else registration.null_handling,
+                exception_handling="default",
+            )
+        else:
+            # Native and vectorized UDFs apply null and exception handling in
+            # the worker (per row, as DuckDB's native UDFs do), so DuckDB
+            # passes every row through.
+            _duckdb_register(
+                con, registration, dispatcher, arrow=True, null_handling="special", exception_handling="default"
+            )
         return dispatcher
 
     def _load_once(self, pool: WorkerPool, udf_id: int, name: str) -> None:
@@ -325,6 +534,21 @@ class _PooledBackend(Backend):
             raise UDFRegistrationError(f"UDF {name!r}: cannot load the function in a worker:\n{failure.text}") from None
 
 
+def _signature_for_duckdb(registration: Registration) -> inspect.Signature:
+    """Return the signature DuckDB reads from the dispatcher: the function's parameters, typed as resolved."""
+    parameters = []
+    for index, parameter in enumerate(registration.parameters):
+        last = index == len(registration.parameters) - 1
+        if last and registration.varargs:
+            parameters.append(inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL))
+        else:
+            annotation = inspect.Parameter.empty if parameter is None else parameter
+            parameters.append(
+                inspect.Parameter(f"arg{index}", inspect.Parameter.POSITIONAL_ONLY, annotation=annotation)
+            )
+    return inspect.Signature(parameters)
+
+
 class InlineBackend(_PooledBackend):
     """DuckDB's own ``create_function``, in this interpreter: the serial reference."""
 
@@ -340,7 +564,14 @@ class InlineBackend(_PooledBackend):
         if registration.type == "vectorized":
             return super().register(con, registration, pool)
         function = registration.function() if is_class_udf(registration.function) else registration.function
-        _duckdb_register(con, registration, function, arrow=registration.type == "arrow", own_semantics=False)
+        _duckdb_register(
+            con,
+            registration,
+            function,
+            arrow=registration.type == "arrow",
+            null_handling=registration.null_handling,
+            exception_handling=registration.exception_handling,
+        )
         return None
 
 
@@ -375,19 +606,28 @@ class AutoBackend(Backend):
         if registration.type == "arrow":
             # Not a fallback: arrow UDFs need pyarrow, which only worker processes can load.
             return ProcessBackend().register(con, registration, None)
-        try:
-            return SubinterpreterBackend().register(con, registration, None)
-        except ModuleNotIsolatedError as refusal:
-            warnings.warn(
-                BackendFallbackWarning(
-                    f"UDF {registration.name!r}: module {refusal.module!r} refuses to load in a per-GIL interpreter; "
-                    "running the UDF on backend='processes' instead (pass backend='processes' to silence this)",
-                    registration.name,
-                    refusal.module,
-                ),
-                stacklevel=3,  # the create_function call
-            )
-            return ProcessBackend().register(con, registration, None)
+        version = registration.version()
+        refused = _refusals.get(version)
+        if refused is None:
+            try:
+                return SubinterpreterBackend().register(con, registration, None)
+            except ModuleNotIsolatedError as refusal:
+                # Trying again would run the module's top-level code once more, in a fresh interpreter.
+                refused = _refusals[version] = refusal.module
+        warnings.warn(
+            BackendFallbackWarning(
+                f"UDF {registration.name!r}: module {refused!r} refuses to load in a per-GIL interpreter; "
+                "running the UDF on backend='processes' instead (pass backend='processes' to silence this)",
+                registration.name,
+                refused,
+            ),
+            stacklevel=3,  # the create_function call
+        )
+        return ProcessBackend().register(con, registration, None)
+
+
+# backend='auto': the module that refused per-GIL interpreters, by the version of the UDF's code.
+_refusals: dict[str, str] = {}
 
 
 BACKENDS: dict[str, type[Backend]] = {
@@ -426,8 +666,48 @@ def _close_default_pools() -> None:
         pool.close()
 
 
-# Dispatchers live as long as DuckDB keeps the UDF; this index does not extend that.
-_dispatchers: weakref.WeakValueDictionary[tuple[int, str], BatchDispatcher] = weakref.WeakValueDictionary()
+class _ConnectionUdfs:
+    """The dispatchers of one connection, alive for as long as DuckDB may call them.
+
+    DuckDB holds the only other reference to a dispatcher and drops it at
+    ``remove_function``, while a query of another thread may still be
+    running it; so a removed dispatcher is kept (and its UDF stays loaded in
+    the workers) until the connection itself is gone.
+    """
+
+    __slots__ = ("active", "retired")
+
+    def __init__(self) -> None:
+        self.active: dict[str, BatchDispatcher] = {}
+        self.retired: list[BatchDispatcher] = []
+
+
+_connections: dict[int, _ConnectionUdfs] = {}
+_connections_lock = threading.Lock()
+
+
+def _udfs_of(con: duckdb.DuckDBPyConnection) -> _ConnectionUdfs:
+    key = id(con)
+    with _connections_lock:
+        udfs = _connections.get(key)
+        if udfs is None:
+            udfs = _connections[key] = _ConnectionUdfs()
+            weakref.finalize(con, _forget_connection, key)
+        return udfs
+
+
+def _forget_connection(key: int) -> None:
+    with _connections_lock:
+        _connections.pop(key, None)
+
+
+def _dispatcher(con: duckdb.DuckDBPyConnection, name: str) -> BatchDispatcher:
+    """Return the dispatcher of the UDF ``name`` on ``con``, or raise KeyError."""
+    with _connections_lock:
+        udfs = _connections.get(id(con))
+        if udfs is None or name not in udfs.active:
+            raise KeyError(f"no UDF {name!r} runs on a duckdb_subinterp pool on this connection")
+        return udfs.active[name]
 
 
 def create_function(
@@ -476,27 +756,26 @@ def create_function(
     registration = replace(registration, max_workers=max_workers)
     dispatcher = backend_type().register(con, registration, pool)
     if dispatcher is not None:
-        _dispatchers[(id(con), name)] = dispatcher
-    else:
-        _dispatchers.pop((id(con), name), None)
+        udfs = _udfs_of(con)
+        with _connections_lock:
+            udfs.active[name] = dispatcher
     return con
 
 
 def remove_function(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBPyConnection:
     """Remove a UDF registered with ``create_function`` (or DuckDB's own)."""
-    _duckdb_remove_function(con, name)
-    dispatcher = _dispatchers.pop((id(con), name), None)
-    if dispatcher is not None:
-        dispatcher.pool.unregister(dispatcher.udf_id)
+    duckdb_remove_function(con, name)
+    with _connections_lock:
+        udfs = _connections.get(id(con))
+        dispatcher = udfs.active.pop(name, None) if udfs is not None else None
+        if dispatcher is not None:
+            udfs.retired.append(dispatcher)
     return con
 
 
 def udf_stats(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, float]:
     """Return the counters of a UDF registered on ``con``: batches, rows, worker and wait time."""
-    try:
-        return _dispatchers[(id(con), name)].stats.as_dict()
-    except KeyError:
-        raise KeyError(f"no UDF {name!r} runs on a duckdb_subinterp pool on this connection") from None
+    return _dispatcher(con, name).stats.as_dict()
 
 
 def udf(

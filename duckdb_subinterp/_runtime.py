@@ -8,11 +8,18 @@ A worker holds one ``Runtime``. The main side loads each UDF into it once
 buffers out. Sizes of the encoded result go to ``status`` so the caller
 can allocate more room when a variable-width result did not fit; the
 result is then kept until ``copy_pending`` is called.
+
+A result the codec does not take as it is (a ``str`` for a BIGINT, ``bytes``
+for a VARCHAR, a value of another type) goes back pickled instead
+(``PENDING_PICKLED``): the main side has DuckDB convert it, so it gets
+DuckDB's value or DuckDB's error, exactly as DuckDB's own UDF would.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import itertools
 import pickle
 import sys
@@ -41,6 +48,18 @@ from duckdb_subinterp._codec import (
 SIZES_SLOT = 2
 STATUS_SLOTS = 256
 
+# status[1]: what the caller does before reading the result.
+PENDING_NONE = 0  # written into the outputs
+PENDING_BUFFERS = 1  # did not fit: grow the outputs to the sizes, then copy_pending
+PENDING_PICKLED = 2  # pickled payload of status[SIZES_SLOT] bytes: copy_pending into one buffer
+
+# Request modes: what a batch returns.
+MODE_BUFFERS = 0  # the result encoded into the outputs (or pickled when the codec does not take it)
+MODE_PICKLED = 1  # always the pickled payload (a UDF without arguments, whose row count DuckDB does not say)
+
+# The text of a UdfRaised: type name, message and traceback, joined by this.
+FIELD_SEPARATOR = "\x1f"
+
 
 class UdfSpec(NamedTuple):
     """Everything a worker needs to run one UDF; made of shareable values only."""
@@ -53,11 +72,15 @@ class UdfSpec(NamedTuple):
     return_type_name: str
     special_nulls: bool  # null_handling="special": NULL rows reach the function
     errors_to_null: bool  # exception_handling="return_null"
-    varargs: bool  # the function takes *args, all of arg_descriptors[0]
+    varargs: bool  # DuckDB passes more columns than arg_descriptors; their descriptors come with each batch
+    # (module name, file name, source text, sha256 of it, is a package): the
+    # UDF's own module as the main interpreter registered it; None to import by name.
+    module_source: tuple[str, str, str, str, bool] | None = None
+    path: tuple[str, ...] = ()  # the main interpreter's sys.path at registration
 
 
 class UdfRaised(Exception):
-    """The user's function raised; the message carries its type, message and traceback."""
+    """The user's function raised; the message is its type name, message and traceback, FIELD_SEPARATOR apart."""
 
 
 class UdfResultInvalid(Exception):
@@ -86,22 +109,98 @@ def is_class_udf(target: Any) -> bool:
     return isinstance(target, type) and any("__call__" in vars(klass) for klass in target.__mro__[:-1])
 
 
-def load_function(function: str | bytes) -> Callable[..., Any]:
+def load_function(spec: UdfSpec) -> Callable[..., Any]:
     """Return the callable a spec names, instantiating a class UDF once for this worker."""
-    target = resolve_reference(function) if isinstance(function, str) else pickle.loads(function)
+    if spec.path:
+        sys.path[:] = spec.path
+    function = spec.function
+    if isinstance(function, bytes):
+        target = pickle.loads(function)
+    elif spec.module_source is not None:
+        target = _pinned_module(*spec.module_source)
+        for attribute in function.partition(":")[2].split("."):
+            target = getattr(target, attribute)
+    else:
+        target = resolve_reference(function)
     if is_class_udf(target):
         # A class UDF keeps per-worker state: __init__ runs once here.
         target = target()
     return target
 
 
-def _user_traceback(error: BaseException) -> str:
-    """Say what was raised, then its traceback with the runtime's own frames left out."""
+_SOURCE_ATTRIBUTE = "__duckdb_subinterp_source__"
+
+
+def _pinned_module(name: str, filename: str, source: str, digest: str, is_package: bool) -> Any:
+    """Return module ``name`` run from ``source``: the version the main interpreter registered.
+
+    A worker keeps a module it ran until a UDF of another version of it is
+    loaded; then the new version replaces it in ``sys.modules`` (UDFs loaded
+    before keep the functions they have, as DuckDB keeps the function object
+    it was given). The file itself is never read here: a module edited,
+    broken or deleted on disk after registration changes nothing.
+    """
+    module = sys.modules.get(name)
+    if module is not None and getattr(module, _SOURCE_ATTRIBUTE, None) == digest:
+        return module
+    parent, _, child = name.rpartition(".")
+    if parent:
+        importlib.import_module(parent)
+    locations = [filename.rpartition("/")[0]] if is_package else None
+    module_spec = importlib.util.spec_from_file_location(name, filename, submodule_search_locations=locations)
+    module = importlib.util.module_from_spec(module_spec)
+    setattr(module, _SOURCE_ATTRIBUTE, digest)
+    previous = sys.modules.get(name)
+    sys.modules[name] = module
+    try:
+        exec(compile(source, filename, "exec"), module.__dict__)
+    except BaseException:
+        if previous is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = previous
+        raise
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+def source_digest(source: str) -> str:
+    """Return the version token of a module's source text."""
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _user_frames(error: BaseException) -> str:
+    """Return the traceback of ``error`` with the runtime's own frames left out."""
     tb = error.__traceback__
     while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
         tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb)).rstrip()
+
+
+def _user_traceback(error: BaseException) -> str:
+    """Say what was raised, then its traceback with the runtime's own frames left out."""
     headline = "".join(traceback.format_exception_only(type(error), error)).rstrip()
-    return f"raised {headline}\n" + "".join(traceback.format_exception(type(error), error, tb)).rstrip()
+    return f"raised {headline}\n{_user_frames(error)}"
+
+
+def _raised(error: BaseException) -> UdfRaised:
+    """Return the UdfRaised that carries ``error`` across the boundary: type name, message, traceback."""
+    try:
+        message = str(error)
+    except Exception:  # a broken __str__ must not hide the error
+        message = f"<{type(error).__name__} whose str() failed>"
+    return UdfRaised(FIELD_SEPARATOR.join((type(error).__name__, message, _user_frames(error))))
+
+
+# What a UDF may raise and the runtime still reports as the UDF's error (DuckDB's
+# own UDFs report SystemExit and KeyboardInterrupt raised by the function too).
+# BatchStopped is the one exception a batch does not catch: it stops the batch.
+class BatchStopped(BaseException):
+    """Raised into a running batch to stop it (its query was interrupted or timed out)."""
+
+
+UDF_ERRORS = (Exception, SystemExit, KeyboardInterrupt, GeneratorExit)
 
 
 class LoadedUdf:
@@ -117,9 +216,10 @@ class LoadedUdf:
         self.argument_typecodes: Sequence[str] | None = None
         self.result_typecode: str | None = None
         descriptors = (*spec.arg_descriptors, spec.return_descriptor)
-        if spec.kind == "vectorized" and all(descriptor[0] == "number" for descriptor in descriptors):
-            codes = [descriptor[1] for descriptor in spec.arg_descriptors]
-            self.argument_typecodes = itertools.repeat(codes[0]) if spec.varargs else codes
+        numbers = all(descriptor is not None and descriptor[0] == "number" for descriptor in descriptors)
+        if spec.kind == "vectorized" and numbers and not spec.varargs:
+            # Only batches whose descriptors are the registered ones (no ANY argument) take this path.
+            self.argument_typecodes = [descriptor[1] for descriptor in spec.arg_descriptors]
             self.result_typecode = spec.return_descriptor[1]
 
 
@@ -139,8 +239,8 @@ class Runtime:
         """Import (or unpickle) the UDF's function and keep it under ``udf_id``."""
         spec = UdfSpec(*spec)
         try:
-            function = load_function(spec.function)
-        except BaseException as error:
+            function = load_function(spec)
+        except UDF_ERRORS as error:
             raise UdfLoadFailed(_user_traceback(error)) from None
         self.udfs[udf_id] = LoadedUdf(spec, function)
 
@@ -149,13 +249,26 @@ class Runtime:
         self.udfs.pop(udf_id, None)
 
     def run(self, request: tuple[Any, ...]) -> None:
-        """Run one batch: ``(udf_id, length, columns, outputs)``."""
-        udf_id, length, columns, outputs = request
+        """Run one batch: ``(udf_id, length, columns, outputs, descriptors, mode)``.
+
+        ``descriptors`` are the columns' own when a parameter is ANY (each
+        call site may pass another type), else None for the registered ones.
+        ``length`` is -1 for a UDF without arguments called once per batch:
+        DuckDB does not say how many rows it wants, and checks what it gets.
+        """
+        udf_id, length, columns, outputs, descriptors, mode = request
         self.pending = None
         udf = self.udfs[udf_id]
-        if udf.result_typecode is not None and length and self.run_numbers(udf, length, columns, outputs):
+        if (
+            udf.result_typecode is not None and descriptors is None and length > 0 and mode == MODE_BUFFERS
+            and self.run_numbers(udf, length, columns, outputs)
+        ):
             return
-        self.deliver(self.compute(udf_id, length, columns), outputs)
+        values = self.compute(udf_id, length, columns, descriptors)
+        if mode == MODE_PICKLED:
+            self.deliver_pickled(("values", values))
+        else:
+            self.deliver(self.encode(udf, values), outputs)
 
     def run_numbers(self, udf: LoadedUdf, length: int, columns: Sequence[tuple[Any, ...]], outputs: Any) -> bool:
         """Run a batch of a numbers-only vectorized UDF; return False, having done nothing, if it has NULLs.
@@ -173,7 +286,7 @@ class Runtime:
             arguments.append(fixed_values(raw, typecode, offset, length))
         try:
             values = udf.function(*arguments)
-        except Exception as error:
+        except UDF_ERRORS as error:
             self.deliver(self.encode(udf, _failed_batch(udf, error, length)), outputs)
             return True
         typecode = udf.result_typecode
@@ -195,28 +308,41 @@ class Runtime:
             status[1] = 1
         return True
 
-    def compute(self, udf_id: int, length: int, columns: Sequence[tuple[Any, ...]]) -> EncodedColumn:
-        """Decode the columns, call the UDF and encode its result."""
+    def compute(
+        self, udf_id: int, length: int, columns: Sequence[tuple[Any, ...]], descriptors: Sequence[Descriptor] | None
+    ) -> Any:
+        """Decode the columns and call the UDF; return its results, one per row."""
         udf = self.udfs[udf_id]
         spec = udf.spec
-        descriptors = itertools.repeat(spec.arg_descriptors[0]) if spec.varargs else spec.arg_descriptors
         try:
-            arguments = list(map(decode_column, descriptors, itertools.repeat(length), columns))
+            arguments = list(
+                map(decode_column, descriptors or spec.arg_descriptors, itertools.repeat(length), columns)
+            )
         except (ValueError, OverflowError) as error:
             raise UdfArgumentInvalid(f"an argument has no Python value: {error}") from None
         skip_nulls = not spec.special_nulls and [column[1] for column in columns].count(None) != len(columns)
-        return self.encode(udf, udf.call(udf, arguments, length, skip_nulls))
+        return udf.call(udf, arguments, length, skip_nulls)
 
-    def encode(self, udf: LoadedUdf, values: Sequence[Any]) -> EncodedColumn:
-        """Encode a batch's results in the UDF's return type."""
-        spec = udf.spec
+    def encode(self, udf: LoadedUdf, values: Sequence[Any]) -> EncodedColumn | PickledResult:
+        """Encode a batch's results in the UDF's return type, or pickle them for DuckDB to convert."""
         try:
-            return encode_column(spec.return_descriptor, values)
-        except (ResultTypeError, OverflowError, ValueError) as error:
-            raise UdfResultInvalid(f"result does not fit return type {spec.return_type_name}: {error}") from None
+            return encode_column(udf.spec.return_descriptor, values)
+        except (ResultTypeError, OverflowError, ValueError, TypeError) as error:
+            # Not a value of the type as the codec takes it: DuckDB decides
+            # (a str for a number is cast, a bool for a BIGINT is refused...).
+            return PickledResult.of(("values", values), udf, error)
 
-    def deliver(self, encoded: EncodedColumn, outputs: Sequence[memoryview]) -> None:
+    def deliver_pickled(self, payload: tuple[str, Any], udf: LoadedUdf | None = None) -> None:
+        """Keep ``payload`` pickled for ``copy_pending``; its size goes to the status."""
+        self.deliver(PickledResult.of(payload, udf, None), ())
+
+    def deliver(self, encoded: EncodedColumn | PickledResult, outputs: Sequence[memoryview]) -> None:
         """Write ``encoded`` into ``outputs`` if it fits, else keep it for ``copy_pending``."""
+        if type(encoded) is PickledResult:
+            self.pending = encoded
+            self.status[SIZES_SLOT] = len(encoded.data)
+            self.status[1] = PENDING_PICKLED
+            return
         # One pass over one byte view per buffer: its size into the status,
         # its bytes into the output. A result that turns out not to fit is
         # copied again, whole, by copy_pending; ~3 us a batch less inside a
@@ -237,7 +363,7 @@ class Runtime:
             status[slot : slot + len(shapes)] = _int64_array(shapes)
         if not fits:
             self.pending = encoded
-        status[1] = 0 if fits else 1
+        status[1] = PENDING_NONE if fits else PENDING_BUFFERS
 
     def copy_pending(self, outputs: Sequence[memoryview]) -> None:
         """Write the result kept by the last ``run`` into larger outputs."""
@@ -251,6 +377,31 @@ def _int64_array(values: list[int]) -> memoryview:
     return memoryview(array("q", values))
 
 
+class PickledResult:
+    """A batch's result the main side converts itself: ``("values", list)`` or ``("object", anything)``."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    @classmethod
+    def of(cls, payload: tuple[str, Any], udf: LoadedUdf | None, cause: Exception | None) -> PickledResult:
+        """Pickle ``payload``; a value that cannot be pickled fails the batch, naming it."""
+        try:
+            return cls(pickle.dumps(payload, protocol=5))
+        except Exception as error:
+            what = f" {udf.spec.return_type_name}" if udf is not None else ""
+            detail = f"{cause}; " if cause is not None else ""
+            raise UdfResultInvalid(
+                f"result does not fit return type{what}: {detail}it cannot be handed to DuckDB to convert either "
+                f"({type(error).__name__}: {error})"
+            ) from None
+
+    def write_into(self, targets: Sequence[memoryview]) -> None:
+        write_bytes(targets[0], memoryview(self.data))
+
+
 def call_per_row(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, skip_nulls: bool) -> list[Any]:
     """Call a native UDF once per row, with DuckDB's NULL and exception semantics."""
     spec, function = udf.spec, udf.function
@@ -259,8 +410,8 @@ def call_per_row(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, sk
             # map() passes the columns side by side without a tuple per row:
             # ~1.5x faster than [function(*row) for row in zip(...)].
             results = list(map(function, *arguments)) if arguments else [function() for _ in range(length)]
-        except Exception as error:
-            raise UdfRaised(_user_traceback(error)) from None
+        except UDF_ERRORS as error:
+            raise _raised(error) from None
     else:
         rows: Any = zip(*arguments) if arguments else ((),) * length
         results = []
@@ -270,13 +421,27 @@ def call_per_row(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, sk
                 continue
             try:
                 results.append(function(*row))
-            except Exception as error:
+            except UDF_ERRORS as error:
                 if not spec.errors_to_null:
-                    raise UdfRaised(_user_traceback(error)) from None
+                    raise _raised(error) from None
                 results.append(None)
     if not spec.special_nulls and not spec.errors_to_null:
         _check_no_null_results(results, arguments)
     return results
+
+
+# DuckDB's own words when a UDF under null_handling='default' returns NULL.
+NULL_RESULT_ERROR = (
+    "The returned result contained NULL values, but the 'null_handling' was set to DEFAULT. "
+    "The UDF is not expected to return NULL values"
+)
+# Errors that begin with DuckDB's own sentence keep it first; the UDF's name follows.
+DUCKDB_SENTENCES = (
+    NULL_RESULT_ERROR,
+    "The returned table from a pyarrow scalar udf",
+    "Returned pyarrow table should have",
+    "Could not convert the result into an Arrow Table",
+)
 
 
 def _check_no_null_results(results: list[Any], arguments: list[Sequence[Any]]) -> None:
@@ -286,8 +451,8 @@ def _check_no_null_results(results: list[Any], arguments: list[Sequence[Any]]) -
     for index, value in enumerate(results):
         if value is None and all(argument[index] is not None for argument in arguments):
             raise UdfResultInvalid(
-                f"returned None at row {index}, whose arguments are all non-NULL, but null_handling is "
-                "'default'; register it with null_handling='special' to return NULL"
+                f"{NULL_RESULT_ERROR}: it returned None at row {index}, whose arguments are all non-NULL; "
+                "register it with null_handling='special' to return NULL"
             )
 
 
@@ -301,15 +466,20 @@ def call_per_batch(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, 
         arguments = [[value for value, kept in zip(argument, keep) if kept] for argument in arguments]
     try:
         values = udf.function(*arguments)
-    except Exception as error:
+    except UDF_ERRORS as error:
         return _failed_batch(udf, error, length)
     return _checked_batch(udf, values, length, keep)
 
 
-def _failed_batch(udf: LoadedUdf, error: Exception, length: int) -> list[None]:
-    """Fail the batch with the UDF's exception, or under exception_handling='return_null' make it all NULL."""
-    if not udf.spec.errors_to_null:
-        raise UdfRaised(_user_traceback(error)) from None
+def _failed_batch(udf: LoadedUdf, error: BaseException, length: int) -> list[None]:
+    """Fail the batch with the UDF's exception, or under exception_handling='return_null' make it all NULL.
+
+    A batch of unknown length (a UDF without arguments) always fails: the
+    main side registered it with DuckDB's own exception handling, which
+    makes the NULLs, knowing how many.
+    """
+    if not udf.spec.errors_to_null or length < 0:
+        raise _raised(error) from None
     return [None] * length
 
 
@@ -323,7 +493,7 @@ def _checked_batch(udf: LoadedUdf, values: Any, length: int, keep: list[bool] | 
             f"returned {type(values).__name__}, but a vectorized UDF must return a list, tuple, array or memoryview"
         )
     expected = length if keep is None else sum(keep)
-    if len(values) != expected:
+    if len(values) != expected and length >= 0:
         raise UdfResultInvalid(f"returned {len(values)} values for a batch of {expected} rows")
     if not spec.special_nulls and isinstance(values, list):
         # Every row that reached the function has non-NULL arguments here.

@@ -19,7 +19,8 @@ import udf_module
 import duckdb_subinterp
 from duckdb_subinterp import BrokenPoolError, PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._processes import ProcessPool, _Region
-from duckdb_subinterp._registration import _dispatchers
+from duckdb_subinterp._arrow import arrow_type_of
+from duckdb_subinterp._registration import _dispatcher
 
 SHM_DIR = Path("/dev/shm")
 
@@ -96,11 +97,13 @@ def test_arrow_udf_errors_match_duckdbs(con, pool):
 
     duckdb_subinterp.create_function(con, "short", wrong_length, ["BIGINT"], "BIGINT", type="arrow",
                                      backend="processes", pool=pool)
-    with pytest.raises(duckdb.InvalidInputException, match=r"UDF 'short'.*returned 1 values for a batch of 3 rows"):
-        con.sql("SELECT short(i) FROM range(3) t(i)").fetchall()
+    con.create_function("short_reference", wrong_length, ["BIGINT"], "BIGINT", type="arrow")
+    for name in ("short", "short_reference"):  # DuckDB checks the result's length itself, for both
+        with pytest.raises(duckdb.InvalidInputException, match=r"^Invalid Input Error: Returned pyarrow table should have 3 tuples, found 1$"):
+            con.sql(f"SELECT {name}(i) FROM range(3) t(i)").fetchall()
     duckdb_subinterp.create_function(con, "boom", boom, ["BIGINT"], "BIGINT", type="arrow", backend="processes",
                                      pool=pool)
-    with pytest.raises(duckdb.InvalidInputException, match=r"UDF 'boom'.*ValueError: no arrow today"):
+    with pytest.raises(duckdb.InvalidInputException, match=r"UDF: ValueError: no arrow today\n.*UDF 'boom'"):
         con.sql("SELECT boom(i) FROM range(3) t(i)").fetchall()
     con.create_function("reference", boom, ["BIGINT"], "BIGINT", type="arrow", exception_handling="return_null")
     duckdb_subinterp.create_function(con, "quiet", boom, ["BIGINT"], "BIGINT", type="arrow", backend="processes",
@@ -120,8 +123,8 @@ def test_arrow_udf_sliced_input_round_trips(pool, sql_type, start, length):
     con = duckdb.connect()
     duckdb_subinterp.create_function(con, "ident", udf_module.identity, [sql_type], sql_type, type="arrow",
                                      null_handling="special", backend="processes", pool=pool)
-    dispatcher = _dispatchers[(id(con), "ident")]
-    arrow_type = dispatcher.argument_types[0]
+    dispatcher = _dispatcher(con, "ident")
+    arrow_type = arrow_type_of(sql_type)
     sliced = pa.array(values, type=arrow_type).slice(start, length)
     assert dispatcher(pa.chunked_array([sliced])).to_pylist() == values[start : start + length]
     con.close()
@@ -164,7 +167,6 @@ CRASHES = [
     (udf_module.exit_three, WorkerDiedError, r"exited with code 3: .*os\._exit\(\)"),
     (udf_module.kill_self, WorkerDiedError, r"killed by signal SIGKILL \(9\): .*out-of-memory killer"),
     (udf_module.exhaust_memory, WorkerDiedError, r"ran out of memory \(MemoryError\)"),
-    (udf_module.system_exit, WorkerDiedError, r"exited with code 4"),
 ]
 
 
@@ -287,7 +289,7 @@ def test_default_pool_and_start_all():
 def test_auto_uses_subinterpreters_when_the_module_loads_there(con):
     # No warning: pytest's filterwarnings=error would fail the test.
     duckdb_subinterp.create_function(con, "mine", udf_module.add_one, backend="auto")
-    assert isinstance(_dispatchers[(id(con), "mine")].pool, duckdb_subinterp.InterpreterPool)
+    assert isinstance(_dispatcher(con, "mine").pool, duckdb_subinterp.InterpreterPool)
     assert con.sql("SELECT mine(41)").fetchall() == [(42,)]
 
 
@@ -299,7 +301,7 @@ def test_auto_falls_back_to_processes_with_one_warning_naming_the_module(con):
     assert warning.filename == __file__  # points at the create_function call
     assert re.search(r"UDF 'root': module 'numpy.*' refuses .*backend='processes'", str(warning.message))
     assert warning.message.module.startswith("numpy") and warning.message.udf_name == "root"
-    assert isinstance(_dispatchers[(id(con), "root")].pool, ProcessPool)
+    assert isinstance(_dispatcher(con, "root").pool, ProcessPool)
     con.create_function("reference", numpy_udfs.root, ["DOUBLE"], "DOUBLE")
     rows = con.sql("SELECT root(i::DOUBLE), reference(i::DOUBLE) FROM range(5000) t(i)").fetchall()
     assert all(mine == reference for mine, reference in rows)
@@ -308,7 +310,7 @@ def test_auto_falls_back_to_processes_with_one_warning_naming_the_module(con):
 def test_auto_runs_arrow_udfs_on_processes_without_warning(con):
     duckdb_subinterp.create_function(con, "root", numpy_udfs.root_arrow, ["DOUBLE"], "DOUBLE", type="arrow",
                                      backend="auto")
-    assert isinstance(_dispatchers[(id(con), "root")].pool, ProcessPool)
+    assert isinstance(_dispatcher(con, "root").pool, ProcessPool)
     assert con.sql("SELECT root(9.0)").fetchall() == [(3.0,)]
 
 
@@ -333,7 +335,7 @@ def _peak_concurrency(tmp_path: Path, backend: str, max_workers: int | None, wai
     with pool_type(2, timeout=60) as pool:
         duckdb_subinterp.create_function(con, "probe", udf_module.probe_concurrency, ["VARCHAR"], "BIGINT",
                                          type="vectorized", backend=backend, pool=pool, max_workers=max_workers)
-        dispatcher = _dispatchers[(id(con), "probe")]
+        dispatcher = _dispatcher(con, "probe")
         column = pa.chunked_array([pa.array([str(counter)] * 10)])
         results: list[object] = []
         threads = [threading.Thread(target=lambda: results.append(dispatcher(column))) for _ in range(4)]

@@ -14,7 +14,7 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from duckdb_subinterp._runtime import SIZES_SLOT, STATUS_SLOTS, Runtime, UdfSpec
+from duckdb_subinterp._runtime import MODE_BUFFERS, SIZES_SLOT, STATUS_SLOTS, Runtime, UdfSpec
 
 LENGTH = 100
 BIGINT, DOUBLE = ("number", "q", "BIGINT"), ("number", "d", "DOUBLE")
@@ -47,11 +47,6 @@ CASES = [
         "two arguments, a list out",
         lambda xs, ys: [x + y for x, y in zip(xs, ys)],
         [INTEGER, BIGINT], BIGINT, [_column("i", list(range(LENGTH))), _column("q", list(range(LENGTH)), offset=5)], {},
-    ),
-    (
-        "varargs",
-        lambda *columns: array("q", map(sum, zip(*columns))),
-        [BIGINT], BIGINT, [RANGE] * 3, {"varargs": True},
     ),
     ("a tuple out", lambda xs: tuple(xs), [BIGINT], BIGINT, [RANGE], {}),
     ("None out, default null handling", lambda xs: [None] * len(xs), [BIGINT], BIGINT, [RANGE], {}),
@@ -97,7 +92,7 @@ def _run(case: tuple[Any, ...], *, numbers_path: bool, capacity: int) -> tuple[A
     length = 1 if not columns else LENGTH
     outputs = [memoryview(bytearray(16)), memoryview(bytearray(capacity))]
     try:
-        runtime.run((1, length, columns, outputs))
+        runtime.run((1, length, columns, outputs, None, MODE_BUFFERS))
     except Exception as error:
         return ("raised", type(error).__name__, str(error))
     pending = None
@@ -124,5 +119,5 @@ def test_nulls_take_the_general_path():
     runtime.load(1, tuple(spec))
     column = (0, memoryview(bytes([0b101])), memoryview(array("q", [1, 2, 3])).cast("B"))
     assert not runtime.run_numbers(runtime.udfs[1], 3, [column], [memoryview(bytearray(1)), memoryview(bytearray(24))])
-    runtime.run((1, 3, [column], outputs := [memoryview(bytearray(1)), memoryview(bytearray(24))]))
+    runtime.run((1, 3, [column], outputs := [memoryview(bytearray(1)), memoryview(bytearray(24))], None, MODE_BUFFERS))
     assert status[0] == 1 and bytes(outputs[0]) == bytes([0b101])

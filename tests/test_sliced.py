@@ -10,7 +10,7 @@ import pytest
 import udf_module
 
 import duckdb_subinterp
-from duckdb_subinterp._registration import _dispatchers
+from duckdb_subinterp._registration import _dispatcher
 
 BASE = 5_000
 VALUES = {
@@ -43,7 +43,7 @@ def test_sliced_input_round_trips(backend, sql_type, udf_type, start, length):
     duckdb_subinterp.create_function(
         con, "ident", function, [sql_type], sql_type, type=udf_type, null_handling="special", backend=backend
     )
-    dispatcher = _dispatchers[(id(con), "ident")]
+    dispatcher = _dispatcher(con, "ident")
     full = pa.array(VALUES[sql_type], type=ARROW_TYPES[sql_type])
     sliced = full.slice(start, length)
     assert sliced.offset == start
@@ -57,7 +57,7 @@ def test_multi_chunk_input_is_combined(backend):
         pytest.skip("inline native UDFs are DuckDB's own")
     con = duckdb.connect()
     duckdb_subinterp.create_function(con, "ident", udf_module.identity, ["VARCHAR"], "VARCHAR", backend=backend)
-    dispatcher = _dispatchers[(id(con), "ident")]
+    dispatcher = _dispatcher(con, "ident")
     chunks = [pa.array(["a", None, "b"]), pa.array(["c", "déjà"]).slice(1)]
     assert dispatcher(pa.chunked_array(chunks)).to_pylist() == ["a", None, "b", "déjà"]
     con.close()
@@ -125,19 +125,19 @@ NESTED = {
 }
 
 
-def _dispatcher(con: duckdb.DuckDBPyConnection, backend: str, sql_type: str, udf_type: str = "vectorized"):
+def _identity_dispatcher(con: duckdb.DuckDBPyConnection, backend: str, sql_type: str, udf_type: str = "vectorized"):
     function = udf_module.identity if udf_type == "native" else udf_module.as_list
     duckdb_subinterp.create_function(
         con, "ident", function, [sql_type], sql_type, type=udf_type, null_handling="special", backend=backend
     )
-    return _dispatchers[(id(con), "ident")]
+    return _dispatcher(con, "ident")
 
 
 @pytest.mark.parametrize("sql_type", list(NESTED))
 @pytest.mark.parametrize("cut", [None, (0, 0), (1, 3), (2, 1)], ids=["whole", "empty", "middle", "one"])
 def test_nested_input_with_sliced_children_round_trips(backend, sql_type, cut):
     con = duckdb.connect()
-    dispatcher = _dispatcher(con, backend, sql_type)
+    dispatcher = _identity_dispatcher(con, backend, sql_type)
     column = NESTED[sql_type]()
     if cut is not None:
         column = column.slice(cut[0], min(cut[1], len(column) - cut[0]))
@@ -152,7 +152,7 @@ def test_nested_input_with_sliced_children_round_trips(backend, sql_type, cut):
 )
 def test_all_null_batch_round_trips(backend, sql_type):
     con = duckdb.connect()
-    dispatcher = _dispatcher(con, backend, sql_type)
+    dispatcher = _identity_dispatcher(con, backend, sql_type)
     column = con.sql(f"SELECT CAST(NULL AS {sql_type}) FROM range(2000)").to_arrow_table().column(0)
     result = dispatcher(column)
     assert result.null_count == 2000 and len(result) == 2000
@@ -163,7 +163,7 @@ def test_strings_with_nul_bytes_multibyte_text_and_huge_values(backend):
     huge = "ß" * (8 * 1024 * 1024) + "\x00end"  # 16 MiB + 4 bytes of UTF-8
     values = ["", "\x00", "a\x00b", "日本語", "🦆" * 3, huge, None, "e\u0301"]
     con = duckdb.connect()
-    dispatcher = _dispatcher(con, backend, "VARCHAR", "vectorized")
+    dispatcher = _identity_dispatcher(con, backend, "VARCHAR", "vectorized")
     result = dispatcher(pa.chunked_array([pa.array(values, pa.string())]))
     assert result.to_pylist() == values
     duckdb_subinterp.create_function(con, "size", len, ["VARCHAR"], "BIGINT", backend=backend)
@@ -177,7 +177,7 @@ def test_strings_with_nul_bytes_multibyte_text_and_huge_values(backend):
 def test_every_string_layout_is_read(backend, arrow_type):
     values = [None if i % 9 == 0 else "x" * (i % 20) + "ü" * (i % 3) for i in range(3000)]
     con = duckdb.connect()
-    dispatcher = _dispatcher(con, backend, "VARCHAR[]", "vectorized")
+    dispatcher = _identity_dispatcher(con, backend, "VARCHAR[]", "vectorized")
     column = pa.array([[value, value] for value in values], pa.list_(arrow_type)).slice(17)
     assert dispatcher(pa.chunked_array([column])).to_pylist() == [[value, value] for value in values[17:]]
     con.close()
