@@ -12,6 +12,7 @@ from duckdb_subinterp._dispatch import UdfStats
 from duckdb_subinterp._errors import (
     BackendFallbackWarning,
     BrokenPoolError,
+    ModuleChangedWarning,
     ModuleNotIsolatedError,
     PoolTimeoutError,
     UDFError,
@@ -32,6 +33,7 @@ __all__ = [
     "BackendFallbackWarning",
     "BrokenPoolError",
     "InterpreterPool",
+    "ModuleChangedWarning",
     "ModuleNotIsolatedError",
     "PoolTimeoutError",
     "ProcessPool",

@@ -143,9 +143,22 @@ class _UdfPickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
-def _pickled(function: Any) -> bytes:
+_by_value_lock = threading.Lock()
+
+
+def _pickled(function: Any, *, module: str | None = None) -> bytes:
+    """Pickle ``function`` by value; with ``module``, that module's functions too (not imported by name)."""
     buffer = io.BytesIO()
-    _UdfPickler(buffer, protocol=5).dump(function)
+    if module is None or module not in sys.modules:
+        _UdfPickler(buffer, protocol=5).dump(function)
+        return buffer.getvalue()
+    with _by_value_lock:
+        # cloudpickle's own switch, on only while this function is pickled.
+        cloudpickle.register_pickle_by_value(sys.modules[module])
+        try:
+            _UdfPickler(buffer, protocol=5).dump(function)
+        finally:
+            cloudpickle.unregister_pickle_by_value(sys.modules[module])
     return buffer.getvalue()
 
 
@@ -355,6 +368,7 @@ def _validate(
             )
     module_source = None
     shipped: str | bytes | None = reference
+    by_value_module = None
     if reference is not None:
         try:
             module_source = _module_source(function, reference)
@@ -368,10 +382,10 @@ def _validate(
                 ),
                 stacklevel=3,  # the create_function call
             )
-            shipped = None
+            shipped, by_value_module = None, module_name
     if shipped is None:
         try:
-            shipped = _pickled(function)
+            shipped = _pickled(function, module=by_value_module)
         except Exception as error:
             raise UDFRegistrationError(
                 f"UDF {name!r}: the function is not importable by name (defined in __main__, a notebook or a "

@@ -15,6 +15,7 @@ def test_exported_surface():
         "BackendFallbackWarning",
         "BrokenPoolError",
         "InterpreterPool",
+        "ModuleChangedWarning",
         "ModuleNotIsolatedError",
         "PoolTimeoutError",
         "ProcessPool",

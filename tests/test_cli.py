@@ -167,3 +167,15 @@ def test_bench_quick_on_a_tiny_size_writes_json_and_markdown(tmp_path: Path, cap
     markdown = (out / "results.md").read_text()
     assert "## Headline" in markdown and "| heavy_double |" in markdown and "Dispatch overhead" in markdown
     assert "subinterpreters vs DuckDB create_function" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend", ["subinterpreters", "processes", "auto", "inline"])
+def test_sql_loads_exported_modules_on_every_backend(user_module: str, tmp_path: Path, backend: str):
+    query = "SELECT shout('a' || i) AS s, twice(i) AS t FROM range(3000) t(i) ORDER BY i"
+    output = tmp_path / "out.csv"
+    workers = ["--workers", "2"] if backend in ("subinterpreters", "processes") else []  # auto and inline take none
+    assert main(["sql", query, "-m", user_module, "-o", str(output), "--backend", backend, *workers]) == 0
+    with output.open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 3000
+    assert rows[12] == {"s": "A12!", "t": "24"}
