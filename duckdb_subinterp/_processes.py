@@ -47,13 +47,14 @@ from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from duckdb_subinterp._codec import copy_buffers
+from duckdb_subinterp._codec import copy_buffers, write_bytes
 from duckdb_subinterp._errors import PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._runtime import (
     SIZES_SLOT,
     STATUS_SLOTS,
     NULL_RESULT_ERROR,
+    PENDING_PICKLED,
     UDF_ERRORS,
     LoadedUdf,
     PickledResult,
@@ -262,6 +263,7 @@ class ProcessWorker(Worker):
         self._outputs: _Region | None = None
         self._output_spans: list[tuple[int, int]] = []
         self._result_sizes: Sequence[int] = ()
+        self._pickled: bytes | None = None  # the last batch's pickled result, sent with its status
         self._conn, child = connection.Pipe(duplex=True)
         try:
             self.process = subprocess.Popen(
@@ -308,12 +310,11 @@ class ProcessWorker(Worker):
         packer.copy_into(self._inputs.view)
         fresh_outputs = self._ensure_outputs([view.nbytes for view in outputs])
         # The status slots travel as raw bytes: pickling 256 ints cost ~10 us a batch.
-        status = array(
-            "q",
-            self._request(
-                ("run", udf_id, length, layout, self._output_spans, fresh_inputs, fresh_outputs, descriptors, mode)
-            ),
+        # A pickled result rides along in the reply: no second round trip.
+        raw_status, self._pickled = self._request(
+            ("run", udf_id, length, layout, self._output_spans, fresh_inputs, fresh_outputs, descriptors, mode)
         )
+        status = array("q", raw_status)
         # From SIZES_SLOT on: the result's sizes, validity first; any further
         # slots are relayed untouched.
         self._result_sizes = status[SIZES_SLOT : SIZES_SLOT + len(outputs)]
@@ -322,6 +323,10 @@ class ProcessWorker(Worker):
         return status
 
     def copy_pending(self, outputs: Sequence[memoryview]) -> None:
+        if self._pickled is not None:
+            pickled, self._pickled = self._pickled, None
+            write_bytes(outputs[0], memoryview(pickled))
+            return
         fresh_outputs = self._ensure_outputs([view.nbytes for view in outputs])
         self._request(("copy", self._output_spans, fresh_outputs))
         self._copy_results(outputs, self._result_sizes)
@@ -738,7 +743,11 @@ def serve(fd: int) -> None:
             outputs = remap(outputs, output_name)
             columns = [_unpack_column(column, inputs.view) for column in layout]
             runtime.run((udf_id, length, columns, views(outputs, output_spans), descriptors, mode))
-            return status.tobytes()
+            pending = runtime.pending
+            if status[1] == PENDING_PICKLED:
+                runtime.pending = None
+                return status.tobytes(), pending.data
+            return status.tobytes(), None
         if command == "copy":
             _, output_spans, output_name = message
             outputs = remap(outputs, output_name)
