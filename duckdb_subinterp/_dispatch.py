@@ -28,6 +28,14 @@ Data flow of one batch (2048 rows), on the DuckDB thread that called the UDF::
     <------------------------------------------------------------------------+
       v
     the block as an ArrowArray -> pyarrow.Array._import_from_c  -> DuckDB,  no copy
+
+A result the codec does not take as it is (a str for a BIGINT...) comes
+back pickled instead (status: PENDING_PICKLED) and DuckDB converts it
+(``DuckDBConversion``), so it gets DuckDB's value or DuckDB's error; an
+arrow UDF's result that is not an array of the return type goes back to
+DuckDB as it is. ANY parameters are planned per batch from the Arrow type
+each batch carries. A native UDF without parameters is registered with
+DuckDB as a native UDF: ``call_row`` runs one row a call.
 """
 
 from __future__ import annotations
