@@ -209,7 +209,10 @@ class BatchDispatcher:
                 f"finished within {self.pool.timeout:g} s; raise max_workers= or the pool's timeout="
             )
         try:
-            worker = self.pool.checkout(self.udf_id, self.name)
+            try:
+                worker = self.pool.checkout(self.udf_id, self.name)
+            except WorkerFailure as failure:  # a worker started now could not load the UDF
+                raise failure.for_udf(self.name) from None
             broken = False
             payload = None
             try:

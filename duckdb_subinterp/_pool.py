@@ -62,6 +62,8 @@ class WorkerFailure(Exception):
         if self.error_type is UDFExecutionError and self.text.count(FIELD_SEPARATOR) == 2:
             type_name, message, frames = self.text.split(FIELD_SEPARATOR)
             return udf_execution_error(type_name, f"{message}\n(raised in UDF {udf_name!r})\n{frames}")
+        if self.error_type is UDFRegistrationError:
+            return self.error_type(f"UDF {udf_name!r}: a worker cannot load it: {self.text}")
         if self.text.startswith(DUCKDB_SENTENCES):
             return self.error_type(f"{self.text} (UDF {udf_name!r})")
         return self.error_type(f"UDF {udf_name!r}: {self.text}")

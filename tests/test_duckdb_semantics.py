@@ -509,3 +509,25 @@ def test_decimal_and_date_results_convert_as_duckdb(con, backend):
     duckdb_subinterp.remove_function(con, "mine")
     register_both(con, backend, lambda x: datetime.date(2024, 1, 1 + x), [BIGINT], "DATE")
     same_as_duckdb(con, "SELECT {udf}(i) FROM range(3) t(i)")
+
+
+def test_a_helper_module_deleted_after_registration_fails_naming_the_udf_and_module(con, fresh_pool, module_dir):
+    import importlib
+
+    backend, pool = fresh_pool
+    directory, name = module_dir
+    helper = _write(directory, f"{name}_helper", "FACTOR = 3\n")
+    _write(directory, name, f"import {name}_helper\n\ndef f(x: int) -> int:\n    return x * {name}_helper.FACTOR\n")
+    module = importlib.import_module(name)
+    duckdb_subinterp.create_function(con, "f", module.f, backend=backend, pool=pool)  # loaded by one worker
+    helper.unlink()
+    sys.modules.pop(f"{name}_helper", None)
+    con.execute("SET threads=2")
+    with pytest.raises(duckdb.InvalidInputException) as raised:  # a second worker loads it now
+        for _ in range(3):
+            pool.start_all()
+            con.sql("SELECT sum(f(i)) FROM range(400000) t(i)").fetchall()
+    message = str(raised.value)
+    assert "UDFRegistrationError: UDF 'f': a worker cannot load it" in message
+    assert f"No module named '{name}_helper'" in message
+    assert "WorkerFailure" not in message
