@@ -97,7 +97,14 @@ class UnsupportedType(TypeError):
 def arrow_type_of(duckdb_type: str) -> pa.DataType:
     """Return the Arrow type DuckDB uses for ``duckdb_type`` when it exports to Arrow."""
     with _type_lock:
-        table = _private_connection().sql(f"SELECT CAST(NULL AS {duckdb_type}) AS value").to_arrow_table()
+        relation = _private_connection().sql(f"SELECT CAST(NULL AS {duckdb_type}) AS value")
+        try:
+            table = relation.to_arrow_table()
+        except pa.ArrowInvalid as error:  # nested deeper than pyarrow takes (63 levels of LIST)
+            raise UnsupportedType(
+                f"type {duckdb_type} cannot travel as Arrow, which carries batches between DuckDB and the "
+                f"workers ({error}); nest it less deeply"
+            ) from None
     return table.schema.field(0).type
 
 

@@ -27,9 +27,11 @@ import duckdb
 from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp._arrow import (
+    ArgumentPlan,
     ResultLayout,
     UnsupportedType,
     argument_plan,
+    arrow_type_of,
     descriptor_for,
     duckdb_create_function,
     duckdb_remove_function,
@@ -286,9 +288,20 @@ class Registration:
         except UnsupportedType as error:
             raise UnsupportedTypeError(f"UDF {self.name!r}: {what}: {error}") from None
 
+    def argument_plans(self) -> list[ArgumentPlan | None]:
+        """Return how each declared parameter's batches are read; None for an ANY parameter."""
+        plans: list[ArgumentPlan | None] = []
+        for index, parameter in enumerate(self.parameters):
+            try:
+                plans.append(None if parameter is None else argument_plan(parameter))
+            except UnsupportedType as error:
+                raise UnsupportedTypeError(f"UDF {self.name!r}: parameter {index}: {error}") from None
+        return plans
+
     def result_layout(self) -> ResultLayout:
         """Return the buffer tree of the UDF's results."""
         try:
+            arrow_type_of(str(self.return_type))  # refuses what cannot travel as Arrow
             return ResultLayout(descriptor_for(self.return_type), str(self.return_type))
         except UnsupportedType as error:
             raise UnsupportedTypeError(f"UDF {self.name!r}: return type: {error}") from None
@@ -481,7 +494,7 @@ class _PooledBackend(Backend):
             registration.name,
             udf_id,
             pool,
-            [None if parameter is None else argument_plan(parameter) for parameter in registration.parameters],
+            registration.argument_plans(),
             registration.varargs,
             layout,
             registration.return_type,

@@ -220,3 +220,17 @@ def test_result_type_too_wide_for_the_status_slots_is_refused_at_registration(co
     duckdb_subinterp.create_function(con, "g", lambda s: s["f99"], [wide], "VARCHAR", backend="subinterpreters")
     row = "{" + ", ".join(f"'f{i}': 'v{i}'" for i in range(100)) + "}"
     assert con.sql(f"SELECT g({row}::{wide})").fetchall() == [("v99",)]
+
+
+def test_types_nested_deeper_than_arrow_takes_are_refused_at_registration(con, pooled):
+    deep = "INTEGER" + "[]" * 63
+    for parameters, return_type, what in (([deep], "BIGINT", "parameter 0"), (["BIGINT"], deep, "return type")):
+        with pytest.raises(UnsupportedTypeError, match=rf"UDF 'f': {what}: type INTEGER\[\].*cannot travel as Arrow"):
+            duckdb_subinterp.create_function(con, "f", lambda x: x, parameters, return_type, backend=pooled)
+    # One level less travels, and matches DuckDB's own.
+    fits = "INTEGER" + "[]" * 62
+    value = "[" * 62 + "1" + "]" * 62
+    con.create_function("reference", lambda x: x, [fits], fits)
+    duckdb_subinterp.create_function(con, "mine", lambda x: x, [fits], fits, backend=pooled)
+    rows = con.sql(f"SELECT reference({value}::{fits}) = mine({value}::{fits})").fetchall()
+    assert rows == [(True,)]
