@@ -40,6 +40,8 @@ DuckDB as a native UDF: ``call_row`` runs one row a call.
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import pickle
 import threading
 import time
@@ -61,38 +63,85 @@ from duckdb_subinterp._arrow import (
     output_buffers_type,
 )
 from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, UDFResultError, UnsupportedTypeError
-from duckdb_subinterp._pool import WorkerFailure, WorkerPool
+from duckdb_subinterp._pool import Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._runtime import MODE_BUFFERS, MODE_PICKLED, PENDING_PICKLED, SIZES_SLOT
 
 # Variable-width results start with this much room per row; then the
 # largest size seen, plus a quarter, so a second copy is rare.
 _INITIAL_BYTES_PER_ROW = 16
 
+# Fan-out: each slice does at least this many times the backend's
+# per-slice overhead of work, and holds at least MIN_SLICE_ROWS rows.
+FAN_OUT_WORK_RATIO = 10
+MIN_SLICE_ROWS = 64
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _fan_out_executor() -> concurrent.futures.ThreadPoolExecutor:
+    """Return the helper threads that run fanned-out slices (started on first use, not at import)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=2 * (os.cpu_count() or 1), thread_name_prefix="duckdb_subinterp fan-out"
+            )
+        return _executor
+
+
+def _forget_executor_in_child() -> None:
+    # A forked child has none of the parent's threads: it starts its own on first use.
+    global _executor
+    _executor = None
+
+
+os.register_at_fork(after_in_child=_forget_executor_in_child)
+
 
 class UdfStats:
     """Counters of one registered UDF, updated by every batch."""
 
-    __slots__ = ("__weakref__", "_first", "_last", "_lock", "batches", "rows", "wait_seconds", "worker_seconds")
+    __slots__ = (
+        "__weakref__", "_first", "_last", "_lock", "batches", "fanned_batches", "rows", "slices", "wait_seconds",
+        "worker_seconds",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.batches = 0
         self.rows = 0
+        self.slices = 0
+        self.fanned_batches = 0
         self.wait_seconds = 0.0
         self.worker_seconds = 0.0
         self._first: float | None = None
         self._last = 0.0
 
     def record(self, rows: int, started: float, leased: float, finished: float) -> None:
-        """Add one batch: when it started, when it got a worker, when it finished."""
+        """Add one batch (or a fanned-out batch's own slice): when it started, got a worker and finished."""
         with self._lock:
             self.batches += 1
             self.rows += rows
+            self.slices += 1
             self.wait_seconds += leased - started
             self.worker_seconds += finished - leased
             if self._first is None:
                 self._first = started
-            self._last = finished
+            self._last = max(self._last, finished)
+
+    def record_slice(self, rows: int, seconds: float, finished: float) -> None:
+        """Add a slice a helper thread ran for a fanned-out batch."""
+        with self._lock:
+            self.rows += rows
+            self.slices += 1
+            self.worker_seconds += seconds
+            self._last = max(self._last, finished)
+
+    def record_fan_out(self) -> None:
+        """Count one batch that was fanned out."""
+        with self._lock:
+            self.fanned_batches += 1
 
     def as_dict(self) -> dict[str, float]:
         """Return the counters, plus the effective parallelism (worker time / elapsed time)."""
@@ -101,6 +150,8 @@ class UdfStats:
             return {
                 "batches": self.batches,
                 "rows": self.rows,
+                "slices": self.slices,
+                "fanned_batches": self.fanned_batches,
                 "worker_seconds": self.worker_seconds,
                 "wait_seconds": self.wait_seconds,
                 "elapsed_seconds": elapsed,
@@ -110,6 +161,10 @@ class UdfStats:
 
 class BatchDispatcher:
     """The arrow UDF registered in DuckDB, running each batch on a pooled worker."""
+
+    # A batch fans out only where each slice does at least this many times the
+    # pool's per-slice overhead of work; 0 fans every batch out (the tests).
+    fan_out_work_ratio = FAN_OUT_WORK_RATIO
 
     def __init__(
         self,
@@ -146,6 +201,17 @@ class BatchDispatcher:
         self._descriptors = [plan.descriptor for plan in parameters] if not self._per_batch else []
         self._signatures = [plan.signature for plan in parameters] if not self._per_batch else []
         self._outputs = output_buffers_type()
+        # Fan-out: a batch of a costly UDF is split over idle workers. The
+        # cost is learned from this UDF's own batches (worker seconds per row,
+        # a moving average); a batch fans out once it is expected to take
+        # FAN_OUT_WORK_RATIO slices' overhead. Native and vectorized UDFs
+        # only: their rows do not depend on how a batch is cut (an arrow
+        # UDF's result may be anything DuckDB then checks as a whole).
+        self._fans_out = kind != "arrow" and pool.size > 1
+        self._seconds_per_row = 0.0
+        self._last_seconds_per_row = 0.0
+        self._slice_seconds = self.fan_out_work_ratio * pool.slice_overhead_seconds  # the least work a slice gets
+        self._fan_out_seconds = 2 * self._slice_seconds
 
     def __call__(self, *arguments: pa.ChunkedArray) -> Any:
         started = time.perf_counter()
@@ -155,17 +221,29 @@ class BatchDispatcher:
         if length == 0 and self.kind != "arrow":
             # DuckDB calls arrow UDFs with the rows it left after dropping NULL ones, none included.
             return pa.array([], type=self.return_type)
-        descriptors = None
+        if self._fans_out and self._seconds_per_row * length >= self._fan_out_seconds:
+            return self._fanned_batch(started, arguments, length)
+        return self._batch(started, arguments, length)
+
+    def _columns(self, arguments: Sequence[pa.ChunkedArray]) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
+        """Return the arguments' column tuples, and their descriptors when they come from the batch."""
         if self._per_batch:
             plans = [self._plan(index, argument) for index, argument in enumerate(arguments)]
             columns = tuple([column_buffers(argument, *plan) for argument, plan in zip(arguments, plans)])
-            descriptors = tuple([plan.descriptor for plan in plans])
-        else:
-            columns = tuple(map(column_buffers, arguments, self._types, self._descriptors, self._signatures))
-        layout = self.result_layout
-        outputs = self._outputs(layout, length, self._bytes_per_row)
+            return columns, tuple([plan.descriptor for plan in plans])
+        return tuple(map(column_buffers, arguments, self._types, self._descriptors, self._signatures)), None
+
+    def _batch(
+        self, started: float, arguments: Sequence[pa.ChunkedArray], length: int, *, slot_held: bool = False
+    ) -> Any:
+        """Run one batch on one worker (the hot path)."""
+        columns, descriptors = self._columns(arguments)
+        outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
         request = (self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
-        result = self._run(started, length, request, outputs)
+        result = self._run(started, length, request, outputs, slot_held=slot_held)
+        return self._array_of(result, outputs)
+
+    def _array_of(self, result: Any, outputs: OutputBuffers) -> Any:
         if type(result) is bytearray:
             return self._result_of(result)
         return outputs.to_array(*result)
@@ -196,55 +274,179 @@ class BatchDispatcher:
         outputs = self._outputs(self.result_layout, 1, self._bytes_per_row)
         return self._result_of(self._run(started, 0, (self.udf_id, -1, (), outputs.views(), None, MODE_PICKLED), outputs))
 
-    def _run(
-        self, started: float, length: int, request: tuple[Any, ...], outputs: OutputBuffers
-    ) -> Any:
-        """Run ``request`` on a worker; return (null count, child shapes), or the bytes of a pickled payload."""
-        layout = self.result_layout
-        # A plain try/finally: contextlib's generator costs ~8 us a batch here.
-        slots = self._slots
-        if slots is not None and not slots.acquire(timeout=self.pool.timeout):
+    def _take_slot(self) -> None:
+        """Wait for one of this UDF's max_workers slots."""
+        if not self._slots.acquire(timeout=self.pool.timeout):
             raise PoolTimeoutError(
                 f"UDF {self.name!r}: no batch of the {self.max_workers} it may run at once (max_workers) "
                 f"finished within {self.pool.timeout:g} s; raise max_workers= or the pool's timeout="
             )
+
+    def _run(
+        self, started: float, length: int, request: tuple[Any, ...], outputs: OutputBuffers, *, slot_held: bool = False
+    ) -> Any:
+        """Run ``request`` on a worker; return (null count, child shapes), or the bytes of a pickled payload."""
+        # A plain try/finally: contextlib's generator costs ~8 us a batch here.
+        slots = self._slots
+        if slots is not None and not slot_held:
+            self._take_slot()
         try:
-            try:
-                worker = self.pool.checkout(self.udf_id, self.name)
-            except WorkerFailure as failure:  # a worker started now could not load the UDF
-                raise failure.for_udf(self.name) from None
-            broken = False
-            payload = None
-            try:
-                leased = time.perf_counter()
-                # The status lives in the worker: read it before checkin.
-                status = worker.run(request)
-                null_count, pending = status[0], status[1]
-                if pending == PENDING_PICKLED:
-                    payload = bytearray(status[SIZES_SLOT])
-                    worker.copy_pending((memoryview(payload),))
-                    shapes: Sequence[int] = ()
-                else:
-                    if pending or layout.width is None:
-                        sizes = status[SIZES_SLOT : SIZES_SLOT + layout.buffer_count]
-                        if pending:
-                            outputs.grow(sizes)
-                            worker.copy_pending(outputs.views())
-                        if layout.width is None:
-                            self._learn(sizes, length)
-                    shapes = status[SIZES_SLOT + layout.buffer_count : layout.status_slots] if layout.nested else ()
-            except WorkerFailure as failure:
-                raise failure.for_udf(self.name) from None
-            except BrokenPoolError:
-                broken = True
-                raise
-            finally:
-                self.pool.checkin(worker, broken=broken)
+            worker = self._checkout()
+            leased = time.perf_counter()
+            result = self._on_worker(worker, length, request, outputs)
         finally:
             if slots is not None:
                 slots.release()
-        self.stats.record(max(length, 0), started, leased, time.perf_counter())
-        return payload if payload is not None else (null_count, shapes)
+        finished = time.perf_counter()
+        self.stats.record(max(length, 0), started, leased, finished)
+        if length > 0:
+            self._learn_cost(finished - leased, length)
+        return result
+
+    def _checkout(self) -> Worker:
+        try:
+            return self.pool.checkout(self.udf_id, self.name)
+        except WorkerFailure as failure:  # a worker started now could not load the UDF
+            raise failure.for_udf(self.name) from None
+
+    def _on_worker(self, worker: Worker, length: int, request: tuple[Any, ...], outputs: OutputBuffers) -> Any:
+        """Run ``request`` on ``worker``, checked out, and give it back; see ``_run`` for the result."""
+        layout = self.result_layout
+        broken = False
+        try:
+            # The status lives in the worker: read it before checkin.
+            status = worker.run(request)
+            null_count, pending = status[0], status[1]
+            if pending == PENDING_PICKLED:
+                payload = bytearray(status[SIZES_SLOT])
+                worker.copy_pending((memoryview(payload),))
+                return payload
+            if pending or layout.width is None:
+                sizes = status[SIZES_SLOT : SIZES_SLOT + layout.buffer_count]
+                if pending:
+                    outputs.grow(sizes)
+                    worker.copy_pending(outputs.views())
+                if layout.width is None:
+                    self._learn(sizes, length)
+            shapes = status[SIZES_SLOT + layout.buffer_count : layout.status_slots] if layout.nested else ()
+            return null_count, shapes
+        except WorkerFailure as failure:
+            raise failure.for_udf(self.name) from None
+        except BrokenPoolError:
+            broken = True
+            raise
+        finally:
+            self.pool.checkin(worker, broken=broken)
+
+    def _learn_cost(self, seconds: float, rows: int) -> None:
+        # The cheaper of the last two batches: a UDF whose cost changes is
+        # followed within two batches, and one batch slowed by something else
+        # (a busy machine, a worker's first import) does not make a cheap UDF
+        # fan out.
+        sample = seconds / rows
+        self._seconds_per_row = min(sample, self._last_seconds_per_row)
+        self._last_seconds_per_row = sample
+
+    def _fanned_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
+        """Run a costly batch in slices, on this thread's worker and on idle ones at once; join in order.
+
+        The slices' results are joined in row order; where slices fail, the
+        error of the first failing one is raised, as the serial batch would
+        have raised at its first failing row.
+        """
+        wanted = length // MIN_SLICE_ROWS
+        if self._slice_seconds > 0:
+            wanted = min(wanted, int(self._seconds_per_row * length / self._slice_seconds))
+        wanted -= 1  # this thread runs one slice itself
+        slots = self._slots
+        if slots is not None:
+            # This thread's own slot first, as for any batch; the helpers' only if spare.
+            self._take_slot()
+            try:
+                wanted = min(wanted, self._spare_slots(slots, wanted))
+            except BaseException:
+                slots.release()
+                raise
+        helpers = self.pool.take_idle(self.udf_id, self.name, wanted) if wanted > 0 else []
+        if slots is not None:
+            for _ in range(wanted - len(helpers)):
+                slots.release()
+        if not helpers:
+            return self._batch(started, arguments, length, slot_held=slots is not None)
+        count = len(helpers) + 1
+        bounds = [length * index // count for index in range(count + 1)]
+        pieces = [
+            [argument.slice(bounds[index], bounds[index + 1] - bounds[index]) for argument in arguments]
+            for index in range(count)
+        ]
+        futures: list[concurrent.futures.Future[Any]] = []
+        try:
+            executor = _fan_out_executor()
+            for worker, piece in zip(helpers, pieces[1:]):
+                futures.append(executor.submit(self._slice, worker, piece))
+        except BaseException:
+            for worker in helpers[len(futures) :]:  # each submitted slice gives its worker back itself
+                self.pool.checkin(worker)
+                if slots is not None:
+                    slots.release()
+            if slots is not None:
+                slots.release()  # this thread's own
+            raise
+        results: list[Any] = []
+        try:
+            results.append(self._batch(started, pieces[0], bounds[1], slot_held=slots is not None))
+        except BaseException as error:
+            results.append(error)
+        deadline = time.monotonic() + self.pool.timeout
+        for future in futures:
+            try:
+                results.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
+            except concurrent.futures.TimeoutError:
+                results.append(
+                    PoolTimeoutError(
+                        f"UDF {self.name!r}: a slice of a batch did not finish within the pool's "
+                        f"{self.pool.timeout:g} s"
+                    )
+                )
+            except BaseException as error:
+                results.append(error)
+        self.stats.record_fan_out()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        arrays = [result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result for result in results]
+        if any(not array.type.equals(self.return_type) for array in arrays):
+            # A slice DuckDB converted (see DuckDBConversion) has DuckDB's Arrow type.
+            arrays = [array.cast(self.return_type) for array in arrays]
+        return pa.concat_arrays(arrays)
+
+    def _spare_slots(self, slots: threading.BoundedSemaphore, wanted: int) -> int:
+        """Take up to ``wanted`` of this UDF's max_workers slots without waiting; return how many."""
+        taken = 0
+        while taken < wanted and slots.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def _slice(self, worker: Worker, arguments: Sequence[pa.ChunkedArray]) -> Any:
+        """Run one slice of a fanned-out batch on ``worker``, in a helper thread; return its array."""
+        started = time.perf_counter()
+        length = len(arguments[0])
+        try:
+            try:
+                columns, descriptors = self._columns(arguments)
+                outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
+            except BaseException:
+                self.pool.checkin(worker)
+                raise
+            request = (self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
+            result = self._on_worker(worker, length, request, outputs)
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+        finished = time.perf_counter()
+        self.stats.record_slice(length, finished - started, finished)
+        self._learn_cost(finished - started, length)
+        return self._array_of(result, outputs)
 
     def _unpickled(self, payload: bytearray) -> tuple[str, Any]:
         try:

@@ -103,6 +103,12 @@ class Worker(ABC):
 class WorkerPool(ABC):
     """A fixed-size pool of lazily started workers shared by UDFs and connections."""
 
+    # What running one more slice of a batch costs on this backend: slicing,
+    # a hand-off to a helper thread, the switch or round trip to the worker,
+    # joining the results. A batch fans out only where each slice does at
+    # least FAN_OUT_WORK_RATIO times this much work of its own.
+    slice_overhead_seconds: float = 1e-3
+
     def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         if size is not None and (not isinstance(size, int) or size < 1):
             raise ValueError(f"pool size must be a positive int, got {size!r}")
@@ -119,6 +125,8 @@ class WorkerPool(ABC):
         self._idle: list[Worker] = []
         self._waiting = 0  # threads in _checkout's wait, so checkin notifies only when one is
         self._started = 0
+        self._growing = False  # take_idle is starting a worker in the background
+        self._grower: threading.Thread | None = None
         self._closed = False
         self._specs: dict[int, tuple[Any, ...]] = {}
         self._generation = 0  # bumped when a UDF is removed, so workers drop it
@@ -154,6 +162,55 @@ class WorkerPool(ABC):
             worker = self._idle.pop() if self._idle and not self._closed else None
         if worker is None:
             worker = self._checkout(udf_name)
+        return self._ready(worker, udf_id)
+
+    def take_idle(self, udf_id: int, udf_name: str, count: int) -> list[Worker]:
+        """Take up to ``count`` idle workers with ``udf_id`` loaded, without waiting (a batch's fan-out).
+
+        Where the pool is not full, one more worker starts in the background
+        meanwhile, for the batches that follow.
+        """
+        with self._lock:
+            if self._closed:
+                return []
+            taken = [self._idle.pop() for _ in range(min(count, len(self._idle)))]
+            grow = self._started < self.size and not self._growing
+            if grow:
+                self._started += 1  # reserved, as _checkout does
+                self._growing = True
+        if grow:
+            self._grower = threading.Thread(target=self._grow, name="duckdb_subinterp start", daemon=True)
+            self._grower.start()
+        ready = []
+        for index, worker in enumerate(taken):
+            try:
+                ready.append(self._ready(worker, udf_id))
+            except WorkerFailure:
+                continue  # that worker could not load the UDF; the batch runs on the others
+            except BaseException:
+                for unused in taken[index + 1 :]:
+                    self.checkin(unused)
+                for worker in ready:
+                    self.checkin(worker)
+                raise
+        return ready
+
+    def _grow(self) -> None:
+        """Start one worker (reserved by take_idle) and make it idle."""
+        try:
+            worker = self._start_worker()
+        except BaseException:
+            with self._lock:
+                self._started -= 1
+                self._growing = False
+                self._condition.notify()
+            return
+        with self._lock:
+            self._growing = False
+        self.checkin(worker)
+
+    def _ready(self, worker: Worker, udf_id: int) -> Worker:
+        """Return ``worker`` with ``udf_id`` loaded (and removed UDFs dropped); give it back on failure."""
         try:
             if worker.synced_generation != self._generation or udf_id not in worker.loaded:
                 self._sync_loaded(worker, udf_id)
@@ -285,8 +342,12 @@ class WorkerPool(ABC):
             idle, self._idle = self._idle, []
             self._started -= len(idle)
             self._condition.notify_all()
+            grower = self._grower
         for worker in idle:
             worker.close()
+        if grower is not None and grower is not threading.current_thread():
+            # A worker starting in the background is closed as it arrives (checkin of a closed pool).
+            grower.join(self.timeout)
 
     def __enter__(self) -> WorkerPool:
         return self

@@ -451,6 +451,9 @@ class ProcessPool(WorkerPool):
     of the CPUs, unless those variables are set already.
     """
 
+    # Fan-out: a hand-off to a helper thread, copies in and out of shared memory, a pipe round trip.
+    slice_overhead_seconds = 300e-6
+
     def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(size, timeout=timeout)
 

@@ -724,8 +724,10 @@ def _udfs_of(con: duckdb.DuckDBPyConnection) -> _ConnectionUdfs:
 
 
 def _forget_connection(key: int) -> None:
-    with _connections_lock:
-        _connections.pop(key, None)
+    # No lock: the garbage collector runs this finalizer on whatever thread
+    # allocates, possibly one holding _connections_lock. One dict.pop is
+    # atomic, and no holder of the lock iterates _connections.
+    _connections.pop(key, None)
 
 
 def _dispatcher(con: duckdb.DuckDBPyConnection, name: str) -> BatchDispatcher:

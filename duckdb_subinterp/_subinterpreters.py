@@ -191,6 +191,9 @@ class InterpreterPool(WorkerPool):
     ``DirectCall``: ~50 us slower a batch, for comparison.
     """
 
+    # Fan-out: a hand-off to a helper thread and a DirectCall per slice.
+    slice_overhead_seconds = 100e-6
+
     def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT, direct: bool = True) -> None:
         super().__init__(size, timeout=timeout)
         self.direct = direct

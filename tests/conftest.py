@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 import duckdb_subinterp
-from duckdb_subinterp import _arrow, _registration
+from duckdb_subinterp import _arrow, _dispatch, _registration
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -23,6 +23,9 @@ BACKENDS = [name for name in duckdb_subinterp.BACKENDS if name != "auto"]
 # were not built: batches enter through _interpreters.exec, arguments and
 # results go through pyarrow.
 UNCOMPILED = "subinterpreters-uncompiled"
+# The subinterpreters backend once more, with every batch of two slices or
+# more fanned out over a pool of four, whatever the UDF costs.
+FANNED_OUT = "subinterpreters-fanout"
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +34,18 @@ def exec_path_pool() -> Iterator[duckdb_subinterp.InterpreterPool]:
         yield pool
 
 
-@pytest.fixture(params=[*BACKENDS, UNCOMPILED])
+@pytest.fixture(scope="session")
+def fan_out_pool() -> Iterator[duckdb_subinterp.InterpreterPool]:
+    with duckdb_subinterp.InterpreterPool(4) as pool:
+        yield pool
+
+
+@pytest.fixture(params=[*BACKENDS, UNCOMPILED, FANNED_OUT])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == FANNED_OUT:
+        monkeypatch.setitem(_registration._default_pools, "subinterpreters", request.getfixturevalue("fan_out_pool"))
+        monkeypatch.setattr(_dispatch.BatchDispatcher, "fan_out_work_ratio", 0)
+        return "subinterpreters"
     if request.param != UNCOMPILED:
         return request.param
     pool = request.getfixturevalue("exec_path_pool")

@@ -7,6 +7,7 @@ import datetime
 import os
 import signal
 import sys
+import time
 
 
 def add_one(x: int) -> int:
@@ -185,3 +186,20 @@ def type_names(values):
 
 def environment_variable(name: str) -> str:
     return os.environ.get(name, "")
+
+
+def slow_square(x: int) -> int:
+    """About 0.2 ms a row: costly enough for a batch to fan out."""
+    time.sleep(0.0002)
+    return x * x
+
+
+def fail_on_1000_and_1900(x: int) -> int:
+    if x in (1000, 1900):
+        raise ValueError(f"refusing {x}")
+    return x
+
+
+def text_some_rows(x: int) -> int:
+    """A str for a BIGINT on some rows: DuckDB casts those."""
+    return str(x) if x % 1000 == 3 else x

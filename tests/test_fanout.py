@@ -1,0 +1,156 @@
+"""Fan-out: a costly batch runs in slices on idle workers, with exactly the results and errors of one batch."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+import udf_module
+
+import duckdb_subinterp
+from duckdb_subinterp import _dispatch
+from duckdb_subinterp._registration import _dispatcher
+
+
+@pytest.fixture(params=["subinterpreters", "processes"])
+def wide_pool(request):
+    pool = duckdb_subinterp.InterpreterPool(4) if request.param == "subinterpreters" else duckdb_subinterp.ProcessPool(3)
+    pool.start_all()
+    yield request.param, pool
+    pool.close()
+
+
+@pytest.fixture
+def always_fan_out(monkeypatch):
+    monkeypatch.setattr(_dispatch.BatchDispatcher, "fan_out_work_ratio", 0)
+
+
+@pytest.fixture
+def one_thread():
+    con = duckdb.connect()
+    con.execute("SET threads=1")  # one DuckDB thread: only fan-out puts the other workers to work
+    yield con
+    con.close()
+
+
+def fanned(con, name):
+    return duckdb_subinterp.udf_stats(con, name)["fanned_batches"]
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "function", "expression"),
+    [
+        ("BIGINT", udf_module.add_one, "CASE WHEN i % 7 = 0 THEN NULL ELSE i END"),
+        ("VARCHAR", udf_module.shout, "CASE WHEN i % 5 = 0 THEN NULL ELSE 'héllo ' || i END"),
+        ("INTEGER[]", lambda xs: [x * 2 for x in xs if x is not None], "[i, NULL, i + 1]"),
+        ("STRUCT(a BIGINT, b VARCHAR)", lambda s: {"a": s["a"] + 1, "b": s["b"]}, "{'a': i, 'b': 'x' || i}"),
+    ],
+    ids=["bigint", "varchar", "list", "struct"],
+)
+def test_fanned_out_results_equal_duckdbs(one_thread, wide_pool, always_fan_out, sql_type, function, expression):
+    backend, pool = wide_pool
+    con = one_thread
+    con.execute(f"CREATE TABLE t AS SELECT i, ({expression})::{sql_type} AS x FROM range(10000) r(i)")
+    con.create_function("reference", function, [sql_type], sql_type)
+    duckdb_subinterp.create_function(con, "mine", function, [sql_type], sql_type, backend=backend, pool=pool)
+    rows = con.sql("SELECT i, reference(x), mine(x) FROM t ORDER BY i").fetchall()
+    assert [row[1] for row in rows] == [row[2] for row in rows]
+    assert fanned(con, "mine") >= 4
+    stats = duckdb_subinterp.udf_stats(con, "mine")
+    assert stats["rows"] == 10000 and stats["slices"] > stats["batches"]
+
+
+def test_the_first_failing_row_wins_as_without_fan_out(one_thread, wide_pool, always_fan_out):
+    backend, pool = wide_pool
+    con = one_thread
+    con.create_function("reference", udf_module.fail_on_1000_and_1900)
+    duckdb_subinterp.create_function(con, "mine", udf_module.fail_on_1000_and_1900, backend=backend, pool=pool)
+    for name in ("reference", "mine"):
+        # Both failing rows lie in the first batch, in different slices; row 1000 comes first.
+        with pytest.raises(duckdb.InvalidInputException, match="ValueError: refusing 1000"):
+            con.sql(f"SELECT {name}(i) FROM range(2048) t(i)").fetchall()
+    assert fanned(con, "mine") >= 1
+
+
+def test_return_null_under_fan_out_is_duckdbs(one_thread, wide_pool, always_fan_out):
+    backend, pool = wide_pool
+    con = one_thread
+    con.create_function("reference", udf_module.fail_on_1000_and_1900, exception_handling="return_null")
+    duckdb_subinterp.create_function(
+        con, "mine", udf_module.fail_on_1000_and_1900, exception_handling="return_null", backend=backend, pool=pool
+    )
+    rows = con.sql("SELECT reference(i) IS NOT DISTINCT FROM mine(i) FROM range(6000) t(i)").fetchall()
+    assert rows == [(True,)] * 6000
+    assert fanned(con, "mine") >= 2
+
+
+def test_results_duckdb_converts_join_with_the_others(one_thread, wide_pool, always_fan_out):
+    backend, pool = wide_pool
+    con = one_thread
+
+    con.create_function("reference", udf_module.text_some_rows)
+    duckdb_subinterp.create_function(con, "mine", udf_module.text_some_rows, backend=backend, pool=pool)
+    assert con.sql("SELECT sum(reference(i)) = sum(mine(i)) FROM range(6000) t(i)").fetchall() == [(True,)]
+    assert fanned(con, "mine") >= 2
+
+
+def test_max_workers_caps_the_slices_too(one_thread, wide_pool, always_fan_out):
+    backend, pool = wide_pool
+    con = one_thread
+    duckdb_subinterp.create_function(con, "mine", udf_module.add_one, backend=backend, pool=pool, max_workers=1)
+    assert con.sql("SELECT sum(mine(i)) FROM range(10000) t(i)").fetchall() == [(sum(range(1, 10001)),)]
+    stats = duckdb_subinterp.udf_stats(con, "mine")
+    assert stats["fanned_batches"] == 0 and stats["slices"] == stats["batches"]
+
+
+def test_a_costly_udf_fans_out_on_its_own_and_a_cheap_one_never(one_thread, wide_pool):
+    backend, pool = wide_pool
+    con = one_thread
+    duckdb_subinterp.create_function(con, "costly", udf_module.slow_square, backend=backend, pool=pool)
+    duckdb_subinterp.create_function(con, "cheap", udf_module.add_one, backend=backend, pool=pool)
+    assert con.sql("SELECT sum(costly(i)) FROM range(12000) t(i)").fetchall() == [(sum(i * i for i in range(12000)),)]
+    assert con.sql("SELECT sum(cheap(i)) FROM range(100000) t(i)").fetchall() == [(sum(range(1, 100001)),)]
+    # The first batch teaches the dispatcher the UDF's cost; the costly one fans out after it.
+    assert fanned(con, "costly") >= 3
+    # The cheap one stays below the threshold by ~7x; only a batch slowed by a busy machine twice
+    # running could cross it (see the test below for the rule itself).
+    assert fanned(con, "cheap") <= 2
+
+
+def test_the_cost_estimate_follows_the_udf_and_ignores_one_slow_batch(con):
+    with duckdb_subinterp.InterpreterPool(2) as pool:
+        duckdb_subinterp.create_function(con, "f", udf_module.add_one, pool=pool)
+        dispatcher = _dispatcher(con, "f")
+        threshold = dispatcher._fan_out_seconds / 2048  # seconds a row above which a full batch fans out
+        for _ in range(10):
+            dispatcher._learn_cost(threshold / 10 * 2048, 2048)
+        dispatcher._learn_cost(threshold * 100 * 2048, 2048)  # one outlier
+        assert dispatcher._seconds_per_row < threshold
+        dispatcher._learn_cost(threshold / 10 * 2048, 2048)
+        assert dispatcher._seconds_per_row < threshold
+        for _ in range(2):
+            dispatcher._learn_cost(threshold * 3 * 2048, 2048)  # the UDF became costly: two batches tell
+        assert dispatcher._seconds_per_row > threshold
+
+
+def test_fan_out_starts_idle_workers_of_a_lazy_pool(one_thread):
+    con = one_thread
+    with duckdb_subinterp.InterpreterPool(2) as pool:
+        duckdb_subinterp.create_function(con, "costly", udf_module.slow_square, pool=pool)
+        assert pool.started == 1  # registration loaded the UDF in one worker
+        con.sql("SELECT sum(costly(i)) FROM range(12000) t(i)").fetchall()
+        assert pool.started == 2
+        assert fanned(con, "costly") >= 1
+
+
+def test_vectorized_udfs_fan_out_with_the_same_results(one_thread, wide_pool, always_fan_out):
+    backend, pool = wide_pool
+    con = one_thread
+    function = udf_module.as_list
+    con.create_function("reference", lambda x: x, ["VARCHAR"], "VARCHAR")
+    duckdb_subinterp.create_function(
+        con, "mine", function, ["VARCHAR"], "VARCHAR", type="vectorized", backend=backend, pool=pool
+    )
+    query = "SELECT list(reference(x) ORDER BY i) = list(mine(x) ORDER BY i) FROM (SELECT i, 'v' || i AS x FROM range(9000) t(i))"
+    assert con.sql(query).fetchall() == [(True,)]
+    assert fanned(con, "mine") >= 3
+    assert _dispatcher(con, "mine").kind == "vectorized"
