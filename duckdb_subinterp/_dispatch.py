@@ -61,7 +61,7 @@ from duckdb_subinterp._arrow import (
     output_buffers_type,
 )
 from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, UDFResultError, UnsupportedTypeError
-from duckdb_subinterp._pool import WorkerFailure, WorkerPool
+from duckdb_subinterp._pool import WorkerFailure, WorkerPool, wait_bound
 from duckdb_subinterp._runtime import MODE_BUFFERS, MODE_PICKLED, PENDING_PICKLED, SIZES_SLOT
 
 # Variable-width results start with this much room per row; then the
@@ -203,7 +203,7 @@ class BatchDispatcher:
         layout = self.result_layout
         # A plain try/finally: contextlib's generator costs ~8 us a batch here.
         slots = self._slots
-        if slots is not None and not slots.acquire(timeout=self.pool.timeout):
+        if slots is not None and not slots.acquire(timeout=wait_bound(self.pool.timeout)):
             raise PoolTimeoutError(
                 f"UDF {self.name!r}: no batch of the {self.max_workers} it may run at once (max_workers) "
                 f"finished within {self.pool.timeout:g} s; raise max_workers= or the pool's timeout="
