@@ -52,6 +52,7 @@ from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp._arrow import (
     ArgumentPlan,
+    ArgumentTooLarge,
     OutputBuffers,
     ResultLayout,
     UnsupportedType,
@@ -60,7 +61,13 @@ from duckdb_subinterp._arrow import (
     duckdb_conversion,
     output_buffers_type,
 )
-from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, UDFResultError, UnsupportedTypeError
+from duckdb_subinterp._errors import (
+    BrokenPoolError,
+    PoolTimeoutError,
+    UDFExecutionError,
+    UDFResultError,
+    UnsupportedTypeError,
+)
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool, wait_bound
 from duckdb_subinterp._runtime import MODE_BUFFERS, MODE_PICKLED, PENDING_PICKLED, SIZES_SLOT
 
@@ -156,12 +163,15 @@ class BatchDispatcher:
             # DuckDB calls arrow UDFs with the rows it left after dropping NULL ones, none included.
             return pa.array([], type=self.return_type)
         descriptors = None
-        if self._per_batch:
-            plans = [self._plan(index, argument) for index, argument in enumerate(arguments)]
-            columns = tuple([column_buffers(argument, *plan) for argument, plan in zip(arguments, plans)])
-            descriptors = tuple([plan.descriptor for plan in plans])
-        else:
-            columns = tuple(map(column_buffers, arguments, self._types, self._descriptors, self._signatures))
+        try:
+            if self._per_batch:
+                plans = [self._plan(index, argument) for index, argument in enumerate(arguments)]
+                columns = tuple([column_buffers(argument, *plan) for argument, plan in zip(arguments, plans)])
+                descriptors = tuple([plan.descriptor for plan in plans])
+            else:
+                columns = tuple(map(column_buffers, arguments, self._types, self._descriptors, self._signatures))
+        except ArgumentTooLarge as error:
+            raise UDFExecutionError(f"UDF {self.name!r}: {error}") from None
         layout = self.result_layout
         outputs = self._outputs(layout, length, self._bytes_per_row)
         request = (self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)

@@ -59,7 +59,7 @@ from multiprocessing import connection
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from duckdb_subinterp._codec import copy_buffers, write_bytes
+from duckdb_subinterp._codec import MAX_BATCH_BYTES, copy_buffers, write_bytes
 from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import CLOSE_GRACE, DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._runtime import (
@@ -373,7 +373,7 @@ class _SpawnJob:
                 self._process = process
                 abandoned = self._abandoned
             if abandoned:
-                process.kill()
+                _kill(process)
         self._done.set()
 
     def result(self, timeout: float) -> subprocess.Popen[bytes]:
@@ -395,7 +395,16 @@ class _SpawnJob:
             self._abandoned = True
             process = self._process
         if process is not None:
-            process.kill()
+            _kill(process)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill a worker that never served and reap it (a kill takes effect at once)."""
+    process.kill()
+    try:
+        process.wait(CLOSE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 class _Spawner:
@@ -920,7 +929,10 @@ def compute_arrow(
         return ArrowResult(_restored(result, len(arrays[0]) if arrays else length, return_type, valid))
     array = result.column(0) if isinstance(result, pa.Table) and result.num_columns == 1 else result
     if isinstance(array, pa.ChunkedArray) and array.type.equals(return_type):
-        array = array.combine_chunks()
+        try:
+            array = array.combine_chunks()
+        except (pa.ArrowInvalid, pa.ArrowCapacityError):  # over 2 GiB of text: DuckDB takes the chunks as they are
+            pass
     if isinstance(array, pa.Array) and array.type.equals(return_type) and len(array) == length:
         return ArrowResult(array)
     return PickledResult.of(("object", result), udf, None)
@@ -950,7 +962,9 @@ def _restored(result: Any, kept: int, return_type: Any, valid: Any) -> Any:
         try:
             result = result.cast(return_type)
         except (pa.ArrowException, ValueError) as error:
-            raise UdfResultInvalid(f"result of type {result.type} does not convert to {return_type}: {error}") from None
+            raise UdfResultInvalid(
+                f"result of type {result.type} does not convert to {return_type}: {error}{_limit(return_type)}"
+            ) from None
     if result.null_count:
         raise UdfResultInvalid(
             f"{NULL_RESULT_ERROR}: register it with null_handling='special' to return NULL"
@@ -959,6 +973,15 @@ def _restored(result: Any, kept: int, return_type: Any, valid: Any) -> Any:
         return result
     positions = pc.subtract(pc.cumulative_sum(pc.cast(valid, pa.int64())), 1)
     return result.take(pc.if_else(valid, positions, pa.scalar(None, pa.int64())))
+
+
+def _limit(arrow_type: Any) -> str:
+    """Say how much a batch's result of ``arrow_type`` can hold, where 32-bit offsets bound it."""
+    import pyarrow as pa
+
+    if pa.types.is_string(arrow_type) or pa.types.is_binary(arrow_type):
+        return f"; a batch's {arrow_type} result holds at most {MAX_BATCH_BYTES:,} bytes (2 GiB)"
+    return ""
 
 
 def _die_with_parent(fd: int, parent_pid: int) -> None:

@@ -90,3 +90,16 @@ def text_length(texts):
 def repeat_text(texts):
     """Vectorized: each string repeated 2048 times, so a batch's result is far larger than its input."""
     return [text * 2048 for text in texts]
+
+
+BIG_ROW = 1_100_000  # bytes: 2048 rows of it are over 2 GiB
+
+
+def big_text(x: int) -> str:
+    return chr(97 + x % 26) * BIG_ROW
+
+
+def big_text_arrow(xs):
+    import pyarrow as pa
+
+    return pa.array([chr(97 + x % 26) * BIG_ROW for x in xs.to_pylist()], pa.large_string())

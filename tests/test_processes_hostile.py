@@ -422,6 +422,69 @@ def _mapped_bytes(pid: int) -> int:
 
 
 # ---------------------------------------------------------------------------
+# 6. Batches of more than 2 GiB of text: DuckDB's own UDFs take them, ours say why not
+# ---------------------------------------------------------------------------
+
+big_memory = pytest.mark.skipif(
+    psutil.virtual_memory().available < 12 << 30, reason="needs ~12 GiB of free memory for 2 GiB batches"
+)
+LIMIT = r"2,147,483,647 \(2 GiB\)"
+
+
+@pytest.mark.slow
+@big_memory
+@pytest.mark.timeout(600)
+def test_a_result_batch_over_2_gib_fails_naming_the_udf_and_the_limit():
+    con = duckdb.connect()
+    con.execute("SET threads=1")
+    query = "SELECT sum(strlen({}(i))) FROM range(2048) t(i)"
+    con.create_function("reference", hostile_udfs.big_text, ["BIGINT"], "VARCHAR")
+    assert con.sql(query.format("reference")).fetchall() == [(2048 * hostile_udfs.BIG_ROW,)]
+    with ProcessPool(1, timeout=600) as pool:
+        duckdb_subinterp.create_function(con, "big", hostile_udfs.big_text, backend="processes", pool=pool)
+        pattern = rf"UDFResultError: UDF 'big': result does not fit return type VARCHAR: .* more than the {LIMIT}"
+        with pytest.raises(duckdb.InvalidInputException, match=pattern):
+            con.sql(query.format("big")).fetchall()
+        duckdb_subinterp.create_function(
+            con,
+            "big_arrow",
+            hostile_udfs.big_text_arrow,
+            ["BIGINT"],
+            "VARCHAR",
+            type="arrow",
+            backend="processes",
+            pool=pool,
+        )
+        pattern = r"UDFResultError: UDF 'big_arrow': result of type large_string .* holds at most 2,147,483,647"
+        with pytest.raises(duckdb.InvalidInputException, match=pattern):
+            con.sql(query.format("big_arrow")).fetchall()
+        assert con.sql("SELECT sum(strlen(big(i))) FROM range(3) t(i)").fetchall() == [(3 * hostile_udfs.BIG_ROW,)]
+    con.close()
+
+
+@pytest.mark.slow
+@big_memory
+@pytest.mark.timeout(600)
+def test_an_argument_batch_over_2_gib_fails_naming_the_udf_and_the_limit():
+    con = duckdb.connect()
+    con.execute("SET threads=1")
+    query = "SELECT sum({}(repeat(chr((97 + i % 26)::INTEGER), 1100000))) FROM range(2048) t(i)"
+    con.create_function("reference", len, ["VARCHAR"], "BIGINT")
+    assert con.sql(query.format("reference")).fetchall() == [(2048 * 1_100_000,)]
+    with ProcessPool(1, timeout=600) as pool:
+        duckdb_subinterp.create_function(con, "size", len, ["VARCHAR"], "BIGINT", backend="processes", pool=pool)
+        # DuckDB refuses to hand an arrow UDF (ours, or its own) such a batch unless told to use large buffers.
+        with pytest.raises(duckdb.InvalidInputException, match=r"maximum total string size .* 2147483647"):
+            con.sql(query.format("size")).fetchall()
+        con.execute("SET arrow_large_buffer_size=true")
+        pattern = rf"UDFExecutionError: UDF 'size': an argument batch of large_string .* more than the {LIMIT}"
+        with pytest.raises(duckdb.InvalidInputException, match=pattern):
+            con.sql(query.format("size")).fetchall()
+        assert con.sql("SELECT size('abc')").fetchall() == [(3,)]
+    con.close()
+
+
+# ---------------------------------------------------------------------------
 # Churn: pools opened and closed with batches running, parents killed
 # ---------------------------------------------------------------------------
 
