@@ -672,6 +672,7 @@ class ProcessPool(WorkerPool):
 
     def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(size, timeout=timeout)
+        self._owner_pid = os.getpid()
         _live_pools.add(self)
         _close_live_pools_at_exit()
 
@@ -692,7 +693,8 @@ def _close_live_pools_at_exit() -> None:
 
 
 def _close_live_pools() -> None:
-    pools = list(_live_pools)
+    # A forked child inherits the set, but the workers are its parent's to stop.
+    pools = [pool for pool in _live_pools if pool._owner_pid == os.getpid()]
     for pool in pools:
         pool._shut()
     deadline = time.monotonic() + CLOSE_GRACE
