@@ -103,3 +103,10 @@ def big_text_arrow(xs):
     import pyarrow as pa
 
     return pa.array([chr(97 + x % 26) * BIG_ROW for x in xs.to_pylist()], pa.large_string())
+
+
+def big_text_chunks(xs):
+    """Arrow: over 2 GiB of text as pyarrow makes it from a list: string chunks, not one array."""
+    import pyarrow as pa
+
+    return pa.array([chr(97 + x % 26) * BIG_ROW for x in xs.to_pylist()])

@@ -433,31 +433,28 @@ LIMIT = r"2,147,483,647 \(2 GiB\)"
 
 @pytest.mark.slow
 @big_memory
-@pytest.mark.timeout(600)
-def test_a_result_batch_over_2_gib_fails_naming_the_udf_and_the_limit():
+@pytest.mark.timeout(900)
+def test_result_batches_over_2_gib_work_as_arrow_and_fail_clearly_as_values():
     con = duckdb.connect()
     con.execute("SET threads=1")
     query = "SELECT sum(strlen({}(i))) FROM range(2048) t(i)"
+    expected = [(2048 * hostile_udfs.BIG_ROW,)]
     con.create_function("reference", hostile_udfs.big_text, ["BIGINT"], "VARCHAR")
-    assert con.sql(query.format("reference")).fetchall() == [(2048 * hostile_udfs.BIG_ROW,)]
+    assert con.sql(query.format("reference")).fetchall() == expected
+    con.create_function("reference_arrow", hostile_udfs.big_text_arrow, ["BIGINT"], "VARCHAR", type="arrow")
+    assert con.sql(query.format("reference_arrow")).fetchall() == expected
     with ProcessPool(1, timeout=600) as pool:
+        # Python values go through the codec's 32-bit offsets, then through
+        # DuckDB's own conversion, whose Arrow export has the same limit.
         duckdb_subinterp.create_function(con, "big", hostile_udfs.big_text, backend="processes", pool=pool)
-        pattern = rf"UDFResultError: UDF 'big': result does not fit return type VARCHAR: .* more than the {LIMIT}"
-        with pytest.raises(duckdb.InvalidInputException, match=pattern):
+        with pytest.raises(duckdb.InvalidInputException, match=r"(?s)UDFResultError: .*2147483647.*UDF 'big'"):
             con.sql(query.format("big")).fetchall()
-        duckdb_subinterp.create_function(
-            con,
-            "big_arrow",
-            hostile_udfs.big_text_arrow,
-            ["BIGINT"],
-            "VARCHAR",
-            type="arrow",
-            backend="processes",
-            pool=pool,
-        )
-        pattern = r"UDFResultError: UDF 'big_arrow': result of type large_string .* holds at most 2,147,483,647"
-        with pytest.raises(duckdb.InvalidInputException, match=pattern):
-            con.sql(query.format("big_arrow")).fetchall()
+        # Arrow results are DuckDB's to convert, large or in chunks: they work, as DuckDB's own do.
+        for name, function in (("large", hostile_udfs.big_text_arrow), ("chunked", hostile_udfs.big_text_chunks)):
+            duckdb_subinterp.create_function(
+                con, name, function, ["BIGINT"], "VARCHAR", type="arrow", backend="processes", pool=pool
+            )
+            assert con.sql(query.format(name)).fetchall() == expected
         assert con.sql("SELECT sum(strlen(big(i))) FROM range(3) t(i)").fetchall() == [(3 * hostile_udfs.BIG_ROW,)]
     con.close()
 
