@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import duckdb
 import pyarrow as pa
 
-from duckdb_subinterp._codec import Descriptor
+from duckdb_subinterp._codec import MAX_BATCH_BYTES, Descriptor
 from duckdb_subinterp._errors import CompiledPathUnavailableWarning
 from duckdb_subinterp._runtime import SIZES_SLOT, STATUS_SLOTS
 
@@ -91,6 +91,10 @@ _type_connection: duckdb.DuckDBPyConnection | None = None
 
 class UnsupportedType(TypeError):
     """A DuckDB type the raw-buffer codec cannot carry yet."""
+
+
+class ArgumentTooLarge(ValueError):
+    """An argument batch holds more text or blob data than the codec's 32-bit offsets address."""
 
 
 @functools.cache
@@ -301,7 +305,17 @@ def column_buffers(
         if not _without_zones(target).equals(_without_zones(arrow_type)):
             target = arrow_type
         if not target.equals(array_type):
-            array = array.cast(target)
+            try:
+                array = array.cast(target)
+            except (pa.ArrowInvalid, pa.ArrowCapacityError) as error:
+                if array.nbytes <= MAX_BATCH_BYTES:
+                    raise
+                # Only DuckDB's large or view layouts (SET arrow_large_buffer_size) get here.
+                raise ArgumentTooLarge(
+                    f"an argument batch of {array_type} takes {array.nbytes:,} bytes, more than the "
+                    f"{MAX_BATCH_BYTES:,} (2 GiB) a batch can carry with the 32-bit Arrow offsets the workers read "
+                    f"({error}); backend='inline' (DuckDB's own create_function) has no such limit"
+                ) from None
     if read_stream is not None:
         read = read_stream(pa.chunked_array([array]).__arrow_c_stream__())
         if read is not None:

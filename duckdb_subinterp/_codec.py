@@ -634,10 +634,25 @@ def _encode_decimal(descriptor: Descriptor, values: Sequence[Any], null_count: i
     return [_int128_bytes(unscaled)]
 
 
+# The most bytes of text or blobs one batch's result can hold: the codec
+# writes Arrow's 32-bit offsets (DuckDB's own UDFs have no such limit).
+MAX_BATCH_BYTES = (1 << 31) - 1
+
+
+def _too_large(total: int) -> ResultTypeError:
+    return ResultTypeError(
+        f"the batch's values take {total:,} bytes together, more than the {MAX_BATCH_BYTES:,} (2 GiB) one batch can "
+        "carry with 32-bit Arrow offsets; return less data per row"
+    )
+
+
 def _encode_variable(descriptor: Descriptor, values: Sequence[Any], null_count: int, encode: Any) -> list[Any]:
     offset_format = descriptor[1]
     pieces = [b"" if value is None else encode(index, value) for index, value in enumerate(values)]
-    bounds = array(offset_format, itertools.accumulate(map(len, pieces), initial=0))
+    try:
+        bounds = array(offset_format, itertools.accumulate(map(len, pieces), initial=0))
+    except OverflowError:
+        raise _too_large(sum(map(len, pieces))) from None
     return [bounds, b"".join(pieces)]
 
 
@@ -651,7 +666,10 @@ def _encode_utf8(descriptor: Descriptor, values: Sequence[Any], null_count: int)
     if text is not None and text.isascii():
         # All-ASCII batches (the common case) encode in one call: ~4x faster.
         # array() from a list is ~25% faster than from the iterator.
-        bounds = array(descriptor[1], list(itertools.accumulate(map(len, texts), initial=0)))
+        try:
+            bounds = array(descriptor[1], list(itertools.accumulate(map(len, texts), initial=0)))
+        except OverflowError:
+            raise _too_large(len(text)) from None
         return [bounds, text.encode("ascii")]
 
     def encode(index: int, value: Any) -> bytes:

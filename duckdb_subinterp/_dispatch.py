@@ -54,6 +54,7 @@ from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp._arrow import (
     ArgumentPlan,
+    ArgumentTooLarge,
     OutputBuffers,
     ResultLayout,
     UnsupportedType,
@@ -62,8 +63,14 @@ from duckdb_subinterp._arrow import (
     duckdb_conversion,
     output_buffers_type,
 )
-from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, UDFResultError, UnsupportedTypeError
-from duckdb_subinterp._pool import Worker, WorkerFailure, WorkerPool
+from duckdb_subinterp._errors import (
+    BrokenPoolError,
+    PoolTimeoutError,
+    UDFExecutionError,
+    UDFResultError,
+    UnsupportedTypeError,
+)
+from duckdb_subinterp._pool import Worker, WorkerFailure, WorkerPool, wait_bound
 from duckdb_subinterp._runtime import MODE_BUFFERS, MODE_PICKLED, PENDING_PICKLED, SIZES_SLOT
 
 # Variable-width results start with this much room per row; then the
@@ -227,11 +234,14 @@ class BatchDispatcher:
 
     def _columns(self, arguments: Sequence[pa.ChunkedArray]) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
         """Return the arguments' column tuples, and their descriptors when they come from the batch."""
-        if self._per_batch:
-            plans = [self._plan(index, argument) for index, argument in enumerate(arguments)]
-            columns = tuple([column_buffers(argument, *plan) for argument, plan in zip(arguments, plans)])
-            return columns, tuple([plan.descriptor for plan in plans])
-        return tuple(map(column_buffers, arguments, self._types, self._descriptors, self._signatures)), None
+        try:
+            if self._per_batch:
+                plans = [self._plan(index, argument) for index, argument in enumerate(arguments)]
+                columns = tuple([column_buffers(argument, *plan) for argument, plan in zip(arguments, plans)])
+                return columns, tuple([plan.descriptor for plan in plans])
+            return tuple(map(column_buffers, arguments, self._types, self._descriptors, self._signatures)), None
+        except ArgumentTooLarge as error:
+            raise UDFExecutionError(f"UDF {self.name!r}: {error}") from None
 
     def _batch(
         self, started: float, arguments: Sequence[pa.ChunkedArray], length: int, *, slot_held: bool = False
@@ -276,7 +286,7 @@ class BatchDispatcher:
 
     def _take_slot(self) -> None:
         """Wait for one of this UDF's max_workers slots."""
-        if not self._slots.acquire(timeout=self.pool.timeout):
+        if not self._slots.acquire(timeout=wait_bound(self.pool.timeout)):
             raise PoolTimeoutError(
                 f"UDF {self.name!r}: no batch of the {self.max_workers} it may run at once (max_workers) "
                 f"finished within {self.pool.timeout:g} s; raise max_workers= or the pool's timeout="

@@ -28,6 +28,15 @@ from duckdb_subinterp._errors import (
 from duckdb_subinterp._runtime import DUCKDB_SENTENCES, FIELD_SEPARATOR
 
 DEFAULT_TIMEOUT = 600.0
+# How long close() lets a running batch finish before it stops the worker
+# (where the backend can): exit and close() must not wait the pool's timeout.
+CLOSE_GRACE = 1.0
+
+
+def wait_bound(seconds: float) -> float:
+    """Return ``seconds`` capped to what a lock or condition accepts, so ``timeout=inf`` means no limit."""
+    return min(seconds, threading.TIMEOUT_MAX)
+
 
 # Runtime exception names (duckdb_subinterp._runtime) -> the error a query raises.
 _FAILURE_TYPES: dict[str, type[UDFError]] = {
@@ -72,6 +81,10 @@ class WorkerFailure(Exception):
 class Worker(ABC):
     """One place where UDF batches run: an interpreter, a process."""
 
+    # Whether abort() can stop a batch that is running (a process can be
+    # killed; an interpreter cannot be stopped from outside).
+    abortable = False
+
     def __init__(self) -> None:
         self.loaded: set[int] = set()
         self.synced_generation = -1
@@ -99,6 +112,13 @@ class Worker(ABC):
     def close(self) -> None:
         """Release the worker's resources; must not raise."""
 
+    def abort(self, reason: str) -> None:
+        """Stop the batch running now, from another thread; it then fails saying ``reason``.
+
+        Called with the pool lock held, only on an ``abortable`` worker that
+        is checked out; must be quick and must not raise.
+        """
+
 
 class WorkerPool(ABC):
     """A fixed-size pool of lazily started workers shared by UDFs and connections."""
@@ -112,8 +132,8 @@ class WorkerPool(ABC):
     def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         if size is not None and (not isinstance(size, int) or size < 1):
             raise ValueError(f"pool size must be a positive int, got {size!r}")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if not timeout > 0:  # NaN fails this too; inf is accepted: no limit
+            raise ValueError(f"timeout must be a positive number of seconds (or math.inf), got {timeout!r}")
         self.size = size or os.cpu_count() or 1
         self.timeout = float(timeout)
         # Blocks take the C lock itself, never `with self._condition`: the
@@ -123,6 +143,7 @@ class WorkerPool(ABC):
         self._lock = threading.Lock()
         self._condition = threading.Condition(self._lock)
         self._idle: list[Worker] = []
+        self._busy: set[Worker] = set()  # checked out, so close() can stop them
         self._waiting = 0  # threads in _checkout's wait, so checkin notifies only when one is
         self._started = 0
         self._growing = False  # take_idle is starting a worker in the background
@@ -160,6 +181,8 @@ class WorkerPool(ABC):
         """Take an idle worker (starting one if the pool is not full) with ``udf_id`` loaded."""
         with self._lock:
             worker = self._idle.pop() if self._idle and not self._closed else None
+            if worker is not None:
+                self._busy.add(worker)
         if worker is None:
             worker = self._checkout(udf_name)
         return self._ready(worker, udf_id)
@@ -174,6 +197,7 @@ class WorkerPool(ABC):
             if self._closed:
                 return []
             taken = [self._idle.pop() for _ in range(min(count, len(self._idle)))]
+            self._busy.update(taken)
             grow = self._started < self.size and not self._growing
             if grow:
                 self._started += 1  # reserved, as _checkout does
@@ -227,13 +251,15 @@ class WorkerPool(ABC):
     def checkin(self, worker: Worker, *, broken: bool = False) -> None:
         """Give a worker back; a broken one is closed and replaced on demand."""
         with self._lock:
+            self._busy.discard(worker)
             if not broken and not worker.broken and not self._closed:
                 self._idle.append(worker)
                 if self._waiting:  # Condition.notify costs ~0.6 us a batch even with nobody waiting
                     self._condition.notify()
                 return
             self._started -= 1
-            self._condition.notify()
+            # A waiting checkout, or close() waiting for busy workers.
+            self._condition.notify_all()
         worker.close()
 
     @contextmanager
@@ -275,7 +301,7 @@ class WorkerPool(ABC):
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(self.timeout)  # each start has its own, shorter, deadline
+            thread.join(wait_bound(self.timeout))  # each start has its own, shorter, deadline
         with self._lock:
             self._started -= len(errors)
             closed = self._closed
@@ -312,7 +338,9 @@ class WorkerPool(ABC):
                 if self._closed:
                     raise BrokenPoolError(f"UDF {udf_name!r}: its pool was closed; register it on an open pool")
                 if self._idle:
-                    return self._idle.pop()
+                    worker = self._idle.pop()
+                    self._busy.add(worker)
+                    return worker
                 if self._started < self.size:
                     self._started += 1
                     break
@@ -324,19 +352,37 @@ class WorkerPool(ABC):
                     )
                 self._waiting += 1
                 try:
-                    self._condition.wait(remaining)
+                    self._condition.wait(wait_bound(remaining))
                 finally:
                     self._waiting -= 1
         try:
-            return self._start_worker()
+            worker = self._start_worker()
         except BaseException:
             with self._lock:
                 self._started -= 1
                 self._condition.notify()
             raise
+        with self._lock:
+            self._busy.add(worker)
+            closed = self._closed
+        if closed:  # closed while it started: close() did not see it, so it must not run a batch
+            self.checkin(worker)
+            raise BrokenPoolError(f"UDF {udf_name!r}: its pool was closed; register it on an open pool")
+        return worker
 
     def close(self) -> None:
-        """Close idle workers now and busy ones when their batch ends; idempotent."""
+        """Close idle workers now and busy ones when their batch ends; idempotent.
+
+        A batch still running after ``CLOSE_GRACE`` seconds is stopped where
+        the backend can (a worker process is killed) and its query fails with
+        ``BrokenPoolError``; so close(), and the exit that calls it, takes a
+        few seconds at most, not the pool's timeout.
+        """
+        self._shut()
+        self._stop_busy(time.monotonic() + CLOSE_GRACE)
+
+    def _shut(self) -> None:
+        """Refuse new batches and close the idle workers."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
@@ -347,7 +393,21 @@ class WorkerPool(ABC):
             worker.close()
         if grower is not None and grower is not threading.current_thread():
             # A worker starting in the background is closed as it arrives (checkin of a closed pool).
-            grower.join(self.timeout)
+            grower.join(wait_bound(self.timeout))
+
+    def _stop_busy(self, deadline: float) -> None:
+        """Wait until ``deadline`` for abortable busy workers to come back, abort the rest, wait for them a little."""
+        with self._lock:
+            while any(worker.abortable for worker in self._busy) and (remaining := deadline - time.monotonic()) > 0:
+                self._condition.wait(remaining)
+            # Under the lock: a worker in _busy is not checked in (and closed) meanwhile.
+            stopped = [worker for worker in self._busy if worker.abortable]
+            for worker in stopped:
+                worker.abort("was stopped because its pool was closed while it ran a batch")
+            # The threads that ran them see the worker die at once and check it in.
+            deadline = time.monotonic() + CLOSE_GRACE
+            while any(worker in self._busy for worker in stopped) and (remaining := deadline - time.monotonic()) > 0:
+                self._condition.wait(remaining)
 
     def __enter__(self) -> WorkerPool:
         return self

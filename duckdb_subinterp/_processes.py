@@ -8,10 +8,10 @@ checked the worker out::
       argument memoryviews                          |
       --copy once--> input region (shared memory)   |
       --pipe: ("run", udf id, buffer spans) ------> views over the input region
-                                                    Runtime.run (_codec, or pyarrow
+        [+ the fd of a new region, when replaced]   Runtime.run (_codec, or pyarrow
                                                     for type="arrow") writes the
                                                     result into the output region
-      <-pipe: ("ok", status slots) -----------------+
+      <-pipe: ("ok", status slots, inputs kept) ----+
       output region --copy once--> OutputBuffers of the dispatcher
 
 Workers are started with ``subprocess`` (fork + exec of a fresh Python),
@@ -22,34 +22,46 @@ multiprocessing's spawn does) nor imports duckdb and pyarrow until an arrow
 UDF needs them: measured 0.10 s to start a worker here, against 0.43 s for
 a multiprocessing "spawn" child that imports the package.
 
-Shared-memory regions belong to the parent, are created owner-only (0600)
-without multiprocessing's resource tracker, and their names are unlinked
-as soon as the worker replied to the request that made it map them: from
-then on nothing is left in /dev/shm for a crash, a kill or an exit to leak.
+Shared-memory regions belong to the parent and have no name: a memfd on
+Linux (elsewhere a POSIX shared-memory object unlinked the moment it is
+created), whose descriptor travels to the worker over the pipe
+(SCM_RIGHTS). Nothing ever appears in /dev/shm, so no crash, kill or exit
+can leave a segment behind; the memory goes with the last process mapping it.
+
+A worker never outlives this process: on Linux it asks the kernel to kill
+it when its parent goes (PR_SET_PDEATHSIG, which also stops a UDF stuck in C
+code holding the GIL), and on every platform a thread in it exits the
+process once the pipe to the parent closes or the parent pid changes.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import math
 import mmap
 import os
+import queue
+import secrets
 import select
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
+import weakref
 from array import array
 from collections.abc import Sequence
 from multiprocessing import connection
-from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from duckdb_subinterp._codec import copy_buffers, write_bytes
-from duckdb_subinterp._errors import PoolTimeoutError, WorkerDiedError
-from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
+from duckdb_subinterp._codec import MAX_BATCH_BYTES, copy_buffers, write_bytes
+from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, WorkerDiedError
+from duckdb_subinterp._pool import CLOSE_GRACE, DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._runtime import (
     SIZES_SLOT,
     STATUS_SLOTS,
@@ -68,13 +80,23 @@ START_TIMEOUT = 60.0  # a worker that is not ready by then is reported, not wait
 CLOSE_TIMEOUT = 2.0  # a worker asked to exit gets this long before it is killed
 _ALIGNMENT = 64  # Arrow's buffer alignment, so pyarrow in the worker never copies to realign
 _MIN_REGION = 1 << 16
+# A region shrinks when SHRINK_AFTER batches in a row needed less than a
+# SHRINK_FACTOR-th of it: to twice the largest of them.
+SHRINK_AFTER = 32
+SHRINK_FACTOR = 4
+# A wait for a reply wakes at least this often: with timeout=inf, and where
+# no pidfd tells at once that the worker died.
+_POLL_SLICE = 1.0
+# How often a worker checks that its parent is still the same process.
+_PARENT_CHECK_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 # The worker's first lines: a bare package object, as in the interpreters,
 # so `import duckdb_subinterp._processes` does not run the package's
 # __init__ (which imports duckdb and pyarrow).
 _BOOTSTRAP = """
 import json, sys, types
-_package_dir, _path, _fd = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+_package_dir, _path, _fd, _parent = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 _package = types.ModuleType("duckdb_subinterp")
 _package.__path__ = [_package_dir]
 sys.modules["duckdb_subinterp"] = _package
@@ -83,7 +105,7 @@ sys.path[:] = _path
 from duckdb_subinterp._export import export as _export
 _package.export = _export
 from duckdb_subinterp._processes import serve
-serve(_fd)
+serve(_fd, _parent)
 """
 
 # Why a worker that died most likely did, by the signal that ended it.
@@ -161,16 +183,6 @@ def _unpack_column(column: tuple[Any, ...], region: memoryview) -> tuple[Any, ..
     return tuple(unpacked)
 
 
-def _grown(region: _Region | None, size: int) -> tuple[_Region, str | None]:
-    """Return a region of at least ``size`` bytes (doubling), and its name if it is a new one."""
-    if region is not None and region.size >= size:
-        return region, None
-    fresh = _Region(max(size, 2 * (region.size if region is not None else 0)))
-    if region is not None:
-        region.close()
-    return fresh, fresh.name
-
-
 def _layout(sizes: Sequence[int]) -> tuple[list[tuple[int, int]], int]:
     """Place buffers of ``sizes`` one after the other, aligned; return the spans and the total."""
     spans, position = [], 0
@@ -197,43 +209,130 @@ def describe_exit(returncode: int | None) -> str:
     )
 
 
+class _RegionUnavailable(Exception):
+    """A region the parent handed over could not be received or mapped: the worker cannot go on."""
+
+
+def _anonymous_memory(size: int) -> int:
+    """Return the descriptor of ``size`` bytes of shared memory that has no name anywhere."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("duckdb_subinterp", os.MFD_CLOEXEC)
+    else:  # pragma: no cover - macOS and the BSDs: a POSIX object, unlinked before anyone else can see it
+        import _posixshmem
+
+        name = f"/dsi_{secrets.token_hex(8)}"  # macOS allows 31 characters
+        fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+        _posixshmem.shm_unlink(name)
+    try:
+        os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _send_fds(fd: int, fds: Sequence[int]) -> None:
+    """Pass ``fds`` over the socket ``fd`` (SCM_RIGHTS), after the message that announced them."""
+    with socket.fromfd(fd, socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        socket.send_fds(sock, [b"r"], fds)
+
+
+def _receive_fds(fd: int, count: int, timeout: float) -> list[int]:
+    """Receive the ``count`` descriptors the parent sent right after its message."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not poller.poll(math.ceil(timeout * 1000)):
+        raise _RegionUnavailable(f"the parent announced {count} shared-memory regions but sent none")
+    # MSG_CMSG_CLOEXEC: the descriptors must not leak into processes the UDF starts.
+    with socket.fromfd(fd, socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        data, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(count * 4), getattr(socket, "MSG_CMSG_CLOEXEC", 0))
+    fds = array("i")
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    if not data or len(fds) != count:
+        for received in fds:
+            os.close(received)
+        raise _RegionUnavailable(f"expected {count} shared-memory regions from the parent, got {len(fds)}")
+    return list(fds)
+
+
 # ---------------------------------------------------------------------------
 # Parent side
 # ---------------------------------------------------------------------------
 
 
 class _Region:
-    """A parent-owned shared-memory block; its name lives only until the worker mapped it."""
+    """A parent-owned block of shared memory; its descriptor is held until the worker has it."""
 
     def __init__(self, size: int) -> None:
         size = max(_MIN_REGION, (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE)
-        # track=False: the parent unlinks the name itself, right after the
-        # worker mapped it, so the resource tracker has nothing to do (and
-        # would warn at exit about segments it never saw unlinked).
-        self.shared = SharedMemory(create=True, size=size, track=False)
+        try:
+            fd = _anonymous_memory(size)
+        except OSError as error:
+            raise WorkerFailure(
+                BrokenPoolError, f"could not allocate {size} bytes of shared memory for a batch: {error}"
+            ) from None
+        try:
+            # trackfd=False: the mapping keeps no descriptor of its own, so a
+            # region costs none once the worker received it.
+            self.mmap = mmap.mmap(fd, size, trackfd=False)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
         self.size = size
-        self.view = self.shared.buf
-        self.linked = True
+        self.view = memoryview(self.mmap)
 
-    @property
-    def name(self) -> str:
-        return self.shared.name
-
-    def unlink(self) -> None:
-        if self.linked:
-            self.linked = False
-            try:
-                self.shared.unlink()
-            except FileNotFoundError:
-                pass
+    def handed_over(self) -> None:
+        """Drop the descriptor: the worker received it (or never will, being dead)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def close(self) -> None:
-        self.unlink()
-        self.view = None
+        self.handed_over()
+        self.view.release()
         try:
-            self.shared.close()
+            self.mmap.close()
         except BufferError:  # a view is still exported; the mapping goes with its last user
             pass
+
+
+class _RegionSlot:
+    """One of a worker's two regions: grown to fit a batch, shrunk after a run of much smaller ones."""
+
+    def __init__(self) -> None:
+        self.region: _Region | None = None
+        self._peak = 0  # the largest size needed since the last resize or shrink check
+        self._batches = 0
+
+    def fit(self, size: int) -> _Region | None:
+        """Make the region hold ``size`` bytes; return it if it is a new one the worker must map."""
+        region = self.region
+        if region is not None and size <= region.size:
+            self._peak = max(self._peak, size)
+            self._batches += 1
+            if self._batches < SHRINK_AFTER:
+                return None
+            peak, self._peak, self._batches = self._peak, 0, 0
+            if region.size <= max(_MIN_REGION, SHRINK_FACTOR * peak):
+                return None
+            target = 2 * peak
+        else:
+            # Doubling: a batch that grows a little at a time replaces the region rarely.
+            target = max(size, 2 * region.size if region is not None else 0)
+            self._peak = self._batches = 0
+        fresh = _Region(target)  # if this fails, the region in place stays
+        self.retire()
+        self.region = fresh
+        return fresh
+
+    def retire(self) -> None:
+        """Give the region up; the next batch gets a fresh one (the worker keeps its mapping while in use)."""
+        if self.region is not None:
+            self.region.close()
+            self.region = None
 
 
 # Thread pools of native libraries (BLAS under numpy, OpenMP), which each
@@ -252,27 +351,123 @@ def _worker_environment(native_threads: int | None) -> dict[str, str] | None:
     return environment
 
 
+class _SpawnJob:
+    """One worker process to start on the spawner thread, and its outcome."""
+
+    def __init__(self, arguments: list[str], options: dict[str, Any]) -> None:
+        self.arguments = arguments
+        self.options = options
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._process: subprocess.Popen[bytes] | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            process = subprocess.Popen(self.arguments, **self.options)
+        except BaseException as error:
+            self._error = error
+        else:
+            with self._lock:
+                self._process = process
+                abandoned = self._abandoned
+            if abandoned:
+                _kill(process)
+        self._done.set()
+
+    def result(self, timeout: float) -> subprocess.Popen[bytes]:
+        try:
+            finished = self._done.wait(timeout)
+        except BaseException:
+            self._abandon()
+            raise
+        if not finished:
+            self._abandon()
+            raise WorkerFailure(PoolTimeoutError, f"a worker process did not start within {timeout:g} s")
+        if self._error is not None:
+            raise self._error
+        return self._process
+
+    def _abandon(self) -> None:
+        """Nobody will use the process: kill it, now or as soon as it exists."""
+        with self._lock:
+            self._abandoned = True
+            process = self._process
+        if process is not None:
+            _kill(process)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill a worker that never served and reap it (a kill takes effect at once)."""
+    process.kill()
+    try:
+        process.wait(CLOSE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+class _Spawner:
+    """Start worker processes from one long-lived thread of this process.
+
+    Linux sends a worker's PR_SET_PDEATHSIG signal when the *thread* that
+    started it exits, not the process; workers start lazily on DuckDB
+    threads, which end with their query or database, so they start here.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_SpawnJob] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def popen(self, arguments: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        job = _SpawnJob(arguments, options)
+        with self._lock:
+            # Not started yet, or this is a forked child, where it does not run.
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="duckdb_subinterp spawner", daemon=True)
+                self._thread.start()
+            self._jobs.put(job)
+        return job.result(START_TIMEOUT)
+
+    def _serve(self) -> None:
+        while True:
+            # No timeout: an idle daemon thread waiting for work; each caller
+            # waits for its own job with one. Returning would kill the workers.
+            self._jobs.get().run()
+
+
+_spawner = _Spawner()
+
+
 class ProcessWorker(Worker):
     """One worker process: a pipe for requests, shared memory for the batches."""
+
+    abortable = True
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, *, native_threads: int | None = None) -> None:
         super().__init__()
         self.timeout = timeout
         self.broken = False
-        self._inputs: _Region | None = None
-        self._outputs: _Region | None = None
+        self._inputs = _RegionSlot()
+        self._outputs = _RegionSlot()
         self._output_spans: list[tuple[int, int]] = []
         self._result_sizes: Sequence[int] = ()
         self._pickled: bytes | None = None  # the last batch's pickled result, sent with its status
+        self._abort_reason: str | None = None
         self._conn, child = connection.Pipe(duplex=True)
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, PACKAGE_DIR, json.dumps(sys.path), str(child.fileno())],
+            self.process = _spawner.popen(
+                [sys.executable, "-c", _BOOTSTRAP, PACKAGE_DIR, json.dumps(sys.path), str(child.fileno()),
+                 str(os.getpid())],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
                 env=_worker_environment(native_threads),
             )
+        except BaseException:
+            self._conn.close()
+            raise
         finally:
             child.close()
         self.pid = self.process.pid
@@ -306,14 +501,15 @@ class ProcessWorker(Worker):
         # input region and replaced by its span in the request.
         packer = _Packer()
         layout = [packer.pack(column) for column in columns]
-        fresh_inputs = self._ensure_inputs(packer.size)
-        packer.copy_into(self._inputs.view)
-        fresh_outputs = self._ensure_outputs([view.nbytes for view in outputs])
+        fresh_inputs = self._inputs.fit(packer.size)
+        packer.copy_into(self._inputs.region.view)
+        fresh_outputs = self._fit_outputs([view.nbytes for view in outputs])
+        message = (
+            "run", udf_id, length, layout, self._output_spans, *_sizes(fresh_inputs, fresh_outputs), descriptors, mode
+        )
         # The status slots travel as raw bytes: pickling 256 ints cost ~10 us a batch.
         # A pickled result rides along in the reply: no second round trip.
-        raw_status, self._pickled = self._request(
-            ("run", udf_id, length, layout, self._output_spans, fresh_inputs, fresh_outputs, descriptors, mode)
-        )
+        raw_status, self._pickled = self._request(message, handing=(fresh_inputs, fresh_outputs))
         status = array("q", raw_status)
         # From SIZES_SLOT on: the result's sizes, validity first; any further
         # slots are relayed untouched.
@@ -327,17 +523,27 @@ class ProcessWorker(Worker):
             pickled, self._pickled = self._pickled, None
             write_bytes(outputs[0], memoryview(pickled))
             return
-        fresh_outputs = self._ensure_outputs([view.nbytes for view in outputs])
-        self._request(("copy", self._output_spans, fresh_outputs))
+        fresh_outputs = self._fit_outputs([view.nbytes for view in outputs])
+        self._request(("copy", self._output_spans, *_sizes(fresh_outputs)), handing=(fresh_outputs,))
         self._copy_results(outputs, self._result_sizes)
+
+    def abort(self, reason: str) -> None:
+        self._abort_reason = reason
+        try:
+            self.process.kill()  # the thread in _receive sees it through the pidfd (or the pipe) at once
+        except OSError:
+            pass
 
     def close(self) -> None:
         try:
-            if self.process.poll() is None and not self.broken:
-                try:
-                    self._conn.send(("exit",))
-                except OSError:
-                    pass
+            if self.process.poll() is None:
+                if self.broken:  # interrupted or timed out in a batch: it may be busy for long, and is not reused
+                    self.process.kill()
+                else:
+                    try:
+                        self._conn.send(("exit",))
+                    except OSError:
+                        pass
             try:
                 self.process.wait(CLOSE_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -349,63 +555,66 @@ class ProcessWorker(Worker):
         if self._sentinel is not None:
             os.close(self._sentinel)
             self._sentinel = None
-        for region in (self._inputs, self._outputs):
-            if region is not None:
-                region.close()
-        self._inputs = self._outputs = None
+        self._inputs.retire()
+        self._outputs.retire()
 
     # -- shared memory ---------------------------------------------------------
 
-    def _ensure_inputs(self, size: int) -> str | None:
-        """Make the input region hold ``size`` bytes; return the new region's name if it was replaced."""
-        self._inputs, name = _grown(self._inputs, size)
-        return name
-
-    def _ensure_outputs(self, sizes: Sequence[int]) -> str | None:
+    def _fit_outputs(self, sizes: Sequence[int]) -> _Region | None:
         self._output_spans, total = _layout(sizes)
-        self._outputs, name = _grown(self._outputs, total)
-        return name
+        return self._outputs.fit(total)
 
     def _copy_results(self, outputs: Sequence[memoryview], sizes: Sequence[int]) -> None:
-        region = self._outputs.view
+        region = self._outputs.region.view
         for view, size, (start, _) in zip(outputs, sizes, self._output_spans):
             if size:
                 view.cast("B")[:size] = region[start : start + size]
 
     # -- the pipe ----------------------------------------------------------------
 
-    def _request(self, message: tuple[Any, ...], timeout: float | None = None) -> Any:
-        """Send ``message``, wait for the reply (or the worker's death, or the timeout)."""
+    def _request(
+        self, message: tuple[Any, ...], timeout: float | None = None, handing: Sequence[_Region | None] = ()
+    ) -> Any:
+        """Send ``message`` (and the regions it announces), wait for the reply, the worker's death or the timeout."""
+        command = message[0]
+        regions = [region for region in handing if region is not None]
         try:
-            try:
-                self._conn.send(message)
-            except OSError:
-                self._died(message[0])
-            try:
-                reply = self._receive(message[0], self.timeout if timeout is None else timeout)
-            except BaseException:
-                # Interrupted (KeyboardInterrupt...) between request and reply:
-                # a late reply would answer the next request, so the worker
-                # is not used again.
-                self.broken = True
-                raise
+            self._conn.send(message)
+            if regions:
+                _send_fds(self._conn_fd, [region.fd for region in regions])
+        except OSError:
+            self._died(command)
+        except BaseException:
+            self.broken = True  # the worker may have half a message: it cannot be used again
+            raise
         finally:
-            # Whatever happened, the worker has mapped any region this message
-            # named, or never will: the name is no longer needed.
-            for region in (self._inputs, self._outputs):
-                if region is not None:
-                    region.unlink()
-        kind = reply[0]
+            for region in regions:
+                region.handed_over()
+        try:
+            kind, payload, inputs_kept = self._receive(command, self.timeout if timeout is None else timeout)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt...) between request and reply:
+            # a late reply would answer the next request, so the worker
+            # is not used again.
+            self.broken = True
+            raise
+        if inputs_kept:
+            # The UDF kept views of this batch's arguments: the next batch goes
+            # to a fresh region, and the worker's mapping of this one lives on.
+            self._inputs.retire()
         if kind == "ok":
-            return reply[1]
+            return payload
         if kind == "fatal":
             self.broken = True
-            self.process.wait(CLOSE_TIMEOUT)
-            raise WorkerFailure(WorkerDiedError, f"worker process {self.pid} {reply[1]}")
-        raise WorkerFailure.from_names(*reply[1:])
+            try:
+                self.process.wait(CLOSE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            raise WorkerFailure(WorkerDiedError, f"worker process {self.pid} {payload}")
+        raise WorkerFailure.from_names(*payload)
 
     def _receive(self, command: str, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout  # inf: no limit
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -413,11 +622,13 @@ class ProcessWorker(Worker):
                 self.process.kill()
                 raise WorkerFailure(
                     PoolTimeoutError,
-                    f"worker process {self.pid} did not answer within {timeout:g} s and was killed; "
-                    "pass a larger timeout= to the pool if batches legitimately take this long",
+                    f"worker process {self.pid} did not answer within {timeout:g} s {_DOING[command]} and was "
+                    "killed; pass a larger timeout= to the pool if batches legitimately take this long",
                 )
-            ready = self._poller.poll(max(1, math.ceil(remaining * 1000)))
+            ready = self._poller.poll(max(1, math.ceil(min(remaining, _POLL_SLICE) * 1000)))
             if not ready:
+                if self._sentinel is None and self.process.poll() is not None:
+                    self._died(command)  # a process it started may hold the pipe open
                 continue
             # A reply already in the pipe wins over the exit that may follow it.
             if any(fd == self._conn_fd for fd, _ in ready) or self._conn.poll(0):
@@ -434,11 +645,18 @@ class ProcessWorker(Worker):
         except subprocess.TimeoutExpired:
             self.process.kill()
             returncode = None
+        if self._abort_reason is not None:
+            raise WorkerFailure(BrokenPoolError, f"worker process {self.pid} {self._abort_reason}")
         raise WorkerFailure(
             WorkerDiedError,
             f"worker process {self.pid} {describe_exit(returncode)}. It died {_DOING[command]}; "
             "the pool starts a fresh worker for the next batch",
         )
+
+
+def _sizes(*regions: _Region | None) -> tuple[int, ...]:
+    """Return the size of each region handed over with a message, 0 for one that was not replaced."""
+    return tuple(0 if region is None else region.size for region in regions)
 
 
 class ProcessPool(WorkerPool):
@@ -448,7 +666,8 @@ class ProcessPool(WorkerPool):
     (or unpickles a by-value function) once; any package can load there,
     numpy and pyarrow included. A worker that dies is replaced. Native
     thread pools (OMP_NUM_THREADS and the BLAS ones) get the worker's share
-    of the CPUs, unless those variables are set already.
+    of the CPUs, unless those variables are set already. ``timeout`` bounds
+    a wait for a free worker and each batch; ``math.inf`` means no limit.
     """
 
     # Fan-out: a hand-off to a helper thread, copies in and out of shared memory, a pipe round trip.
@@ -456,9 +675,34 @@ class ProcessPool(WorkerPool):
 
     def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         super().__init__(size, timeout=timeout)
+        self._owner_pid = os.getpid()
+        _live_pools.add(self)
+        _close_live_pools_at_exit()
 
     def _start_worker(self) -> Worker:
         return ProcessWorker(self.timeout, native_threads=max(1, (os.cpu_count() or 1) // self.size))
+
+
+# Pools the user never closed: at exit, their busy workers are stopped too,
+# within CLOSE_GRACE, so exit waits neither for a stuck batch nor for the timeout.
+_live_pools: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
+
+
+@functools.cache
+def _close_live_pools_at_exit() -> None:
+    # Registered with the first pool, after _registration's own hook, so it
+    # runs first (atexit is last in, first out) and every pool shares one grace.
+    atexit.register(_close_live_pools)
+
+
+def _close_live_pools() -> None:
+    # A forked child inherits the set, but the workers are its parent's to stop.
+    pools = [pool for pool in _live_pools if pool._owner_pid == os.getpid()]
+    for pool in pools:
+        pool._shut()
+    deadline = time.monotonic() + CLOSE_GRACE
+    for pool in pools:
+        pool._stop_busy(deadline)
 
 
 # ---------------------------------------------------------------------------
@@ -467,17 +711,36 @@ class ProcessPool(WorkerPool):
 
 
 class _MappedRegion:
-    """The worker's mapping of a parent's region."""
+    """The worker's mapping of one of the parent's regions."""
 
-    def __init__(self, name: str) -> None:
-        self.shared = SharedMemory(name, track=False)
-        self.view = self.shared.buf
+    def __init__(self, fd: int, size: int) -> None:
+        try:
+            self.mmap = mmap.mmap(fd, size, trackfd=False)
+        except OSError as error:
+            raise _RegionUnavailable(f"could not map {size} bytes of shared memory: {error}") from None
+        finally:
+            os.close(fd)
+        self.view = memoryview(self.mmap)
+        # Every memoryview made straight from the mmap (self.view, batch_view)
+        # holds one reference to it, shared by all views sliced or cast from it.
+        self._resting = self._references()
+
+    def _references(self) -> int:
+        return sys.getrefcount(self.mmap)
+
+    def batch_view(self) -> memoryview:
+        """Return a view for one batch's arguments; ``in_use`` tells whether anything sliced from it lives on."""
+        return memoryview(self.mmap)
+
+    def in_use(self) -> bool:
+        """Tell whether views of an earlier ``batch_view`` are still alive (a UDF kept its arguments)."""
+        return self._references() > self._resting
 
     def close(self) -> None:
-        self.view = None
         try:
-            self.shared.close()
-        except BufferError:  # a UDF kept an array over it; the mapping goes with it
+            self.view.release()
+            self.mmap.close()
+        except BufferError:  # a UDF kept a view or an array over it; the mapping goes with the last one
             pass
 
 
@@ -671,7 +934,10 @@ def compute_arrow(
         return ArrowResult(_restored(result, len(arrays[0]) if arrays else length, return_type, valid))
     array = result.column(0) if isinstance(result, pa.Table) and result.num_columns == 1 else result
     if isinstance(array, pa.ChunkedArray) and array.type.equals(return_type):
-        array = array.combine_chunks()
+        try:
+            array = array.combine_chunks()
+        except (pa.ArrowInvalid, pa.ArrowCapacityError):  # over 2 GiB of text: DuckDB takes the chunks as they are
+            pass
     if isinstance(array, pa.Array) and array.type.equals(return_type) and len(array) == length:
         return ArrowResult(array)
     return PickledResult.of(("object", result), udf, None)
@@ -701,7 +967,9 @@ def _restored(result: Any, kept: int, return_type: Any, valid: Any) -> Any:
         try:
             result = result.cast(return_type)
         except (pa.ArrowException, ValueError) as error:
-            raise UdfResultInvalid(f"result of type {result.type} does not convert to {return_type}: {error}") from None
+            raise UdfResultInvalid(
+                f"result of type {result.type} does not convert to {return_type}: {error}{_limit(return_type)}"
+            ) from None
     if result.null_count:
         raise UdfResultInvalid(
             f"{NULL_RESULT_ERROR}: register it with null_handling='special' to return NULL"
@@ -712,25 +980,80 @@ def _restored(result: Any, kept: int, return_type: Any, valid: Any) -> Any:
     return result.take(pc.if_else(valid, positions, pa.scalar(None, pa.int64())))
 
 
-def serve(fd: int) -> None:
+def _limit(arrow_type: Any) -> str:
+    """Say how much a batch's result of ``arrow_type`` can hold, where 32-bit offsets bound it."""
+    import pyarrow as pa
+
+    if pa.types.is_string(arrow_type) or pa.types.is_binary(arrow_type):
+        return f"; a batch's {arrow_type} result holds at most {MAX_BATCH_BYTES:,} bytes (2 GiB)"
+    return ""
+
+
+def _die_with_parent(fd: int, parent_pid: int) -> None:
+    """Make this worker end when its parent does, even in the middle of a batch."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            # SIGKILL from the kernel: stops a UDF looping in C code with the GIL held.
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError, ImportError):  # no libc prctl: the watch below still works
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the kernel knew to tell
+        os._exit(0)
+    threading.Thread(target=_watch_parent, args=(fd, parent_pid), name="duckdb_subinterp parent watch",
+                     daemon=True).start()
+
+
+def _watch_parent(fd: int, parent_pid: int) -> None:
+    """Exit the process once the pipe to the parent closed or the parent changed (the platform-independent watch)."""
+    poller = select.poll()
+    # Peer closed: POLLHUP (always reported), POLLRDHUP where it exists.
+    poller.register(fd, getattr(select, "POLLRDHUP", 0))
+    while True:
+        if poller.poll(math.ceil(_PARENT_CHECK_SECONDS * 1000)) or os.getppid() != parent_pid:
+            os._exit(0)
+
+
+def _error_reply(error: BaseException, command: str) -> tuple[str, Any]:
+    """Say what went wrong, as the parent's ``WorkerFailure.from_names`` reads it."""
+    display = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    if not isinstance(error, Exception) and command in ("run", "copy"):
+        # SystemExit, KeyboardInterrupt... raised by the UDF: the query fails
+        # as for any exception, and the worker goes on (DuckDB's own UDFs
+        # report "SystemExit: bye" and keep the process too).
+        return ("error", ("UdfRaised", str(_raised(error)), display))
+    return ("error", (type(error).__name__, str(error), display))
+
+
+def serve(fd: int, parent_pid: int) -> None:
     """Answer requests from the parent on ``fd`` until it says exit or goes away."""
     import faulthandler
 
     faulthandler.enable()  # a crash prints the worker's stack to stderr
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.set_inheritable(fd, False)
+    _die_with_parent(fd, parent_pid)
     conn = connection.Connection(fd)
     status = array("q", bytes(8 * STATUS_SLOTS))
     runtime = ProcessRuntime(memoryview(status))
     inputs: _MappedRegion | None = None
     outputs: _MappedRegion | None = None
 
-    def remap(region: _MappedRegion | None, name: str | None) -> _MappedRegion | None:
-        if name is None:
-            return region
-        if region is not None:
-            region.close()
-        return _MappedRegion(name)
+    def remap(input_size: int, output_size: int) -> None:
+        """Map the regions the parent handed over with this message (a size of 0: none), replacing the old ones."""
+        nonlocal inputs, outputs
+        fds = iter(_receive_fds(fd, bool(input_size) + bool(output_size), START_TIMEOUT))
+        if input_size:
+            fresh = _MappedRegion(next(fds), input_size)
+            if inputs is not None:
+                inputs.close()  # a UDF that kept views of it keeps the mapping alive
+            inputs = fresh
+        if output_size:
+            fresh = _MappedRegion(next(fds), output_size)
+            if outputs is not None:
+                outputs.close()
+            outputs = fresh
 
     def views(region: _MappedRegion, spans: Sequence[Any]) -> list[Any]:
         return [None if span is None else region.view[span[0] : span[0] + span[1]] for span in spans]
@@ -738,13 +1061,14 @@ def serve(fd: int) -> None:
     def handle(message: tuple[Any, ...]) -> Any:
         # The views made here die with this call, so a region can be
         # replaced (closed) at the next request.
-        nonlocal inputs, outputs
         command = message[0]
         if command == "run":
-            _, udf_id, length, layout, output_spans, input_name, output_name, descriptors, mode = message
-            inputs = remap(inputs, input_name)
-            outputs = remap(outputs, output_name)
-            columns = [_unpack_column(column, inputs.view) for column in layout]
+            _, udf_id, length, layout, output_spans, input_size, output_size, descriptors, mode = message
+            if input_size or output_size:
+                remap(input_size, output_size)
+            batch = inputs.batch_view()
+            columns = [_unpack_column(column, batch) for column in layout]
+            del batch
             runtime.run((udf_id, length, columns, views(outputs, output_spans), descriptors, mode))
             pending = runtime.pending
             if status[1] == PENDING_PICKLED:
@@ -752,8 +1076,9 @@ def serve(fd: int) -> None:
                 return status.tobytes(), pending.data
             return status.tobytes(), None
         if command == "copy":
-            _, output_spans, output_name = message
-            outputs = remap(outputs, output_name)
+            _, output_spans, output_size = message
+            if output_size:
+                remap(0, output_size)
             runtime.copy_pending(views(outputs, output_spans))
             return None
         if command == "load":
@@ -769,14 +1094,21 @@ def serve(fd: int) -> None:
             message = conn.recv()
         except (EOFError, OSError):
             return  # the parent went away
-        if message[0] == "exit":
+        command = message[0]
+        if command == "exit":
             return
         try:
-            reply: tuple[Any, ...] = ("ok", handle(message))
-        except Exception as error:
+            reply = ("ok", handle(message))
+        except BaseException as error:
+            if isinstance(error, _RegionUnavailable):
+                # The parent believes this worker holds a region it does not: it cannot go on.
+                conn.send(("fatal", f"could not take a shared-memory region from the parent: {error}", False))
+                os._exit(71)
             if isinstance(error, MemoryError) or isinstance(error.__context__, MemoryError):
                 # The process may be in no state to go on: report, then exit.
-                conn.send(("fatal", f"ran out of memory (MemoryError) while running a batch:\n{error}"))
+                conn.send(("fatal", f"ran out of memory (MemoryError) while running a batch:\n{error}", False))
                 os._exit(70)
-            reply = ("error", type(error).__name__, str(error), traceback.format_exc())
-        conn.send(reply)
+            reply = _error_reply(error, command)
+        # Asked only now: the except block above dropped the exception, and
+        # with it the frames (and argument views) its traceback held.
+        conn.send((*reply, command in ("run", "copy") and inputs is not None and inputs.in_use()))

@@ -15,6 +15,7 @@ import numpy_udfs
 import pyarrow as pa
 import pytest
 import udf_module
+from process_helpers import alive, mapped_regions, our_segments
 
 import duckdb_subinterp
 from duckdb_subinterp import BrokenPoolError, PoolTimeoutError, WorkerDiedError
@@ -22,31 +23,11 @@ from duckdb_subinterp._processes import ProcessPool, _Region
 from duckdb_subinterp._arrow import arrow_type_of
 from duckdb_subinterp._registration import _dispatcher
 
-SHM_DIR = Path("/dev/shm")
-
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[ProcessPool]:
     with ProcessPool(2, timeout=60) as shared:
         yield shared
-
-
-@pytest.fixture
-def region_names(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record the name of every shared-memory region created during the test."""
-    names: list[str] = []
-    original = _Region.__init__
-
-    def recording(self: _Region, size: int) -> None:
-        original(self, size)
-        names.append(self.name)
-
-    monkeypatch.setattr(_Region, "__init__", recording)
-    return names
-
-
-def leftover(names: list[str]) -> list[str]:
-    return [name for name in names if (SHM_DIR / name.lstrip("/")).exists()]
 
 
 # ---------------------------------------------------------------------------
@@ -178,7 +159,8 @@ def crash_pool() -> Iterator[ProcessPool]:
 
 
 @pytest.mark.parametrize(("function", "error", "pattern"), CRASHES, ids=[case[0].__name__ for case in CRASHES])
-def test_crash_matrix(con, crash_pool, region_names, function, error, pattern):
+def test_crash_matrix(con, crash_pool, function, error, pattern):
+    before = mapped_regions()
     duckdb_subinterp.create_function(con, "fragile", function, ["BIGINT"], "BIGINT", backend="processes",
                                      pool=crash_pool)
     with pytest.raises(duckdb.InvalidInputException) as raised:
@@ -187,7 +169,7 @@ def test_crash_matrix(con, crash_pool, region_names, function, error, pattern):
     assert f"{error.__name__}: UDF 'fragile': worker process" in message
     assert re.search(pattern, message), message
     assert "while running a batch" in message
-    assert not leftover(region_names)
+    assert mapped_regions() <= before  # the dead worker's regions are unmapped here too
     # The dead worker was replaced: the next query on the same pool works.
     duckdb_subinterp.create_function(con, "fine", udf_module.add_one, backend="processes", pool=crash_pool)
     assert con.sql("SELECT sum(fine(i)) FROM range(5000) t(i)").fetchall() == [(sum(range(1, 5001)),)]
@@ -226,50 +208,63 @@ def test_closed_pool_fails_queries_cleanly(con):
 # ---------------------------------------------------------------------------
 
 
-def test_regions_are_owner_only_and_unlinked_on_close():
+def test_regions_have_no_name_and_are_unmapped_on_close():
+    before = mapped_regions()
     region = _Region(1000)
-    path = SHM_DIR / region.name.lstrip("/")
-    assert path.stat().st_mode & 0o777 == 0o600
+    assert os.readlink(f"/proc/self/fd/{region.fd}").startswith("/memfd:duckdb_subinterp")
+    assert mapped_regions() == before + 1
     region.close()
-    assert not path.exists()
+    assert mapped_regions() == before and region.fd == -1
 
 
-def test_no_segment_outlives_the_pool(con, region_names):
+def test_regions_without_memfd_are_unlinked_at_once(con, monkeypatch):
+    """Where memfd_create is missing (macOS), a POSIX object is unlinked the moment it exists."""
+    monkeypatch.delattr(os, "memfd_create")
+    region = _Region(1000)
+    assert os.fstat(region.fd).st_mode & 0o777 == 0o600
+    assert "/dsi_" in os.readlink(f"/proc/self/fd/{region.fd}") and not our_segments()
+    region.close()
+    with ProcessPool(1) as pool:
+        duckdb_subinterp.create_function(con, "widen", lambda s: s * 50, ["VARCHAR"], "VARCHAR",
+                                         backend="processes", pool=pool)
+        rows = con.sql("SELECT widen('ab' || i) FROM range(10000) t(i) ORDER BY i").fetchall()
+        assert rows == [(f"ab{i}" * 50,) for i in range(10000)]
+    assert not our_segments()
+
+
+def test_no_segment_outlives_the_pool(con):
+    before = mapped_regions()
     with ProcessPool(2) as pool:
         duckdb_subinterp.create_function(con, "widen", lambda s: s * 50, ["VARCHAR"], "VARCHAR",
                                          backend="processes", pool=pool)
         rows = con.sql("SELECT widen('ab' || i) FROM range(10000) t(i)").fetchall()
         assert len(rows) == 10000 and rows[0][0].startswith("ab")
-        assert region_names  # outputs grew, so regions were replaced
-        assert not leftover(region_names)  # unlinked as soon as the worker mapped them
-    assert not leftover(region_names)
+        assert mapped_regions() > before
+        pids = [worker.pid for worker in pool._idle]
+    assert mapped_regions() == before
+    assert not our_segments() and not alive(pids)
 
 
-def test_parent_exit_leaves_no_segment_and_no_warning(tmp_path):
+def test_parent_exit_leaves_no_process_no_segment_and_no_warning(tmp_path):
     script = textwrap.dedent(
         """
         import duckdb, duckdb_subinterp
-        from duckdb_subinterp import _processes
-        names = []
-        original = _processes._Region.__init__
-        def recording(self, size):
-            original(self, size)
-            names.append(self.name)
-        _processes._Region.__init__ = recording
         con = duckdb.connect()
         pool = duckdb_subinterp.ProcessPool(2)   # never closed: the exit must clean up
         duckdb_subinterp.create_function(con, "f", lambda x: x + 1, ["BIGINT"], "BIGINT",
                                          backend="processes", pool=pool)
         duckdb_subinterp.create_function(con, "g", lambda x: x + 1, ["BIGINT"], "BIGINT", backend="processes")
         assert con.sql("SELECT sum(f(i)), sum(g(i)) FROM range(50000) t(i)").fetchall()
-        print(" ".join(names))
+        default = duckdb_subinterp.default_pool("processes")
+        print(" ".join(str(worker.pid) for worker in [*pool._idle, *default._idle]))
         """
     )
     result = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True,
                             timeout=60, cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stderr
-    names = result.stdout.split()
-    assert names and not leftover(names)
+    pids = [int(pid) for pid in result.stdout.split()]
+    assert pids and not alive(pids, wait=5)
+    assert not our_segments()
     assert "resource_tracker" not in result.stderr and "Warning" not in result.stderr, result.stderr
 
 

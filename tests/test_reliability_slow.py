@@ -49,10 +49,11 @@ def resources() -> dict[str, int]:
     """What a leak would grow: memory, interpreters, threads, file descriptors, shared memory, Arrow buffers."""
     gc.collect()
     process = psutil.Process()
-    # This process's own shared-memory mappings (named or already unlinked);
+    # This process's own shared-memory mappings (named, unlinked, or memfd regions);
     # /dev/shm as a whole also holds other processes' segments.
     maps = Path(f"/proc/{os.getpid()}/maps")
-    shm = sum("/dev/shm/" in line for line in maps.read_text().splitlines()) if maps.exists() else 0
+    lines = maps.read_text().splitlines() if maps.exists() else []
+    shm = sum("/dev/shm/" in line or "/memfd:duckdb_subinterp" in line for line in lines)
     return {
         "rss_bytes": process.memory_info().rss,
         "interpreters": len(_interpreters.list_all()),
