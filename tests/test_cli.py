@@ -144,6 +144,10 @@ def test_bench_quick_on_a_tiny_size_writes_json_and_markdown(tmp_path: Path, cap
     assert results["schema"] == "duckdb_subinterp.bench/1"
     assert results["machine"]["name"] == "ci" and results["machine"]["cores"] == os.cpu_count()
     assert {"python", "cpu_model", "versions"} <= results["machine"].keys()
+    # What was measured: this package's version (and commit in a checkout), and how busy the machine was.
+    assert results["machine"]["versions"]["duckdb_subinterp"] == duckdb_subinterp.__version__
+    assert "commit" in results["machine"] and len(results["machine"]["load_average_at_start"]) == 3
+    assert results["machine"]["other_processes_cores"] >= 0 and isinstance(results["machine"]["loaded"], bool)
     assert results["config"]["rows"] == 4096 and results["config"]["threads"] == [1, 2]
     assert [w["name"] for w in results["workloads"]] == ["heavy_double", "light_varchar"]
     assert all(w["bare_us_per_row"] > 0 for w in results["workloads"])
