@@ -965,15 +965,28 @@ def headline_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def project_url() -> str:
+    """Return the project's home page, as pyproject.toml's [project.urls] gives it to the installed metadata."""
+    for entry in importlib.metadata.metadata("duckdb-subinterp").get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip() == "Homepage":
+            return url.strip()
+    raise LookupError("the installed duckdb-subinterp metadata has no Homepage in Project-URL")
+
+
 def readme_section(results: dict[str, Any], results_dir: str) -> str:
-    """Render the README's benchmark block for one committed run (tests check it matches the JSON)."""
+    """Render the README's benchmark block for one committed run (tests check it matches the JSON).
+
+    Links are absolute, to the repository: the README is also the package's page on PyPI.
+    """
     machine = results["machine"]
     versions = machine["versions"]
+    tree, raw = f"{project_url()}/blob/main/{results_dir}", f"{project_url()}/raw/main/{results_dir}"
     lines = [
         f"<!-- bench:{machine['name']} -->",
         f"Machine `{machine['name']}`: {machine['cores']} cores ({machine['cpu_model']}), Python {machine['python']}, "
         f"duckdb {versions['duckdb']}, pyarrow {versions['pyarrow']}; {results['config']['repeats']} repeats, "
-        f"median shown; full tables in [{results_dir}/results.md]({results_dir}/results.md).",
+        f"median shown; full tables in [{results_dir}/results.md]({tree}/results.md).",
         "",
     ]
     for entry in results["acceptance"]:
@@ -983,7 +996,7 @@ def readme_section(results: dict[str, Any], results_dir: str) -> str:
             f"{entry['duckdb_seconds']:.2f} s (target {entry['target']}x: {_verdict(entry)})"
         )
     lines += ["", headline_table(results).replace("## Headline: ", "**") .replace(" rows\n", " rows**\n", 1), ""]
-    lines += [f"![throughput vs threads]({results_dir}/throughput_vs_threads.png)", "<!-- /bench -->"]
+    lines += [f"![throughput vs threads]({raw}/throughput_vs_threads.png)", "<!-- /bench -->"]
     return "\n".join(lines)
 
 
