@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +75,8 @@ class _CtrlC:
             if signal.SIGINT in signals:
                 self.pressed.set()
                 for con in list(self._connections):
-                    try:
+                    with suppress(duckdb.Error):  # closed meanwhile: nothing left to stop
                         con.interrupt()
-                    except duckdb.Error:
-                        pass  # closed meanwhile: nothing left to stop
 
     @contextmanager
     def stops(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
@@ -134,11 +132,12 @@ def demo(rows: int, threads: int) -> int:
 
 def _compare(con: duckdb.DuckDBPyConnection, candidates: list[tuple[str, str]], rows: int) -> int:
     """Time each candidate UDF on the table; the first is the reference every result must equal."""
-    reference_seconds = reference_rows = None
-    for label, udf_name in candidates:
-        seconds, result = _timed(con, f"SELECT sum({udf_name}(x)), count(*) FROM numbers")
-        if reference_rows is None:
-            reference_seconds, reference_rows = seconds, result
+    reference_seconds, reference_rows = _timed(con, f"SELECT sum({candidates[0][1]}(x)), count(*) FROM numbers")
+    for index, (label, udf_name) in enumerate(candidates):
+        if index == 0:
+            seconds, result = reference_seconds, reference_rows
+        else:
+            seconds, result = _timed(con, f"SELECT sum({udf_name}(x)), count(*) FROM numbers")
         same = "same result" if result == reference_rows else f"DIFFERENT RESULT {result} != {reference_rows}"
         speedup = reference_seconds / seconds
         print(f"  {label:<40} {seconds:7.2f} s  {rows / seconds / 1e6:6.2f} M rows/s  {speedup:5.2f}x  {same}")
@@ -241,8 +240,8 @@ def sql(
     stats: bool,
 ) -> int:
     """Run a SQL string or .sql file with the UDFs of the given modules registered."""
-    query = _read_query(query)
-    if query is None:
+    sql_text = _read_query(query)
+    if sql_text is None:
         return 2
     if output is not None and not output.lower().endswith((".csv", ".parquet", ".pq")):
         return _usage_error("sql", f"-o {output!r}: name a .csv or .parquet file")
@@ -261,7 +260,7 @@ def sql(
         # stdout: only where a person watches, never into a redirected result.
         con.execute(f"SET enable_progress_bar={'true' if sys.stdout.isatty() else 'false'}")
         names = register_modules(con, modules, backend=backend, pool=pool)
-        statements = con.extract_statements(query)
+        statements = con.extract_statements(sql_text)
         if not statements:
             return _usage_error("sql", "no SQL statement given")
         with _ctrl_c.stops(con):
@@ -380,7 +379,8 @@ def _workload_list(text: str) -> list[str]:
     known = [workload.name for workload in WORKLOADS]
     unknown = [name for name in names if name not in known]
     if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown workload {', '.join(unknown) or text!r}; choose from {', '.join(known)}")
+        named = ", ".join(unknown) or text
+        raise argparse.ArgumentTypeError(f"unknown workload {named!r}; choose from {', '.join(known)}")
     return names
 
 
@@ -412,7 +412,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--rows", type=_positive_int, default=2_000_000, metavar="N", help="rows in the table (default: %(default)s)"
     )
     demo_parser.add_argument(
-        "--threads", type=_positive_int, default=cores, metavar="N", help="DuckDB's SET threads (default: the CPU count, %(default)s)"
+        "--threads",
+        type=_positive_int,
+        default=cores,
+        metavar="N",
+        help="DuckDB's SET threads (default: the CPU count, %(default)s)",
     )
     demo_parser.set_defaults(run=lambda options: demo(options.rows, options.threads))
 
@@ -444,8 +448,12 @@ def make_parser() -> argparse.ArgumentParser:
         choices=list(BACKENDS),
         help="where the UDFs run: %(choices)s (default: %(default)s)",
     )
-    sql_parser.add_argument("--workers", type=_positive_int, metavar="N", help="pool size (default: the CPU count, %s)" % cores)
-    sql_parser.add_argument("--threads", type=_positive_int, metavar="N", help="DuckDB's SET threads (default: DuckDB's own)")
+    sql_parser.add_argument(
+        "--workers", type=_positive_int, metavar="N", help=f"pool size (default: the CPU count, {cores})"
+    )
+    sql_parser.add_argument(
+        "--threads", type=_positive_int, metavar="N", help="DuckDB's SET threads (default: DuckDB's own)"
+    )
     sql_parser.add_argument(
         "--stats", action="store_true", help="print each UDF's counters to stderr after the query"
     )
@@ -470,13 +478,21 @@ def make_parser() -> argparse.ArgumentParser:
         "--full for a committed run. Needs psutil (pip install 'duckdb-subinterp[bench]').",
     )
     bench_parser.add_argument("--full", action="store_true", help="the committed run: 2,000,000 rows, 3 repeats")
-    bench_parser.add_argument("--rows", type=_positive_int, metavar="N", help="rows per query (default: 200,000; --full: 2,000,000)")
     bench_parser.add_argument(
-        "--threads", type=_int_list, metavar="N,N,...", help=f"SET threads values, e.g. 1,2,4 (default: 1 to the CPU count, {cores})"
+        "--rows", type=_positive_int, metavar="N", help="rows per query (default: 200,000; --full: 2,000,000)"
+    )
+    bench_parser.add_argument(
+        "--threads",
+        type=_int_list,
+        metavar="N,N,...",
+        help=f"SET threads values, e.g. 1,2,4 (default: 1 to the CPU count, {cores})",
     )
     bench_parser.add_argument("--repeats", type=_positive_int, metavar="N", help="repeats of every figure (default: 3)")
     bench_parser.add_argument(
-        "--workloads", type=_workload_list, metavar="NAME,...", help=f"comma-separated subset of: {_workload_names()} (default: all)"
+        "--workloads",
+        type=_workload_list,
+        metavar="NAME,...",
+        help=f"comma-separated subset of: {_workload_names()} (default: all)",
     )
     bench_parser.add_argument("--machine", help="machine name for the report (default: the host name)")
     bench_parser.add_argument("--out", metavar="DIR", help="output directory (default: bench/out/MACHINE)")

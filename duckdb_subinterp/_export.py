@@ -58,7 +58,7 @@ def export(
 
 def exported_functions(module: ModuleType) -> list[tuple[Callable[..., Any], dict[str, Any]]]:
     """Return the functions of ``module`` marked with ``@export``, with their options."""
-    found = []
+    found: list[tuple[Callable[..., Any], dict[str, Any]]] = []
     for value in vars(module).values():
         options = getattr(value, EXPORT_ATTRIBUTE, None) if callable(value) else None
         if isinstance(options, dict) and all(value is not seen for seen, _ in found):
