@@ -8,10 +8,14 @@ Switch a UDF from DuckDB's own machinery by changing one call::
 Importing this package starts no interpreter, thread or process.
 """
 
+# The one place the version is written: pyproject.toml reads it from here.
+__version__ = "0.1.0"
+
 from duckdb_subinterp._dispatch import UdfStats
 from duckdb_subinterp._errors import (
     BackendFallbackWarning,
     BrokenPoolError,
+    CompiledPathUnavailableWarning,
     ModuleChangedWarning,
     ModuleNotIsolatedError,
     PoolTimeoutError,
@@ -32,6 +36,7 @@ __all__ = [
     "BACKENDS",
     "BackendFallbackWarning",
     "BrokenPoolError",
+    "CompiledPathUnavailableWarning",
     "InterpreterPool",
     "ModuleChangedWarning",
     "ModuleNotIsolatedError",
@@ -45,6 +50,7 @@ __all__ = [
     "UnsupportedTypeError",
     "WorkerDiedError",
     "WorkerPool",
+    "__version__",
     "create_function",
     "default_pool",
     "export",

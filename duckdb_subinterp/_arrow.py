@@ -274,7 +274,9 @@ def layout_signature(arrow_type: pa.DataType) -> str | None:
     if read_stream is None:
         _warn_reader_unavailable()
         return None
-    read = read_stream(pa.chunked_array([pa.array([], type=arrow_type)]).__arrow_c_stream__())
+    # pa.nulls, not pa.array([]): before pyarrow 26 the latter gives a dictionary type
+    # int8 indices whatever it was asked for, and no ENUM argument would match.
+    read = read_stream(pa.chunked_array([pa.nulls(0, type=arrow_type)]).__arrow_c_stream__())
     return None if read is None else read[0]
 
 

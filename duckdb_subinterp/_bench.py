@@ -15,19 +15,22 @@ One run measures, on one DuckDB connection and one table:
   arrow-UDF overhead for an identity arrow UDF;
 - start-up time and memory (USS and PSS, via psutil) per worker.
 
-Only duckdb, pyarrow, cloudpickle and psutil are required: without numpy the
-numpy workload is skipped, without matplotlib the plots, without tqdm the
-progress bar; each says so once.
+Besides the package's own dependencies only psutil is required (the
+``bench`` extra; imported when a run starts, so that the command line can say
+so): without numpy the numpy workload is skipped, without matplotlib the
+plots, without tqdm the progress bar; each says so once.
 """
 
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,10 +40,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import psutil
 import pyarrow as pa
 
-from duckdb_subinterp import examples
+from duckdb_subinterp import __version__, examples
 from duckdb_subinterp._baselines import InterpreterPoolUDF, ProcessPoolUDF, interpreter_pool_available, map_rows
 from duckdb_subinterp._registration import BACKENDS, create_function, udf_stats
 from duckdb_subinterp._subinterpreters import InterpreterPool
@@ -50,6 +52,9 @@ BATCH_ROWS = 2048
 REFERENCE = "duckdb-native"  # speed-ups are against DuckDB's own native UDF (its arrow UDF for numpy)
 ACCEPTANCE_TARGET = 1.8
 BARE_SAMPLE_ROWS = 50_000
+# Other processes using more than this share of the cores during a run make
+# its timings and memory figures noisy: the report says so.
+LOADED_SHARE = 0.1
 
 _COLUMNS = {"DOUBLE": "d", "VARCHAR": "s", "BIGINT": "n"}
 
@@ -340,8 +345,19 @@ def _bare_us_per_row(con: duckdb.DuckDBPyConnection, workload: Workload, repeats
     return statistics.median(times) / sample * 1e6
 
 
+def missing_requirement() -> str | None:
+    """Return what a run needs and lacks here (psutil), with the fix, or None."""
+    try:
+        import psutil  # noqa: F401
+    except ImportError:
+        return "needs psutil, for memory per worker: pip install 'duckdb-subinterp[bench]'"
+    return None
+
+
 def _memory() -> tuple[int, int]:
     """USS and PSS of this process and its children, in bytes (PSS is USS where the OS has none)."""
+    import psutil
+
     uss = pss = 0
     me = psutil.Process()
     for process in [me, *me.children(recursive=True)]:
@@ -409,7 +425,11 @@ def _numpy_missing() -> str | None:
 
 def run_benchmark(config: BenchConfig) -> dict[str, Any]:
     """Run every measurement of ``config`` and return the results (the JSON document)."""
+    missing = missing_requirement()
+    if missing is not None:
+        raise RuntimeError(f"duckdb-subinterp bench {missing}")
     begun = time.time()
+    other_load = _OtherLoad()
     workloads = [w for w in WORKLOADS if w.name in config.workloads]
     unknown = set(config.workloads) - {w.name for w in WORKLOADS}
     if unknown:
@@ -524,6 +544,8 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
         if c.measures_startup and c.unavailable_reason() is None
     ]
     results["machine"]["duration_seconds"] = time.time() - begun
+    results["machine"]["other_processes_cores"] = other_load.cores()
+    results["machine"]["loaded"] = results["machine"]["other_processes_cores"] > LOADED_SHARE * (os.cpu_count() or 1)
     summarize(results)
     return results
 
@@ -580,8 +602,10 @@ def _dispatch_plan(
 
 
 def describe_machine(name: str) -> dict[str, Any]:
-    """Say what the figures were taken on."""
-    versions = {}
+    """Say what the figures were taken on, and with which version of this package."""
+    import psutil
+
+    versions = {"duckdb_subinterp": __version__}
     for package in ("duckdb", "pyarrow", "numpy", "cloudpickle", "psutil"):
         try:
             versions[package] = __import__(package).__version__
@@ -596,8 +620,59 @@ def describe_machine(name: str) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "versions": versions,
+        "commit": _package_commit(),
         "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "load_average_at_start": list(os.getloadavg()),
     }
+
+
+def _package_commit() -> str | None:
+    """Return the git commit of the package's source (with "-dirty" for local changes), or None if installed."""
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=source, capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+            cwd=source, capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return commit.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
+class _OtherLoad:
+    """Measure the CPU that processes other than this one and its children use during a run."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.busy, self.own = self._cpu_seconds()
+
+    @staticmethod
+    def _cpu_seconds() -> tuple[float, float]:
+        import psutil
+
+        system = psutil.cpu_times()
+        busy = sum(system) - system.idle - getattr(system, "iowait", 0.0)
+        me = psutil.Process()
+        times = me.cpu_times()
+        own = times.user + times.system + times.children_user + times.children_system
+        for child in me.children(recursive=True):
+            try:
+                child_times = child.cpu_times()
+            except (psutil.Error, OSError):
+                continue
+            own += child_times.user + child_times.system
+        return busy, own
+
+    def cores(self) -> float:
+        """Return how many cores the other processes kept busy on average since the start."""
+        busy, own = self._cpu_seconds()
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return max(0.0, (busy - self.busy) - (own - self.own)) / elapsed
 
 
 def _cpu_model() -> str:
@@ -751,8 +826,26 @@ def markdown_report(results: dict[str, Any]) -> str:
         f"- {config['rows']:,} rows per query; SET threads in {config['threads']}; {config['repeats']} repeats, "
         "interleaved; median (min-max) shown",
         f"- Started {machine['started_at']}, took {machine.get('duration_seconds', 0) / 60:.1f} min",
-        "",
     ]
+    if "duckdb_subinterp" in versions:  # runs from before the package recorded itself lack these
+        commit = machine.get("commit")
+        lines.append(
+            f"- duckdb_subinterp {versions['duckdb_subinterp']}"
+            + (f", commit {commit}" if commit else " (installed, no git commit)")
+        )
+    if "other_processes_cores" in machine:
+        load = machine["load_average_at_start"]
+        lines.append(
+            f"- Other processes used {machine['other_processes_cores']:.2f} of {machine['cores']} cores on average "
+            f"during the run; load average at start {load[0]:.2f} (1 min), {load[1]:.2f} (5 min)"
+        )
+        if machine["loaded"]:
+            lines += [
+                "",
+                f"**Warning: the machine was busy with other work** (more than {LOADED_SHARE:.0%} of its cores): "
+                "timings and memory figures below are noisy; rerun on an idle machine before quoting them.",
+            ]
+    lines.append("")
     acceptance = results["acceptance"]
     if acceptance:
         lines += ["## Acceptance: heavy UDF, subinterpreters vs DuckDB's own create_function", ""]
@@ -786,6 +879,8 @@ def markdown_report(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
+        "Seconds: the median of the repeats, with the fastest and the slowest in brackets (the plots' error bars "
+        "span the same range). "
         "Efficiency: achieved rows/s / (threads x rows/s of the bare UDF loop in one interpreter). "
         "Workers busy: our backends' counters (`udf_stats`), time in workers / query time.",
         "",
@@ -821,9 +916,19 @@ def markdown_report(results: dict[str, Any]) -> str:
     lines += [
         "",
         "Our pools start workers one after another (the times add up); the executor workarounds start them "
-        "concurrently. Memory counts this process and its child processes (USS: memory no other process shares; "
-        "PSS: shared pages split among sharers).",
+        "concurrently. Memory is the growth of this process and its child processes from before a pool starts to "
+        "when all its workers are up, divided by the workers. USS (unique set size): memory that no other process "
+        "shares, what closing the pool would give back. PSS (proportional set size): USS plus each shared page "
+        "(libraries, copy-on-write memory) divided among the processes that share it; for interpreters, which live "
+        "in this process, the two come out the same. One measurement each, not repeated: a figure near zero or below "
+        "(memory freed meanwhile, by the garbage collector or other work) is within noise.",
     ]
+    negative = [e for e in results["startup"] if e["uss_per_worker_mib"] < 0 or e["pss_per_worker_mib"] < 0]
+    if negative:
+        lines.append(
+            "Below zero here: " + ", ".join(_label(results, e["candidate"]) for e in negative)
+            + " (not a saving: noise; see above)."
+        )
     missing = [c for c in results["candidates"] if not c["available"]]
     if missing or results["skipped"]:
         lines += ["", "## Not measured", ""]
@@ -860,15 +965,28 @@ def headline_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def project_url() -> str:
+    """Return the project's home page, as pyproject.toml's [project.urls] gives it to the installed metadata."""
+    for entry in importlib.metadata.metadata("duckdb-subinterp").get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip() == "Homepage":
+            return url.strip()
+    raise LookupError("the installed duckdb-subinterp metadata has no Homepage in Project-URL")
+
+
 def readme_section(results: dict[str, Any], results_dir: str) -> str:
-    """Render the README's benchmark block for one committed run (tests check it matches the JSON)."""
+    """Render the README's benchmark block for one committed run (tests check it matches the JSON).
+
+    Links are absolute, to the repository: the README is also the package's page on PyPI.
+    """
     machine = results["machine"]
     versions = machine["versions"]
+    tree, raw = f"{project_url()}/blob/main/{results_dir}", f"{project_url()}/raw/main/{results_dir}"
     lines = [
         f"<!-- bench:{machine['name']} -->",
         f"Machine `{machine['name']}`: {machine['cores']} cores ({machine['cpu_model']}), Python {machine['python']}, "
         f"duckdb {versions['duckdb']}, pyarrow {versions['pyarrow']}; {results['config']['repeats']} repeats, "
-        f"median shown; full tables in [{results_dir}/results.md]({results_dir}/results.md).",
+        f"median shown; full tables in [{results_dir}/results.md]({tree}/results.md).",
         "",
     ]
     for entry in results["acceptance"]:
@@ -878,7 +996,7 @@ def readme_section(results: dict[str, Any], results_dir: str) -> str:
             f"{entry['duckdb_seconds']:.2f} s (target {entry['target']}x: {_verdict(entry)})"
         )
     lines += ["", headline_table(results).replace("## Headline: ", "**") .replace(" rows\n", " rows**\n", 1), ""]
-    lines += [f"![throughput vs threads]({results_dir}/throughput_vs_threads.png)", "<!-- /bench -->"]
+    lines += [f"![throughput vs threads]({raw}/throughput_vs_threads.png)", "<!-- /bench -->"]
     return "\n".join(lines)
 
 
@@ -920,42 +1038,56 @@ def plot_throughput(results: dict[str, Any], figure: Any = None) -> Any:
         for handle, label in zip(*axes.get_legend_handles_labels()):
             legend.setdefault(label, handle)
     figure.legend(list(legend.values()), list(legend), loc="lower center", ncol=3, fontsize="small")
-    figure.suptitle(f"Throughput vs threads ({results['machine']['name']}, {results['config']['rows']:,} rows)")
+    figure.suptitle(
+        f"Throughput vs threads ({results['machine']['name']}, {results['config']['rows']:,} rows): "
+        f"median of {results['config']['repeats']} repeats, error bars from the slowest to the fastest"
+    )
     figure.tight_layout(rect=(0, 0.1, 1, 0.95))
     return figure
 
 
 def plot_speedup_vs_cost(results: dict[str, Any], figure: Any = None) -> Any:
-    """Draw the speed-up over DuckDB native against the UDF's cost per row, at the most threads.
+    """Draw the speed-up over DuckDB native per workload, the workloads ordered by their cost per row.
 
-    One line per candidate and column type (DOUBLE solid, VARCHAR dashed); the
-    numpy workload is left out: its cost is per batch, not per Python call.
+    Grouped bars, one per candidate, at the most threads; no line joins the
+    workloads, which are different UDFs. The numpy workload is left out: its
+    cost is per batch, not per Python call.
     """
     import matplotlib.pyplot as plt
 
-    figure = figure or plt.figure(figsize=(11, 4.8))
-    axes = figure.add_subplot(1, 1, 1)
     top = max(results["config"]["threads"])
-    workloads = {w["name"]: w for w in results["workloads"] if w["udf_type"] == "native"}
-    for key in _candidate_order(results):
-        for column_type, style in (("DOUBLE", "-o"), ("VARCHAR", "--s")):
-            points = sorted(
-                (workloads[s["workload"]]["bare_us_per_row"], s["speedup_vs_reference"])
-                for s in results["summary"]
-                if s["candidate"] == key
-                and s["threads"] == top
-                and s["workload"] in workloads
-                and workloads[s["workload"]]["column_type"] == column_type
-                and s["speedup_vs_reference"] is not None
-            )
-            if points:
-                label = f"{_label(results, key)}, {column_type}"
-                axes.plot([p[0] for p in points], [p[1] for p in points], style, label=label, color=_color(results, key))
-    axes.axhline(1.0, color="grey", linewidth=0.8)
-    axes.set_xscale("log")
-    axes.set_xlabel("UDF cost (us per row, bare loop in one interpreter)")
+    workloads = sorted(
+        (w for w in results["workloads"] if w["udf_type"] == "native"), key=lambda w: w["bare_us_per_row"]
+    )
+    entries = {
+        (s["workload"], s["candidate"]): s
+        for s in results["summary"]
+        if s["threads"] == top and s["speedup_vs_reference"] is not None
+    }
+    keys = [k for k in _candidate_order(results) if k != REFERENCE and any(c == k for _, c in entries)]
+    figure = figure or plt.figure(figsize=(max(8.0, 1.4 * len(workloads) + 3), 4.8))
+    axes = figure.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(keys))
+    for index, key in enumerate(keys):
+        positions, heights = [], []
+        for position, workload in enumerate(workloads):
+            entry = entries.get((workload["name"], key))
+            if entry is not None:
+                positions.append(position - 0.4 + width * (index + 0.5))
+                heights.append(entry["speedup_vs_reference"])
+        axes.bar(positions, heights, width, label=_label(results, key), color=_color(results, key))
+    axes.axhline(1.0, color="grey", linewidth=0.8, label="DuckDB create_function (native) = 1")
+    axes.set_xticks(
+        range(len(workloads)),
+        [f"{w['name']}\n{w['bare_us_per_row']:.2f} us/row" for w in workloads],
+        fontsize="small",
+        rotation=30,
+        ha="right",
+        rotation_mode="anchor",
+    )
+    axes.set_xlabel("workload, cheapest to costliest (bare loop in one interpreter, us per row)")
     axes.set_ylabel(f"speed-up vs DuckDB native (SET threads={top})")
-    axes.set_title(f"Speed-up vs UDF cost ({results['machine']['name']}, {top} threads)")
+    axes.set_title(f"Speed-up by UDF cost ({results['machine']['name']}, {top} threads, median of the repeats)")
     axes.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     return figure
@@ -978,7 +1110,7 @@ def plot_startup_memory(results: dict[str, Any], figure: Any = None) -> Any:
     right.barh([p - width / 2 for p in positions], [e["uss_per_worker_mib"] for e in entries], width, label="USS")
     right.barh([p + width / 2 for p in positions], [e["pss_per_worker_mib"] for e in entries], width, label="PSS")
     right.set_yticks(list(positions), [""] * len(entries))
-    right.set_xlabel("MiB per worker")
+    right.set_xlabel("MiB per worker (USS: unique to it; PSS: with its share of shared pages)")
     right.legend(fontsize="small")
     figure.suptitle(f"Start-up time and memory per worker ({results['machine']['name']})")
     figure.tight_layout()

@@ -7,11 +7,15 @@ that exposes this decorator and nothing that needs duckdb.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 EXPORT_ATTRIBUTE = "__duckdb_subinterp_export__"
+# create_function's keyword options that a mark can carry (a pool cannot: it
+# belongs to the process that registers, not to the module).
+OPTIONS = ("type", "null_handling", "exception_handling", "side_effects", "backend", "max_workers")
 
 
 def export(
@@ -27,8 +31,17 @@ def export(
 
     ``@export`` or ``@export(name=..., parameters=..., return_type=..., type=...,
     null_handling=...)``: the options of ``create_function``. The function is
-    returned unchanged; nothing is registered until a connection asks.
+    returned unchanged; nothing is registered until a connection asks. An
+    unknown option is a TypeError here, at import, naming the option.
     """
+    unknown = [option for option in options if option not in OPTIONS]
+    if unknown:
+        valid = ("name", "parameters", "return_type", *OPTIONS)
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(
+            f"@duckdb_subinterp.export got unknown option {unknown[0]!r}{hint} (options: {', '.join(valid)})"
+        )
 
     def mark(target: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(target):
@@ -45,7 +58,7 @@ def export(
 
 def exported_functions(module: ModuleType) -> list[tuple[Callable[..., Any], dict[str, Any]]]:
     """Return the functions of ``module`` marked with ``@export``, with their options."""
-    found = []
+    found: list[tuple[Callable[..., Any], dict[str, Any]]] = []
     for value in vars(module).values():
         options = getattr(value, EXPORT_ATTRIBUTE, None) if callable(value) else None
         if isinstance(options, dict) and all(value is not seen for seen, _ in found):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import faulthandler
+import os
 import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 # A hang dumps every thread's stack before pytest-timeout fails the test.
 faulthandler.enable()
+
+
+def pytest_report_header() -> str:
+    return f"duckdb_subinterp {duckdb_subinterp.__version__} from {Path(duckdb_subinterp.__file__).parent}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under .ci/run, refuse to test anything but the installed wheel."""
+    if os.environ.get("DUCKDB_SUBINTERP_TEST_INSTALLED") != "1":
+        return
+    package = Path(duckdb_subinterp.__file__).resolve().parent
+    site_packages = {Path(sysconfig.get_path(key)).resolve() for key in ("purelib", "platlib")}
+    if package.parent not in site_packages:
+        raise pytest.UsageError(
+            f"DUCKDB_SUBINTERP_TEST_INSTALLED=1 but duckdb_subinterp was imported from {package}, "
+            f"not from site-packages ({', '.join(map(str, sorted(site_packages)))}): run the tests outside the checkout"
+        )
 
 BACKENDS = [name for name in duckdb_subinterp.BACKENDS if name != "auto"]
 # The subinterpreters backend once more, as it runs where the C extensions

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 import textwrap
+import types
 
 import duckdb_subinterp
 
@@ -14,6 +16,7 @@ def test_exported_surface():
         "BACKENDS",
         "BackendFallbackWarning",
         "BrokenPoolError",
+        "CompiledPathUnavailableWarning",
         "InterpreterPool",
         "ModuleChangedWarning",
         "ModuleNotIsolatedError",
@@ -27,6 +30,7 @@ def test_exported_surface():
         "UnsupportedTypeError",
         "WorkerDiedError",
         "WorkerPool",
+        "__version__",
         "create_function",
         "default_pool",
         "export",
@@ -36,9 +40,23 @@ def test_exported_surface():
     ]
     for name in duckdb_subinterp.__all__:
         exported = getattr(duckdb_subinterp, name)
-        if name != "BACKENDS":
+        if name not in ("BACKENDS", "__version__"):
             assert exported.__module__.startswith("duckdb_subinterp._"), name
+    # Nothing public besides __all__ and the example modules users import by name.
+    public = {name for name in vars(duckdb_subinterp) if not name.startswith("_")}
+    modules = {name for name in public if isinstance(getattr(duckdb_subinterp, name), types.ModuleType)}
+    assert modules <= {"examples", "numpy_examples"}
+    assert public - modules == set(duckdb_subinterp.__all__) - {"__version__"}
     assert set(duckdb_subinterp.BACKENDS) >= {"inline", "subinterpreters", "processes"}
+
+
+def test_version_is_the_installed_distributions():
+    assert duckdb_subinterp.__version__ == importlib.metadata.version("duckdb-subinterp")
+
+
+def test_warnings_are_warnings():
+    assert issubclass(duckdb_subinterp.CompiledPathUnavailableWarning, RuntimeWarning)
+    assert issubclass(duckdb_subinterp.BackendFallbackWarning, UserWarning)
 
 
 def test_import_starts_no_interpreter_thread_or_process():

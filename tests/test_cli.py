@@ -1,4 +1,5 @@
-"""The command line: ``sql`` end to end with a user's module, and ``bench`` on a tiny size."""
+"""The command line: ``sql`` end to end with a user's module, ``bench`` on a tiny size, and every
+mistake a user can make answered with one line and a non-zero exit (run as a real command)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,19 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+import duckdb_subinterp
 from duckdb_subinterp._cli import main
-
-REPO = Path(__file__).resolve().parents[1]
 
 MODULE = textwrap.dedent(
     """
@@ -88,13 +90,11 @@ def test_sql_one_function_file_of_statements_and_database(user_module: str, tmp_
 
 
 def test_sql_prints_the_result_through_the_console_entry(user_module: str, tmp_path: Path):
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
         [sys.executable, "-m", "duckdb_subinterp", "sql", "SELECT shout('hey') AS s", "-m", user_module],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env=environment,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -144,6 +144,10 @@ def test_bench_quick_on_a_tiny_size_writes_json_and_markdown(tmp_path: Path, cap
     assert results["schema"] == "duckdb_subinterp.bench/1"
     assert results["machine"]["name"] == "ci" and results["machine"]["cores"] == os.cpu_count()
     assert {"python", "cpu_model", "versions"} <= results["machine"].keys()
+    # What was measured: this package's version (and commit in a checkout), and how busy the machine was.
+    assert results["machine"]["versions"]["duckdb_subinterp"] == duckdb_subinterp.__version__
+    assert "commit" in results["machine"] and len(results["machine"]["load_average_at_start"]) == 3
+    assert results["machine"]["other_processes_cores"] >= 0 and isinstance(results["machine"]["loaded"], bool)
     assert results["config"]["rows"] == 4096 and results["config"]["threads"] == [1, 2]
     assert [w["name"] for w in results["workloads"]] == ["heavy_double", "light_varchar"]
     assert all(w["bare_us_per_row"] > 0 for w in results["workloads"])
@@ -179,3 +183,161 @@ def test_sql_loads_exported_modules_on_every_backend(user_module: str, tmp_path:
         rows = list(csv.DictReader(file))
     assert len(rows) == 3000
     assert rows[12] == {"s": "A12!", "t": "24"}
+
+
+# ---------------------------------------------------------------------------
+# The command as a user runs it: a subprocess, its exit code and its output
+# ---------------------------------------------------------------------------
+
+
+def run_cli(*arguments: str, cwd: Path, **options) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "duckdb_subinterp", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        stdin=options.pop("stdin", subprocess.DEVNULL),
+        **options,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, pattern: str) -> None:
+    """Fail unless the command exited with ``code`` and said what is wrong in one line, without a traceback."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.search(pattern, last), result.stderr
+    if "usage:" not in result.stderr:  # argparse prints its usage above its one line
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stdout == ""
+
+
+USAGE_ERRORS = [
+    (["sql", "nosuch.sql"], 2, r"^duckdb-subinterp sql: no such file 'nosuch.sql'"),
+    (["sql", "SELECT 1", "--workers", "0"], 2, r"error: argument --workers: expected 1 or more, got '0'"),
+    (["sql", "SELECT 1", "--threads", "two"], 2, r"error: argument --threads: expected a whole number"),
+    (["sql", "SELECT 1", "--backend", "threads"], 2, r"argument --backend: invalid choice: 'threads'"),
+    (["sql", "SELECT 1", "-o", "out.xlsx"], 2, r"^duckdb-subinterp sql: -o 'out.xlsx': name a .csv or .parquet file$"),
+    (["sql", "SELECT 1", "--backend", "inline", "--workers", "2"], 2, r"--workers needs a pooled backend"),
+    (["sql", "SELECT 1", "-m", "./nosuch.py"], 1, r"-m ./nosuch.py: no such file './nosuch.py'"),
+    (["sql", "SELECT 1", "-m", "nosuch_module_xyz"], 1, r"no module 'nosuch_module_xyz'; run from the directory"),
+    (["demo", "--threads", "0"], 2, r"error: argument --threads: expected 1 or more, got '0'"),
+    (["demo", "--rows", "0"], 2, r"error: argument --rows: expected 1 or more, got '0'"),
+    (["bench", "--workloads", "bogus"], 2, r"argument --workloads: unknown workload 'bogus'; choose from light_double"),
+    (["bench", "--threads", "0"], 2, r"argument --threads: expected positive numbers"),
+    (["bench", "--repeats", "0"], 2, r"argument --repeats: expected 1 or more"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "code", "pattern"), USAGE_ERRORS, ids=[" ".join(a) for a, _, _ in USAGE_ERRORS])
+def test_a_mistake_gets_one_line_and_a_nonzero_exit(tmp_path: Path, arguments: list[str], code: int, pattern: str):
+    assert_one_line_error(run_cli(*arguments, cwd=tmp_path), code, pattern)
+
+
+def test_export_with_an_unknown_option_is_named_at_import(tmp_path: Path):
+    (tmp_path / "typo_udfs.py").write_text(
+        "import duckdb_subinterp\n"
+        "@duckdb_subinterp.export(typ='vectorized')\n"
+        "def f(x: int) -> int:\n"
+        "    return x\n"
+    )
+    result = run_cli("sql", "SELECT f(1)", "-m", "typo_udfs", cwd=tmp_path)
+    expected = r"importing 'typo_udfs' raised TypeError: .*unknown option 'typ'; did you mean 'type'\?"
+    assert_one_line_error(result, 1, expected)
+    with pytest.raises(TypeError, match=r"unknown option 'nul_handling'; did you mean 'null_handling'"):
+        duckdb_subinterp.export(nul_handling="special")
+
+
+@pytest.mark.parametrize("backend", ["subinterpreters", "processes"])
+def test_module_given_as_a_file_path(tmp_path: Path, backend: str):
+    udfs = tmp_path / "lib" / "path_udfs.py"
+    udfs.parent.mkdir()
+    udfs.write_text(MODULE)
+    query = "SELECT shout('hey') AS s, twice(21) AS t"
+    result = run_cli("sql", query, "-m", "./lib/path_udfs.py", "--backend", backend, "--workers", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "HEY!" in result.stdout and "42" in result.stdout
+
+
+def test_redirected_output_is_the_result_alone(tmp_path: Path):
+    # DuckDB's progress bar goes to stdout: never when stdout is a file or a pipe.
+    result = run_cli("sql", "SELECT current_setting('enable_progress_bar') AS bar, 42 AS answer", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "\r" not in result.stdout and "%" not in result.stdout
+    assert re.search(r"│\s+false\s+│\s+42\s+│", result.stdout), result.stdout
+
+
+def test_query_from_a_file_and_from_stdin(tmp_path: Path):
+    (tmp_path / "q.sql").write_text("CREATE TABLE t AS SELECT 7 AS x;\nSELECT x * 6 AS y FROM t;\n")
+    assert "42" in run_cli("sql", "q.sql", cwd=tmp_path).stdout
+    piped = run_cli("sql", "-", cwd=tmp_path, stdin=None, input="SELECT 'from stdin' AS s")
+    assert piped.returncode == 0 and "from stdin" in piped.stdout, piped.stderr
+
+
+def test_version_and_help(tmp_path: Path):
+    version = run_cli("--version", cwd=tmp_path)
+    assert version.returncode == 0
+    assert version.stdout.startswith(f"duckdb-subinterp {duckdb_subinterp.__version__} (Python ")
+    def help_text(*command: str) -> str:
+        return " ".join(run_cli(*command, "--help", cwd=tmp_path).stdout.split())  # as one line, unwrapped
+
+    sql_help = help_text("sql")
+    assert "(default: subinterpreters)" in sql_help and "inline, subinterpreters, processes, auto" in sql_help
+    demo_help = help_text("demo")
+    assert "(default: 2000000)" in demo_help
+    bench_help = help_text("bench")
+    assert "heavy_bigint" in bench_help and "(default: 3)" in bench_help
+    for text in (sql_help, demo_help, bench_help, run_cli("--help", cwd=tmp_path).stdout):
+        assert "``" not in text and ":func:" not in text  # no reST markup from docstrings
+
+
+def test_bench_without_psutil_says_what_to_install(tmp_path: Path):
+    script = (
+        "import sys; sys.modules['psutil'] = None\n"
+        "from duckdb_subinterp._cli import main\n"
+        "sys.exit(main(['bench', '--rows', '10']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert_one_line_error(result, 2, r"^duckdb-subinterp bench: needs psutil.*pip install 'duckdb-subinterp\[bench\]'")
+
+
+SLOW_MODULE = textwrap.dedent(
+    """
+    import os, time
+    import duckdb_subinterp
+
+    @duckdb_subinterp.export
+    def slow(x: int) -> int:
+        open(os.environ["STARTED_MARKER"], "a").close()
+        time.sleep(0.0005)
+        return x
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["subinterpreters", "processes", "inline"])
+def test_ctrl_c_stops_the_query_and_exits_130(tmp_path: Path, backend: str):
+    (tmp_path / "slow_udfs.py").write_text(SLOW_MODULE)
+    marker = tmp_path / "started"
+    command = [sys.executable, "-m", "duckdb_subinterp", "sql", "SELECT sum(slow(i)) FROM range(2000000) t(i)",
+               "-m", "slow_udfs", "--backend", backend, "--threads", "2"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               stdin=subprocess.DEVNULL, env={**os.environ, "STARTED_MARKER": str(marker)})
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the query never started"
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        # The batches in flight finish (about a second each), nothing more: the query runs ~500 s otherwise.
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "duckdb-subinterp sql: interrupted"
+    assert stdout == ""
