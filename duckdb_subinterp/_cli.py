@@ -338,6 +338,7 @@ def bench(options: argparse.Namespace) -> int:
         workloads=options.workloads or defaults.workloads,
         machine=options.machine or defaults.machine,
         progress=not options.no_progress,
+        small_tables=options.full or options.small_tables,
     )
     out_dir = Path(options.out or Path("bench", "out", config.machine))
     print(
@@ -496,6 +497,11 @@ def make_parser() -> argparse.ArgumentParser:
     )
     bench_parser.add_argument("--machine", help="machine name for the report (default: the host name)")
     bench_parser.add_argument("--out", metavar="DIR", help="output directory (default: bench/out/MACHINE)")
+    bench_parser.add_argument(
+        "--small-tables",
+        action="store_true",
+        help="also time a ~15 us/row UDF over 20,000 and 100,000-row tables (one row group: fan-out); on with --full",
+    )
     bench_parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench_parser.set_defaults(run=bench)
     return parser

@@ -244,14 +244,25 @@ class BatchDispatcher:
             raise UDFExecutionError(f"UDF {self.name!r}: {error}") from None
 
     def _batch(
-        self, started: float, arguments: Sequence[pa.ChunkedArray], length: int, *, slot_held: bool = False
+        self, started: float, arguments: Sequence[pa.ChunkedArray], length: int, *, worker: Worker | None = None
     ) -> Any:
-        """Run one batch on one worker (the hot path)."""
-        columns, descriptors = self._columns(arguments)
-        outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
+        """Run one batch on one worker (the hot path); on ``worker``, with its slot held, if given."""
+        try:
+            columns, descriptors = self._columns(arguments)
+            outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
+        except BaseException:
+            if worker is not None:
+                self._give_back(worker)
+            raise
         request = (self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
-        result = self._run(started, length, request, outputs, slot_held=slot_held)
+        result = self._run(started, length, request, outputs, worker=worker)
         return self._array_of(result, outputs)
+
+    def _give_back(self, worker: Worker) -> None:
+        """Check in a worker taken with a slot, unused."""
+        self.pool.checkin(worker)
+        if self._slots is not None:
+            self._slots.release()
 
     def _array_of(self, result: Any, outputs: OutputBuffers) -> Any:
         if type(result) is bytearray:
@@ -293,15 +304,25 @@ class BatchDispatcher:
             )
 
     def _run(
-        self, started: float, length: int, request: tuple[Any, ...], outputs: OutputBuffers, *, slot_held: bool = False
+        self,
+        started: float,
+        length: int,
+        request: tuple[Any, ...],
+        outputs: OutputBuffers,
+        *,
+        worker: Worker | None = None,
     ) -> Any:
-        """Run ``request`` on a worker; return (null count, child shapes), or the bytes of a pickled payload."""
+        """Run ``request`` on a worker (``worker``, with its slot held, if given).
+
+        Return (null count, child shapes), or the bytes of a pickled payload.
+        """
         # A plain try/finally: contextlib's generator costs ~8 us a batch here.
         slots = self._slots
-        if slots is not None and not slot_held:
+        if slots is not None and worker is None:
             self._take_slot()
         try:
-            worker = self._checkout()
+            if worker is None:
+                worker = self._checkout()
             leased = time.perf_counter()
             result = self._on_worker(worker, length, request, outputs)
         finally:
@@ -369,42 +390,45 @@ class BatchDispatcher:
             wanted = min(wanted, int(self._seconds_per_row * length / self._slice_seconds))
         wanted -= 1  # this thread runs one slice itself
         slots = self._slots
+        # This thread's own slot and worker first, as for any batch; the helpers' only if spare and idle.
         if slots is not None:
-            # This thread's own slot first, as for any batch; the helpers' only if spare.
             self._take_slot()
-            try:
-                wanted = min(wanted, self._spare_slots(slots, wanted))
-            except BaseException:
+        try:
+            own = self._checkout()
+        except BaseException:
+            if slots is not None:
                 slots.release()
-                raise
-        helpers = self.pool.take_idle(self.udf_id, self.name, wanted) if wanted > 0 else []
+            raise
+        try:
+            if slots is not None:
+                wanted = min(wanted, self._spare_slots(slots, wanted))
+            helpers = self.pool.take_idle(self.udf_id, self.name, wanted) if wanted > 0 else []
+        except BaseException:
+            self._give_back(own)
+            raise
         if slots is not None:
             for _ in range(wanted - len(helpers)):
                 slots.release()
         if not helpers:
-            return self._batch(started, arguments, length, slot_held=slots is not None)
+            return self._batch(started, arguments, length, worker=own)
         count = len(helpers) + 1
-        bounds = [length * index // count for index in range(count + 1)]
-        pieces = [
-            [argument.slice(bounds[index], bounds[index + 1] - bounds[index]) for argument in arguments]
-            for index in range(count)
-        ]
         futures: list[concurrent.futures.Future[Any]] = []
         try:
+            bounds = [length * index // count for index in range(count + 1)]
+            pieces = [
+                [argument.slice(bounds[index], bounds[index + 1] - bounds[index]) for argument in arguments]
+                for index in range(count)
+            ]
             executor = _fan_out_executor()
             for worker, piece in zip(helpers, pieces[1:]):
                 futures.append(executor.submit(self._slice, worker, piece))
         except BaseException:
-            for worker in helpers[len(futures) :]:  # each submitted slice gives its worker back itself
-                self.pool.checkin(worker)
-                if slots is not None:
-                    slots.release()
-            if slots is not None:
-                slots.release()  # this thread's own
+            for worker in [*helpers[len(futures) :], own]:  # each submitted slice gives its worker back itself
+                self._give_back(worker)
             raise
         results: list[Any] = []
         try:
-            results.append(self._batch(started, pieces[0], bounds[1], slot_held=slots is not None))
+            results.append(self._batch(started, pieces[0], bounds[1], worker=own))
         except BaseException as error:
             results.append(error)
         deadline = time.monotonic() + self.pool.timeout

@@ -111,9 +111,9 @@ def test_a_costly_udf_fans_out_on_its_own_and_a_cheap_one_never(one_thread, wide
     assert con.sql("SELECT sum(cheap(i)) FROM range(100000) t(i)").fetchall() == [(sum(range(1, 100001)),)]
     # The first batch teaches the dispatcher the UDF's cost; the costly one fans out after it.
     assert fanned(con, "costly") >= 3
-    # The cheap one stays below the threshold by ~7x; only a batch slowed by a busy machine twice
-    # running could cross it (see the test below for the rule itself).
-    assert fanned(con, "cheap") <= 2
+    # The cheap one stays below the threshold by ~7x; only two batches in a row slowed that much by
+    # a busy machine could cross it (the test below checks the rule itself, without timings).
+    assert fanned(con, "cheap") <= duckdb_subinterp.udf_stats(con, "cheap")["batches"] // 10
 
 
 def test_the_cost_estimate_follows_the_udf_and_ignores_one_slow_batch(con):
