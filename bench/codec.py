@@ -85,7 +85,6 @@ def main(argv: list[str] | None = None) -> None:
             f"{rate['list'] / rate['to_pylist']:>6.2f}x"
             f"{rate['encode']:>15,.0f}{rate['pa.array']:>13,.0f}{rate['encode'] / rate['pa.array']:>6.2f}x"
         )
-        del keep_alive
     print(
         "ratios: codec (decode+list(), encode) / pyarrow (to_pylist, pa.array); > 1 means the codec is faster.\n"
         "A null-free DOUBLE decodes to a zero-copy memoryview; decode+list() adds making the Python floats."
