@@ -4,7 +4,7 @@
 
 DIST_DIR holds one sdist and one wheel (``python -m build``). The wheel is
 repaired with auditwheel into WHEELHOUSE (a manylinux tag, as PyPI requires),
-then checked: both C extensions present, no RPATH or RUNPATH but $ORIGIN in
+then checked: every C extension present, no RPATH or RUNPATH but $ORIGIN in
 them, LICENSE and py.typed shipped, metadata as pyproject.toml says. The sdist
 must hold every tracked file that the tests read (tests/, notebooks/, bench/)
 so that its test suite runs from the unpacked sdist. Needs auditwheel,
@@ -26,7 +26,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTENSIONS = ("_direct", "_arrowc")
+EXTENSIONS = ("_direct", "_arrowc", "_codecc")
 SDIST_FOLDERS = ("tests", "notebooks", "bench")
 
 

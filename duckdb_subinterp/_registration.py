@@ -48,7 +48,14 @@ from duckdb_subinterp._errors import (
 from duckdb_subinterp._inline import InlinePool
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
 from duckdb_subinterp._processes import ProcessPool
-from duckdb_subinterp._runtime import UdfSpec, describe_import_refusal, is_class_udf, resolve_reference, source_digest
+from duckdb_subinterp._runtime import (
+    UdfSpec,
+    describe_import_refusal,
+    is_class_udf,
+    resolve_reference,
+    source_digest,
+    warn_if_codec_not_compiled,
+)
 from duckdb_subinterp._subinterpreters import InterpreterPool
 
 UDF_TYPES = ("native", "vectorized", "arrow")
@@ -479,6 +486,7 @@ class _PooledBackend(Backend):
                 f"load in the {self.name} backend; use backend='processes' or type='vectorized'"
             )
         pool = self._pool(pool)
+        warn_if_codec_not_compiled()
         if pool.closed:
             raise UDFRegistrationError(f"UDF {registration.name!r}: the pool {pool!r} is closed")
         spec = registration.spec()

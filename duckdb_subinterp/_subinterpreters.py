@@ -68,9 +68,9 @@ del _package, _package_dir, _sys_path, _export
 # DirectCall calls _run_batch and _copy_pending; an exception comes back as
 # (type name, message, traceback text), like the snapshot exec returns.
 _START_RUNTIME = """
-_rt = _Runtime(_status.cast("q"))
+_rt = _Runtime(_status.cast("q"), compiled=_compiled_codec)
 _run_batch, _copy_pending = _rt.run, _rt.copy_pending
-del _status
+del _status, _compiled_codec
 """
 _RUN = compile("try:\n    _rt.run(_request)\nfinally:\n    del _request\n", "<duckdb_subinterp run>", "exec")
 _COPY = compile("try:\n    _rt.copy_pending(_outputs)\nfinally:\n    del _outputs\n", "<duckdb_subinterp copy>", "exec")
@@ -79,9 +79,13 @@ _UNLOAD = compile("_rt.unload(_udf_id)\ndel _udf_id\n", "<duckdb_subinterp unloa
 
 
 class InterpreterWorker(Worker):
-    """One isolated interpreter with its own GIL and a loaded ``Runtime``."""
+    """One isolated interpreter with its own GIL and a loaded ``Runtime``.
 
-    def __init__(self, *, direct: bool = True) -> None:
+    ``compiled_codec=False`` makes its runtime use the pure-Python codec, as
+    where ``_codecc`` was not built.
+    """
+
+    def __init__(self, *, direct: bool = True, compiled_codec: bool = True) -> None:
         super().__init__()
         if _interpreters is None:  # pragma: no cover
             raise RuntimeError("per-GIL interpreters need Python 3.13 or newer")
@@ -97,7 +101,7 @@ class InterpreterWorker(Worker):
             self._exec(_BOOTSTRAP, {"_package_dir": PACKAGE_DIR, "_sys_path": tuple(sys.path)})
             # A view of the worker's status array, for the interpreter's whole
             # life; shareable now that the bootstrap imported _interpreters.
-            self._exec(_START_RUNTIME, {"_status": memoryview(self._status).cast("B")})
+            self._exec(_START_RUNTIME, {"_status": memoryview(self._status).cast("B"), "_compiled_codec": compiled_codec})
             self._direct = _direct_call(self.interpreter_id) if direct else None
         except BaseException:
             for interpreter_id in created:

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 import duckdb_subinterp
-from duckdb_subinterp import _arrow, _dispatch, _registration
+from duckdb_subinterp import _arrow, _dispatch, _registration, _subinterpreters
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -40,16 +40,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 BACKENDS = [name for name in duckdb_subinterp.BACKENDS if name != "auto"]
 # The subinterpreters backend once more, as it runs where the C extensions
 # were not built: batches enter through _interpreters.exec, arguments and
-# results go through pyarrow.
+# results go through pyarrow, and the interpreters run the pure-Python codec.
 UNCOMPILED = "subinterpreters-uncompiled"
 # The subinterpreters backend once more, with every batch of two slices or
 # more fanned out over a pool of four, whatever the UDF costs.
 FANNED_OUT = "subinterpreters-fanout"
 
 
+class UncompiledInterpreterPool(duckdb_subinterp.InterpreterPool):
+    """Interpreters entered through _interpreters.exec whose runtime uses the pure-Python codec."""
+
+    def _start_worker(self) -> _subinterpreters.InterpreterWorker:
+        return _subinterpreters.InterpreterWorker(direct=False, compiled_codec=False)
+
+
 @pytest.fixture(scope="session")
 def exec_path_pool() -> Iterator[duckdb_subinterp.InterpreterPool]:
-    with duckdb_subinterp.InterpreterPool(2, direct=False) as pool:
+    with UncompiledInterpreterPool(2) as pool:
         yield pool
 
 
