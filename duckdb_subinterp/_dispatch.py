@@ -19,7 +19,7 @@ Data flow of one batch (2048 rows), on the DuckDB thread that called the UDF::
       |  processes:       the views are copied into shared memory once,      |
       |                   the worker process is woken through a pipe         |
       v                                                                      |
-    Runtime.run() inside the worker (pure Python, _codec)                    |
+    Runtime.run() inside the worker (_codecc in C, _codec for the rest)      |
       decode_column -> the user's function (per row or per batch)            |
       -> encode_column -> written into the result buffers                    |
       |  status: null count, whether the result is pending, sizes, child     |

@@ -8,15 +8,15 @@ checked the worker out::
       argument memoryviews                          |
       --copy once--> input region (shared memory)   |
       --pipe: ("run", udf id, buffer spans) ------> views over the input region
-        [+ the fd of a new region, when replaced]   Runtime.run (_codec, or pyarrow
-                                                    for type="arrow") writes the
+        [+ the fd of a new region, when replaced]   Runtime.run (_codecc/_codec, or
+                                                    pyarrow for type="arrow") writes the
                                                     result into the output region
       <-pipe: ("ok", status slots, inputs kept) ----+
       output region --copy once--> OutputBuffers of the dispatcher
 
 Workers are started with ``subprocess`` (fork + exec of a fresh Python),
 never a bare ``fork`` of this multi-threaded process; the worker imports
-only ``_runtime`` and ``_codec`` through a bare package object (as the
+only ``_runtime`` and the codec through a bare package object (as the
 interpreters do), so it neither re-runs the user's ``__main__`` (what
 multiprocessing's spawn does) nor imports duckdb and pyarrow until an arrow
 UDF needs them: measured 0.10 s to start a worker here, against 0.43 s for

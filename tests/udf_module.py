@@ -203,3 +203,9 @@ def fail_on_1000_and_1900(x: int) -> int:
 def text_some_rows(x: int) -> int:
     """A str for a BIGINT on some rows: DuckDB casts those."""
     return str(x) if x % 1000 == 3 else x
+
+
+def codec_in_use(_: int) -> str:
+    """Name the codec of the interpreter's runtime (the subinterpreters backend keeps it in __main__._rt)."""
+    runtime = sys.modules["duckdb_subinterp._runtime"]
+    return "compiled" if sys.modules["__main__"]._rt.codec is runtime.COMPILED_CODEC else "python"
