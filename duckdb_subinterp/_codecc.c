@@ -1141,6 +1141,9 @@ call_per_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "arguments must be a list");
         return NULL;
     }
+    if (length < 0) {
+        length = 0; /* as range(length) */
+    }
     Py_ssize_t count = PyList_GET_SIZE(columns);
     Argument small_arguments[8];
     PyObject *small_row[8], *small_owned[8];

@@ -538,7 +538,8 @@ def test_call_loop_reads_every_number_memoryview_as_python_does(typecode):
     values = array(typecode, [0, 1, 100, 2] if typecode in "BHIQ" else [0, -1, 100, 2])
     column = memoryview(values)
     sliced = memoryview(values.tobytes()).cast(typecode)[1:3]
-    for argument in (column, sliced):
+    strided = column[::2]  # not contiguous: read as a sequence
+    for argument in (column, sliced, strided):
         python, compiled = call_outcomes(lambda x: x, [argument], len(argument), False)
         assert compiled == python
 
