@@ -1,7 +1,10 @@
 """Decode Arrow columns from raw buffers into Python values, and encode them back.
 
 This module runs inside per-GIL interpreters and worker processes, where
-pyarrow and numpy cannot load, so it uses the standard library only.
+pyarrow and numpy cannot load, so it uses the standard library only. The
+workers' runtime does the common cases in C (``_codecc``) where it was
+built; this module stays the definition, and does every column the C code
+hands back.
 
 A column arrives as ``(offset, validity, *buffers)``: the Arrow array's
 offset in elements, its validity bitmap (``None`` when it has no NULLs) and

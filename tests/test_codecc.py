@@ -656,6 +656,9 @@ def test_workers_use_the_compiled_codec_and_the_uncompiled_variant_does_not(smal
             duckdb_subinterp.create_function(con, "codec", udf_module.codec_in_use, ["BIGINT"], "VARCHAR", pool=pool)
             assert con.sql("SELECT DISTINCT codec(i) FROM range(10) t(i)").fetchall() == [(expected,)]
             duckdb_subinterp.remove_function(con, "codec")
+        # Worker processes run the same runtime, so the same codec.
+        duckdb_subinterp.create_function(con, "loaded", udf_module.codec_loaded, ["BIGINT"], "BOOLEAN", backend="processes")
+        assert con.sql("SELECT DISTINCT loaded(i) FROM range(10) t(i)").fetchall() == [(True,)]
     finally:
         con.close()
 

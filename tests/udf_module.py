@@ -209,3 +209,8 @@ def codec_in_use(_: int) -> str:
     """Name the codec of the interpreter's runtime (the subinterpreters backend keeps it in __main__._rt)."""
     runtime = sys.modules["duckdb_subinterp._runtime"]
     return "compiled" if sys.modules["__main__"]._rt.codec is runtime.COMPILED_CODEC else "python"
+
+
+def codec_loaded(_: int) -> bool:
+    """Tell whether this worker imported the compiled codec."""
+    return "duckdb_subinterp._codecc" in sys.modules
