@@ -666,12 +666,11 @@ encoded(Py_ssize_t null_count, const uint8_t *nulls, Py_ssize_t length, PyObject
     if (buffer_count == 2) {
         PyList_SET_ITEM(buffers, 1, second);
     }
-    return Py_BuildValue("(nNN)", null_count, validity, buffers);
+    return Py_BuildValue("(nNN)", null_count, validity, buffers); /* which releases them on failure */
 fail:
-    if (buffers == NULL) {
-        Py_XDECREF(first);
-        Py_XDECREF(second);
-    }
+    /* Before the list took its items. */
+    Py_XDECREF(first);
+    Py_XDECREF(second);
     Py_XDECREF(buffers);
     Py_XDECREF(validity);
     return NULL;
@@ -744,7 +743,9 @@ encode_number(char code, PyObject *values)
             }
             else if (PyLong_CheckExact(value)) {
                 number = PyLong_AsDouble(value);
-                if (number == -1.0 && PyErr_Occurred()) {
+                /* _codec.nan_to_none sums the results: ints that add up past a double's range raise there
+                   when a float follows. Below 2**960 each, no batch's sum comes near it. */
+                if ((number == -1.0 && PyErr_Occurred()) || fabs(number) >= 0x1p960) {
                     goto fall_back;
                 }
             }
