@@ -28,7 +28,8 @@
    PySequence_Fast_ITEMS, PyUnicode_New / PyUnicode_DATA / PyUnicode_KIND /
    PyUnicode_WRITE / PyUnicode_READ_CHAR / PyUnicode_IS_COMPACT_ASCII /
    PyUnicode_GET_LENGTH, PyBytes_AS_STRING / PyBytes_GET_SIZE,
-   PyFloat_AS_DOUBLE, Py_BEGIN_CRITICAL_SECTION. Each but the datetime API
+   PyFloat_AS_DOUBLE, Py_BEGIN_CRITICAL_SECTION, PyUnstable_Long_IsCompact /
+   PyUnstable_Long_CompactValue. Each but the datetime API
    has a limited-API function that costs a call (or a copy) per value; the
    datetime types would have to be called like Python classes.
 */
@@ -690,6 +691,21 @@ null_flags(Py_ssize_t length)
 static int
 int_in_range(PyObject *value, char code, char *out)
 {
+    long long wide;
+    if (PyUnstable_Long_IsCompact((PyLongObject *)value)) {
+        /* One digit (|value| < 2**30), read in place: the encode of a 2048-row BIGINT result
+           took ~100k instructions through PyLong_AsLongLongAndOverflow, ~35k this way. */
+        wide = PyUnstable_Long_CompactValue((PyLongObject *)value);
+        if (code == 'Q') {
+            if (wide < 0) {
+                return FALL_BACK;
+            }
+            uint64_t v = (uint64_t)wide;
+            memcpy(out, &v, 8);
+            return DONE;
+        }
+        goto store;
+    }
     if (code == 'Q') {
         unsigned long long wide = PyLong_AsUnsignedLongLong(value);
         if (wide == (unsigned long long)-1 && PyErr_Occurred()) {
@@ -700,11 +716,12 @@ int_in_range(PyObject *value, char code, char *out)
         return DONE;
     }
     int overflow;
-    long long wide = PyLong_AsLongLongAndOverflow(value, &overflow);
+    wide = PyLong_AsLongLongAndOverflow(value, &overflow);
     if (overflow || (wide == -1 && PyErr_Occurred())) {
         PyErr_Clear();
         return FALL_BACK;
     }
+store:
     switch (code) {
     case 'b': if (wide < INT8_MIN || wide > INT8_MAX) return FALL_BACK; { int8_t v = (int8_t)wide; memcpy(out, &v, 1); } break;
     case 'h': if (wide < INT16_MIN || wide > INT16_MAX) return FALL_BACK; { int16_t v = (int16_t)wide; memcpy(out, &v, 2); } break;
