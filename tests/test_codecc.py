@@ -39,7 +39,9 @@ from duckdb_subinterp._codec import decode_column, encode_column
 from duckdb_subinterp._errors import CompiledPathUnavailableWarning
 from duckdb_subinterp._runtime import (
     COMPILED_CODEC,
+    FIELD_SEPARATOR,
     PYTHON_CODEC,
+    BatchStopped,
     LoadedUdf,
     UdfRaised,
     UdfResultInvalid,
@@ -477,6 +479,12 @@ def interrupt_on_two(x: Any) -> Any:
     return x
 
 
+def stop_on_two(x: Any) -> Any:
+    if x == 2:
+        raise BatchStopped
+    return x
+
+
 def none_on_two(*row: Any) -> Any:
     return None if 2 in row else len(row)
 
@@ -489,7 +497,7 @@ def call_outcomes(respond: Any, arguments: list[Any], length: int, skip_nulls: b
         udf = _udf(recorder, arguments=max(1, len(arguments)), **options)
         try:
             result: Any = ("returned", typed(loop(udf, [list(column) if isinstance(column, list) else column for column in arguments], length, skip_nulls)))
-        except BaseException as error:  # KeyboardInterrupt must come out of both alike
+        except BaseException as error:  # BatchStopped must come out of both alike
             result = ("raised", type(error), str(error))
         results.append((recorder.calls, result))
     return results[0], results[1]
@@ -506,8 +514,13 @@ CALL_CASES = {
     "an exception fails the batch": (fail_on_three, [[1, 2, 3, 4]], 4, False, {}),
     "an exception after a None": (lambda x: fail_on_three(x) if x != 1 else None, [[1, 2, 3]], 3, False, {}),
     "an exception is NULL with return_null": (fail_on_three, [[1, 3, None, 4]], 4, True, {"errors_to_null": True}),
-    "KeyboardInterrupt goes through": (interrupt_on_two, [[1, 2, 3]], 3, False, {}),
-    "KeyboardInterrupt goes through return_null": (interrupt_on_two, [[1, 2, 3]], 3, False, {"errors_to_null": True}),
+    # As in DuckDB, KeyboardInterrupt and SystemExit raised by a UDF are its errors.
+    "KeyboardInterrupt is the UDF's error": (interrupt_on_two, [[1, 2, 3]], 3, False, {}),
+    "KeyboardInterrupt is NULL with return_null": (interrupt_on_two, [[1, 2, 3]], 3, False, {"errors_to_null": True}),
+    "SystemExit is NULL with return_null": (lambda x: sys.exit(x), [[1, 2]], 2, False, {"errors_to_null": True}),
+    # The runtime's own stop goes through, whatever the handling.
+    "BatchStopped goes through": (stop_on_two, [[1, 2, 3]], 3, False, {}),
+    "BatchStopped goes through return_null": (stop_on_two, [[1, 2, 3]], 3, False, {"errors_to_null": True}),
     "no arguments": (lambda: 7, [], 4, False, {}),
     "no arguments, return_null": (lambda: 1 // 0, [], 2, False, {"errors_to_null": True}),
     "ten columns": (lambda *row: sum(row), [[1, 2]] * 5 + [MEMORY] * 5, 2, False, {}),
@@ -554,7 +567,8 @@ def test_udf_exception_text_is_the_same_traceback():
             loop(udf, [[1, 2, 3]], 3, False)
         messages.append(str(raised.value))
     assert messages[0] == messages[1]
-    assert "raised ValueError: three is right out: 3" in messages[1] and "in fail_on_three" in messages[1]
+    kind, message, frames = messages[1].split(FIELD_SEPARATOR)
+    assert (kind, message) == ("ValueError", "three is right out: 3") and "in fail_on_three" in frames
     assert "_runtime.py" not in messages[1]
 
 
@@ -619,7 +633,7 @@ def test_loads_in_isolated_interpreters_each_with_its_own_module():
         values = _codecc.decode_column(("date32",), 3, (0, None, memoryview(bytes([1, 0, 0, 0]) * 3)))
         assert values == [datetime.date(1970, 1, 2)] * 3, values
         assert _codecc.encode_column(("utf8", "i"), ["é", None])[0] == 1
-        assert _codecc.call_per_row(len, [["ab", "c"]], 2, False, False, True) == ([2, 1], -1)
+        assert _codecc.call_per_row(len, [["ab", "c"]], 2, False, False, True, (Exception,)) == ([2, 1], -1)
         '''
         import duckdb_subinterp, os
         package_dir = os.path.dirname(duckdb_subinterp.__file__)
