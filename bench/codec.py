@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=200, help="calls per timed run")
     options = parser.parse_args(argv)
     con = duckdb.connect()
-    print(f"rows/s per {BATCH}-row batch, best of {options.repeats} x {options.batches} calls; Python {sys.version.split()[0]}")
+    python = sys.version.split()[0]
+    print(f"rows/s per {BATCH}-row batch, best of {options.repeats} x {options.batches} calls; Python {python}")
     codecs = {"Python": PYTHON_CODEC}
     if COMPILED_CODEC is None:
         print("the compiled codec (duckdb_subinterp._codecc) is not built: its columns are left out")

@@ -215,7 +215,9 @@ class LoadedUdf:
 
     __slots__ = ("argument_typecodes", "call", "function", "result_typecode", "spec")
 
-    def __init__(self, spec: UdfSpec, function: Callable[..., Any], per_row: Callable[..., list[Any]] | None = None) -> None:
+    def __init__(
+        self, spec: UdfSpec, function: Callable[..., Any], per_row: Callable[..., list[Any]] | None = None
+    ) -> None:
         self.spec = spec
         self.function = function
         self.call = (per_row or call_per_row) if spec.kind == "native" else call_per_batch

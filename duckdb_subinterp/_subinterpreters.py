@@ -101,7 +101,9 @@ class InterpreterWorker(Worker):
             self._exec(_BOOTSTRAP, {"_package_dir": PACKAGE_DIR, "_sys_path": tuple(sys.path)})
             # A view of the worker's status array, for the interpreter's whole
             # life; shareable now that the bootstrap imported _interpreters.
-            self._exec(_START_RUNTIME, {"_status": memoryview(self._status).cast("B"), "_compiled_codec": compiled_codec})
+            self._exec(
+                _START_RUNTIME, {"_status": memoryview(self._status).cast("B"), "_compiled_codec": compiled_codec}
+            )
             self._direct = _direct_call(self.interpreter_id) if direct else None
         except BaseException:
             for interpreter_id in created:
