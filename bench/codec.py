@@ -14,6 +14,7 @@ buffers) is shown next to ``pyarrow.array``.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -25,8 +26,8 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from duckdb_subinterp._arrow import arrow_type_of, column_buffers, descriptor_for  # noqa: E402
-from duckdb_subinterp._codec import decode_column, encode_column  # noqa: E402
-from duckdb_subinterp._runtime import COMPILED_CODEC, PYTHON_CODEC  # noqa: E402
+from duckdb_subinterp._codec import encode_column  # noqa: E402
+from duckdb_subinterp._runtime import COMPILED_CODEC, PYTHON_CODEC, Codec  # noqa: E402
 
 BATCH = 2048
 CASES = {
@@ -46,6 +47,11 @@ def best_seconds(function: Callable[[], object], batches: int, repeats: int) -> 
             function()
         best = min(best, (time.perf_counter() - started) / batches)
     return best
+
+
+def decoded_list(codec: Codec, descriptor: tuple[object, ...], buffers: tuple[object, ...]) -> list[object]:
+    """Decode one batch into a list, as a worker hands it to a UDF."""
+    return list(codec.decode(descriptor, BATCH, buffers))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,12 +93,11 @@ def main(argv: list[str] | None = None) -> None:
         timings: dict[str, list[float]] = {}
         for _ in range(options.repeats):
             for codec_name, codec in codecs.items():
-                decode, encode = codec.decode, codec.encode
                 timings.setdefault(f"{codec_name} decode", []).append(
-                    best_seconds(lambda: list(decode(descriptor, BATCH, buffers)), options.batches, 1)
+                    best_seconds(functools.partial(decoded_list, codec, descriptor, buffers), options.batches, 1)
                 )
                 timings.setdefault(f"{codec_name} encode", []).append(
-                    best_seconds(lambda: encode(descriptor, values), options.batches, 1)
+                    best_seconds(functools.partial(codec.encode, descriptor, values), options.batches, 1)
                 )
             timings.setdefault("to_pylist", []).append(best_seconds(array.to_pylist, options.batches, 1))
             timings.setdefault("pa.array", []).append(

@@ -597,7 +597,7 @@ def test_null_result_error_names_the_row():
 
 
 def test_nothing_leaks_over_many_calls():
-    texts = pa.array(["row %d é" % i if i % 5 else None for i in range(2048)])
+    texts = pa.array([f"row {i} é" if i % 5 else None for i in range(2048)])
     text_column, text_kind = column_of(texts, "VARCHAR"), descriptor("VARCHAR")
     numbers = pa.array([i if i % 7 else None for i in range(2048)], pa.int64())
     number_column, number_kind = column_of(numbers, "BIGINT"), descriptor("BIGINT")
@@ -610,7 +610,7 @@ def test_nothing_leaks_over_many_calls():
         for _ in range(20):
             decoded = _codecc.decode_column(text_kind, 2048, text_column)
             _codecc.encode_column(text_kind, decoded)
-            _codecc.encode_column(text_kind, decoded + [1])  # handed back half-way
+            _codecc.encode_column(text_kind, [*decoded, 1])  # handed back half-way
             numbers_ = _codecc.decode_column(number_kind, 2048, number_column)
             _codecc.encode_column(number_kind, numbers_)
             call_per_row_compiled(udf, [numbers_], 2048, True)
