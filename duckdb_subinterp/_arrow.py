@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from duckdb_subinterp._codec import MAX_BATCH_BYTES, Descriptor
 from duckdb_subinterp._errors import CompiledPathUnavailableWarning
-from duckdb_subinterp._runtime import SIZES_SLOT, STATUS_SLOTS
+from duckdb_subinterp._runtime import LAYOUT_SLOTS, SIZES_SLOT
 
 _NUMBER_TYPECODES = {
     "tinyint": "b",
@@ -484,9 +484,9 @@ class ResultLayout:
         self._boolean = pa.types.is_boolean(self.arrow_type)
         # status: root null count, pending flag, every buffer's size, then (length, null count) per child node.
         self.status_slots = SIZES_SLOT + self.buffer_count + 2 * (len(self.nodes) - 1)
-        if self.status_slots > STATUS_SLOTS:
+        if self.status_slots > LAYOUT_SLOTS:
             raise UnsupportedType(
-                f"type {sql_name} has {len(self.nodes)} nested columns, more than the {STATUS_SLOTS} status slots "
+                f"type {sql_name} has {len(self.nodes)} nested columns, more than the {LAYOUT_SLOTS} status slots "
                 "of a worker can describe; return fewer fields"
             )
 

@@ -315,10 +315,16 @@ def _print_stats(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
         except KeyError:
             print(f"{name}: runs on DuckDB's own UDF machinery (backend=inline): no counters", file=sys.stderr)
             continue
+        calls = ""
+        if "calls" in counters:  # an async UDF
+            calls = (
+                f", {counters['calls']:,} calls, {counters['retries']:,} retries, {counters['timeouts']:,} timeouts, "
+                f"peak concurrency {counters['peak_concurrency']}"
+            )
         print(
             f"{name}: {counters['batches']:,} batches, {counters['rows']:,} rows, "
             f"{counters['worker_seconds']:.3f} s in workers, {counters['wait_seconds']:.3f} s waiting for a worker, "
-            f"{counters['elapsed_seconds']:.3f} s elapsed, parallelism {counters['parallelism']:.2f}",
+            f"{counters['elapsed_seconds']:.3f} s elapsed, parallelism {counters['parallelism']:.2f}{calls}",
             file=sys.stderr,
         )
 

@@ -71,7 +71,14 @@ from duckdb_subinterp._errors import (
     UnsupportedTypeError,
 )
 from duckdb_subinterp._pool import Worker, WorkerFailure, WorkerPool, wait_bound
-from duckdb_subinterp._runtime import MODE_BUFFERS, MODE_PICKLED, PENDING_PICKLED, SIZES_SLOT
+from duckdb_subinterp._runtime import (
+    COUNTERS_SLOT,
+    MODE_BUFFERS,
+    MODE_PICKLED,
+    PENDING_PICKLED,
+    SIZES_SLOT,
+    STATUS_SLOTS,
+)
 
 # Variable-width results start with this much room per row; then the
 # largest size seen, plus a quarter, so a second copy is rare.
@@ -107,14 +114,18 @@ os.register_at_fork(after_in_child=_forget_executor_in_child)
 
 
 class UdfStats:
-    """Counters of one registered UDF, updated by every batch."""
+    """Counters of one registered UDF, updated by every batch.
+
+    An async UDF also counts its calls (retries included), retries,
+    timeouts, and the most calls one worker had in flight at once.
+    """
 
     __slots__ = (
-        "__weakref__", "_first", "_last", "_lock", "batches", "fanned_batches", "rows", "slices", "wait_seconds",
-        "worker_seconds",
+        "__weakref__", "_first", "_last", "_lock", "asynchronous", "batches", "calls", "fanned_batches",
+        "peak_concurrency", "retries", "rows", "slices", "timeouts", "wait_seconds", "worker_seconds",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, asynchronous: bool = False) -> None:
         self._lock = threading.Lock()
         self.batches = 0
         self.rows = 0
@@ -124,6 +135,8 @@ class UdfStats:
         self.worker_seconds = 0.0
         self._first: float | None = None
         self._last = 0.0
+        self.asynchronous = asynchronous
+        self.calls = self.retries = self.timeouts = self.peak_concurrency = 0
 
     def record(self, rows: int, started: float, leased: float, finished: float) -> None:
         """Add one batch (or a fanned-out batch's own slice): when it started, got a worker and finished."""
@@ -150,11 +163,19 @@ class UdfStats:
         with self._lock:
             self.fanned_batches += 1
 
+    def record_calls(self, calls: int, retries: int, timeouts: int, peak_concurrency: int) -> None:
+        """Add one async batch's counters (the worker's status slots from COUNTERS_SLOT on)."""
+        with self._lock:
+            self.calls += calls
+            self.retries += retries
+            self.timeouts += timeouts
+            self.peak_concurrency = max(self.peak_concurrency, peak_concurrency)
+
     def as_dict(self) -> dict[str, float]:
         """Return the counters, plus the effective parallelism (worker time / elapsed time)."""
         with self._lock:
             elapsed = self._last - self._first if self._first is not None else 0.0
-            return {
+            counters = {
                 "batches": self.batches,
                 "rows": self.rows,
                 "slices": self.slices,
@@ -164,6 +185,12 @@ class UdfStats:
                 "elapsed_seconds": elapsed,
                 "parallelism": self.worker_seconds / elapsed if elapsed > 0 else 0.0,
             }
+            if self.asynchronous:
+                counters.update(
+                    calls=self.calls, retries=self.retries, timeouts=self.timeouts,
+                    peak_concurrency=self.peak_concurrency,
+                )
+            return counters
 
 
 class BatchDispatcher:
@@ -185,6 +212,7 @@ class BatchDispatcher:
         *,
         kind: str = "native",
         max_workers: int | None = None,
+        asynchronous: bool = False,
     ) -> None:
         self.name = name
         self.udf_id = udf_id
@@ -193,7 +221,8 @@ class BatchDispatcher:
         self.return_type = result_layout.arrow_type
         self.duckdb_return_type = return_type
         self.kind = kind
-        self.stats = UdfStats()
+        self.asynchronous = asynchronous  # an async def UDF: its batches report call counters
+        self.stats = UdfStats(asynchronous=asynchronous)
         # max_workers caps this UDF's batches in flight across all DuckDB
         # threads and connections, whatever the pool's size.
         self.max_workers = max_workers
@@ -348,6 +377,8 @@ class BatchDispatcher:
             # The status lives in the worker: read it before checkin.
             status = worker.run(request)
             null_count, pending = status[0], status[1]
+            if self.asynchronous:
+                self.stats.record_calls(*status[COUNTERS_SLOT:STATUS_SLOTS])
             if pending == PENDING_PICKLED:
                 payload = bytearray(status[SIZES_SLOT])
                 worker.copy_pending((memoryview(payload),))

@@ -8,6 +8,7 @@ import hashlib
 import inspect
 import io
 import itertools
+import math
 import os
 import sys
 import sysconfig
@@ -61,6 +62,14 @@ from duckdb_subinterp._subinterpreters import InterpreterPool
 UDF_TYPES = ("native", "vectorized", "arrow")
 NULL_HANDLING = ("default", "special")
 EXCEPTION_HANDLING = ("default", "return_null")
+# The options of async def UDFs, and their defaults (create_function's signature says the same).
+ASYNC_DEFAULTS: dict[str, Any] = {
+    "max_concurrency": 32,
+    "retries": 0,
+    "retry_backoff": 0.1,
+    "retry_on": Exception,
+    "timeout": None,
+}
 
 _udf_ids = itertools.count(1)
 
@@ -216,6 +225,15 @@ def _module_source(function: Any, reference: str) -> tuple[str, str, str, str, b
     return (module_name, filename, source, source_digest(source), is_package)
 
 
+def _is_user_module(name: str) -> bool:
+    """Tell whether module ``name`` is the user's own .py file (not __main__, the standard library or a package)."""
+    filename = getattr(sys.modules.get(name), "__file__", None)
+    if name == "__main__" or not isinstance(filename, str) or not filename.endswith(".py"):
+        return False
+    resolved = str(Path(filename).resolve())
+    return not resolved.startswith(_INSTALLED_PREFIXES) and not resolved.startswith(_PACKAGE_DIR)
+
+
 def _code_objects(target: Any) -> list[types.CodeType]:
     """Return the code objects a UDF runs: a function's, or the methods of a class (or of an instance's class)."""
     if isinstance(target, types.FunctionType):
@@ -264,6 +282,7 @@ class Registration:
     side_effects: bool
     max_workers: int | None = None  # batches of this UDF at once, across DuckDB threads
     module_source: tuple[str, str, str, str, bool] | None = None
+    asynchronous: tuple[Any, ...] | None = None  # an async def UDF's _async.AsyncOptions, as a plain tuple
 
     @property
     def typed_per_batch(self) -> bool:
@@ -287,6 +306,7 @@ class Registration:
             varargs=self.typed_per_batch,
             module_source=self.module_source,
             path=tuple(sys.path),
+            asynchronous=self.asynchronous,
         )
 
     def _descriptor(self, duckdb_type: DuckDBPyType, what: str) -> tuple[Any, ...]:
@@ -508,6 +528,7 @@ class _PooledBackend(Backend):
             registration.return_type,
             kind=registration.type,
             max_workers=registration.max_workers,
+            asynchronous=registration.asynchronous is not None,
         )
         weakref.finalize(dispatcher, pool.unregister, udf_id)
         dispatcher.__signature__ = _signature_for_duckdb(registration)
@@ -569,6 +590,88 @@ class _PooledBackend(Backend):
             raise UDFRegistrationError(f"UDF {name!r}: cannot load the function in a worker:\n{failure.text}") from None
 
 
+def _is_coroutine_udf(function: Any) -> bool:
+    """Tell whether calling ``function`` gives a coroutine: an async def, or a class or instance whose call is one."""
+    if is_class_udf(function):
+        return inspect.iscoroutinefunction(function.__call__)
+    if inspect.iscoroutinefunction(function):  # also a functools.partial or bound method of one
+        return True
+    if isinstance(function, (types.FunctionType, types.MethodType, types.BuiltinFunctionType, type)):
+        return False
+    return inspect.iscoroutinefunction(getattr(type(function), "__call__", None))
+
+
+def _async_options(registration: Registration, options: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Validate the async options of create_function; return the spec's AsyncOptions tuple, None for a plain UDF."""
+    name, function = registration.name, registration.function
+    target = function.__call__ if is_class_udf(function) or not inspect.isroutine(function) else function
+    if inspect.isasyncgenfunction(target):
+        raise UDFRegistrationError(
+            f"UDF {name!r}: {function!r} is an async generator (it yields many values); a UDF returns one value "
+            "per row: make it an async def that returns"
+        )
+    if not _is_coroutine_udf(function):
+        changed = [f"{option}={value!r}" for option, value in options.items() if value != ASYNC_DEFAULTS[option]]
+        if changed:
+            raise UDFRegistrationError(
+                f"UDF {name!r}: {', '.join(changed)}: these options apply to async def UDFs only, and {function!r} "
+                "is a plain function; make it async def (its calls then run concurrently), or leave them out"
+            )
+        return None
+    max_concurrency, retries, backoff, retry_on, timeout = (options[key] for key in ASYNC_DEFAULTS)
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if not isinstance(max_concurrency, int) or isinstance(max_concurrency, bool) or max_concurrency < 1:
+        raise UDFRegistrationError(
+            f"UDF {name!r}: max_concurrency must be a positive int (calls in flight at once per worker), "
+            f"got {max_concurrency!r}"
+        )
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise UDFRegistrationError(f"UDF {name!r}: retries must be an int >= 0, got {retries!r}")
+    if not number(backoff) or backoff < 0:
+        raise UDFRegistrationError(
+            f"UDF {name!r}: retry_backoff must be a number of seconds >= 0 (before the first retry), got {backoff!r}"
+        )
+    if timeout is not None and (not number(timeout) or timeout <= 0):
+        raise UDFRegistrationError(
+            f"UDF {name!r}: timeout must be a positive number of seconds per call, or None, got {timeout!r}"
+        )
+    types_given = tuple(retry_on) if isinstance(retry_on, (tuple, list)) else (retry_on,)
+    for error_type in types_given:
+        if not (isinstance(error_type, type) and issubclass(error_type, Exception)):
+            raise UDFRegistrationError(
+                f"UDF {name!r}: retry_on must be an Exception subclass or a tuple of them, got {retry_on!r}"
+            )
+    if not types_given:
+        raise UDFRegistrationError(f"UDF {name!r}: retry_on is empty; leave retries=0 instead")
+    shipped = tuple(_shipped_type(error_type, registration) for error_type in types_given)
+    return (max_concurrency, retries, float(backoff), shipped, None if timeout is None else float(timeout))
+
+
+def _shipped_type(error_type: type, registration: Registration) -> str | bytes:
+    """Ship a ``retry_on`` type as the UDF goes: by reference if it is, and if importing gives the type back.
+
+    A UDF shipped by value carries its own module's classes by value too;
+    cloudpickle gives a worker one class for both pickles, so the type the
+    function raises is the one retry_on names.
+    """
+    if isinstance(registration.shipped, str):
+        reference = _reference_of(error_type)
+        if reference is not None:
+            return reference
+    own = getattr(registration.function, "__module__", None)
+    module = error_type.__module__ if error_type.__module__ == own and _is_user_module(own) else None
+    try:
+        return _pickled(error_type, module=module)
+    except Exception as error:
+        raise UDFRegistrationError(
+            f"UDF {registration.name!r}: retry_on type {error_type!r} is not importable by name and cannot be "
+            f"shipped by value: {error!r}; define it in a module"
+        ) from None
+
+
 def _signature_for_duckdb(registration: Registration) -> inspect.Signature:
     """Return the signature DuckDB reads from the dispatcher: the function's parameters, typed as resolved."""
     parameters = []
@@ -596,9 +699,17 @@ class InlineBackend(_PooledBackend):
     def register(
         self, con: duckdb.DuckDBPyConnection, registration: Registration, pool: WorkerPool | None
     ) -> BatchDispatcher | None:
-        if registration.type == "vectorized":
+        asynchronous = registration.asynchronous is not None
+        if registration.type == "vectorized" or (asynchronous and registration.type == "native"):
+            # DuckDB calls a native UDF once per row: an async one goes
+            # through the Runtime instead, so a batch's rows are awaited together.
             return super().register(con, registration, pool)
         function = registration.function() if is_class_udf(registration.function) else registration.function
+        if asynchronous:  # an arrow UDF: awaited once per batch, on this interpreter's event loop
+            from duckdb_subinterp._async import AsyncUdf
+
+            function = AsyncUdf.load(function, registration.asynchronous)
+            function.__signature__ = _signature_for_duckdb(registration)
         _duckdb_register(
             con,
             registration,
@@ -761,6 +872,11 @@ def create_function(
     backend: str = "subinterpreters",
     pool: WorkerPool | None = None,
     max_workers: int | None = None,
+    max_concurrency: int = 32,
+    retries: int = 0,
+    retry_backoff: float = 0.1,
+    retry_on: type[Exception] | tuple[type[Exception], ...] = Exception,
+    timeout: float | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Register ``function`` as a scalar UDF of ``con``, run on ``backend``.
 
@@ -771,6 +887,13 @@ def create_function(
     all DuckDB threads). ``type`` is "native" (one call per row),
     "vectorized" (one call per batch with one sequence per argument) or
     "arrow" (pyarrow arrays; not on subinterpreters).
+
+    An ``async def`` function (or a class whose ``__call__`` is one) has
+    its rows awaited concurrently on each worker's event loop, at most
+    ``max_concurrency`` at once per worker; a call that raises one of
+    ``retry_on`` is retried up to ``retries`` times, after
+    ``retry_backoff`` seconds doubled each time (with jitter); a call
+    longer than ``timeout`` seconds raises TimeoutError (a failure too).
     """
     if not isinstance(con, duckdb.DuckDBPyConnection):
         raise UDFRegistrationError(f"con must be a duckdb.DuckDBPyConnection, got {con!r}")
@@ -790,7 +913,13 @@ def create_function(
             f"UDF {name!r}: max_workers must be a positive int (or None for no cap), got {max_workers!r}"
         )
     registration = _validate(name, function, parameters, return_type, type, null_handling, exception_handling, side_effects)
-    registration = replace(registration, max_workers=max_workers)
+    options = {
+        "max_concurrency": max_concurrency, "retries": retries, "retry_backoff": retry_backoff, "retry_on": retry_on,
+        "timeout": timeout,
+    }
+    registration = replace(
+        registration, max_workers=max_workers, asynchronous=_async_options(registration, options)
+    )
     dispatcher = backend_type().register(con, registration, pool)
     if dispatcher is not None:
         udfs = _udfs_of(con)

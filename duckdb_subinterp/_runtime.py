@@ -51,9 +51,12 @@ except ImportError:  # not built: no C compiler at install time
 # bytes needed by every output buffer (node by node, depth first, validity
 # first in each); then length and null count of every child node of a nested
 # result. 256 slots describe a STRUCT of ~60 VARCHAR fields; registration
-# refuses types that need more.
+# refuses types that need more (LAYOUT_SLOTS). After them, an async UDF's
+# counters of the batch: calls, retries, timeouts, peak concurrency.
 SIZES_SLOT = 2
-STATUS_SLOTS = 256
+LAYOUT_SLOTS = 256
+COUNTERS_SLOT = LAYOUT_SLOTS
+STATUS_SLOTS = COUNTERS_SLOT + 4
 
 # status[1]: what the caller does before reading the result.
 PENDING_NONE = 0  # written into the outputs
@@ -84,6 +87,8 @@ class UdfSpec(NamedTuple):
     # UDF's own module as the main interpreter registered it; None to import by name.
     module_source: tuple[str, str, str, str, bool] | None = None
     path: tuple[str, ...] = ()  # the main interpreter's sys.path at registration
+    # An async def UDF's _async.AsyncOptions as a plain tuple; None for a plain function.
+    asynchronous: tuple[Any, ...] | None = None
 
 
 class UdfRaised(Exception):
@@ -116,8 +121,12 @@ def is_class_udf(target: Any) -> bool:
     return isinstance(target, type) and any("__call__" in vars(klass) for klass in target.__mro__[:-1])
 
 
-def load_function(spec: UdfSpec) -> Callable[..., Any]:
-    """Return the callable a spec names, instantiating a class UDF once for this worker."""
+def load_function(spec: UdfSpec, status: Any = None) -> Callable[..., Any]:
+    """Return the callable a spec names, instantiating a class UDF once for this worker.
+
+    An async UDF comes back wrapped (``_async.AsyncUdf``): called like a plain
+    one, its awaits run on this worker's event loop; its counters go to ``status``.
+    """
     if spec.path:
         sys.path[:] = spec.path
     function = spec.function
@@ -132,6 +141,10 @@ def load_function(spec: UdfSpec) -> Callable[..., Any]:
     if is_class_udf(target):
         # A class UDF keeps per-worker state: __init__ runs once here.
         target = target()
+    if spec.asynchronous is not None:
+        from duckdb_subinterp._async import AsyncUdf  # asyncio is imported only where an async UDF runs
+
+        target = AsyncUdf.load(target, spec.asynchronous, status)
     return target
 
 
@@ -177,10 +190,13 @@ def source_digest(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+_OWN_MODULES = (__name__, "duckdb_subinterp._async")
+
+
 def _user_frames(error: BaseException) -> str:
     """Return the traceback of ``error`` with the runtime's own frames left out."""
     tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") in _OWN_MODULES:
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(error), error, tb)).rstrip()
 
@@ -230,6 +246,9 @@ class LoadedUdf:
             # Only batches whose descriptors are the registered ones (no ANY argument) take this path.
             self.argument_typecodes = [descriptor[1] for descriptor in spec.arg_descriptors]
             self.result_typecode = spec.return_descriptor[1]
+        if spec.asynchronous is not None and spec.kind == "native":
+            # The rows of a batch are awaited concurrently (function is an _async.AsyncUdf).
+            self.call = function.call_rows
 
 
 class Runtime:
@@ -252,7 +271,7 @@ class Runtime:
         """Import (or unpickle) the UDF's function and keep it under ``udf_id``."""
         spec = UdfSpec(*spec)
         try:
-            function = load_function(spec)
+            function = load_function(spec, self.status)
         except UDF_ERRORS as error:
             raise UdfLoadFailed(_user_traceback(error)) from None
         self.udfs[udf_id] = LoadedUdf(spec, function, self.codec.call_per_row)
