@@ -143,6 +143,17 @@ async def fetch(url: str) -> str:
     return await http_get(url)
 
 
+_client: KeepAliveClient | None = None  # this worker's, made on first use
+
+
+async def fetch_kept(url: str) -> str:
+    """``fetch`` over connections kept open between calls and batches (a client in a module global)."""
+    global _client
+    if _client is None:
+        _client = KeepAliveClient()
+    return await _client.get(url)
+
+
 def fetch_sync(url: str) -> str:
     """The same GET, blocking (urllib): what a UDF for DuckDB's own ``create_function`` does today."""
     with urllib.request.urlopen(url, timeout=60) as response:
