@@ -35,7 +35,10 @@ back pickled instead (status: PENDING_PICKLED) and DuckDB converts it
 arrow UDF's result that is not an array of the return type goes back to
 DuckDB as it is. ANY parameters are planned per batch from the Arrow type
 each batch carries. A native UDF without parameters is registered with
-DuckDB as a native UDF: ``call_row`` runs one row a call.
+DuckDB as a native UDF: ``call_row`` runs one row a call. An ``async def``
+UDF's calls are awaited inside the worker, on its event loop
+(``duckdb_subinterp._async``); the batch's call counters come back in the
+status slots after the layout's (``COUNTERS_SLOT``).
 """
 
 from __future__ import annotations

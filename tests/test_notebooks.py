@@ -77,6 +77,9 @@ def test_quickstart_runs(kernel_environment: str, monkeypatch: pytest.MonkeyPatc
     assert len(sums) == 1, text
     assert re.search(r"word_score +[\d,]+ batches .* parallelism \d+\.\d\d", text), text
     assert "{'" not in text  # formatted for a reader, not a dict's repr
+    # The async section: the same answers as DuckDB's own UDF, with the retries counted.
+    assert "async UDF (subinterpreters)" in text and "same results: True" in text
+    assert re.search(r"geocode: [\d,]+ calls, [1-9][\d,]* retries", text), text
 
 
 def test_benchmark_notebook_draws_a_fresh_run(kernel_environment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
