@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import duckdb  # noqa: E402
+import duckdb
 
-import duckdb_subinterp  # noqa: E402
-from duckdb_subinterp.async_examples import SlowServer, fetch, fetch_kept, fetch_sync  # noqa: E402
+import duckdb_subinterp
+from duckdb_subinterp.async_examples import SlowServer, fetch, fetch_kept, fetch_sync
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         con = duckdb.connect()
         con.execute(f"SET threads={options.threads}")
         con.execute(
-            f"CREATE TABLE places AS SELECT i, '{server.base}/geocode?q=place' || i AS url FROM range({options.rows}) t(i)"
+            f"CREATE TABLE places AS SELECT i, '{server.base}/geocode?q=place' || i AS url "
+            f"FROM range({options.rows}) t(i)"
         )
         print(
             f"{options.rows:,} rows, one HTTP GET each to a local server answering after {options.delay * 1000:g} ms, "

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import pickle
 import random
 import threading
@@ -98,6 +99,13 @@ class _Failure:
         self.error: BaseException | None = error
         self.attempts = attempts
 
+    def take(self) -> BaseException:
+        """Return the exception, no longer held here (see the note on reference cycles below)."""
+        error, self.error = self.error, None
+        if error is None:
+            raise RuntimeError("a failed call's exception was taken twice")
+        return error
+
 
 # Reference cycles: an exception kept after its except block holds its
 # traceback's frames, and through their f_back every caller frame of the
@@ -113,6 +121,9 @@ class AsyncUdf:
     ``status`` is the worker's status array: each batch's counters go to
     ``COUNTERS_SLOT`` on, for the main side (None where nobody reads them).
     """
+
+    # Set on the instance where DuckDB itself calls it (backend="inline", type="arrow").
+    __signature__: Any = None
 
     def __init__(
         self,
@@ -147,16 +158,16 @@ class AsyncUdf:
             self._report(counters)
         if type(outcome) is not _Failure:
             return outcome
-        error, outcome.error = outcome.error, None
+        error = outcome.take()
         try:
             raise error
         finally:
-            error = None  # not kept by this frame, which the traceback holds
+            del error  # not kept by this frame, which the traceback holds
 
     def call_rows(self, udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, skip_nulls: bool) -> list[Any]:
         """Await a native UDF's rows concurrently, with ``call_per_row``'s NULL and exception semantics."""
         spec = udf.spec
-        rows: Sequence[tuple[Any, ...]] = list(zip(*arguments)) if arguments else [()] * length
+        rows: Sequence[tuple[Any, ...]] = list(zip(*arguments, strict=True)) if arguments else [()] * length
         todo = [index for index, row in enumerate(rows) if not (skip_nulls and None in row)]
         results: list[Any] = [None] * length
         failures: list[tuple[int, str]] = []
@@ -215,7 +226,8 @@ class AsyncUdf:
             try:
                 return await self._call_once(arguments, counters)
             except asyncio.CancelledError as error:
-                if asyncio.current_task().cancelling():  # the batch is being stopped: so is this call
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():  # the batch is being stopped: so is this call
                     raise
                 return _Failure(error, attempt + 1)  # the function itself raised it: its failure
             except UDF_ERRORS as error:
@@ -246,7 +258,10 @@ class AsyncUdf:
             cause = error.__cause__
             if cause is not None and cause.__traceback__ is not None:
                 cause.__traceback__ = cause.__traceback__.tb_next  # this frame
-            raise TimeoutError(f"the call did not finish within timeout={self.timeout:g} s") from cause
+            try:
+                raise TimeoutError(f"the call did not finish within timeout={self.timeout:g} s") from cause
+            finally:
+                del cause  # not kept by this frame, which the traceback holds
 
     def _report(self, counters: _Counters) -> None:
         status = self.status
@@ -259,8 +274,7 @@ class AsyncUdf:
 
 def _row_failure_text(failure: _Failure, index: int, row: tuple[Any, ...]) -> str:
     """Return the UdfRaised text of a row that failed for good (the exception is let go): it names the row."""
-    error, failure.error = failure.error, None
-    type_name, message, frames = _raised(error).args[0].split(FIELD_SEPARATOR, 2)
+    type_name, message, frames = _raised(failure.take()).args[0].split(FIELD_SEPARATOR, 2)
     attempts = f", {failure.attempts} calls" if failure.attempts > 1 else ""
     where = f"row {index} of the batch, arguments {_short_repr(row)}{attempts}"
     return FIELD_SEPARATOR.join((type_name, f"{message} ({where})" if message else f"({where})", frames))
@@ -396,10 +410,8 @@ def _settle(loop: asyncio.AbstractEventLoop) -> bool:
             # keeps (a CancelledError too, with the frames it unwound), and
             # asyncio does not log "exception was never retrieved".
             if task.done():
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     task.exception()
-                except asyncio.CancelledError:
-                    pass
     return all(task.done() for task in tasks)
 
 

@@ -598,7 +598,7 @@ def _is_coroutine_udf(function: Any) -> bool:
         return True
     if isinstance(function, (types.FunctionType, types.MethodType, types.BuiltinFunctionType, type)):
         return False
-    return inspect.iscoroutinefunction(getattr(type(function), "__call__", None))
+    return inspect.iscoroutinefunction(type(function).__call__)
 
 
 def _async_options(registration: Registration, options: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -699,16 +699,16 @@ class InlineBackend(_PooledBackend):
     def register(
         self, con: duckdb.DuckDBPyConnection, registration: Registration, pool: WorkerPool | None
     ) -> BatchDispatcher | None:
-        asynchronous = registration.asynchronous is not None
-        if registration.type == "vectorized" or (asynchronous and registration.type == "native"):
+        options = registration.asynchronous
+        if registration.type == "vectorized" or (options is not None and registration.type == "native"):
             # DuckDB calls a native UDF once per row: an async one goes
             # through the Runtime instead, so a batch's rows are awaited together.
             return super().register(con, registration, pool)
         function = registration.function() if is_class_udf(registration.function) else registration.function
-        if asynchronous:  # an arrow UDF: awaited once per batch, on this interpreter's event loop
+        if options is not None:  # an arrow UDF: awaited once per batch, on this interpreter's event loop
             from duckdb_subinterp._async import AsyncUdf
 
-            function = AsyncUdf.load(function, registration.asynchronous)
+            function = AsyncUdf.load(function, options)
             function.__signature__ = _signature_for_duckdb(registration)
         _duckdb_register(
             con,

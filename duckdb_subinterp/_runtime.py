@@ -248,7 +248,7 @@ class LoadedUdf:
             self.result_typecode = spec.return_descriptor[1]
         if spec.asynchronous is not None and spec.kind == "native":
             # The rows of a batch are awaited concurrently (function is an _async.AsyncUdf).
-            self.call = function.call_rows
+            self.call = function.call_rows  # type: ignore[attr-defined]
 
 
 class Runtime:

@@ -13,6 +13,7 @@ Nth request with a 503, and exits by itself after ``max_seconds`` or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -157,7 +158,8 @@ async def fetch_kept(url: str) -> str:
 def fetch_sync(url: str) -> str:
     """The same GET, blocking (urllib): what a UDF for DuckDB's own ``create_function`` does today."""
     with urllib.request.urlopen(url, timeout=60) as response:
-        return response.read().decode("utf-8")
+        body: bytes = response.read()
+    return body.decode("utf-8")
 
 
 class Geocoder:
@@ -208,9 +210,11 @@ class SlowServer:
             stdin=subprocess.DEVNULL,
             text=True,
         )
+        output = self.process.stdout
+        assert output is not None  # stdout=PIPE
         try:
-            ready, _, _ = select.select([self.process.stdout], [], [], self.START_TIMEOUT)
-            line = self.process.stdout.readline() if ready else ""
+            ready, _, _ = select.select([output], [], [], self.START_TIMEOUT)
+            line = output.readline() if ready else ""
             if not line.startswith("PORT "):
                 raise RuntimeError(f"the slow server did not start within {self.START_TIMEOUT:g} s: {line!r}")
         except BaseException:
@@ -226,7 +230,8 @@ class SlowServer:
 
     def _control(self, path: str) -> dict[str, Any]:
         with urllib.request.urlopen(self.base + path, timeout=10) as response:
-            return json.loads(response.read())
+            answer: dict[str, Any] = json.loads(response.read())
+        return answer
 
     def stats(self) -> dict[str, Any]:
         """Return the counters since the last ``configure``."""
@@ -339,10 +344,8 @@ async def _serve(delay: float, max_seconds: float, max_requests: int) -> None:
     server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), max_seconds)
-        except TimeoutError:
-            pass
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:

@@ -99,3 +99,26 @@ async def pid_of_worker(x: int) -> int:
 
 
 __all__ = ["HttpError"]
+
+
+_calls: dict[int, int] = {}
+
+
+async def mixed(x: int) -> int:
+    """Fails for 3, fails once for 5, times out for 7 (under a short timeout), returns x otherwise."""
+    _calls[x] = _calls.get(x, 0) + 1
+    await asyncio.sleep(0.001)
+    if x == 3:
+        raise ValueError("no threes")
+    if x == 5 and _calls[x] == 1:
+        raise ConnectionError("flaky")
+    if x == 7:
+        await asyncio.sleep(10)
+    return x
+
+
+async def mixed_batch(xs):
+    await asyncio.sleep(0.001)
+    if 3 in xs:
+        raise ValueError("no threes")
+    return list(xs)

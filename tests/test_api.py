@@ -45,7 +45,7 @@ def test_exported_surface():
     # Nothing public besides __all__ and the example modules users import by name.
     public = {name for name in vars(duckdb_subinterp) if not name.startswith("_")}
     modules = {name for name in public if isinstance(getattr(duckdb_subinterp, name), types.ModuleType)}
-    assert modules <= {"examples", "numpy_examples"}
+    assert modules <= {"examples", "numpy_examples", "async_examples"}
     assert public - modules == set(duckdb_subinterp.__all__) - {"__version__"}
     assert set(duckdb_subinterp.BACKENDS) >= {"inline", "subinterpreters", "processes"}
 

@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -473,6 +474,45 @@ def test_ctrl_c_in_the_main_thread_cancels_an_inline_batch():
     assert "raised" in result.stdout and "tasks left 0" in result.stdout, result.stdout + result.stderr
     seconds = float(re.search(r"after ([\d.]+) s", result.stdout).group(1))
     assert seconds < 5  # the calls would take 30 s
+
+
+@pytest.mark.parametrize(
+    ("kind", "values", "options"),
+    [
+        ("native", [1, 2, 4], {}),
+        ("native", [1, 2, 3, 4, 6], {}),  # a row fails
+        ("native", [7, 7, 3, 1], {"timeout": 5}),  # a row fails while others wait: they are cancelled
+        ("native", [5, 1], {"retries": 2}),
+        ("native", [7, 1], {"timeout": 0.05, "retries": 1}),
+        ("native", [1, 3, 4], {"errors_to_null": True}),
+        ("vectorized", [1, 2], {}),
+        ("vectorized", [1, 3], {}),
+    ],
+)
+def test_a_batch_lets_go_of_its_buffers_without_the_cyclic_gc(kind: str, values: list[int], options: dict):
+    """A failure kept in a reference cycle would hold the batch's buffers (shared memory, on processes)."""
+    function = async_udfs.mixed if kind == "native" else async_udfs.mixed_batch
+    asynchronous = (4, options.get("retries", 0), 0.0, ("builtins:Exception",), options.get("timeout"))
+    spec = _runtime.UdfSpec(
+        "mixed", "async_udfs:" + function.__name__, kind, (("number", "q"),), ("number", "q"), "BIGINT",
+        True, options.get("errors_to_null", False), False, asynchronous=asynchronous,
+    )
+    runtime = _runtime.Runtime([0] * _runtime.STATUS_SLOTS)
+    runtime.load(1, tuple(spec))
+    gc.collect()
+    gc.disable()
+    try:
+        data = bytearray(memoryview(array("q", values)).cast("B"))
+        outputs = (memoryview(bytearray(8)), memoryview(bytearray(8 * len(values))))
+        try:
+            runtime.run((1, len(values), ((0, None, memoryview(data)),), outputs, None, _runtime.MODE_BUFFERS))
+        except _runtime.UdfRaised:
+            pass
+        data.extend(b"0" * 8)  # a BufferError if a view of it is still held
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+        _async.close_loop()
 
 
 # ---------------------------------------------------------------------------
