@@ -431,6 +431,32 @@ def test_closed_pool_leaves_nothing(
     assert child_processes() == children
 
 
+def test_closing_a_process_pool_stops_its_async_batch(con: duckdb.DuckDBPyConnection, server: SlowServer):
+    children = child_processes()
+    pool = duckdb_subinterp.ProcessPool(1)
+    duckdb_subinterp.create_function(con, "get_url", fetch, backend="processes", pool=pool)
+    server.configure(delay=30.0)
+    outcome: dict = {}
+
+    def query() -> None:
+        try:
+            con.sql(f"SELECT count(get_url('{server.base}/geocode?q=' || i)) FROM range(64) t(i)").fetchall()
+        except duckdb.Error as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=query)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while server.stats()["requests"] < 32 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    closing = time.monotonic()
+    pool.close()
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - closing < 5  # not the 30 s the calls would take
+    assert "its pool was closed" in str(outcome["error"])
+    assert child_processes() == children
+
+
 def child_processes() -> set[str]:
     listed = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True, text=True, check=False)
     return set(listed.stdout.split())
