@@ -271,7 +271,7 @@ class Registration:
 
     name: str
     function: Any
-    shipped: str | bytes
+    shipped: Any  # "module:qualname" or pickled bytes; the inline backend gives its Runtime the function itself
     parameters: list[DuckDBPyType | None]  # None: DuckDB's ANY, typed by each call site
     explicit_parameters: bool  # the caller passed parameters=[...] (DuckDB then reads no annotation)
     return_type: DuckDBPyType
@@ -703,7 +703,10 @@ class InlineBackend(_PooledBackend):
         if registration.type == "vectorized" or (options is not None and registration.type == "native"):
             # DuckDB calls a native UDF once per row: an async one goes
             # through the Runtime instead, so a batch's rows are awaited together.
-            return super().register(con, registration, pool)
+            # The Runtime runs in this interpreter: it gets the function object
+            # itself, as DuckDB would, never a copy or a re-run of its module.
+            inline = replace(registration, shipped=registration.function, module_source=None)
+            return super().register(con, inline, pool)
         function = registration.function() if is_class_udf(registration.function) else registration.function
         if options is not None:  # an arrow UDF: awaited once per batch, on this interpreter's event loop
             from duckdb_subinterp._async import AsyncUdf

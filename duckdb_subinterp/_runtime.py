@@ -75,7 +75,7 @@ class UdfSpec(NamedTuple):
     """Everything a worker needs to run one UDF; made of shareable values only."""
 
     name: str
-    function: str | bytes  # "module:qualname", or the function pickled by value
+    function: Any  # "module:qualname", the function pickled by value, or (inline only) the function itself
     kind: str  # "native" (one call per row) or "vectorized" (one call per batch)
     arg_descriptors: tuple[Descriptor, ...]
     return_descriptor: Descriptor
@@ -132,6 +132,8 @@ def load_function(spec: UdfSpec, status: Any = None) -> Callable[..., Any]:
     function = spec.function
     if isinstance(function, bytes):
         target = pickle.loads(function)
+    elif not isinstance(function, str):
+        target = function  # the inline backend's: the function object itself, in its own interpreter
     elif spec.module_source is not None:
         target = _pinned_module(*spec.module_source)
         for attribute in function.partition(":")[2].split("."):

@@ -532,3 +532,16 @@ def test_a_helper_module_deleted_after_registration_fails_naming_the_udf_and_mod
     assert "UDFRegistrationError: UDF 'f': a worker cannot load it" in message
     assert f"No module named '{name}_helper'" in message
     assert "WorkerFailure" not in message
+
+
+def test_inline_batches_call_the_function_object_itself(con, module_dir):
+    import importlib
+
+    directory, name = module_dir
+    _write(directory, name, "CALLS = []\n\ndef f(xs):\n    CALLS.append(len(xs))\n    return list(xs)\n")
+    module = importlib.import_module(name)
+    duckdb_subinterp.create_function(con, "f", module.f, ["BIGINT"], "BIGINT", type="vectorized", backend="inline")
+    assert con.sql("SELECT sum(f(i)) FROM range(3000) t(i)").fetchall() == [(sum(range(3000)),)]
+    # The same module object, its state changed here, as DuckDB's own UDF would change it.
+    assert sys.modules[name] is module
+    assert sum(module.CALLS) == 3000
