@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from duckdb_subinterp._dispatch import UdfStats
 from duckdb_subinterp._errors import (
     BackendFallbackWarning,
+    BackendUnavailableError,
     BrokenPoolError,
     CompiledPathUnavailableWarning,
     ModuleChangedWarning,
@@ -29,12 +30,14 @@ from duckdb_subinterp._errors import (
 from duckdb_subinterp._export import export
 from duckdb_subinterp._pool import WorkerPool
 from duckdb_subinterp._processes import ProcessPool
+from duckdb_subinterp._ray import RayPool
 from duckdb_subinterp._registration import BACKENDS, create_function, default_pool, remove_function, udf, udf_stats
 from duckdb_subinterp._subinterpreters import InterpreterPool
 
 __all__ = [
     "BACKENDS",
     "BackendFallbackWarning",
+    "BackendUnavailableError",
     "BrokenPoolError",
     "CompiledPathUnavailableWarning",
     "InterpreterPool",
@@ -42,6 +45,7 @@ __all__ = [
     "ModuleNotIsolatedError",
     "PoolTimeoutError",
     "ProcessPool",
+    "RayPool",
     "UDFError",
     "UDFExecutionError",
     "UDFRegistrationError",

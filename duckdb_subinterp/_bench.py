@@ -292,7 +292,12 @@ class InterpreterPoolWorkaround(ExecutorWorkaround):
 
 def candidates() -> list[Candidate]:
     """Every candidate, pooled backends taken from ``BACKENDS`` as they are registered."""
-    pooled = [PooledBackend(name) for name, backend in BACKENDS.items() if backend.pool_type is not None]
+    # A backend that needs a cluster (ray) is left out: its pool needs a connection the user makes.
+    pooled = [
+        PooledBackend(name)
+        for name, backend in BACKENDS.items()
+        if backend.pool_type is not None and not backend.needs_cluster
+    ]
     return [DuckDBNative(), DuckDBArrow(), *pooled, ProcessPoolWorkaround(), InterpreterPoolWorkaround()]
 
 

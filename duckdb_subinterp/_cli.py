@@ -111,6 +111,8 @@ def demo(rows: int, threads: int) -> int:
     for backend in BACKENDS:
         if BACKENDS[backend].pool_type is None:  # inline is the reference above; auto picks one of the others
             continue
+        if BACKENDS[backend].needs_cluster:  # runs where the user connected it, not on this machine's own pool
+            continue
         pool = default_pool(backend)
         started = time.perf_counter()
         create_function(con, f"udf_{backend}", function, backend=backend)

@@ -34,6 +34,10 @@ class NotCallableError(UDFRegistrationError, TypeError):
     """``function`` is neither a callable nor a ``"module:qualname"`` string (a TypeError, as in DuckDB)."""
 
 
+class BackendUnavailableError(UDFRegistrationError):
+    """The chosen backend cannot run here: its package is not installed, or its cluster is not connected."""
+
+
 class UDFExecutionError(UDFError):
     """The user's function raised; the message carries its type, message and traceback.
 

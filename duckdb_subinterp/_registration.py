@@ -49,6 +49,7 @@ from duckdb_subinterp._errors import (
 from duckdb_subinterp._inline import InlinePool
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
 from duckdb_subinterp._processes import ProcessPool
+from duckdb_subinterp._ray import RayPool
 from duckdb_subinterp._runtime import (
     UdfSpec,
     describe_import_refusal,
@@ -458,6 +459,9 @@ class Backend:
     name: ClassVar[str]
     accepts_arrow_udfs: ClassVar[bool] = False
     pool_type: ClassVar[type[WorkerPool] | None] = None
+    # Its pool needs a connection the user makes (ray.init()): the demo and
+    # the benchmark, which make their own pools, leave it out.
+    needs_cluster: ClassVar[bool] = False
 
     def register(
         self, con: duckdb.DuckDBPyConnection, registration: Registration, pool: WorkerPool | None
@@ -739,6 +743,15 @@ class ProcessBackend(_PooledBackend):
     accepts_arrow_udfs = True
 
 
+class RayBackend(_PooledBackend):
+    """Actors of a Ray cluster: batches go out as packed buffers, any package loads there, arrow UDFs included."""
+
+    name = "ray"
+    pool_type = RayPool
+    accepts_arrow_udfs = True
+    needs_cluster = True
+
+
 class AutoBackend(Backend):
     """Per-GIL interpreters when the UDF loads in one, else worker processes (with one warning)."""
 
@@ -783,6 +796,7 @@ BACKENDS: dict[str, type[Backend]] = {
     InlineBackend.name: InlineBackend,
     SubinterpreterBackend.name: SubinterpreterBackend,
     ProcessBackend.name: ProcessBackend,
+    RayBackend.name: RayBackend,
     AutoBackend.name: AutoBackend,
 }
 
@@ -884,7 +898,7 @@ def create_function(
     """Register ``function`` as a scalar UDF of ``con``, run on ``backend``.
 
     The same arguments as ``DuckDBPyConnection.create_function``, plus
-    ``backend`` ("subinterpreters", "processes", "auto", "inline"),
+    ``backend`` ("subinterpreters", "processes", "ray", "auto", "inline"),
     ``pool`` (defaults to a shared pool of the backend) and
     ``max_workers`` (at most that many batches of this UDF at once, across
     all DuckDB threads). ``type`` is "native" (one call per row),

@@ -15,6 +15,7 @@ def test_exported_surface():
     assert sorted(duckdb_subinterp.__all__) == [
         "BACKENDS",
         "BackendFallbackWarning",
+        "BackendUnavailableError",
         "BrokenPoolError",
         "CompiledPathUnavailableWarning",
         "InterpreterPool",
@@ -22,6 +23,7 @@ def test_exported_surface():
         "ModuleNotIsolatedError",
         "PoolTimeoutError",
         "ProcessPool",
+        "RayPool",
         "UDFError",
         "UDFExecutionError",
         "UDFRegistrationError",
@@ -47,7 +49,7 @@ def test_exported_surface():
     modules = {name for name in public if isinstance(getattr(duckdb_subinterp, name), types.ModuleType)}
     assert modules <= {"examples", "numpy_examples", "async_examples"}
     assert public - modules == set(duckdb_subinterp.__all__) - {"__version__"}
-    assert set(duckdb_subinterp.BACKENDS) >= {"inline", "subinterpreters", "processes"}
+    assert set(duckdb_subinterp.BACKENDS) >= {"inline", "subinterpreters", "processes", "ray"}
 
 
 def test_version_is_the_installed_distributions():
