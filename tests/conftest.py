@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import select
+import subprocess
 import sys
 import sysconfig
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ import pytest
 
 import duckdb_subinterp
 from duckdb_subinterp import _arrow, _dispatch, _registration, _subinterpreters
+from duckdb_subinterp._ray import INSTALL_COMMAND
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -66,12 +69,74 @@ def fan_out_pool() -> Iterator[duckdb_subinterp.InterpreterPool]:
         yield pool
 
 
+RAY_MISSING = f"backend='ray' needs ray, which is not installed: {INSTALL_COMMAND}"
+
+
+# The cluster runs in a child Python, which the tests connect to: CPython 3.13.0
+# aborts a child that subprocess starts with preexec_fn (as ray.init() starts
+# its local cluster) while the parent has a per-GIL interpreter, and the
+# session's pools have some by then.
+_RAY_CLUSTER_HOST = """
+import sys, ray
+ray.init(num_cpus=2, object_store_memory=200 * 1024**2, include_dashboard=False, log_to_driver=False,
+         _node_ip_address="127.0.0.1")
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()  # until the tests close it, or their process ends
+ray.shutdown()
+"""
+RAY_START_TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A local Ray cluster for one test module: 2 CPUs, a 200 MiB object store, no dashboard.
+
+    Per module, not per session: the cluster's processes and this process's
+    Ray threads are there only while ray tests run (~3-6 s to start here).
+    """
+    pytest.importorskip("ray", reason=RAY_MISSING)
+    import ray
+
+    log = tmp_path_factory.mktemp("ray") / "cluster.log"
+    # Ray reads RAY_AUTH_MODE once, at import: the cluster gets this process's
+    # mode (token authentication off when unset, so only the loopback address
+    # the cluster listens on reaches it).
+    environment = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+    environment.pop("RAY_ADDRESS", None)
+    with open(log, "w") as stderr:
+        host = subprocess.Popen([sys.executable, "-c", _RAY_CLUSTER_HOST], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=environment)
+    try:
+        ready, _, _ = select.select([host.stdout], [], [], RAY_START_TIMEOUT)
+        address = host.stdout.readline().strip() if ready else ""
+        assert address, f"the Ray cluster did not start within {RAY_START_TIMEOUT} s:\n{log.read_text()[-4000:]}"
+        ray.init(address=address, log_to_driver=False)
+        try:
+            yield ray
+        finally:
+            # The default pool's actors die with the cluster; a later cluster gets a new pool.
+            pool = _registration._default_pools.pop("ray", None)
+            if pool is not None:
+                pool.close()
+            ray.shutdown()
+    finally:
+        host.stdin.close()
+        try:
+            host.wait(RAY_START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            host.kill()
+            host.wait(RAY_START_TIMEOUT)
+        host.stdout.close()
+
+
 @pytest.fixture(params=[*BACKENDS, UNCOMPILED, FANNED_OUT])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == FANNED_OUT:
         monkeypatch.setitem(_registration._default_pools, "subinterpreters", request.getfixturevalue("fan_out_pool"))
         monkeypatch.setattr(_dispatch.BatchDispatcher, "fan_out_work_ratio", 0)
         return "subinterpreters"
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
     if request.param != UNCOMPILED:
         return request.param
     pool = request.getfixturevalue("exec_path_pool")
