@@ -11,7 +11,8 @@ worker out::
       --pack_batch: copied once into one message:
         a pickled header (udf id, length, column
         layout with spans for the views, output
-        capacities), then every buffer, aligned
+        capacities, descriptors, mode), then
+        every buffer, aligned
       --actor.run.remote(message) ------------------>  views over the message
                                                        ProcessRuntime.run (_codec, or
                                                        pyarrow for type="arrow") into
@@ -19,7 +20,8 @@ worker out::
                                                        too big for them is copied into
                                                        buffers of its size at once
       <-- ray.get(ref, timeout): one bytes object: the status slots, then
-          the used bytes of every result buffer ----------------------------+
+          the used bytes of every result buffer (or the pickled result
+          the main side converts, as from the other workers) ---------------+
       --copy once--> OutputBuffers of the dispatcher
 
 Ray sends a bytes-like argument as it is; under ~100 KB (its inline limit)
@@ -47,6 +49,7 @@ from __future__ import annotations
 import functools
 import os
 import pickle
+import signal
 import struct
 import sys
 import traceback
@@ -57,7 +60,7 @@ from typing import Any, NamedTuple
 from duckdb_subinterp._errors import BackendUnavailableError, BrokenPoolError, PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._processes import _DOING, ProcessRuntime, _align, _layout, _Packer, _unpack_column
-from duckdb_subinterp._runtime import SIZES_SLOT, STATUS_SLOTS
+from duckdb_subinterp._runtime import PENDING_NONE, PENDING_PICKLED, SIZES_SLOT, STATUS_SLOTS
 
 START_TIMEOUT = 120.0  # placing an actor may wait for a node with free CPUs
 DEFAULT_MAX_RETRIES = 2
@@ -133,6 +136,29 @@ class RayRuntimeActor:
         _extend_path(driver_path)
         self._status = array("q", bytes(8 * STATUS_SLOTS))
         self.runtime = ProcessRuntime(memoryview(self._status))
+        self._terminated = False
+        self._watch_sigterm()
+
+    def _watch_sigterm(self) -> None:
+        """Note a SIGTERM before Ray's handler raises SystemExit, which would reach the UDF as its own exception.
+
+        Ray ends a worker with SIGTERM at ray.shutdown() or when its node
+        goes away; the batch running then answers "terminated", not the
+        UDF's SystemExit.
+        """
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def terminated(number: int, frame: Any) -> None:
+            self._terminated = True
+            if callable(previous):
+                previous(number, frame)
+            else:
+                raise SystemExit(128 + number)
+
+        try:
+            signal.signal(signal.SIGTERM, terminated)
+        except ValueError:  # not the main thread: Ray's own handler stays
+            pass
 
     def hello(self) -> tuple[str, str, int, str]:
         import ray
@@ -147,20 +173,22 @@ class RayRuntimeActor:
 
     def run(self, message: bytes) -> bytes | tuple[Any, ...]:
         """Run the batch a ``pack_batch`` message holds; answer its status slots and result bytes, back to back."""
-        udf_id, length, layout, capacities, payload = unpack_batch(message)
+        udf_id, length, layout, capacities, descriptors, mode, payload = unpack_batch(message)
         if udf_id not in self.runtime.udfs:
             return ("unloaded",)  # Ray restarted this actor: the caller loads the UDFs again
         columns = [_unpack_column(column, payload) for column in layout]
         outputs = _regions(capacities)
-        answer = _answer(self.runtime.run, (udf_id, length, columns, outputs))
+        answer = _answer(self.runtime.run, (udf_id, length, columns, outputs, descriptors, mode))
+        if self._terminated:
+            return "terminated", "was terminated (SIGTERM) while running a batch: Ray is stopping it"
         if answer[0] != "ok":
             return answer
         status = self._status
-        sizes = status[SIZES_SLOT : SIZES_SLOT + len(capacities)]
-        if status[1]:
-            # Too big for the caller's buffers: copied now into buffers of its
-            # size, and returned with the pending flag still set, so the
-            # dispatcher grows its buffers and copy_pending needs no round trip.
+        sizes = result_sizes(status, len(capacities))
+        if status[1] != PENDING_NONE:
+            # Too big for the caller's buffers, or pickled: copied now into
+            # buffers of its size and returned with the pending flag still
+            # set, so the dispatcher's copy_pending needs no round trip.
             outputs = _regions(sizes)
             answer = _answer(self.runtime.copy_pending, outputs)
             if answer[0] != "ok":
@@ -168,7 +196,14 @@ class RayRuntimeActor:
         return b"".join([status, *(output[:size] for output, size in zip(outputs, sizes))])
 
 
-def pack_batch(udf_id: int, length: int, columns: Sequence[tuple[Any, ...]], capacities: Sequence[int]) -> bytearray:
+def result_sizes(status: Sequence[int], buffer_count: int) -> Sequence[int]:
+    """Return the sizes of a batch's result buffers, by the status: one pickled payload, or the encoded buffers."""
+    if status[1] == PENDING_PICKLED:
+        return status[SIZES_SLOT : SIZES_SLOT + 1]
+    return status[SIZES_SLOT : SIZES_SLOT + buffer_count]
+
+
+def pack_batch(request: tuple[Any, ...], capacities: Sequence[int]) -> bytearray:
     """Return one message holding a batch: a header (pickled), then every column buffer, aligned.
 
     One bytes-like argument: Ray sends it as it is, where five arguments
@@ -176,9 +211,10 @@ def pack_batch(udf_id: int, length: int, columns: Sequence[tuple[Any, ...]], cap
     serialized on its own (measured ad hoc on this 2-core machine, ~1.0 vs
     ~1.3 ms a round trip with 16 KB of data).
     """
+    udf_id, length, columns, descriptors, mode = request
     packer = _Packer()
     layout = [packer.pack(column) for column in columns]
-    header = pickle.dumps((udf_id, length, layout, list(capacities)), protocol=pickle.HIGHEST_PROTOCOL)
+    header = pickle.dumps((udf_id, length, layout, list(capacities), descriptors, mode), pickle.HIGHEST_PROTOCOL)
     start = _align(_LENGTH.size + len(header))
     message = bytearray(start + packer.size)
     _LENGTH.pack_into(message, 0, len(header))
@@ -187,12 +223,12 @@ def pack_batch(udf_id: int, length: int, columns: Sequence[tuple[Any, ...]], cap
     return message
 
 
-def unpack_batch(message: bytes) -> tuple[int, int, list[tuple[Any, ...]], list[int], memoryview]:
-    """Return the header of a ``pack_batch`` message and a view of its buffers."""
+def unpack_batch(message: bytes) -> tuple[Any, ...]:
+    """Return the header of a ``pack_batch`` message, then a view of its buffers."""
     view = memoryview(message)
     (size,) = _LENGTH.unpack_from(view, 0)
-    udf_id, length, layout, capacities = pickle.loads(view[_LENGTH.size : _LENGTH.size + size])
-    return udf_id, length, layout, capacities, view[_align(_LENGTH.size + size) :]
+    header = pickle.loads(view[_LENGTH.size : _LENGTH.size + size])
+    return (*header, view[_align(_LENGTH.size + size) :])
 
 
 def _regions(capacities: Sequence[int]) -> list[memoryview]:
@@ -249,12 +285,12 @@ class RayResult:
         self.status = array("q")
         self.status.frombytes(answer[:_STATUS_BYTES])
         self._data = memoryview(answer)[_STATUS_BYTES:]
-        self._sizes = self.status[SIZES_SLOT : SIZES_SLOT + buffer_count]
+        self._sizes = result_sizes(self.status, buffer_count)
 
     @property
     def pending(self) -> bool:
-        """Tell whether the result did not fit the capacities it was sent with."""
-        return bool(self.status[1])
+        """Tell whether the result did not fit the capacities it was sent with, or was pickled."""
+        return self.status[1] != PENDING_NONE
 
     def write_into(self, outputs: Sequence[memoryview]) -> None:
         """Copy the result buffers into ``outputs``, which are large enough."""
@@ -303,8 +339,9 @@ class RayWorker(Worker):
             pass
 
     def run(self, request: tuple[Any, ...]) -> Sequence[int]:
-        udf_id, length, columns, outputs = request
-        result = self.collect(self.submit((udf_id, length, columns, [view.nbytes for view in outputs])))
+        udf_id, length, columns, outputs, descriptors, mode = request
+        capacities = [view.nbytes for view in outputs]
+        result = self.collect(self.submit((udf_id, length, columns, capacities, descriptors, mode)))
         if not result.pending:
             result.write_into(outputs)
         self._last = result
@@ -314,7 +351,7 @@ class RayWorker(Worker):
         last, self._last = self._last, None
         if last is None:
             raise RuntimeError("no pending result to copy")
-        last.write_into(outputs)  # the actor sent it whole already
+        last.write_into(outputs)  # the actor sent it whole already, pickled or not
 
     def close(self) -> None:
         self._kill(self.actor)
@@ -323,14 +360,14 @@ class RayWorker(Worker):
     # -- batches in flight ---------------------------------------------------
 
     def submit(self, request: tuple[Any, ...]) -> RayBatch:
-        """Send ``(udf_id, length, columns, output capacities)`` without waiting for the answer.
+        """Send ``(udf_id, length, columns, output capacities, descriptors, mode)`` without waiting for the answer.
 
         The columns' buffers are copied into the payload here, so the caller
         may release them at once. Several batches may be in flight on one
         worker; the actor runs them in the order they were sent.
         """
-        udf_id, length, columns, capacities = request
-        message = pack_batch(udf_id, length, columns, capacities)
+        udf_id, length, columns, capacities, descriptors, mode = request
+        message = pack_batch((udf_id, length, columns, descriptors, mode), capacities)
         try:
             ref = self._send("run", (message,))
         except _ActorLost:
@@ -359,6 +396,10 @@ class RayWorker(Worker):
                 if ref is None:
                     ref = self._send(command, arguments)
                 answer = self._wait(ref, command, self.timeout)
+                if type(answer) is tuple and answer[0] == "terminated":
+                    # Ray is stopping the actor: a death, unless ray.shutdown() here is why.
+                    self._check_connected(command)
+                    raise _ActorLost(answer[1], replace=False)
             except _ActorLost as lost:
                 deaths.append(lost.cause)
                 if len(deaths) > self.max_retries:
@@ -408,6 +449,7 @@ class RayWorker(Worker):
 
     def _wait(self, ref: Any, command: str, timeout: float) -> Any:
         ray = self._ray
+        self._check_connected(command)
         try:
             return ray.get(ref, timeout=timeout)
         except ray.exceptions.GetTimeoutError:
@@ -438,6 +480,11 @@ class RayWorker(Worker):
             ) from None
 
     def _check_connected(self, command: str) -> None:
+        """Fail the call if Ray is not connected, before a Ray call would connect it.
+
+        After ray.shutdown(), ray.get, ray.kill and every .remote() start a
+        new local cluster (Ray's auto-init): never what a query wants.
+        """
         if not self._ray.is_initialized():
             self.broken = True
             raise WorkerFailure(BrokenPoolError, self._disconnected(command))
@@ -461,14 +508,20 @@ class RayWorker(Worker):
     def _start_actor(self) -> None:
         ray = self._ray
         self._check_connected("hello")
-        self.actor = actor = _actor_class(ray).options(**self._options).remote(self._path)
+        self.actor = None
         self.description = "a new Ray actor"
         start_timeout = min(START_TIMEOUT, self.timeout)
         try:
-            answer = ray.get(actor.hello.remote(), timeout=start_timeout)
+            self.actor = _actor_class(ray).options(**self._options).remote(self._path)
+            hello = self.actor.hello.remote()
+            self._check_connected("hello")
+            answer = ray.get(hello, timeout=start_timeout)
+        except WorkerFailure:
+            self._kill(self.actor)
+            raise
         except ray.exceptions.GetTimeoutError:
             self.broken = True
-            self._kill(actor)
+            self._kill(self.actor)
             raise WorkerFailure(
                 PoolTimeoutError,
                 f"{self.description} did not start within {start_timeout:g} s: the cluster may have no room for it "
@@ -480,7 +533,7 @@ class RayWorker(Worker):
             raise WorkerFailure(BrokenPoolError, self._disconnected("hello")) from None
         except Exception as error:
             self.broken = True
-            self._kill(actor)
+            self._kill(self.actor)
             self._check_connected("hello")
             raise WorkerFailure(WorkerDiedError, f"{self.description} could not start: {_one_line(error)}") from None
         self._identify(answer)

@@ -32,7 +32,8 @@ import duckdb_subinterp
 from duckdb_subinterp import BackendUnavailableError, PoolTimeoutError, RayPool, WorkerDiedError
 from duckdb_subinterp._arrow import column_buffers, descriptor_for, layout_signature
 from duckdb_subinterp._ray import INSTALL_COMMAND
-from duckdb_subinterp._registration import _dispatchers
+from duckdb_subinterp._registration import _dispatcher
+from duckdb_subinterp._runtime import MODE_BUFFERS
 
 TESTS = Path(__file__).parent
 RAY_MISSING = f"backend='ray' needs ray, which is not installed: {INSTALL_COMMAND}"
@@ -216,7 +217,7 @@ def test_exception_names_udf_type_message_and_traceback(con, pool):
     with pytest.raises(duckdb.InvalidInputException) as raised:
         con.sql("SELECT picky(i) FROM range(10) t(i)").fetchall()
     message = str(raised.value)
-    assert "UDFExecutionError: UDF 'picky': raised ValueError: three is not allowed" in message
+    assert "ValueError: three is not allowed (got 3)\n(raised in UDF 'picky')" in message
     assert "udf_module.py" in message
     assert con.sql("SELECT picky(4)").fetchall() == [(4,)]
 
@@ -232,11 +233,12 @@ def test_several_batches_in_flight_on_one_worker(con, pool):
     """submit() sends without waiting; the actor runs the batches in order and each answer is its own."""
     duckdb_subinterp.create_function(con, "twice", udf_module.doubled_batch, ["BIGINT"], "BIGINT",
                                      type="vectorized", backend="ray", pool=pool)
-    udf_id = _dispatchers[(id(con), "twice")].udf_id
+    udf_id = _dispatcher(con, "twice").udf_id
     slices = [list(range(start, start + 700)) for start in (0, 700, 1400)]
     with pool.lease(udf_id, "twice") as worker:
-        sent = [worker.submit((udf_id, len(values), [_bigint_column(values)], [0, 8 * len(values)]))
-                for values in slices]
+        requests = [(udf_id, len(values), [_bigint_column(values)], [0, 8 * len(values)], None, MODE_BUFFERS)
+                    for values in slices]
+        sent = [worker.submit(request) for request in requests]
         results = [worker.collect(batch) for batch in sent]
     for values, result in zip(slices, results):
         assert not result.pending and result.status[0] == 0
