@@ -139,8 +139,10 @@ class WorkerPool(ABC):
         # Blocks take the C lock itself, never `with self._condition`: the
         # Condition's __enter__/__exit__ are Python frames, where a
         # KeyboardInterrupt can land before the release and leave the lock
-        # held, blocking every later checkout forever.
-        self._lock = threading.Lock()
+        # held, blocking every later checkout forever. Re-entrant: a
+        # dispatcher's finalizer calls unregister, and the garbage collector
+        # may run it inside one of these blocks, on the thread holding the lock.
+        self._lock = threading.RLock()
         self._condition = threading.Condition(self._lock)
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()  # checked out, so close() can stop them
