@@ -96,7 +96,7 @@ def connect(ray: Any, address: str | None) -> None:
         raise BackendUnavailableError(
             "backend='ray' runs UDFs on the Ray cluster this process is connected to, and Ray is not initialized: "
             "call ray.init() (a local cluster) or ray.init(address=...) first, pass "
-            "pool=RayPool(address='ray://<head>:10001'), or set RAY_ADDRESS"
+            "pool=RayPool(address='auto') on a node of a running cluster, or set RAY_ADDRESS"
         )
     ray.init(address=address)
 

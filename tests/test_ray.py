@@ -117,6 +117,14 @@ def test_without_a_ray_connection_the_error_says_to_call_ray_init():
     )
 
 
+def test_the_bench_leaves_out_backends_that_need_a_cluster():
+    from duckdb_subinterp import _bench
+
+    assert duckdb_subinterp.BACKENDS["ray"].needs_cluster
+    pooled = [candidate.backend for candidate in _bench.candidates() if isinstance(candidate, _bench.PooledBackend)]
+    assert "ray" not in pooled and "processes" in pooled
+
+
 # ---------------------------------------------------------------------------
 # On a local cluster
 # ---------------------------------------------------------------------------
