@@ -60,7 +60,7 @@ from typing import Any, NamedTuple
 from duckdb_subinterp._errors import BackendUnavailableError, BrokenPoolError, PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._processes import _DOING, ProcessRuntime, _align, _layout, _Packer, _unpack_column
-from duckdb_subinterp._runtime import PENDING_NONE, PENDING_PICKLED, SIZES_SLOT, STATUS_SLOTS
+from duckdb_subinterp._runtime import PENDING_NONE, PENDING_PICKLED, SIZES_SLOT, STATUS_SLOTS, UdfSpec
 
 START_TIMEOUT = 120.0  # placing an actor may wait for a node with free CPUs
 DEFAULT_MAX_RETRIES = 2
@@ -101,27 +101,25 @@ def connect(ray: Any, address: str | None) -> None:
     ray.init(address=address)
 
 
-def _driver_path() -> list[str]:
-    """Return this process's import path with the current directory spelled out, for the actors."""
-    return [os.path.abspath(entry or os.curdir) for entry in sys.path]
-
-
 # ---------------------------------------------------------------------------
 # Actor side (runs in a Ray worker process)
 # ---------------------------------------------------------------------------
 
 
-def _extend_path(driver_path: Sequence[str]) -> None:
-    """Append the driver's import path entries that exist here and are missing.
+def node_path(own: Sequence[str], registered: Sequence[str]) -> list[str]:
+    """Return the import path a UDF loads with on this node: ``own`` first, then what of ``registered`` exists here.
 
-    The actor's own entries stay first: on a remote cluster they include
-    what runtime_env's working_dir and py_modules put there; on a local one
-    the driver's entries (its tests folder, its current directory) make
-    modules imported by reference load in the actor as they do here.
+    The runtime would set the main interpreter's ``sys.path`` as it is
+    (``UdfSpec.path``): on another node its entries may not exist, and the
+    actor's own ones (what runtime_env's working_dir and py_modules put
+    there) would be lost. On a local cluster the driver's entries (its
+    tests folder, its current directory) exist and come after.
     """
-    for entry in driver_path:
-        if entry not in sys.path and os.path.exists(entry):
-            sys.path.append(entry)
+    path = list(own)
+    for entry in registered:
+        if entry and entry not in path and os.path.exists(entry):
+            path.append(entry)
+    return path
 
 
 class RayRuntimeActor:
@@ -132,8 +130,8 @@ class RayRuntimeActor:
     as the other backends report it, not as Ray's ``RayTaskError``.
     """
 
-    def __init__(self, driver_path: Sequence[str]) -> None:
-        _extend_path(driver_path)
+    def __init__(self) -> None:
+        self._own_path = list(sys.path)
         self._status = array("q", bytes(8 * STATUS_SLOTS))
         self.runtime = ProcessRuntime(memoryview(self._status))
         self._terminated = False
@@ -166,6 +164,8 @@ class RayRuntimeActor:
         return "ok", ray.get_runtime_context().get_actor_id(), os.getpid(), ray.util.get_node_ip_address()
 
     def load(self, udf_id: int, spec: tuple[Any, ...]) -> tuple[Any, ...]:
+        fields = UdfSpec(*spec)
+        spec = tuple(fields._replace(path=tuple(node_path(self._own_path, fields.path))))
         return _answer(self.runtime.load, udf_id, spec)
 
     def unload(self, udf_id: int) -> tuple[Any, ...]:
@@ -310,7 +310,6 @@ class RayWorker(Worker):
         self.timeout = pool.timeout
         self.max_retries = pool.max_retries
         self._options = dict(pool.actor_options)
-        self._path = pool.driver_path
         # What this worker loaded, to load again into an actor Ray restarted.
         self._specs: dict[int, tuple[Any, ...]] = {}
         self._last: RayResult | None = None
@@ -512,7 +511,7 @@ class RayWorker(Worker):
         self.description = "a new Ray actor"
         start_timeout = min(START_TIMEOUT, self.timeout)
         try:
-            self.actor = _actor_class(ray).options(**self._options).remote(self._path)
+            self.actor = _actor_class(ray).options(**self._options).remote()
             hello = self.actor.hello.remote()
             self._check_connected("hello")
             answer = ray.get(hello, timeout=start_timeout)
@@ -603,14 +602,9 @@ class RayPool(WorkerPool):
         self.address = address
         self.actor_options = options
         self.max_retries = max_retries
-        self.driver_path = _driver_path()
 
     def _start_worker(self) -> Worker:
-        try:
-            return RayWorker(self)
-        except WorkerFailure as failure:
-            # Raised from checkout, outside the dispatcher's handling of WorkerFailure.
-            raise failure.error_type(failure.text) from None
+        return RayWorker(self)
 
 
 def _cluster_size(ray: Any, options: Mapping[str, Any]) -> int:

@@ -29,7 +29,7 @@ import reliability_udfs
 import udf_module
 
 import duckdb_subinterp
-from duckdb_subinterp import BackendUnavailableError, PoolTimeoutError, RayPool, WorkerDiedError
+from duckdb_subinterp import RayPool, WorkerDiedError
 from duckdb_subinterp._arrow import column_buffers, descriptor_for, layout_signature
 from duckdb_subinterp._ray import INSTALL_COMMAND
 from duckdb_subinterp._registration import _dispatcher
@@ -267,8 +267,9 @@ def test_wedged_actor_is_killed_after_the_timeout(con, ray_cluster):
 
 def test_actor_the_cluster_has_no_room_for_fails_at_registration(con, ray_cluster):
     with RayPool(1, actor_options={"num_cpus": 64}, timeout=2) as too_big:
-        pattern = r"did not start within 2 s: the cluster may have no room.*'num_cpus': 64"
-        with pytest.raises(PoolTimeoutError, match=pattern):
+        pattern = (r"UDF 'f': cannot load the function in a worker:\n.*did not start within 2 s: the cluster may have "
+                   r"no room.*'num_cpus': 64")
+        with pytest.raises(duckdb_subinterp.UDFRegistrationError, match=pattern):
             duckdb_subinterp.create_function(con, "f", udf_module.add_one, backend="ray", pool=too_big)
 
 
