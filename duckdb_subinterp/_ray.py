@@ -579,6 +579,10 @@ class RayPool(WorkerPool):
     is sent again up to ``max_retries`` times before the query fails.
     """
 
+    # Fan-out: a hand-off to a helper thread and a Ray round trip per slice
+    # (~1-1.5 ms with 16 KB of data on a local cluster, measured ad hoc).
+    slice_overhead_seconds = 1.5e-3
+
     def __init__(
         self,
         size: int | None = None,

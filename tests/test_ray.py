@@ -255,6 +255,17 @@ def test_several_batches_in_flight_on_one_worker(con, pool):
         assert data.cast("q").tolist() == [2 * value for value in values]
 
 
+def test_a_costly_batch_fans_out_over_the_actors(pool):
+    con = duckdb.connect()
+    con.execute("SET threads=1")  # one DuckDB thread: only a fan-out puts the second actor to work
+    duckdb_subinterp.create_function(con, "costly", udf_module.slow_square, backend="ray", pool=pool)
+    assert con.sql("SELECT sum(costly(i)) FROM range(12000) t(i)").fetchall() == [(sum(i * i for i in range(12000)),)]
+    # The first batch teaches the dispatcher the UDF's cost (~0.4 s, over 20 slices' overhead); later ones fan out.
+    stats = duckdb_subinterp.udf_stats(con, "costly")
+    assert stats["fanned_batches"] >= 3 and stats["slices"] > stats["batches"]
+    con.close()
+
+
 def test_wedged_actor_is_killed_after_the_timeout(con, ray_cluster):
     with RayPool(1, actor_options=UNRESERVED, timeout=2) as short:
         duckdb_subinterp.create_function(con, "stuck", udf_module.sleep_forever, backend="ray", pool=short)
