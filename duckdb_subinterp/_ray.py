@@ -274,6 +274,7 @@ class RayBatch(NamedTuple):
     message: bytearray  # what run.remote was called with, to send again after a death
     buffer_count: int  # result buffers asked for
     ref: Any  # the ObjectRef of its answer; None when the send found the actor gone
+    actor: Any  # the handle it was sent to
 
 
 class RayResult:
@@ -363,27 +364,31 @@ class RayWorker(Worker):
 
         The columns' buffers are copied into the payload here, so the caller
         may release them at once. Several batches may be in flight on one
-        worker; the actor runs them in the order they were sent.
+        worker; the actor runs them in the order they were sent. Like the
+        worker itself, submit and collect belong to the thread that checked
+        the worker out.
         """
         udf_id, length, columns, capacities, descriptors, mode = request
         message = pack_batch((udf_id, length, columns, descriptors, mode), capacities)
+        actor = self.actor
         try:
             ref = self._send("run", (message,))
         except _ActorLost:
             ref = None  # collect sends it again, to a new actor
-        return RayBatch(message, len(capacities), ref)
+        return RayBatch(message, len(capacities), ref, actor)
 
     def collect(self, batch: RayBatch) -> RayResult:
         """Wait for a batch sent by ``submit``; send it again if its actor died (up to ``max_retries``)."""
-        return RayResult(self._finish("run", (batch.message,), batch.ref), batch.buffer_count)
+        answer = self._finish("run", (batch.message,), batch.ref, batch.actor)
+        return RayResult(answer, batch.buffer_count)
 
     # -- calls to the actor --------------------------------------------------
 
     def _call(self, command: str, arguments: tuple[Any, ...]) -> tuple[Any, ...]:
-        return self._finish(command, arguments, None)
+        return self._finish(command, arguments, None, None)
 
-    def _finish(self, command: str, arguments: tuple[Any, ...], ref: Any) -> tuple[Any, ...]:
-        """Wait for ``ref``; after its actor died, bring an actor back with the UDFs loaded and send the call again."""
+    def _finish(self, command: str, arguments: tuple[Any, ...], ref: Any, sent_to: Any) -> tuple[Any, ...]:
+        """Wait for ``ref`` (sent to actor ``sent_to``); after a death, bring an actor back and send the call again."""
         deaths: list[str] = []
         recover: bool | None = None  # set after a death: whether Ray gave up on the actor (start a new one)
         reloaded = False
@@ -393,6 +398,7 @@ class RayWorker(Worker):
                     self._recover(replace=recover)
                     recover = None
                 if ref is None:
+                    sent_to = self.actor
                     ref = self._send(command, arguments)
                 answer = self._wait(ref, command, self.timeout)
                 if type(answer) is tuple and answer[0] == "terminated":
@@ -400,6 +406,10 @@ class RayWorker(Worker):
                     self._check_connected(command)
                     raise _ActorLost(answer[1], replace=False)
             except _ActorLost as lost:
+                if sent_to is not self.actor:
+                    # Sent before an earlier batch's recovery replaced the actor: send it to the new one.
+                    sent_to, ref = None, None
+                    continue
                 deaths.append(lost.cause)
                 if len(deaths) > self.max_retries:
                     self.broken = True

@@ -255,6 +255,28 @@ def test_several_batches_in_flight_on_one_worker(con, pool):
         assert data.cast("q").tolist() == [2 * value for value in values]
 
 
+def test_batches_in_flight_when_their_actor_dies_go_to_its_replacement(con, ray_cluster):
+    """max_restarts=0: Ray does not restart the actor; the first batch collected starts a new one, the others follow."""
+    options = {**UNRESERVED, "max_restarts": 0}
+    with RayPool(1, actor_options=options, timeout=30) as lone:
+        duckdb_subinterp.create_function(con, "slow", reliability_udfs.slow_batch, ["BIGINT"], "BIGINT",
+                                         type="vectorized", backend="ray", pool=lone)
+        udf_id = _dispatcher(con, "slow").udf_id
+        slices = [list(range(start, start + 500)) for start in (0, 500, 1000)]
+        requests = [(udf_id, len(values), [_bigint_column(values)], [0, 8 * len(values)], None, MODE_BUFFERS)
+                    for values in slices]
+        with lone.lease(udf_id, "slow") as worker:
+            killed, first_actor = worker.pid, worker.actor_id
+            sent = [worker.submit(request) for request in requests]
+            os.kill(killed, signal.SIGKILL)
+            results = [worker.collect(batch) for batch in sent]
+            assert worker.actor_id != first_actor and worker.pid != killed
+    for values, result in zip(slices, results):
+        data = memoryview(bytearray(8 * len(values)))
+        result.write_into([memoryview(bytearray(0)), data])
+        assert data.cast("q").tolist() == values
+
+
 def test_a_costly_batch_fans_out_over_the_actors(pool):
     con = duckdb.connect()
     con.execute("SET threads=1")  # one DuckDB thread: only a fan-out puts the second actor to work
