@@ -305,8 +305,11 @@ class RayResult:
 class RayWorker(Worker):
     """One Ray actor running a ``ProcessRuntime``; batches go out as one packed buffer each."""
 
+    abortable = True  # the actor can be killed while it runs a batch
+
     def __init__(self, pool: RayPool) -> None:
         super().__init__()
+        self._abort_reason: str | None = None
         self._ray = pool.ray
         self.timeout = pool.timeout
         self.max_retries = pool.max_retries
@@ -357,6 +360,11 @@ class RayWorker(Worker):
         self._kill(self.actor)
         self.actor = None
 
+    def abort(self, reason: str) -> None:
+        # The thread in ray.get sees the actor die, and fails its batch instead of retrying it.
+        self._abort_reason = reason
+        self._kill(self.actor)
+
     # -- batches in flight ---------------------------------------------------
 
     def submit(self, request: tuple[Any, ...]) -> RayBatch:
@@ -406,6 +414,9 @@ class RayWorker(Worker):
                     self._check_connected(command)
                     raise _ActorLost(answer[1], replace=False)
             except _ActorLost as lost:
+                if self._abort_reason is not None:
+                    self.broken = True
+                    raise WorkerFailure(BrokenPoolError, f"{self.description} {self._abort_reason}") from None
                 if sent_to is not self.actor:
                     # Sent before an earlier batch's recovery replaced the actor: send it to the new one.
                     sent_to, ref = None, None

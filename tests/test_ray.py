@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -296,6 +297,31 @@ def test_wedged_actor_is_killed_after_the_timeout(con, ray_cluster):
             con.sql("SELECT stuck(i) FROM range(1) t(i)").fetchall()
         duckdb_subinterp.create_function(con, "fine", udf_module.add_one, backend="ray", pool=short)
         assert con.sql("SELECT fine(1)").fetchall() == [(2,)]
+
+
+def test_close_with_a_batch_running_stops_its_actor_after_a_short_grace(con, ray_cluster):
+    pool = RayPool(1, actor_options=UNRESERVED, timeout=600)
+    duckdb_subinterp.create_function(con, "stuck", udf_module.sleep_forever, backend="ray", pool=pool)
+    errors: list[str] = []
+
+    def query() -> None:
+        try:
+            con.cursor().sql("SELECT stuck(i) FROM range(1) t(i)").fetchall()
+        except duckdb.Error as error:
+            errors.append(str(error))
+
+    thread = threading.Thread(target=query)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not pool._busy and time.monotonic() < deadline:  # the batch has its worker
+        time.sleep(0.01)
+    started = time.monotonic()
+    pool.close()
+    thread.join(30)
+    assert not thread.is_alive() and time.monotonic() - started < 10
+    assert "BrokenPoolError: UDF 'stuck': Ray actor" in errors[0], errors
+    assert "was stopped because its pool was closed while it ran a batch" in errors[0]
+    assert pool.started == 0
 
 
 def test_actor_the_cluster_has_no_room_for_fails_at_registration(con, ray_cluster):
