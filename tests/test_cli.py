@@ -284,7 +284,7 @@ def test_version_and_help(tmp_path: Path):
         return " ".join(run_cli(*command, "--help", cwd=tmp_path).stdout.split())  # as one line, unwrapped
 
     sql_help = help_text("sql")
-    assert "(default: subinterpreters)" in sql_help and "inline, subinterpreters, processes, auto" in sql_help
+    assert "(default: subinterpreters)" in sql_help and "inline, subinterpreters, processes, ray, auto" in sql_help
     demo_help = help_text("demo")
     assert "(default: 2000000)" in demo_help
     bench_help = help_text("bench")
