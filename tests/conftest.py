@@ -16,6 +16,7 @@ import pytest
 
 import duckdb_subinterp
 from duckdb_subinterp import _arrow, _dispatch, _registration, _subinterpreters
+from duckdb_subinterp import _ray
 from duckdb_subinterp._ray import INSTALL_COMMAND
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -111,8 +112,13 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         address = host.stdout.readline().strip() if ready else ""
         assert address, f"the Ray cluster did not start within {RAY_START_TIMEOUT} s:\n{log.read_text()[-4000:]}"
         ray.init(address=address, log_to_driver=False)
+        # Actors of the test cluster ask for no CPU: tests make pools of their own beside the
+        # default one, and actors holding one CPU each would leave no room for them on 2 CPUs.
+        unreserved = {**_ray.DEFAULT_ACTOR_OPTIONS, "num_cpus": 0}
         try:
-            yield ray
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(_ray, "DEFAULT_ACTOR_OPTIONS", unreserved)
+                yield ray
         finally:
             # The default pool's actors die with the cluster; a later cluster gets a new pool.
             pool = _registration._default_pools.pop("ray", None)

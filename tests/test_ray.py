@@ -31,6 +31,7 @@ import udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import RayPool, WorkerDiedError
+from duckdb_subinterp import _ray
 from duckdb_subinterp._arrow import column_buffers, descriptor_for, layout_signature
 from duckdb_subinterp._ray import INSTALL_COMMAND
 from duckdb_subinterp._registration import _dispatcher
@@ -133,20 +134,21 @@ def test_the_bench_leaves_out_backends_that_need_a_cluster():
 
 @pytest.fixture(scope="module")
 def pool(ray_cluster: object) -> Iterator[RayPool]:
-    with RayPool(2, timeout=60) as shared:
+    with RayPool(2, actor_options={"num_cpus": 1}, timeout=60) as shared:
         yield shared
 
 
-# Actors hold the CPUs they ask for (one each by default), and the shared pool
-# above holds both of the test cluster's: other pools here ask for none.
+# Actors hold the CPUs they ask for, and the shared pool above holds both of
+# the test cluster's: other pools here ask for none.
 UNRESERVED = {"num_cpus": 0}
 
 
 def test_default_pool_holds_one_actor_per_cluster_cpu(ray_cluster):
     pool = duckdb_subinterp.default_pool("ray")
     assert isinstance(pool, RayPool) and pool.size == 2
-    assert RayPool(actor_options={"num_cpus": 0.5}).size == 4
+    assert RayPool(actor_options={"num_cpus": 0.5}).size == 4 and RayPool(actor_options={"num_cpus": 1}).size == 2
     assert pool.actor_options["max_task_retries"] == 0 and pool.actor_options["max_restarts"] == 3
+    assert _ray.DEFAULT_ACTOR_OPTIONS["num_cpus"] == 0  # conftest's, for the test cluster; the package's is 1
 
 
 @pytest.mark.parametrize(
