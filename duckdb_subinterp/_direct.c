@@ -25,10 +25,20 @@
      the interpreter lets go of it or is gone, so no view ever dangles.
    - A call never waits for a lock: two threads in one DirectCall at once is
      a caller bug and raises RuntimeError.
+
+   Stopping a call (a runaway UDF): stop() runs on another thread. It takes
+   the interpreter's GIL on a thread state of its own (the only way
+   PyThreadState_SetAsyncExc reaches a thread state of that interpreter) and
+   raises an exception of the interpreter's __main__ asynchronously in the
+   calling thread, if the call it was asked to stop is still the one running.
+   Both sides read and write the call's number and the sent flag holding the
+   interpreter's GIL, so an exception meant for one call never lands in the
+   next: one sent too late for its call is cleared by the call itself.
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +47,9 @@
    it takes the runtime's interpreter-list lock, unlike walking
    PyInterpreterState_Head() ourselves. */
 extern PyInterpreterState *_PyInterpreterState_LookUpID(int64_t);
+
+/* SIGINTs noted so far (see "Ctrl-C" below); a call keeps the count it started with. */
+static atomic_ulong sigint_generation;
 
 /* ---- OS thread tokens -------------------------------------------------- */
 
@@ -315,13 +328,21 @@ typedef struct Held {
     struct Held *next;
 } Held;
 
-#define MAX_TARGETS 4
+#define MAX_TARGETS 8
 
 typedef struct {
     PyObject_HEAD
     int64_t interpreter_id;
     PyInterpreterState *interp; /* NULL once detached */
     PyThread_type_lock busy;
+    /* Held by stop() and raise_in_threads() while attached to the
+       interpreter, and by detach(): the interpreter outlives them. */
+    PyThread_type_lock attaching;
+    unsigned long long calls;            /* calls started so far */
+    atomic_ullong running;               /* the number of the call inside the interpreter, or 0 */
+    atomic_ulong running_generation;     /* sigint_generation when it started */
+    unsigned long running_thread;        /* the OS thread making it */
+    int stop_sent;                       /* an exception may be pending for it (interpreter's GIL) */
     Record *records;
     Held *held;
     char *target_names[MAX_TARGETS];
@@ -530,7 +551,28 @@ DirectCall_call(DirectCall *self, PyObject *const *args, Py_ssize_t nargs)
         PyObject *target = target_of(self, name);
         Py_ssize_t next = 0;
         PyObject *argument = target ? build(&request, &next) : NULL;
-        PyObject *value = argument ? PyObject_CallOneArg(target, argument) : NULL;
+        PyObject *value = NULL;
+        if (argument != NULL) {
+            /* Release stores (plain moves on x86): stop() orders against
+               these through the interpreter's GIL; the watchdog reading
+               `running` needs only to see them soon. Sequentially consistent
+               stores cost a locked instruction each, on every call; reading
+               the clock here cost 73 ns a call on the 2-core dev VM, so the
+               watchdog times calls itself and a call keeps the SIGINT count
+               instead, to tell whether Ctrl-C came after it started. */
+            self->running_thread = PyThread_get_thread_ident();
+            atomic_store_explicit(&self->running_generation,
+                                  atomic_load_explicit(&sigint_generation, memory_order_relaxed),
+                                  memory_order_relaxed);
+            atomic_store_explicit(&self->running, ++self->calls, memory_order_release);
+            value = PyObject_CallOneArg(target, argument);
+            atomic_store_explicit(&self->running, 0, memory_order_release);
+            if (self->stop_sent) {
+                /* Sent after the function's last bytecode: not for the next call. */
+                self->stop_sent = 0;
+                PyThreadState_SetAsyncExc(self->running_thread, NULL);
+            }
+        }
         if (value == NULL || flatten(&reply, value, 0) < 0) {
             tree_clear_values(&reply);
             flatten_exception(&reply);
@@ -584,13 +626,10 @@ done:
     return result;
 }
 
-/* Delete every thread state and object of ours in the interpreter. */
+/* detach(), holding self->attaching. */
 static int
-detach(DirectCall *self)
+detach_locked(DirectCall *self)
 {
-    if (self->interp == NULL) {
-        return 0;
-    }
     Held *released = NULL;
     PyThreadState *own = PyThreadState_New(self->interp);
     if (own == NULL) {
@@ -622,6 +661,26 @@ detach(DirectCall *self)
     return 0;
 }
 
+/* Delete every thread state and object of ours in the interpreter. */
+static int
+detach(DirectCall *self)
+{
+    if (self->interp == NULL) {
+        return 0;
+    }
+    /* stop() may be attached to the interpreter right now: wait for it
+       (without the caller's GIL, which it may need to switch back). */
+    if (!PyThread_acquire_lock(self->attaching, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(self->attaching, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+    int status = detach_locked(self);
+    PyThread_release_lock(self->attaching);
+    return status;
+}
+
+
 PyDoc_STRVAR(detach_doc,
 "detach()\n--\n\n"
 "Delete this object's thread states and references in the interpreter, so it can be destroyed.");
@@ -638,6 +697,179 @@ DirectCall_detach(DirectCall *self, PyObject *Py_UNUSED(ignored))
     if (status < 0) {
         return NULL;
     }
+    Py_RETURN_NONE;
+}
+
+/* Switch this thread to a fresh thread state of the interpreter (waiting
+   for its GIL), holding self->attaching; NULL if detached or on failure
+   (with an exception set on failure). */
+static PyThreadState *
+attach_fresh(DirectCall *self, PyThreadState **caller)
+{
+    Py_BEGIN_ALLOW_THREADS
+    PyThread_acquire_lock(self->attaching, WAIT_LOCK);
+    Py_END_ALLOW_THREADS
+    if (self->interp == NULL) {
+        PyThread_release_lock(self->attaching);
+        return NULL;
+    }
+    PyThreadState *own = PyThreadState_New(self->interp);
+    if (own == NULL) {
+        PyThread_release_lock(self->attaching);
+        PyErr_SetString(PyExc_RuntimeError, "could not make a thread state in the interpreter");
+        return NULL;
+    }
+    *caller = PyThreadState_Swap(own);
+    return own;
+}
+
+static void
+leave_fresh(DirectCall *self, PyThreadState *own, PyThreadState *caller)
+{
+    PyErr_Clear();
+    PyThreadState_Clear(own);
+    PyThreadState_Swap(caller);
+    PyThreadState_Delete(own);
+    PyThread_release_lock(self->attaching);
+}
+
+PyDoc_STRVAR(stop_doc,
+"stop(call, exception)\n--\n\n"
+"Raise `exception`, a class of the interpreter's __main__, in call number `call` if it still runs there.\n\n"
+"Return whether it was raised. The exception lands at the call's next bytecode: code that\n"
+"runs in C without releasing the interpreter's GIL is not stopped (and this waits for that\n"
+"GIL): call it from a thread that may wait.");
+
+static PyObject *
+DirectCall_stop(DirectCall *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyLong_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "stop(call: int, exception: str)");
+        return NULL;
+    }
+    unsigned long long call = PyLong_AsUnsignedLongLong(args[0]);
+    if (call == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    const char *name = PyUnicode_AsUTF8(args[1]);
+    if (name == NULL) {
+        return NULL;
+    }
+    if (call == 0 || atomic_load(&self->running) != call) {
+        Py_RETURN_FALSE;
+    }
+    PyThreadState *caller = NULL;
+    PyThreadState *own = attach_fresh(self, &caller);
+    if (own == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_FALSE;
+    }
+    int sent = 0;
+    /* Holding the interpreter's GIL: the call cannot end under us. */
+    if (atomic_load(&self->running) == call) {
+        PyObject *main_module = PyImport_AddModuleRef("__main__");
+        PyObject *exception = main_module ? PyObject_GetAttrString(main_module, name) : NULL;
+        if (exception != NULL && PyExceptionClass_Check(exception)
+            && PyThreadState_SetAsyncExc(self->running_thread, exception) > 0) {
+            self->stop_sent = 1;
+            sent = 1;
+        }
+        Py_XDECREF(exception);
+        Py_XDECREF(main_module);
+    }
+    leave_fresh(self, own, caller);
+    return PyBool_FromLong(sent);
+}
+
+PyDoc_STRVAR(raise_in_threads_doc,
+"raise_in_threads(idents)\n--\n\n"
+"Raise SystemExit asynchronously in the interpreter's threads of these idents; return how many were found.\n\n"
+"For threads a UDF started, so the interpreter can be destroyed. Waits for the interpreter's GIL.");
+
+static PyObject *
+DirectCall_raise_in_threads(DirectCall *self, PyObject *idents)
+{
+    if (!PyTuple_Check(idents)) {
+        PyErr_SetString(PyExc_TypeError, "raise_in_threads(idents: tuple[int, ...])");
+        return NULL;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(idents);
+    unsigned long *threads = PyMem_RawMalloc((count ? count : 1) * sizeof(unsigned long));
+    if (threads == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        threads[i] = PyLong_AsUnsignedLong(PyTuple_GET_ITEM(idents, i));
+        if (threads[i] == (unsigned long)-1 && PyErr_Occurred()) {
+            PyMem_RawFree(threads);
+            return NULL;
+        }
+    }
+    PyThreadState *caller = NULL;
+    PyThreadState *own = attach_fresh(self, &caller);
+    if (own == NULL) {
+        PyMem_RawFree(threads);
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        return PyLong_FromLong(0);
+    }
+    long found = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        /* SystemExit is a static type, shared by every interpreter. */
+        found += PyThreadState_SetAsyncExc(threads[i], PyExc_SystemExit);
+    }
+    leave_fresh(self, own, caller);
+    PyMem_RawFree(threads);
+    return PyLong_FromLong(found);
+}
+
+PyDoc_STRVAR(forget_doc,
+"forget()\n--\n\n"
+"Drop the interpreter without touching it: for a process forked from the one that made it.\n\n"
+"After fork() the child has no such interpreter (CPython deleted it, or the child would not run):\n"
+"its thread states and objects are gone, so they are let go of, not freed.");
+
+static PyObject *
+DirectCall_forget(DirectCall *self, PyObject *Py_UNUSED(ignored))
+{
+    /* Threads that held these locks in the parent do not exist here. */
+    PyThread_type_lock busy = PyThread_allocate_lock();
+    PyThread_type_lock attaching = PyThread_allocate_lock();
+    if (busy == NULL || attaching == NULL) {
+        if (busy != NULL) {
+            PyThread_free_lock(busy);
+        }
+        if (attaching != NULL) {
+            PyThread_free_lock(attaching);
+        }
+        return PyErr_NoMemory();
+    }
+    self->busy = busy;           /* the parent's copies are leaked: they may be held */
+    self->attaching = attaching;
+    self->interp = NULL;
+    atomic_store(&self->running, 0);
+    self->stop_sent = 0;
+    while (self->records != NULL) {
+        Record *record = self->records;
+        self->records = record->next;
+        token_release(record->token);
+        PyMem_RawFree(record);
+    }
+    for (int i = 0; i < MAX_TARGETS; i++) {
+        self->targets[i] = NULL;
+        PyMem_RawFree(self->target_names[i]);
+        self->target_names[i] = NULL;
+    }
+    /* The caller's buffers are objects of this (main) interpreter: release them. */
+    Held *held = self->held;
+    self->held = NULL;
+    for (Held *each = held; each != NULL; each = each->next) {
+        each->managed = NULL;
+    }
+    release_held(held);
     Py_RETURN_NONE;
 }
 
@@ -665,7 +897,8 @@ DirectCall_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
     self->busy = PyThread_allocate_lock();
-    if (self->busy == NULL) {
+    self->attaching = PyThread_allocate_lock();
+    if (self->busy == NULL || self->attaching == NULL) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
@@ -686,6 +919,9 @@ DirectCall_dealloc(DirectCall *self)
     release_held(held);
     if (self->busy != NULL) {
         PyThread_free_lock(self->busy);
+    }
+    if (self->attaching != NULL) {
+        PyThread_free_lock(self->attaching);
     }
     PyTypeObject *type = Py_TYPE(self);
     type->tp_free((PyObject *)self);
@@ -718,9 +954,28 @@ DirectCall_get_thread_states(DirectCall *self, void *Py_UNUSED(closure))
     return PyLong_FromSsize_t(count);
 }
 
+static PyObject *
+DirectCall_get_running(DirectCall *self, void *Py_UNUSED(closure))
+{
+    /* The number and start of one call: read again if another began in between. */
+    for (;;) {
+        unsigned long long call = atomic_load_explicit(&self->running, memory_order_acquire);
+        if (call == 0) {
+            Py_RETURN_NONE;
+        }
+        unsigned long generation = atomic_load_explicit(&self->running_generation, memory_order_relaxed);
+        if (atomic_load_explicit(&self->running, memory_order_acquire) == call) {
+            return Py_BuildValue("(Kk)", call, generation);
+        }
+    }
+}
+
 static PyMethodDef DirectCall_methods[] = {
     {"call", (PyCFunction)(void (*)(void))DirectCall_call, METH_FASTCALL, call_doc},
     {"detach", (PyCFunction)DirectCall_detach, METH_NOARGS, detach_doc},
+    {"stop", (PyCFunction)(void (*)(void))DirectCall_stop, METH_FASTCALL, stop_doc},
+    {"raise_in_threads", (PyCFunction)DirectCall_raise_in_threads, METH_O, raise_in_threads_doc},
+    {"forget", (PyCFunction)DirectCall_forget, METH_NOARGS, forget_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -730,6 +985,9 @@ static PyGetSetDef DirectCall_getset[] = {
      "Caller's buffers kept because the interpreter still refers to them.", NULL},
     {"thread_states", (getter)DirectCall_get_thread_states, NULL,
      "Thread states kept in the interpreter, one per OS thread that called.", NULL},
+    {"running", (getter)DirectCall_get_running, NULL,
+     "(number, sigint_count() when it started) of the call running in the interpreter now, or None; "
+     "numbers count from 1.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -747,6 +1005,63 @@ static PyType_Spec DirectCall_spec = {
     .basicsize = sizeof(DirectCall),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = DirectCall_slots,
+};
+
+/* ---- Ctrl-C ------------------------------------------------------------ */
+
+/* A call running in an interpreter never sees SIGINT: CPython handles
+   signals in the main interpreter's main thread only, and DuckDB, which
+   turns Ctrl-C into a cancelled query, waits for the call to return. So
+   SIGINTs are also counted here, by a handler chained in front of the one
+   installed (Python's), for the pool's watchdog to read. */
+static PyOS_sighandler_t sigint_next = SIG_DFL;
+
+static void
+note_sigint(int signum)
+{
+    atomic_fetch_add(&sigint_generation, 1); /* lock-free: async-signal-safe */
+    PyOS_sighandler_t next = sigint_next;
+    if (next != SIG_DFL && next != SIG_IGN && next != SIG_ERR && next != note_sigint) {
+        next(signum);
+    }
+}
+
+PyDoc_STRVAR(watch_sigint_doc,
+"watch_sigint()\n--\n\n"
+"Count SIGINT in front of the installed handler (again, if Python replaced ours); return whether it is counted.\n\n"
+"Nothing is installed while SIGINT is ignored or has its default action.");
+
+static PyObject *
+watch_sigint(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    PyOS_sighandler_t current = PyOS_getsig(SIGINT);
+    if (current == note_sigint) {
+        Py_RETURN_TRUE;
+    }
+    if (current == SIG_DFL || current == SIG_IGN || current == SIG_ERR) {
+        Py_RETURN_FALSE;
+    }
+    sigint_next = current;
+    if (PyOS_setsig(SIGINT, note_sigint) == SIG_ERR) {
+        Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
+PyDoc_STRVAR(sigint_count_doc,
+"sigint_count()\n--\n\n"
+"Return how many SIGINTs were noted since watch_sigint() first installed the handler.");
+
+static PyObject *
+sigint_count(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromUnsignedLong(atomic_load(&sigint_generation));
+}
+
+static PyMethodDef module_methods[] = {
+    {"watch_sigint", watch_sigint, METH_NOARGS, watch_sigint_doc},
+    {"sigint_count", sigint_count, METH_NOARGS, sigint_count_doc},
+    {NULL, NULL, 0, NULL},
 };
 
 /* ---- module ------------------------------------------------------------ */
@@ -783,6 +1098,7 @@ static struct PyModuleDef module_def = {
     .m_name = "duckdb_subinterp._direct",
     .m_doc = "Call functions of an isolated interpreter on the calling thread, keeping its thread states.",
     .m_size = 0,
+    .m_methods = module_methods,
     .m_slots = module_slots,
 };
 
