@@ -2,19 +2,36 @@
 
 A backend only says what a worker is (``Worker``: start, load a UDF, run a
 batch, close); this module decides when workers start, who gets one, and
-what happens when the pool closes or a worker breaks. It never polls: a
-thread that finds no idle worker waits on a condition with a deadline.
+what happens when the pool closes or a worker breaks. A thread that finds
+no idle worker waits on a condition with a deadline.
+
+Two things here run beside the batches, never on their path:
+
+- The watchdog, one daemon thread while any pool has workers, looks at the
+  batches running (a backend that can stop one says which, by
+  ``Worker.running_batch``) a few times a second: one that outran its
+  pool's ``timeout``, or that ran when Ctrl-C was pressed, is stopped
+  (``Worker.stop``); a worker whose batch does not end within
+  ``STOP_GRACE`` after that is given up, so the pool starts another.
+- Fork hooks (``os.register_at_fork``, registered with the first pool): a
+  forked child never uses its parent's workers. It drops them without
+  talking to them (``Worker.forget``) and starts its own on first use. A
+  backend whose workers cannot survive a fork at all closes them before it
+  (``WorkerPool.close_workers_before_fork``) and starts them again after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+import warnings
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 from duckdb_subinterp._errors import (
     BrokenPoolError,
@@ -31,6 +48,13 @@ DEFAULT_TIMEOUT = 600.0
 # How long close() lets a running batch finish before it stops the worker
 # (where the backend can): exit and close() must not wait the pool's timeout.
 CLOSE_GRACE = 1.0
+STOP_GRACE = 2.0  # a batch asked to stop that still runs this long after is given up on
+THREAD_GRACE = 1.0  # threads a UDF started get this long to end when their worker closes
+FORK_WAIT = 2.0  # before a fork, how long batches in workers that cannot be forked get to end
+# The watchdog's tick while a batch runs, and while none does: a timeout or a
+# Ctrl-C is acted on within about one busy tick of being seen.
+_BUSY_TICK = 0.1
+_IDLE_TICK = 0.5
 
 
 def wait_bound(seconds: float) -> float:
@@ -50,7 +74,7 @@ _FAILURE_TYPES: dict[str, type[UDFError]] = {
 class WorkerFailure(Exception):
     """Code in a worker raised; carries the exception's type name and text across the boundary."""
 
-    def __init__(self, error_type: type[UDFError], text: str) -> None:
+    def __init__(self, error_type: type[UDFError | KeyboardInterrupt], text: str) -> None:
         super().__init__(text)
         self.error_type = error_type
         self.text = text
@@ -62,7 +86,7 @@ class WorkerFailure(Exception):
             return cls(_FAILURE_TYPES[type_name], message)
         return cls(BrokenPoolError, f"the worker failed unexpectedly:\n{display}")
 
-    def for_udf(self, udf_name: str) -> UDFError:
+    def for_udf(self, udf_name: str) -> UDFError | KeyboardInterrupt:
         """Return the error a query raises, naming the UDF.
 
         A UDF's own exception comes back as ``<type name>: <message>`` first,
@@ -91,6 +115,7 @@ class Worker(ABC):
         # Set by a backend whose worker died or stopped answering: the
         # pool then closes it at checkin instead of handing it out again.
         self.broken = False
+        self.given_up = False  # by the watchdog: no longer counted by its pool
 
     @abstractmethod
     def load(self, udf_id: int, spec: tuple[Any, ...]) -> None:
@@ -119,6 +144,29 @@ class Worker(ABC):
         is checked out; must be quick and must not raise.
         """
 
+    # Optional: what a backend supports beyond running batches.
+
+    def running_batch(self) -> tuple[Hashable, bool] | None:
+        """Return (a token, whether Ctrl-C came since it started) for the batch running now, else None.
+
+        None also where the backend cannot stop batches. Called by the
+        watchdog only, never on a batch's path.
+        """
+        return None
+
+    def stop(self, batch: Hashable, failure: WorkerFailure) -> bool:
+        """Stop ``batch`` if it still runs, making it fail with ``failure``; return whether it was asked to.
+
+        May wait (for the worker to let go); the watchdog calls it on a thread of its own.
+        """
+        return False
+
+    def begin_close(self) -> None:  # noqa: B027 - optional: most workers have nothing to ask
+        """Start closing: ask what the UDFs left running to end, so ``close`` waits once for all workers."""
+
+    def forget(self) -> None:  # noqa: B027 - optional: an in-process worker has nothing of the parent's
+        """In a forked child: let go of the parent's worker without talking to it or freeing what it owns."""
+
 
 class WorkerPool(ABC):
     """A fixed-size pool of lazily started workers shared by UDFs and connections."""
@@ -128,6 +176,10 @@ class WorkerPool(ABC):
     # joining the results. A batch fans out only where each slice does at
     # least FAN_OUT_WORK_RATIO times this much work of its own.
     slice_overhead_seconds: float = 1e-3
+
+    # Workers that a fork would break in the child (CPython 3.13's
+    # subinterpreters): closed before every fork, started again after.
+    close_workers_before_fork: ClassVar[bool] = False
 
     def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         if size is not None and (not isinstance(size, int) or size < 1):
@@ -153,10 +205,16 @@ class WorkerPool(ABC):
         self._closed = False
         self._specs: dict[int, tuple[Any, ...]] = {}
         self._generation = 0  # bumped when a UDF is removed, so workers drop it
+        self._forking = False  # no worker is handed out or started while they are closed for a fork
+        _live_pools.add(self)
+        _register_fork_hooks()
 
     @abstractmethod
     def _start_worker(self) -> Worker:
         """Start one worker (called without the pool lock held)."""
+
+    def _watch_interrupts(self) -> None:  # noqa: B027 - optional: a backend that stops nothing on Ctrl-C
+        """Make sure Ctrl-C is noticed for ``Worker.running_batch`` (the watchdog calls it before every look)."""
 
     @property
     def closed(self) -> bool:
@@ -200,7 +258,7 @@ class WorkerPool(ABC):
                 return []
             taken = [self._idle.pop() for _ in range(min(count, len(self._idle)))]
             self._busy.update(taken)
-            grow = self._started < self.size and not self._growing
+            grow = self._started < self.size and not self._growing and not self._forking
             if grow:
                 self._started += 1  # reserved, as _checkout does
                 self._growing = True
@@ -233,6 +291,7 @@ class WorkerPool(ABC):
             return
         with self._lock:
             self._growing = False
+        _watchdog.ensure_running()
         self.checkin(worker)
 
     def _ready(self, worker: Worker, udf_id: int) -> Worker:
@@ -259,8 +318,9 @@ class WorkerPool(ABC):
                 if self._waiting:  # Condition.notify costs ~0.6 us a batch even with nobody waiting
                     self._condition.notify()
                 return
-            self._started -= 1
-            # A waiting checkout, or close() waiting for busy workers.
+            if not worker.given_up:  # the watchdog's give-up already stopped counting it
+                self._started -= 1
+            # A waiting checkout, close() waiting for busy workers, a fork waiting for them.
             self._condition.notify_all()
         worker.close()
 
@@ -312,6 +372,8 @@ class WorkerPool(ABC):
             else:
                 self._started -= len(started)
             self._condition.notify_all()
+        if started and not closed:
+            _watchdog.ensure_running()
         if closed:
             for worker in started:
                 worker.close()
@@ -339,11 +401,11 @@ class WorkerPool(ABC):
             while True:
                 if self._closed:
                     raise BrokenPoolError(f"UDF {udf_name!r}: its pool was closed; register it on an open pool")
-                if self._idle:
+                if self._idle and not self._forking:
                     worker = self._idle.pop()
                     self._busy.add(worker)
                     return worker
-                if self._started < self.size:
+                if self._started < self.size and not self._forking:
                     self._started += 1
                     break
                 remaining = deadline - time.monotonic()
@@ -370,15 +432,18 @@ class WorkerPool(ABC):
         if closed:  # closed while it started: close() did not see it, so it must not run a batch
             self.checkin(worker)
             raise BrokenPoolError(f"UDF {udf_name!r}: its pool was closed; register it on an open pool")
+        _watchdog.ensure_running()
         return worker
 
     def close(self) -> None:
         """Close idle workers now and busy ones when their batch ends; idempotent.
 
         A batch still running after ``CLOSE_GRACE`` seconds is stopped where
-        the backend can (a worker process is killed) and its query fails with
-        ``BrokenPoolError``; so close(), and the exit that calls it, takes a
-        few seconds at most, not the pool's timeout.
+        the backend can (a worker process is killed, an interpreter's batch
+        gets an exception) and its query fails with ``BrokenPoolError``; so
+        close(), and the exit that calls it, takes a few seconds at most, not
+        the pool's timeout. Threads the UDFs started in a worker get
+        ``THREAD_GRACE`` seconds in all to end (where the backend can ask them).
         """
         self._shut()
         self._stop_busy(time.monotonic() + CLOSE_GRACE)
@@ -391,8 +456,7 @@ class WorkerPool(ABC):
             self._started -= len(idle)
             self._condition.notify_all()
             grower = self._grower
-        for worker in idle:
-            worker.close()
+        _close_all(idle)
         if grower is not None and grower is not threading.current_thread():
             # A worker starting in the background is closed as it arrives (checkin of a closed pool).
             grower.join(wait_bound(self.timeout))
@@ -411,6 +475,76 @@ class WorkerPool(ABC):
             while any(worker in self._busy for worker in stopped) and (remaining := deadline - time.monotonic()) > 0:
                 self._condition.wait(remaining)
 
+    # -- the watchdog's side -----------------------------------------------------
+
+    def _give_up(self, worker: Worker) -> bool:
+        """Stop counting a worker whose batch would not stop, so the pool can start another."""
+        with self._lock:
+            if worker not in self._busy or worker.given_up:
+                return False
+            self._busy.discard(worker)
+            self._started -= 1
+            worker.given_up = worker.broken = True  # closed at checkin, if its batch ever ends
+            self._condition.notify_all()
+        return True
+
+    # -- fork ----------------------------------------------------------------------
+
+    def _prepare_fork(self) -> None:
+        """Before a fork: close workers the child could not survive, waiting ``FORK_WAIT`` for busy ones."""
+        if not self.close_workers_before_fork:
+            return
+        deadline = time.monotonic() + FORK_WAIT
+        closing: list[Worker] = []
+        with self._lock:
+            self._forking = True
+            while True:
+                idle, self._idle = self._idle, []
+                self._started -= len(idle)
+                closing += idle
+                remaining = deadline - time.monotonic()
+                if not (self._busy or self._growing) or remaining <= 0:
+                    break
+                # A checkin wakes one waiter, maybe a checkout held back by
+                # the fork rather than this: look again every 50 ms.
+                self._waiting += 1
+                try:
+                    self._condition.wait(min(remaining, 0.05))
+                finally:
+                    self._waiting -= 1
+            busy = len(self._busy) + self._growing
+        _close_all(closing)
+        if busy:
+            warnings.warn(
+                f"os.fork() while {busy} worker(s) of {self!r} still run a batch (or start) after {FORK_WAIT:g} s: "
+                "they cannot be closed first, and a child forked with them crashes (a CPython limitation); fork "
+                "when no query runs, or use multiprocessing's 'spawn' or 'forkserver' start method",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def _resume_after_fork(self) -> None:
+        """In the parent, after a fork: checkouts go on; closed workers start again on demand."""
+        with self._lock:
+            self._forking = False
+            self._condition.notify_all()
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: forget the parent's workers (they are its own); start fresh ones on first use."""
+        # The parent's threads that held these are not in the child.
+        self._lock = threading.Lock()
+        self._condition = threading.Condition(self._lock)
+        workers = self._busy | set(self._idle)
+        self._busy = set()
+        self._idle = []
+        self._started = 0
+        self._waiting = 0
+        self._growing = False
+        self._grower = None
+        self._forking = False
+        for worker in workers:
+            worker.forget()
+
     def __enter__(self) -> WorkerPool:
         return self
 
@@ -420,3 +554,144 @@ class WorkerPool(ABC):
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._started}/{self.size} started"
         return f"<{type(self).__name__} {state}>"
+
+
+def _close_all(workers: Sequence[Worker]) -> None:
+    """Close workers, letting each one's leftover threads end at the same time as the others'."""
+    for worker in workers:
+        with contextlib.suppress(Exception):  # close() still runs, and must not raise either
+            worker.begin_close()
+    for worker in workers:
+        worker.close()
+
+
+# Pools alive in this process: the watchdog and the fork hooks visit them.
+_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+
+
+class _Watchdog:
+    """One daemon thread for every pool, started with the first worker: stops runaway and interrupted batches."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        # Batches running: (worker, token) -> [when first seen, when asked to stop or 0].
+        self._seen: dict[tuple[Worker, Hashable], list[float]] = {}
+        self._helpers: dict[Worker, threading.Thread] = {}
+
+    def ensure_running(self) -> None:
+        """Start the thread if it is not running (an attribute read when it is)."""
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="duckdb_subinterp watchdog", daemon=True)
+                self._thread.start()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: the thread is gone; the next worker starts another."""
+        self._lock = threading.Lock()
+        self._thread = None
+        self._seen.clear()
+        self._helpers.clear()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                pools = [pool for pool in list(_live_pools) if pool._started]
+                if not pools:
+                    self._thread = None
+                    return
+            running: set[tuple[Worker, Hashable]] = set()
+            for pool in pools:
+                with contextlib.suppress(Exception):  # a backend's bug must not end the watchdog for every pool
+                    running |= self._visit(pool)
+            # Forget batches that ended, and helpers that are done.
+            self._seen = {key: times for key, times in self._seen.items() if key in running}
+            self._helpers = {worker: helper for worker, helper in self._helpers.items() if helper.is_alive()}
+            time.sleep(_BUSY_TICK if running else _IDLE_TICK)
+
+    def _visit(self, pool: WorkerPool) -> set[tuple[Worker, Hashable]]:
+        """Act on the pool's running batches once; return them."""
+        now = time.monotonic()
+        pool._watch_interrupts()
+        running = set()
+        for worker in list(pool._busy):
+            batch = worker.running_batch()
+            if batch is None:
+                continue
+            token, interrupted = batch
+            running.add((worker, token))
+            # Timed from when first seen: a batch is stopped between its
+            # pool's timeout and that plus one idle tick.
+            times = self._seen.setdefault((worker, token), [now, 0.0])
+            first_seen, stopped = times
+            if stopped:
+                if now - stopped >= STOP_GRACE and pool._give_up(worker):
+                    _warn_from_thread(
+                        f"a batch in {pool!r} did not stop within {STOP_GRACE:g} s of being asked to (a UDF "
+                        "busy in C code, or one that catches BaseException): its worker is given up and replaced, "
+                        "and the DuckDB thread running the batch stays blocked until it ends"
+                    )
+                continue
+            if interrupted:
+                failure = WorkerFailure(KeyboardInterrupt, "the batch was stopped by Ctrl-C (SIGINT)")
+            elif now - first_seen >= pool.timeout:
+                failure = WorkerFailure(
+                    PoolTimeoutError,
+                    f"the batch ran longer than the pool's timeout ({pool.timeout:g} s) and was stopped; "
+                    "pass a larger timeout= to the pool if batches legitimately take this long",
+                )
+            else:
+                continue
+            times[1] = now
+            self._stop(worker, token, failure)
+        return running
+
+    def _stop(self, worker: Worker, token: Hashable, failure: WorkerFailure) -> None:
+        # Stopping may wait for the worker (an interpreter's GIL held by C
+        # code): never on the watchdog's own thread, one wait per worker.
+        helper = self._helpers.get(worker)
+        if helper is not None and helper.is_alive():
+            return
+        helper = threading.Thread(
+            target=worker.stop, args=(token, failure), name="duckdb_subinterp stop", daemon=True
+        )
+        self._helpers[worker] = helper
+        helper.start()
+
+
+def _warn_from_thread(message: str) -> None:
+    """Warn from a background thread, where a filter turning warnings into errors has nobody to raise to."""
+    with contextlib.suppress(Warning):
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+
+_watchdog = _Watchdog()
+_fork_hooks_registered = False
+
+
+def _register_fork_hooks() -> None:
+    """Register the fork hooks once per process (a forked child inherits them)."""
+    global _fork_hooks_registered
+    if not _fork_hooks_registered and hasattr(os, "register_at_fork"):
+        _fork_hooks_registered = True
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+        )
+
+
+def _before_fork() -> None:
+    for pool in list(_live_pools):
+        pool._prepare_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for pool in list(_live_pools):
+        pool._resume_after_fork()
+
+
+def _after_fork_in_child() -> None:
+    _watchdog.reset_after_fork()
+    for pool in list(_live_pools):
+        pool._reset_after_fork()
