@@ -17,22 +17,56 @@ was not built, batches go through ``_interpreters.exec``, with one warning.
 Python 3.13 ships the private ``_interpreters`` module only; 3.14 adds the
 public ``concurrent.interpreters`` on top of the same functions, which are
 all this module uses besides DirectCall.
+
+What cannot be left to Python's own teardown (stopping a batch and ending
+a UDF's threads go through DirectCall: the ``direct=False`` path has neither):
+
+- A batch that runs too long, or when Ctrl-C is pressed, is stopped by the
+  pool's watchdog: DirectCall raises ``BatchStopped`` asynchronously in the
+  thread running it, and the worker is retired (the UDF stopped at an
+  arbitrary bytecode). Code busy in C is not stopped.
+- Threads a UDF started (a refresher a class UDF's ``__init__`` starts)
+  would make ``Py_EndInterpreter`` wait for them forever. Closing a worker
+  raises SystemExit in them and gives them ``THREAD_GRACE``; an interpreter
+  whose threads outlive that is kept, ready to be torn down at exit
+  (``_abandon`` in the bootstrap), and destroyed later if they end.
+- At exit, batches still running are stopped and every interpreter is
+  destroyed; what cannot be (a batch busy in C code, a thread holding its
+  interpreter's GIL) would hang or crash Python's teardown, so the process
+  then ends with ``os._exit(EXIT_STATUS)``, saying why on stderr.
+- ``os.fork()`` with a subinterpreter alive crashes the child on CPython
+  3.13 (python/cpython#139759): every interpreter is destroyed before a
+  fork and started again on demand after it.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
+import math
+import os
 import sys
+import threading
+import time
 import warnings
 import weakref
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from duckdb_subinterp._errors import CompiledPathUnavailableWarning
-from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
+from duckdb_subinterp._errors import BrokenPoolError, CompiledPathUnavailableWarning
+from duckdb_subinterp._pool import (
+    DEFAULT_TIMEOUT,
+    STOP_GRACE,
+    THREAD_GRACE,
+    Worker,
+    WorkerFailure,
+    WorkerPool,
+    _close_all,
+    _live_pools,
+)
 from duckdb_subinterp._runtime import STATUS_SLOTS
 
 try:
@@ -41,9 +75,13 @@ except ImportError:  # pragma: no cover - Python < 3.13 is refused by pyproject
     _interpreters = None
 
 try:
-    from duckdb_subinterp._direct import DirectCall
+    from duckdb_subinterp._direct import DirectCall, sigint_count, watch_sigint
 except ImportError:  # not built: no C compiler at install time
-    DirectCall = None
+    DirectCall = sigint_count = watch_sigint = None
+
+EXIT_STATUS = 70  # os._exit status when interpreters cannot be torn down at exit (EX_SOFTWARE)
+_SETTLE = 0.5  # at exit, how long the queries whose batches were stopped get to end
+_last_stop = -math.inf  # time.monotonic() of the last batch stopped
 
 
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
@@ -63,6 +101,69 @@ from duckdb_subinterp._export import export as _export
 _package.export = _export
 from duckdb_subinterp._runtime import Runtime as _Runtime
 del _package, _package_dir, _sys_path, _export
+
+class BatchStopped(BaseException):
+    '''The pool stopped this batch: it outran the pool's timeout, Ctrl-C was pressed, or the process exits.'''
+
+BatchStopped.__module__ = "duckdb_subinterp"
+
+def _foreign_threads(request):
+    '''Return the idents of live threads the UDFs started, or None: Py_EndInterpreter waits for them.'''
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return None
+    current = threading.get_ident()
+    idents = tuple(
+        thread.ident
+        for thread in threading.enumerate()
+        if thread.ident != current
+        and not thread.daemon
+        and not isinstance(thread, (threading._MainThread, threading._DummyThread))
+    )
+    return idents or None
+
+def _abandon(request):
+    '''Let this interpreter be torn down at exit although threads a UDF started still run.
+
+    Py_EndInterpreter, which Python's exit runs on every interpreter left,
+    first calls threading._shutdown (joining those threads: forever), then
+    refuses to go on while another thread state exists. At exit the runtime
+    is finalizing: a thread that takes this interpreter's GIL again then
+    exits on the spot without touching its thread state, as the main
+    interpreter's daemon threads do. So at exit only, their thread states
+    are deleted here, as CPython deletes those of daemon threads; any other
+    time the join stays (the interpreter is destroyed once they ended).
+    '''
+    import ctypes, threading
+    api = ctypes.pythonapi
+    pointer = ctypes.c_void_p
+    for name, result, arguments in (
+        ("PyThreadState_Get", pointer, []),
+        ("PyInterpreterState_Get", pointer, []),
+        ("PyInterpreterState_ThreadHead", pointer, [pointer]),
+        ("PyThreadState_Next", pointer, [pointer]),
+        ("PyThreadState_Clear", None, [pointer]),
+        ("PyThreadState_Delete", None, [pointer]),
+    ):
+        function = getattr(api, name)
+        function.restype, function.argtypes = result, arguments
+    join = threading._shutdown
+
+    def _shutdown():
+        if not sys.is_finalizing():
+            return join()
+        current = api.PyThreadState_Get()
+        others = []
+        state = api.PyInterpreterState_ThreadHead(api.PyInterpreterState_Get())
+        while state:
+            if state != current:
+                others.append(state)
+            state = api.PyThreadState_Next(state)
+        for state in others:
+            api.PyThreadState_Clear(state)
+            api.PyThreadState_Delete(state)
+
+    threading._shutdown = _shutdown
 """
 
 # DirectCall calls _run_batch and _copy_pending; an exception comes back as
@@ -76,6 +177,8 @@ _RUN = compile("try:\n    _rt.run(_request)\nfinally:\n    del _request\n", "<du
 _COPY = compile("try:\n    _rt.copy_pending(_outputs)\nfinally:\n    del _outputs\n", "<duckdb_subinterp copy>", "exec")
 _LOAD = compile("try:\n    _rt.load(_udf_id, _spec)\nfinally:\n    del _udf_id, _spec\n", "<duckdb_subinterp load>", "exec")
 _UNLOAD = compile("_rt.unload(_udf_id)\ndel _udf_id\n", "<duckdb_subinterp unload>", "exec")
+
+_THREADS_LEFT = compile("if _foreign_threads(None):\n    raise RuntimeError", "<duckdb_subinterp threads>", "exec")
 
 
 class InterpreterWorker(Worker):
@@ -109,8 +212,14 @@ class InterpreterWorker(Worker):
             for interpreter_id in created:
                 _destroy(interpreter_id)
             raise
-        if self._direct is not None:
-            _live_direct_workers.add(self)
+        self._stopped: WorkerFailure | None = None  # why the batch stop() stopped will fail
+        self._threads_asked: float | None = None  # when begin_close asked leftover threads to end
+        self._threads_left: tuple[int, ...] | None = None  # the threads it found (None: no answer)
+        self._close_lock = threading.Lock()
+        self._closed = False
+        # close() stops a batch that outlives its grace, through DirectCall.
+        self.abortable = self._direct is not None
+        _live_workers.add(self)
 
     def _exec(self, code: Any, shared: dict[str, Any]) -> None:
         snapshot = _interpreters.exec(self.interpreter_id, code, shared)
@@ -130,7 +239,17 @@ class InterpreterWorker(Worker):
             return
         failure = self._direct.call(entry_point, value)
         if failure is not None:
-            raise WorkerFailure.from_names(*failure)
+            raise self._failure(failure)
+
+    def _failure(self, failure: tuple[str, str, str]) -> WorkerFailure:
+        if failure[0] == "BatchStopped":
+            # Stopped at an arbitrary bytecode: what the UDF was changing may
+            # be half changed, so this interpreter is not used again.
+            self.broken = True
+            stopped, self._stopped = self._stopped, None
+            if stopped is not None:
+                return stopped
+        return WorkerFailure.from_names(*failure)
 
     def run(self, request: tuple[Any, ...]) -> Sequence[int]:
         self._enter("_run_batch", _RUN, "_request", request)
@@ -139,9 +258,53 @@ class InterpreterWorker(Worker):
     def copy_pending(self, outputs: Sequence[memoryview]) -> None:
         self._enter("_copy_pending", _COPY, "_outputs", tuple(outputs))
 
+    def running_batch(self) -> tuple[int, bool] | None:
+        running = None if self._direct is None else self._direct.running
+        if running is None:
+            return None
+        number, sigints = running
+        return number, sigints != sigint_count()
+
+    def stop(self, batch: Any, failure: WorkerFailure) -> bool:
+        global _last_stop
+        self._stopped = failure
+        try:
+            stopped = self._direct.stop(batch, "BatchStopped")
+        except Exception:  # detached meanwhile: nothing runs there
+            return False
+        if stopped:
+            _last_stop = time.monotonic()
+        return stopped
+
+    def abort(self, reason: str) -> None:
+        running = self._direct.running
+        if running is not None:  # stopping waits for the interpreter's GIL: not under the pool's lock
+            failure = WorkerFailure(BrokenPoolError, f"the batch {reason}")
+            threading.Thread(target=self.stop, args=(running[0], failure), daemon=True).start()
+
+    def begin_close(self) -> None:
+        """Raise SystemExit in the threads the UDFs started here, so they end while other workers close too."""
+        if not self._closed:
+            self._ask_threads_to_end()
+
+    def _ask_threads_to_end(self) -> None:
+        if self._direct is None or self._threads_asked is not None:
+            return
+        self._threads_asked = time.monotonic()
+        threads = self._threads_left = self._foreign_threads()
+        if threads:
+            _bounded(self._direct.raise_in_threads, threads)
+
     def close(self) -> None:
-        _live_direct_workers.discard(self)
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        _live_workers.discard(self)
         if self._direct is not None:
+            if not self._threads_ended():
+                self._abandon()
+                return
             try:
                 # Py_EndInterpreter refuses an interpreter with thread states
                 # besides its own: DirectCall's go first.
@@ -150,10 +313,86 @@ class InterpreterWorker(Worker):
                 return
         _destroy(self.interpreter_id)
 
+    def forget(self) -> None:
+        # The parent's interpreter is not in this process (deleted by CPython's
+        # fork handling, or destroyed by the pool before the fork).
+        self._closed = True
+        _live_workers.discard(self)
+        if self._direct is not None:
+            self._direct.forget()
 
-# Interpreters left at exit make Python's own teardown of them fail on the
-# thread states DirectCall keeps; every worker with one is closed first.
-_live_direct_workers: weakref.WeakSet[InterpreterWorker] = weakref.WeakSet()
+    def _foreign_threads(self) -> tuple[int, ...] | None:
+        """Return the idents of live threads the UDFs started here; None if the interpreter did not say in time."""
+        done, result = _bounded(self._direct.call, "_foreign_threads", ())
+        if not done or (result is not None and isinstance(result[0], str)):  # no answer, or it raised
+            return None
+        return result or ()
+
+    def _threads_ended(self) -> bool:
+        """Ask the threads the UDFs started here to end; return whether all did within THREAD_GRACE."""
+        self._ask_threads_to_end()
+        if self._threads_left == ():  # none when asked: none could have started since
+            return True
+        deadline = self._threads_asked + THREAD_GRACE
+        while (threads := self._foreign_threads()) != ():
+            if threads is None or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _abandon(self) -> None:
+        """Keep an interpreter whose UDF threads outlived the grace: destroyed if they end, torn down at exit."""
+        done, failure = _bounded(self._direct.call, "_abandon", ())
+        ready = done and failure is None
+        try:
+            self._direct.detach()
+        except RuntimeError:
+            ready = False
+        _abandoned.append(_AbandonedInterpreter(self.interpreter_id, self._direct, ready))
+
+
+# Every worker whose interpreter is not destroyed yet: closed at exit, and
+# before a fork. Python's own teardown of interpreters left at exit fails
+# on the thread states DirectCall keeps, and hangs on threads UDFs started.
+_live_workers: weakref.WeakSet[InterpreterWorker] = weakref.WeakSet()
+
+
+class _AbandonedInterpreter(NamedTuple):
+    """An interpreter kept at close because threads a UDF started outlived the grace."""
+
+    interpreter_id: int
+    direct: Any  # its detached DirectCall, which keeps buffers the interpreter may still view
+    ready_for_exit: bool  # its thread states are released at exit (see _abandon); else os._exit
+
+
+_abandoned: list[_AbandonedInterpreter] = []
+
+
+def _bounded(function: Any, *arguments: Any, timeout: float = THREAD_GRACE) -> tuple[bool, Any]:
+    """Call ``function`` on a helper thread; return (whether it returned within ``timeout``, its result).
+
+    For calls that take an interpreter's GIL, which a thread a UDF started
+    may hold for as long as its C code runs. One that raised did not return.
+    """
+    outcome: list[Any] = []
+
+    def call() -> None:
+        with contextlib.suppress(Exception):  # detached, or a batch runs in it: no answer
+            outcome.append(function(*arguments))
+
+    helper = threading.Thread(target=call, name="duckdb_subinterp close", daemon=True)
+    helper.start()
+    helper.join(timeout)
+    return (True, outcome[0]) if outcome else (False, None)
+
+
+def _reap_abandoned() -> None:
+    """Destroy kept interpreters whose UDF threads have ended by now."""
+    for kept in list(_abandoned):
+        done, snapshot = _bounded(_interpreters.exec, kept.interpreter_id, _THREADS_LEFT, timeout=0.5)
+        if done and snapshot is None:
+            _destroy(kept.interpreter_id)
+            _abandoned.remove(kept)
 
 
 def _direct_call(interpreter_id: int) -> Any:
@@ -176,8 +415,62 @@ def _warn_direct_unavailable() -> None:
 
 @atexit.register
 def _close_live_workers() -> None:
-    for worker in list(_live_direct_workers):
-        worker.close()
+    """Destroy every interpreter before Python's teardown reaches it; end the process where one cannot be."""
+    for pool in list(_live_pools):
+        if isinstance(pool, InterpreterPool):
+            pool._shut()  # no batch starts from now on; the idle workers close
+    workers = list(_live_workers)
+    # Batches still running (a query on a daemon thread, a runaway UDF) are
+    # stopped; their DuckDB threads close the workers when they return.
+    exiting = WorkerFailure(BrokenPoolError, "the process is exiting")
+    stopping = False
+    for worker in workers:
+        batch = worker.running_batch()
+        if batch is not None:
+            stopping = True
+            threading.Thread(target=worker.stop, args=(batch[0], exiting), daemon=True).start()
+    if stopping:
+        deadline = time.monotonic() + STOP_GRACE
+        while any(worker.running_batch() for worker in workers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    # The threads whose queries just failed (stopped here, or by a pool's
+    # close() at exit) get to finish them: one still in DuckDB when Python's
+    # teardown begins is ended there by CPython, as a daemon thread is,
+    # which aborts the process.
+    settled = _last_stop + _SETTLE - time.monotonic()
+    if settled > 0:
+        time.sleep(settled)
+    busy = [worker for worker in workers if worker.running_batch() is not None]
+    _close_all([worker for worker in workers if worker not in busy])
+    _reap_abandoned()
+    problems = [
+        f"a batch in interpreter {worker.interpreter_id} did not stop (code busy in C, or catching the "
+        "exception meant to stop it)"
+        for worker in busy
+    ]
+    problems += [
+        f"threads a UDF started in interpreter {kept.interpreter_id} still run and hold it"
+        for kept in _abandoned
+        if not kept.ready_for_exit or not _bounded(_interpreters.exec, kept.interpreter_id, "pass", timeout=0.5)[0]
+    ]
+    if problems:
+        _exit_now("; ".join(problems))
+
+
+def _exit_now(why: str) -> None:
+    """End the process now: Python's teardown of these interpreters would hang or crash."""
+    message = (
+        f"duckdb_subinterp: {why}; Python's teardown would hang or crash on it, so the process ends now "
+        f"with os._exit({EXIT_STATUS})\n"
+    )
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is sys.stderr:
+                stream.write(message)
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(EXIT_STATUS)
 
 
 def _destroy(interpreter_id: int) -> None:
@@ -200,9 +493,38 @@ class InterpreterPool(WorkerPool):
     # Fan-out: a hand-off to a helper thread and a DirectCall per slice.
     slice_overhead_seconds = 100e-6
 
+    # CPython 3.13 cannot fork a process that has subinterpreters: the child crashes.
+    close_workers_before_fork = True
+
     def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT, direct: bool = True) -> None:
         super().__init__(size, timeout=timeout)
         self.direct = direct
 
     def _start_worker(self) -> Worker:
         return InterpreterWorker(direct=self.direct)
+
+    def _watch_interrupts(self) -> None:
+        if watch_sigint is not None:
+            watch_sigint()  # again, if Python's signal.signal() replaced the counter
+
+    def close(self) -> None:
+        super().close()
+        _reap_abandoned()
+
+    def _prepare_fork(self) -> None:
+        super()._prepare_fork()
+        _reap_abandoned()
+        if _abandoned:
+            warnings.warn(
+                f"os.fork() while threads UDFs started still run in {len(_abandoned)} interpreter(s) that could not "
+                "be destroyed for that reason: a child forked with them crashes (a CPython limitation); end such "
+                "threads in the UDF, or use multiprocessing's 'spawn' or 'forkserver' start method",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def _reset_after_fork(self) -> None:
+        super()._reset_after_fork()
+        for worker in list(_live_workers):  # workers no pool holds any more (given up, being closed)
+            worker.forget()
+        _abandoned.clear()
