@@ -32,6 +32,11 @@ A worker never outlives this process: on Linux it asks the kernel to kill
 it when its parent goes (PR_SET_PDEATHSIG, which also stops a UDF stuck in C
 code holding the GIL), and on every platform a thread in it exits the
 process once the pipe to the parent closes or the parent pid changes.
+
+A process forked from this one (``os.fork``, multiprocessing's "fork"
+start method) shares these pipes and regions but never uses them: the pool
+engine's fork hook makes its pools drop the workers (``forget``) and start
+their own on first use.
 """
 
 from __future__ import annotations
@@ -551,6 +556,18 @@ class ProcessWorker(Worker):
                 self.process.wait(CLOSE_TIMEOUT)
         except Exception:  # close must not raise
             pass
+        self._conn.close()
+        if self._sentinel is not None:
+            os.close(self._sentinel)
+            self._sentinel = None
+        self._inputs.retire()
+        self._outputs.retire()
+
+    def forget(self) -> None:
+        # In a forked child: the process and its pipe are the parent's, in
+        # use by the parent. Close only this process's copies of the pipe,
+        # the pidfd and the regions' mappings: no "exit" on the pipe, no kill.
+        self.broken = True
         self._conn.close()
         if self._sentinel is not None:
             os.close(self._sentinel)
