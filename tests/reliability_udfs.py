@@ -67,3 +67,83 @@ def crash_on_4999(x: int) -> int:
     if x == 4999:
         os.kill(os.getpid(), signal.SIGSEGV)
     return x * 2
+
+
+def spin(x: int) -> int:
+    """Never return: an endless loop of bytecode."""
+    while True:
+        pass
+
+
+def spin_off_main(x: int) -> int:
+    """Spin on every DuckDB thread but the one whose native id is in DUCKDB_SUBINTERP_TEST_MAIN."""
+    import threading
+
+    if threading.get_native_id() != int(os.environ["DUCKDB_SUBINTERP_TEST_MAIN"]):
+        spin(x)
+    time.sleep(0.001)  # leave batches to the other threads too
+    return x
+
+
+def spin_on_main(x: int) -> int:
+    """Spin only on the DuckDB thread whose native id is in DUCKDB_SUBINTERP_TEST_MAIN."""
+    import threading
+
+    if threading.get_native_id() == int(os.environ["DUCKDB_SUBINTERP_TEST_MAIN"]):
+        spin(x)
+    return x
+
+
+def busy_in_c(x: int) -> int:
+    """Never return from C code that neither releases the GIL nor looks for asynchronous exceptions."""
+    return sum(range(1 << 62)) + x
+
+
+def swallow_stops(x: int) -> int:
+    """Spin and catch everything, the exception meant to stop it included."""
+    while True:
+        try:
+            while True:
+                pass
+        except BaseException:
+            pass
+
+
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+class Refreshed:
+    """Per-worker state with a refresher thread that sleeps a minute between refreshes."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.value = 1
+        threading.Thread(target=self._refresh, name="refresher").start()
+
+    def _refresh(self) -> None:
+        while True:
+            time.sleep(60)
+            self.value += 1
+
+    def __call__(self, x: int) -> int:
+        return x + self.value
+
+
+class RefreshedOften:
+    """Per-worker state with refresher threads that wake every few milliseconds."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.value = 1
+        for _ in range(3):
+            threading.Thread(target=self._refresh, name="refresher").start()
+
+    def _refresh(self) -> None:
+        while True:
+            time.sleep(0.005)
+
+    def __call__(self, x: int) -> int:
+        return x + self.value

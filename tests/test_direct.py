@@ -58,6 +58,24 @@ def interpreter() -> Iterator[int]:
                 time.sleep(seconds)
             def refuse_import(request):
                 import duckdb_subinterp._direct
+            class Stopped(BaseException):
+                pass
+            def spin(request):
+                while True:
+                    pass
+            def count(request):
+                return request
+            def start_sleeper(request):
+                import threading
+                def sleep_in_steps():
+                    while True:
+                        time.sleep(0.01)
+                thread = threading.Thread(target=sleep_in_steps)
+                thread.start()
+                return thread.ident
+            def alive(request):
+                import threading
+                return tuple(thread.ident for thread in threading.enumerate() if thread.ident in request)
             """
         ),
     )
@@ -166,6 +184,91 @@ def test_detach_lets_the_interpreter_be_destroyed(interpreter):
     _interpreters.destroy(interpreter)
     with pytest.raises(RuntimeError, match="detached"):
         direct.call("echo", ())
+
+
+def wait_running(direct: DirectCall) -> tuple[int, int]:
+    deadline = time.monotonic() + 10
+    while (running := direct.running) is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert running is not None, "the call did not start"
+    return running
+
+
+def test_stop_raises_in_the_running_call_only(direct):
+    assert direct.running is None
+    outcome: list[object] = []
+    caller = threading.Thread(target=lambda: outcome.append(direct.call("spin", ())))
+    caller.start()
+    number, _ = wait_running(direct)
+    assert not direct.stop(number + 1, "Stopped")  # not the call running: nothing is raised
+    assert direct.stop(number, "Stopped")
+    caller.join(10)
+    assert not caller.is_alive() and outcome[0][0] == "Stopped"
+    assert direct.running is None
+    assert not direct.stop(number, "Stopped")  # it ended
+    assert direct.call("echo", (1,)) == (1,)
+
+
+def test_a_stop_that_arrives_late_never_lands_in_the_next_call(direct):
+    # One thread calls quickly, one after another; another stops whatever
+    # call it sees running. A call may fail only if it was the one stopped.
+    calls = 3000
+    failed: list[int] = []
+    stopped: set[int] = set()
+    done = threading.Event()
+
+    def call_quickly() -> None:
+        direct.call("count", 0)  # calls are numbered one by one from here
+        failed.extend(offset for offset in range(1, calls + 1) if direct.call("count", offset) != offset)
+        done.set()
+
+    def stop_whatever_runs() -> None:
+        while not done.is_set():
+            running = direct.running
+            if running is not None and direct.stop(running[0], "Stopped"):
+                stopped.add(running[0])
+
+    first = direct.call("count", 0)
+    assert first == 0
+    stopper = threading.Thread(target=stop_whatever_runs)
+    caller = threading.Thread(target=call_quickly)
+    stopper.start()
+    caller.start()
+    caller.join(60)
+    stopper.join(60)
+    # This thread made call 1 and the caller's first call is 2: offset k is call k + 2.
+    assert {offset + 2 for offset in failed} <= stopped
+    assert direct.call("count", 7) == 7
+
+
+def test_raise_in_threads_ends_threads_a_function_started(direct):
+    ident = direct.call("start_sleeper", ())
+    assert direct.call("alive", (ident,)) == (ident,)
+    assert direct.raise_in_threads((ident, 12345)) == 1  # an ident not there is not counted
+    deadline = time.monotonic() + 10
+    while direct.call("alive", (ident,)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert direct.call("alive", (ident,)) == ()
+
+
+def test_sigint_is_counted_and_still_reaches_python():
+    script = textwrap.dedent(
+        """
+        import os, signal, time
+        from duckdb_subinterp._direct import sigint_count, watch_sigint
+        assert sigint_count() == 0 and watch_sigint() and watch_sigint()
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            print("KeyboardInterrupt", sigint_count())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print("ignored: not watched", watch_sigint())
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["KeyboardInterrupt 1", "ignored: not watched False"]
 
 
 def test_unknown_or_own_interpreter_is_refused():
