@@ -206,6 +206,8 @@ class WorkerPool(ABC):
         self._specs: dict[int, tuple[Any, ...]] = {}
         self._generation = 0  # bumped when a UDF is removed, so workers drop it
         self._forking = False  # no worker is handed out or started while they are closed for a fork
+        # Not closed and not forking: the one flag checkout's fast path reads.
+        self._accepting = True
         _live_pools.add(self)
         _register_fork_hooks()
 
@@ -240,7 +242,7 @@ class WorkerPool(ABC):
     def checkout(self, udf_id: int, udf_name: str) -> Worker:
         """Take an idle worker (starting one if the pool is not full) with ``udf_id`` loaded."""
         with self._lock:
-            worker = self._idle.pop() if self._idle and not self._closed else None
+            worker = self._idle.pop() if self._idle and self._accepting else None
             if worker is not None:
                 self._busy.add(worker)
         if worker is None:
@@ -254,11 +256,11 @@ class WorkerPool(ABC):
         meanwhile, for the batches that follow.
         """
         with self._lock:
-            if self._closed:
+            if not self._accepting:
                 return []
             taken = [self._idle.pop() for _ in range(min(count, len(self._idle)))]
             self._busy.update(taken)
-            grow = self._started < self.size and not self._growing and not self._forking
+            grow = self._started < self.size and not self._growing
             if grow:
                 self._started += 1  # reserved, as _checkout does
                 self._growing = True
@@ -282,6 +284,7 @@ class WorkerPool(ABC):
     def _grow(self) -> None:
         """Start one worker (reserved by take_idle) and make it idle."""
         try:
+            _watchdog.ensure_running()
             worker = self._start_worker()
         except BaseException:
             with self._lock:
@@ -291,7 +294,6 @@ class WorkerPool(ABC):
             return
         with self._lock:
             self._growing = False
-        _watchdog.ensure_running()
         self.checkin(worker)
 
     def _ready(self, worker: Worker, udf_id: int) -> Worker:
@@ -420,6 +422,9 @@ class WorkerPool(ABC):
                 finally:
                     self._waiting -= 1
         try:
+            # Before the worker exists: once it is busy, nothing but the
+            # return may run here, or an interrupt landing there would lose it.
+            _watchdog.ensure_running()
             worker = self._start_worker()
         except BaseException:
             with self._lock:
@@ -432,7 +437,6 @@ class WorkerPool(ABC):
         if closed:  # closed while it started: close() did not see it, so it must not run a batch
             self.checkin(worker)
             raise BrokenPoolError(f"UDF {udf_name!r}: its pool was closed; register it on an open pool")
-        _watchdog.ensure_running()
         return worker
 
     def close(self) -> None:
@@ -452,6 +456,7 @@ class WorkerPool(ABC):
         """Refuse new batches and close the idle workers."""
         with self._lock:
             self._closed = True
+            self._accepting = False
             idle, self._idle = self._idle, []
             self._started -= len(idle)
             self._condition.notify_all()
@@ -498,6 +503,7 @@ class WorkerPool(ABC):
         closing: list[Worker] = []
         with self._lock:
             self._forking = True
+            self._accepting = False
             while True:
                 idle, self._idle = self._idle, []
                 self._started -= len(idle)
@@ -527,6 +533,7 @@ class WorkerPool(ABC):
         """In the parent, after a fork: checkouts go on; closed workers start again on demand."""
         with self._lock:
             self._forking = False
+            self._accepting = not self._closed
             self._condition.notify_all()
 
     def _reset_after_fork(self) -> None:
@@ -542,6 +549,7 @@ class WorkerPool(ABC):
         self._growing = False
         self._grower = None
         self._forking = False
+        self._accepting = not self._closed
         for worker in workers:
             worker.forget()
 
