@@ -164,7 +164,8 @@ def test_ctrl_c_ends_a_query_whose_udf_spins_within_about_a_second(udf, threads)
     assert_exit(result, 0)
     lines = result.stdout.splitlines()
     assert lines[0].startswith("interrupted"), result.stdout
-    assert float(lines[0].split()[-2]) < REACTION + 0.5, result.stdout
+    # About a second (typically well under half of one); the bound leaves room for a loaded machine.
+    assert float(lines[0].split()[-2]) < REACTION + 1.5, result.stdout
     assert lines[1] == f"then [({sum(range(1, 101))},)]", result.stdout
 
 
