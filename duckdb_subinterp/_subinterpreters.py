@@ -101,11 +101,8 @@ from duckdb_subinterp._export import export as _export
 _package.export = _export
 from duckdb_subinterp._runtime import Runtime as _Runtime
 del _package, _package_dir, _sys_path, _export
-
-class BatchStopped(BaseException):
-    '''The pool stopped this batch: it outran the pool's timeout, Ctrl-C was pressed, or the process exits.'''
-
-BatchStopped.__module__ = "duckdb_subinterp"
+# What DirectCall.stop raises into a runaway batch: the one exception the runtime does not catch.
+from duckdb_subinterp._runtime import BatchStopped
 
 def _foreign_threads(request):
     '''Return the idents of live threads the UDFs started, or None: Py_EndInterpreter waits for them.'''
