@@ -86,11 +86,15 @@ def spin_off_main(x: int) -> int:
 
 
 def spin_on_main(x: int) -> int:
-    """Spin only on the DuckDB thread whose native id is in DUCKDB_SUBINTERP_TEST_MAIN."""
+    """Spin only on the DuckDB thread whose native id is in DUCKDB_SUBINTERP_TEST_MAIN; be slow elsewhere.
+
+    Slow, so that the other threads leave batches to that one.
+    """
     import threading
 
     if threading.get_native_id() == int(os.environ["DUCKDB_SUBINTERP_TEST_MAIN"]):
         spin(x)
+    time.sleep(0.001)
     return x
 
 
