@@ -539,7 +539,7 @@ class WorkerPool(ABC):
     def _reset_after_fork(self) -> None:
         """In a forked child: forget the parent's workers (they are its own); start fresh ones on first use."""
         # The parent's threads that held these are not in the child.
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._condition = threading.Condition(self._lock)
         workers = self._busy | set(self._idle)
         self._busy = set()
