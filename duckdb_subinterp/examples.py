@@ -84,3 +84,8 @@ def word_score(text: str) -> int:
 def collatz_pair(x: int) -> int:
     """Heavier BIGINT work (~15 us/row): Collatz steps of two numbers near ``x``."""
     return collatz(x) + collatz(x + 50_000)
+
+
+def collatz_septet(x: int) -> int:
+    """Very heavy BIGINT work (~50 us/row): Collatz steps of seven numbers near ``x``."""
+    return sum(collatz(x + 10_000 * k) for k in range(7))
