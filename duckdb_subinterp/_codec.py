@@ -869,7 +869,9 @@ def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Any
         else:
             pairs = list(value.items())
         for key, _ in pairs:
-            if key is None:
+            # A NaN key would become NULL like any NaN result (and pyarrow aborts the
+            # process on a MAP with a NULL key): DuckDB refuses it too.
+            if key is None or (isinstance(key, float) and key != key):
                 raise ResultTypeError(f"map keys can not be NULL (row {index})")
         keys.extend(key for key, _ in pairs)
         items.extend(item for _, item in pairs)

@@ -234,3 +234,13 @@ def test_types_nested_deeper_than_arrow_takes_are_refused_at_registration(con, p
     duckdb_subinterp.create_function(con, "mine", lambda x: x, [fits], fits, backend=pooled)
     rows = con.sql(f"SELECT reference({value}::{fits}) = mine({value}::{fits})").fetchall()
     assert rows == [(True,)]
+
+
+def test_a_nan_map_key_is_refused_as_duckdb_refuses_it_not_a_crash(con, pooled):
+    # NaN results become NULL, and a MAP may have no NULL key: pyarrow would abort the process.
+    function = lambda x: {float("nan"): 1, 1.5: 2}  # noqa: E731
+    con.create_function("reference", function, ["BIGINT"], "MAP(DOUBLE, INTEGER)")
+    duckdb_subinterp.create_function(con, "mine", function, ["BIGINT"], "MAP(DOUBLE, INTEGER)", backend=pooled)
+    for name in ("reference", "mine"):
+        with pytest.raises(duckdb.InvalidInputException, match="Map keys can not be NULL"):
+            con.sql(f"SELECT {name}(1)").fetchall()

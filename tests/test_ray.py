@@ -284,8 +284,9 @@ def test_a_costly_batch_fans_out_over_the_actors(pool):
     con = duckdb.connect()
     con.execute("SET threads=1")  # one DuckDB thread: only a fan-out puts the second actor to work
     duckdb_subinterp.create_function(con, "costly", udf_module.slow_square, backend="ray", pool=pool)
-    assert con.sql("SELECT sum(costly(i)) FROM range(12000) t(i)").fetchall() == [(sum(i * i for i in range(12000)),)]
-    # The first batch teaches the dispatcher the UDF's cost (~0.4 s, over 20 slices' overhead); later ones fan out.
+    assert con.sql("SELECT sum(costly(i)) FROM range(20000) t(i)").fetchall() == [(sum(i * i for i in range(20000)),)]
+    # The first two batches teach the dispatcher the UDF's cost (~0.4 s, over 20 slices' overhead); later ones
+    # (8 more) fan out whenever the other actor is idle.
     stats = duckdb_subinterp.udf_stats(con, "costly")
     assert stats["fanned_batches"] >= 3 and stats["slices"] > stats["batches"]
     con.close()
