@@ -87,10 +87,18 @@ from duckdb_subinterp._runtime import (
 # largest size seen, plus a quarter, so a second copy is rare.
 _INITIAL_BYTES_PER_ROW = 16
 
-# Fan-out: each slice does at least this many times the backend's
-# per-slice overhead of work, and holds at least MIN_SLICE_ROWS rows.
+# Fan-out: a batch fans out when it holds at least two slices' worth of
+# work, a slice being this many times the backend's per-slice overhead, and
+# at least MIN_SLICE_ROWS rows.
 FAN_OUT_WORK_RATIO = 10
 MIN_SLICE_ROWS = 64
+# A fanned-out batch is cut into up to this many slices per worker, taken
+# in row order by whichever worker is free: a worker on a slower (busier)
+# core takes fewer, so the batch ends with both. Each such slice does at
+# least SLICE_SPLIT_RATIO slices' minimum of work, so the extra slices cost
+# a few percent at most.
+SLICES_PER_WORKER = 3
+SLICE_SPLIT_RATIO = 3
 
 _executor: concurrent.futures.ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -142,7 +150,7 @@ class UdfStats:
         self.calls = self.retries = self.timeouts = self.peak_concurrency = 0
 
     def record(self, rows: int, started: float, leased: float, finished: float) -> None:
-        """Add one batch (or a fanned-out batch's own slice): when it started, got a worker and finished."""
+        """Add one batch: when it started, got a worker and finished."""
         with self._lock:
             self.batches += 1
             self.rows += rows
@@ -154,17 +162,21 @@ class UdfStats:
             self._last = max(self._last, finished)
 
     def record_slice(self, rows: int, seconds: float, finished: float) -> None:
-        """Add a slice a helper thread ran for a fanned-out batch."""
+        """Add a slice of a fanned-out batch."""
         with self._lock:
             self.rows += rows
             self.slices += 1
             self.worker_seconds += seconds
             self._last = max(self._last, finished)
 
-    def record_fan_out(self) -> None:
-        """Count one batch that was fanned out."""
+    def record_fanned(self, started: float, leased: float) -> None:
+        """Add one fanned-out batch (its slices are recorded one by one): when it started and got a worker."""
         with self._lock:
+            self.batches += 1
             self.fanned_batches += 1
+            self.wait_seconds += leased - started
+            if self._first is None:
+                self._first = started
 
     def record_calls(self, calls: int, retries: int, timeouts: int, peak_concurrency: int) -> None:
         """Add one async batch's counters (the worker's status slots from COUNTERS_SLOT on)."""
@@ -194,6 +206,57 @@ class UdfStats:
                     peak_concurrency=self.peak_concurrency,
                 )
             return counters
+
+
+class _Slices:
+    """The slices of one fanned-out batch: handed out in row order, their results kept in row order."""
+
+    __slots__ = ("_arguments", "_bounds", "_errors", "_limit", "_lock", "_next", "_results", "count")
+
+    def __init__(self, arguments: Sequence[pa.ChunkedArray], length: int, count: int) -> None:
+        self.count = count
+        self._arguments = arguments
+        self._bounds = [length * index // count for index in range(count + 1)]
+        self._results: list[Any] = [None] * count
+        self._errors: list[tuple[int, BaseException]] = []
+        self._next = 0
+        self._limit = count  # no slice from here on is handed out: one before it failed
+        self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        """Hand out the next slice's index; None once all are taken, or after a failure before the next one."""
+        with self._lock:
+            if self._next >= self._limit:
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def length(self, index: int) -> int:
+        return self._bounds[index + 1] - self._bounds[index]
+
+    def arguments(self, index: int) -> list[pa.ChunkedArray]:
+        start = self._bounds[index]
+        return [argument.slice(start, self.length(index)) for argument in self._arguments]
+
+    def done(self, index: int, result: Any) -> None:
+        self._results[index] = result
+
+    def fail(self, index: int, error: BaseException) -> None:
+        """Note slice ``index``'s error; the slices after it are not handed out, those before it still run."""
+        with self._lock:
+            self._limit = min(self._limit, index)
+            self._errors.append((index, error))
+
+    def stop(self) -> None:
+        """Hand out no more slices."""
+        with self._lock:
+            self._limit = 0
+
+    def results(self) -> list[Any]:
+        """The slices' arrays in row order; raise the error of the first failing slice, as one batch would."""
+        if self._errors:
+            raise min(self._errors, key=lambda failure: failure[0])[1]
+        return [result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result for result in self._results]
 
 
 class BatchDispatcher:
@@ -374,27 +437,9 @@ class BatchDispatcher:
 
     def _on_worker(self, worker: Worker, length: int, request: tuple[Any, ...], outputs: OutputBuffers) -> Any:
         """Run ``request`` on ``worker``, checked out, and give it back; see ``_run`` for the result."""
-        layout = self.result_layout
         broken = False
         try:
-            # The status lives in the worker: read it before checkin.
-            status = worker.run(request)
-            null_count, pending = status[0], status[1]
-            if self.asynchronous:
-                self.stats.record_calls(*status[COUNTERS_SLOT:STATUS_SLOTS])
-            if pending == PENDING_PICKLED:
-                payload = bytearray(status[SIZES_SLOT])
-                worker.copy_pending((memoryview(payload),))
-                return payload
-            if pending or layout.width is None:
-                sizes = status[SIZES_SLOT : SIZES_SLOT + layout.buffer_count]
-                if pending:
-                    outputs.grow(sizes)
-                    worker.copy_pending(outputs.views())
-                if layout.width is None:
-                    self._learn(sizes, length)
-            shapes = status[SIZES_SLOT + layout.buffer_count : layout.status_slots] if layout.nested else ()
-            return null_count, shapes
+            return self._status_of(worker, length, request, outputs)
         except WorkerFailure as failure:
             raise failure.for_udf(self.name) from None
         except BrokenPoolError:
@@ -402,6 +447,28 @@ class BatchDispatcher:
             raise
         finally:
             self.pool.checkin(worker, broken=broken)
+
+    def _status_of(self, worker: Worker, length: int, request: tuple[Any, ...], outputs: OutputBuffers) -> Any:
+        """Run ``request`` on ``worker``, checked out, and keep it; see ``_run`` for the result."""
+        layout = self.result_layout
+        # The status lives in the worker: read it before checkin.
+        status = worker.run(request)
+        null_count, pending = status[0], status[1]
+        if self.asynchronous:
+            self.stats.record_calls(*status[COUNTERS_SLOT:STATUS_SLOTS])
+        if pending == PENDING_PICKLED:
+            payload = bytearray(status[SIZES_SLOT])
+            worker.copy_pending((memoryview(payload),))
+            return payload
+        if pending or layout.width is None:
+            sizes = status[SIZES_SLOT : SIZES_SLOT + layout.buffer_count]
+            if pending:
+                outputs.grow(sizes)
+                worker.copy_pending(outputs.views())
+            if layout.width is None:
+                self._learn(sizes, length)
+        shapes = status[SIZES_SLOT + layout.buffer_count : layout.status_slots] if layout.nested else ()
+        return null_count, shapes
 
     def _learn_cost(self, seconds: float, rows: int) -> None:
         # The cheaper of the last two batches: a UDF whose cost changes is
@@ -415,14 +482,16 @@ class BatchDispatcher:
     def _fanned_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
         """Run a costly batch in slices, on this thread's worker and on idle ones at once; join in order.
 
-        The slices' results are joined in row order; where slices fail, the
-        error of the first failing one is raised, as the serial batch would
-        have raised at its first failing row.
+        The slices are taken in row order by whichever worker is free, this
+        thread's included, so a worker slowed by something else takes fewer.
+        Their results are joined in row order; where slices fail, the error
+        of the first failing one is raised, as the serial batch would have
+        raised at its first failing row.
         """
         wanted = length // MIN_SLICE_ROWS
         if self._slice_seconds > 0:
             wanted = min(wanted, int(self._seconds_per_row * length / self._slice_seconds))
-        wanted -= 1  # this thread runs one slice itself
+        wanted -= 1  # this thread runs slices itself
         slots = self._slots
         # This thread's own slot and worker first, as for any batch; the helpers' only if spare and idle.
         if slots is not None:
@@ -433,6 +502,7 @@ class BatchDispatcher:
             if slots is not None:
                 slots.release()
             raise
+        leased = time.perf_counter()
         try:
             if slots is not None:
                 wanted = min(wanted, self._spare_slots(slots, wanted))
@@ -445,48 +515,43 @@ class BatchDispatcher:
                 slots.release()
         if not helpers:
             return self._batch(started, arguments, length, worker=own)
-        count = len(helpers) + 1
-        futures: list[concurrent.futures.Future[Any]] = []
+        self.stats.record_fanned(started, leased)
+        slices = _Slices(arguments, length, self._slice_count(length, len(helpers) + 1))
+        futures: list[concurrent.futures.Future[None]] = []
         try:
-            bounds = [length * index // count for index in range(count + 1)]
-            pieces = [
-                [argument.slice(bounds[index], bounds[index + 1] - bounds[index]) for argument in arguments]
-                for index in range(count)
-            ]
             executor = _fan_out_executor()
-            for worker, piece in zip(helpers, pieces[1:]):
-                futures.append(executor.submit(self._slice, worker, piece))
+            for worker in helpers:
+                futures.append(executor.submit(self._run_slices, worker, slices))
         except BaseException:
-            for worker in [*helpers[len(futures) :], own]:  # each submitted slice gives its worker back itself
+            slices.stop()
+            for worker in [*helpers[len(futures) :], own]:  # each submitted helper gives its worker back itself
                 self._give_back(worker)
             raise
-        results: list[Any] = []
-        try:
-            results.append(self._batch(started, pieces[0], bounds[1], worker=own))
-        except BaseException as error:
-            results.append(error)
+        self._run_slices(own, slices)
         deadline = time.monotonic() + self.pool.timeout
         for future in futures:
             try:
-                results.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
             except concurrent.futures.TimeoutError:
-                results.append(
+                slices.fail(
+                    slices.count,
                     PoolTimeoutError(
                         f"UDF {self.name!r}: a slice of a batch did not finish within the pool's "
                         f"{self.pool.timeout:g} s"
-                    )
+                    ),
                 )
-            except BaseException as error:
-                results.append(error)
-        self.stats.record_fan_out()
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        arrays = [result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result for result in results]
+        arrays = slices.results()
         if any(not array.type.equals(self.return_type) for array in arrays):
             # A slice DuckDB converted (see DuckDBConversion) has DuckDB's Arrow type.
             arrays = [array.cast(self.return_type) for array in arrays]
         return pa.concat_arrays(arrays)
+
+    def _slice_count(self, length: int, workers: int) -> int:
+        """How many slices a fanned-out batch of ``length`` rows is cut into, for ``workers`` workers."""
+        count = min(workers * SLICES_PER_WORKER, length // MIN_SLICE_ROWS)
+        if self._slice_seconds > 0:
+            count = min(count, int(self._seconds_per_row * length / (SLICE_SPLIT_RATIO * self._slice_seconds)))
+        return max(count, workers)
 
     def _spare_slots(self, slots: threading.BoundedSemaphore, wanted: int) -> int:
         """Take up to ``wanted`` of this UDF's max_workers slots without waiting; return how many."""
@@ -495,26 +560,40 @@ class BatchDispatcher:
             taken += 1
         return taken
 
-    def _slice(self, worker: Worker, arguments: Sequence[pa.ChunkedArray]) -> Any:
-        """Run one slice of a fanned-out batch on ``worker``, in a helper thread; return its array."""
-        started = time.perf_counter()
-        length = len(arguments[0])
+    def _run_slices(self, worker: Worker, slices: _Slices) -> None:
+        """Run the slices ``slices`` hands out on ``worker``, checked out with its slot, until none is left.
+
+        Runs in this thread for its own worker, and in a helper thread for
+        each idle one; a slice that fails stops this worker's turn.
+        """
+        broken = False
         try:
-            try:
-                columns, descriptors = self._columns(arguments)
-                outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
-            except BaseException:
-                self.pool.checkin(worker)
-                raise
-            request = (self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
-            result = self._on_worker(worker, length, request, outputs)
+            while (index := slices.take()) is not None:
+                started = time.perf_counter()
+                length = slices.length(index)
+                try:
+                    arguments = slices.arguments(index)
+                    columns, descriptors = self._columns(arguments)
+                    outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
+                    request = (self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
+                    result = self._status_of(worker, length, request, outputs)
+                    slices.done(index, self._array_of(result, outputs))
+                except WorkerFailure as failure:
+                    error = failure.for_udf(self.name)
+                    error.__suppress_context__ = True
+                    slices.fail(index, error)
+                    return
+                except BaseException as error:
+                    broken = isinstance(error, BrokenPoolError)
+                    slices.fail(index, error)
+                    return
+                finished = time.perf_counter()
+                self.stats.record_slice(length, finished - started, finished)
+                self._learn_cost(finished - started, length)
         finally:
+            self.pool.checkin(worker, broken=broken)
             if self._slots is not None:
                 self._slots.release()
-        finished = time.perf_counter()
-        self.stats.record_slice(length, finished - started, finished)
-        self._learn_cost(finished - started, length)
-        return self._array_of(result, outputs)
 
     def _unpickled(self, payload: bytearray) -> tuple[str, Any]:
         try:

@@ -93,6 +93,22 @@ def test_results_duckdb_converts_join_with_the_others(one_thread, wide_pool, alw
     assert fanned(con, "mine") >= 2
 
 
+def test_a_busy_worker_takes_fewer_slices(one_thread, always_fan_out):
+    # Two workers, one batch of 2048 rows cut in six slices of ~341; the first
+    # slice takes 0.6 s, the others nothing: the worker that runs it takes no
+    # other slice, since the other one has taken them all by then.
+    con = one_thread
+    with duckdb_subinterp.InterpreterPool(2) as pool:
+        pool.start_all()
+        duckdb_subinterp.create_function(con, "whoami", udf_module.slow_first_rows_then_whoami, pool=pool)
+        rows = con.sql("SELECT i, whoami(i) FROM range(2048) t(i) ORDER BY i").fetchall()
+    slow_worker = rows[0][1]
+    ran_by_slow = [i for i, worker in rows if worker == slow_worker]
+    assert ran_by_slow == list(range(len(ran_by_slow))) and 300 <= len(ran_by_slow) < 1024
+    assert len({worker for _, worker in rows}) == 2
+    assert duckdb_subinterp.udf_stats(con, "whoami")["slices"] == 6
+
+
 def test_max_workers_caps_the_slices_too(one_thread, wide_pool, always_fan_out):
     backend, pool = wide_pool
     con = one_thread

@@ -194,6 +194,13 @@ def slow_square(x: int) -> int:
     return x * x
 
 
+def slow_first_rows_then_whoami(x: int) -> str:
+    """Rows under 300 take 2 ms each, the others nothing; returns which worker ran the row."""
+    if x < 300:
+        time.sleep(0.002)
+    return f"{os.getpid()}:{id(sys)}"
+
+
 def fail_on_1000_and_1900(x: int) -> int:
     if x in (1000, 1900):
         raise ValueError(f"refusing {x}")
