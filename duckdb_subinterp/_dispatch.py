@@ -92,12 +92,11 @@ _INITIAL_BYTES_PER_ROW = 16
 # at least MIN_SLICE_ROWS rows.
 FAN_OUT_WORK_RATIO = 10
 MIN_SLICE_ROWS = 64
-# A fanned-out batch is cut into up to this many slices per worker, taken
-# in row order by whichever worker is free: a worker on a slower (busier)
-# core takes fewer, so the batch ends with both. Each such slice does at
-# least SLICE_SPLIT_RATIO slices' minimum of work, so the extra slices cost
-# a few percent at most.
-SLICES_PER_WORKER = 3
+# A fanned-out batch is cut into up to the pool's slices_per_worker slices
+# per worker, taken in row order by whichever worker is free: a worker on a
+# slower (busier) core takes fewer, so the batch ends with both. Each such
+# slice does at least SLICE_SPLIT_RATIO slices' minimum of work, so the
+# extra slices cost a few percent at most.
 SLICE_SPLIT_RATIO = 3
 
 _executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -548,7 +547,7 @@ class BatchDispatcher:
 
     def _slice_count(self, length: int, workers: int) -> int:
         """How many slices a fanned-out batch of ``length`` rows is cut into, for ``workers`` workers."""
-        count = min(workers * SLICES_PER_WORKER, length // MIN_SLICE_ROWS)
+        count = min(workers * self.pool.slices_per_worker, length // MIN_SLICE_ROWS)
         if self._slice_seconds > 0:
             count = min(count, int(self._seconds_per_row * length / (SLICE_SPLIT_RATIO * self._slice_seconds)))
         return max(count, workers)

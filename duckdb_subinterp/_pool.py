@@ -176,6 +176,9 @@ class WorkerPool(ABC):
     # joining the results. A batch fans out only where each slice does at
     # least FAN_OUT_WORK_RATIO times this much work of its own.
     slice_overhead_seconds: float = 1e-3
+    # Slices per worker of a fanned-out batch, taken by whichever worker is
+    # free: more balance a slower worker out, each costs one more round trip.
+    slices_per_worker: int = 1
 
     # Workers that a fork would break in the child (CPython 3.13's
     # subinterpreters): closed before every fork, started again after.
