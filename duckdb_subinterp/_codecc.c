@@ -190,6 +190,20 @@ kind_is(PyObject *kind, const char *name)
     return PyUnicode_CompareWithASCIIString(kind, name) == 0;
 }
 
+/* A naive timestamp column's unit against microseconds: > 0, microseconds
+   per tick (us 1, ms 1000, s 1000000); < 0, ticks per microsecond (ns
+   -1000); 0 for any other kind, a zoned timestamp or an unknown unit. */
+static int64_t
+naive_timestamp_multiplier(PyObject *kind, PyObject *descriptor)
+{
+    if (!kind_is(kind, "timestamp") || PyTuple_GET_SIZE(descriptor) < 3 || PyTuple_GET_ITEM(descriptor, 2) != Py_False
+        || !PyUnicode_Check(PyTuple_GET_ITEM(descriptor, 1))) {
+        return 0;
+    }
+    PyObject *unit = PyTuple_GET_ITEM(descriptor, 1);
+    return kind_is(unit, "us") ? 1 : kind_is(unit, "ms") ? 1000 : kind_is(unit, "s") ? 1000000 : kind_is(unit, "ns") ? -1000 : 0;
+}
+
 /* ---- decoding ------------------------------------------------------------ */
 
 /* One column being decoded: its offset, length, validity and first value buffer. */
@@ -598,18 +612,10 @@ decode_column(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (kind_is(kind, "time64")) {
         return decode_fixed(state, length, column, 8, convert_time, NULL);
     }
-    if (kind_is(kind, "timestamp") && PyTuple_GET_SIZE(descriptor) >= 3 && PyTuple_GET_ITEM(descriptor, 2) == Py_False
-        && PyUnicode_Check(PyTuple_GET_ITEM(descriptor, 1))) {
-        PyObject *unit = PyTuple_GET_ITEM(descriptor, 1);
-        /* > 0: ticks * multiply; < 0: ticks / -multiply */
-        int64_t multiply = kind_is(unit, "us") ? 1
-                           : kind_is(unit, "ms") ? 1000
-                           : kind_is(unit, "s") ? 1000000
-                           : kind_is(unit, "ns") ? -1000
-                           : 0;
-        if (multiply != 0) {
-            return decode_fixed(state, length, column, 8, convert_timestamp, &multiply);
-        }
+    /* > 0: ticks * multiply; < 0: ticks / -multiply */
+    int64_t multiply = naive_timestamp_multiplier(kind, descriptor);
+    if (multiply != 0) {
+        return decode_fixed(state, length, column, 8, convert_timestamp, &multiply);
     }
     return Py_NewRef(Py_NotImplemented);
 }
@@ -1055,18 +1061,10 @@ encode_list(CodecState *state, PyObject *descriptor, PyObject *values)
     if (kind_is(kind, "time64")) {
         return encode_fixed(state, values, 8, time_micros, 0);
     }
-    if (kind_is(kind, "timestamp") && PyTuple_GET_SIZE(descriptor) >= 3 && PyTuple_GET_ITEM(descriptor, 2) == Py_False
-        && PyUnicode_Check(PyTuple_GET_ITEM(descriptor, 1))) {
-        PyObject *unit = PyTuple_GET_ITEM(descriptor, 1);
-        /* > 0: micros // multiply (floor, as _codec.py); < 0: micros * -multiply */
-        int64_t multiply = kind_is(unit, "us") ? 1
-                           : kind_is(unit, "ms") ? 1000
-                           : kind_is(unit, "s") ? 1000000
-                           : kind_is(unit, "ns") ? -1000
-                           : 0;
-        if (multiply != 0) {
-            return encode_fixed(state, values, 8, timestamp_ticks, multiply);
-        }
+    /* > 0: micros // multiply (floor, as _codec.py); < 0: micros * -multiply */
+    int64_t multiply = naive_timestamp_multiplier(kind, descriptor);
+    if (multiply != 0) {
+        return encode_fixed(state, values, 8, timestamp_ticks, multiply);
     }
     return Py_NewRef(Py_NotImplemented);
 }
