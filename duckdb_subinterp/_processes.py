@@ -556,18 +556,17 @@ class ProcessWorker(Worker):
                 self.process.wait(CLOSE_TIMEOUT)
         except Exception:  # close must not raise
             pass
-        self._conn.close()
-        if self._sentinel is not None:
-            os.close(self._sentinel)
-            self._sentinel = None
-        self._inputs.retire()
-        self._outputs.retire()
+        self._release_handles()
 
     def forget(self) -> None:
         # In a forked child: the process and its pipe are the parent's, in
         # use by the parent. Close only this process's copies of the pipe,
         # the pidfd and the regions' mappings: no "exit" on the pipe, no kill.
         self.broken = True
+        self._release_handles()
+
+    def _release_handles(self) -> None:
+        """Close this process's end of the pipe, the pidfd and the regions' mappings."""
         self._conn.close()
         if self._sentinel is not None:
             os.close(self._sentinel)
