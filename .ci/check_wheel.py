@@ -45,7 +45,7 @@ def one(folder: Path, pattern: str) -> Path:
 def source_version() -> str:
     match = re.search(r'^__version__ = "([^"]+)"', (ROOT / "duckdb_subinterp" / "__init__.py").read_text(), re.M)
     if match is None:
-        fail("no __version__ = \"...\" line in duckdb_subinterp/__init__.py")
+        fail('no __version__ = "..." line in duckdb_subinterp/__init__.py')
     return match.group(1)
 
 

@@ -42,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     started = time.perf_counter()
-    ray.init(num_cpus=options.actors, object_store_memory=200 * 1024**2, include_dashboard=False,
-             log_to_driver=False)
+    ray.init(num_cpus=options.actors, object_store_memory=200 * 1024**2, include_dashboard=False, log_to_driver=False)
     cluster_seconds = time.perf_counter() - started
     import duckdb
 
@@ -70,8 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         con.create_function("identity__duckdb", lambda x: x, ["BIGINT"], "BIGINT", type="arrow")
         for backend, pool in pools.items():
             duckdb_subinterp.create_function(
-                con, f"identity__{backend}", examples.identity_batch, ["BIGINT"], "BIGINT", type="vectorized",
-                backend=backend, pool=pool,
+                con,
+                f"identity__{backend}",
+                examples.identity_batch,
+                ["BIGINT"],
+                "BIGINT",
+                type="vectorized",
+                backend=backend,
+                pool=pool,
             )
             pool.start_all()
         for backend in pools:  # warm: every actor has loaded every UDF

@@ -231,10 +231,15 @@ def run_workload(
                 duckdb_subinterp.create_function(con, udf_names[backend], workload.function, backend=backend, pool=pool)
                 # Start every worker before timing: the first 2 row groups per thread.
                 started = time.perf_counter()
-                timed_query(con, f"SELECT count({udf_names[backend]}({workload.column})) FROM data "
-                                 f"WHERE x < {2 * ROW_GROUP_SIZE * threads}")
-                print(f"  threads={threads}: {backend} pool {pool!r} warmed in {time.perf_counter() - started:.2f} s",
-                      flush=True)
+                timed_query(
+                    con,
+                    f"SELECT count({udf_names[backend]}({workload.column})) FROM data "
+                    f"WHERE x < {2 * ROW_GROUP_SIZE * threads}",
+                )
+                print(
+                    f"  threads={threads}: {backend} pool {pool!r} warmed in {time.perf_counter() - started:.2f} s",
+                    flush=True,
+                )
             for name in (DUCKDB_OWN, *backends):
                 cells[name] = {"threads": threads, "backend": name, "seconds": [], "same_result": True}
                 if name != DUCKDB_OWN:
@@ -257,8 +262,11 @@ def run_workload(
                     if checksum != reference:
                         cell["same_result"] = False
                         print(f"  DIFFERENT RESULT: {name} threads={threads}: {checksum} != {reference}", flush=True)
-                    print(f"  threads={threads:>2} repeat {repeat + 1}/{repeats} {name:<16} {seconds:7.2f} s "
-                          f"{rows / seconds:>12,.0f} rows/s", flush=True)
+                    print(
+                        f"  threads={threads:>2} repeat {repeat + 1}/{repeats} {name:<16} {seconds:7.2f} s "
+                        f"{rows / seconds:>12,.0f} rows/s",
+                        flush=True,
+                    )
         finally:
             for backend, pool in pools.items():
                 duckdb_subinterp.remove_function(con, udf_names[backend])
@@ -287,11 +295,16 @@ def markdown(data: dict[str, Any]) -> str:
         "interpreter, measured in the same run).",
     ]
     if merged:
-        lines[-1] += (f" The rows come from {len(data['parts'])} runs (`run`), each on a freshly lent machine of "
-                      "this description: compare rows/s within a row, and ratios across rows.")
+        lines[-1] += (
+            f" The rows come from {len(data['parts'])} runs (`run`), each on a freshly lent machine of "
+            "this description: compare rows/s within a row, and ratios across rows."
+        )
     wrong = [cell for entry in data["workloads"].values() for cell in entry["cells"] if not cell["same_result"]]
-    lines[-1] += (" **Some results differ from DuckDB's own.**" if wrong
-                  else " Every result equals DuckDB's own (row-by-row checksum).")
+    lines[-1] += (
+        " **Some results differ from DuckDB's own.**"
+        if wrong
+        else " Every result equals DuckDB's own (row-by-row checksum)."
+    )
     for name, entry in data["workloads"].items():
         cells = [cell for cell in entry["cells"] if "summary" in cell]
         if not cells:
@@ -314,8 +327,12 @@ def markdown(data: dict[str, Any]) -> str:
             by_threads.setdefault(cell["threads"], {})[cell["backend"]] = cell
         for threads, row in sorted(by_threads.items()):
             own = row[DUCKDB_OWN]["summary"]
-            out = [str(threads), f"{own['bare_rows_per_s']:,}", f"{own['rows_per_s']:,} (±{own['spread_pct']}%)",
-                   f"{own['efficiency']:.2f}"]
+            out = [
+                str(threads),
+                f"{own['bare_rows_per_s']:,}",
+                f"{own['rows_per_s']:,} (±{own['spread_pct']}%)",
+                f"{own['efficiency']:.2f}",
+            ]
             if merged:
                 out.insert(1, str(row[DUCKDB_OWN]["run"]))
             for backend in backends[1:]:
@@ -325,8 +342,11 @@ def markdown(data: dict[str, Any]) -> str:
                     continue
                 summary = cell["summary"]
                 mark = "" if cell["same_result"] else " **WRONG RESULT**"
-                out += [f"{summary['rows_per_s']:,} (±{summary['spread_pct']}%){mark}",
-                        f"{summary['speedup_vs_duckdb']:.2f}x", f"{summary['efficiency']:.2f}"]
+                out += [
+                    f"{summary['rows_per_s']:,} (±{summary['spread_pct']}%){mark}",
+                    f"{summary['speedup_vs_duckdb']:.2f}x",
+                    f"{summary['efficiency']:.2f}",
+                ]
             lines.append("| " + " | ".join(out) + " |")
     return "\n".join(lines) + "\n"
 
@@ -334,8 +354,13 @@ def markdown(data: dict[str, Any]) -> str:
 def package_commit() -> str | None:
     """Return the commit of the measured checkout, if it is a git checkout."""
     try:
-        done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10, check=True)
+        done = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() or None
@@ -361,10 +386,16 @@ def merge(paths: Sequence[Path], out_dir: Path, commit: str | None) -> int:
     merged: dict[str, Any] = {"machine": first["machine"], "config": config, "workloads": {}, "parts": []}
     for number, (path, part) in enumerate(zip(paths, parts), start=1):
         for name, entry in part["workloads"].items():
-            target = merged["workloads"].setdefault(name, {
-                "weight": entry["weight"], "column": entry["column"], "checksum": entry["checksum"],
-                "bare_loops": [], "cells": [],
-            })
+            target = merged["workloads"].setdefault(
+                name,
+                {
+                    "weight": entry["weight"],
+                    "column": entry["column"],
+                    "checksum": entry["checksum"],
+                    "bare_loops": [],
+                    "cells": [],
+                },
+            )
             if entry["checksum"] != target["checksum"]:
                 raise SystemExit(f"--merge: {path}: {name}'s result differs from the one in an earlier run")
             target["bare_loops"].append({"run": number, **entry["bare_loop"]})
@@ -372,15 +403,18 @@ def merge(paths: Sequence[Path], out_dir: Path, commit: str | None) -> int:
                 cell = {"run": number, **cell}
                 cell["summary"].setdefault("bare_rows_per_s", round(entry["bare_loop"]["rows_per_s"]))
                 target["cells"].append(cell)
-        merged["parts"].append({
-            "run": number,
-            "file": f"{path.parent.name}/{path.name}",
-            "workloads": list(part["workloads"]),
-            "thread_counts": part["config"]["thread_counts"],
-            "machine": part["machine"],
-        })
-    measured = {name: sorted({cell["threads"] for cell in entry["cells"]})
-                for name, entry in merged["workloads"].items()}
+        merged["parts"].append(
+            {
+                "run": number,
+                "file": f"{path.parent.name}/{path.name}",
+                "workloads": list(part["workloads"]),
+                "thread_counts": part["config"]["thread_counts"],
+                "machine": part["machine"],
+            }
+        )
+    measured = {
+        name: sorted({cell["threads"] for cell in entry["cells"]}) for name, entry in merged["workloads"].items()
+    }
     merged["thread_counts_measured"] = measured
     merged["complete"] = all(threads == config["thread_counts"] for threads in measured.values())
     merged["all_results_equal_duckdb"] = all(part["all_results_equal_duckdb"] for part in parts)
@@ -405,8 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backends", nargs="+", default=None, help="pooled backends to run (default: all)")
     parser.add_argument("--bare-rows", type=int, default=2**18, help="sample size of the bare-loop baseline")
     parser.add_argument("--out-dir", type=Path, default=None, help="write scaling.json and scaling.md here")
-    parser.add_argument("--deadline", type=float, default=3600.0,
-                        help="seconds from start; skip a thread count that would end after it")
+    parser.add_argument(
+        "--deadline", type=float, default=3600.0, help="seconds from start; skip a thread count that would end after it"
+    )
     parser.add_argument("--merge", type=Path, nargs="+", help="join these scaling.json files into --out-dir; no run")
     parser.add_argument("--package-commit", help="with --merge: the commit the runs measured, if they had no git")
     options = parser.parse_args(argv)
@@ -437,10 +472,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         con.execute("SET enable_progress_bar=false")
         con.execute(TABLE_SQL.format(rows=options.rows))
         for name in options.workloads:
-            complete = run_workload(
-                con, WORKLOADS[name], results, rows=options.rows, repeats=options.repeats,
-                thread_counts=options.threads, backends=backends, bare_rows=options.bare_rows, deadline=deadline,
-            ) and complete
+            complete = (
+                run_workload(
+                    con,
+                    WORKLOADS[name],
+                    results,
+                    rows=options.rows,
+                    repeats=options.repeats,
+                    thread_counts=options.threads,
+                    backends=backends,
+                    bare_rows=options.bare_rows,
+                    deadline=deadline,
+                )
+                and complete
+            )
         con.close()
     results.data["complete"] = complete
     results.data["machine"]["load_average_at_end"] = os.getloadavg()

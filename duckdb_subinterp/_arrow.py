@@ -221,7 +221,9 @@ class DuckDBConversion:
             function = self._functions.get(type_name)
             if function is None:
                 function = self._functions[type_name] = f"duckdb_subinterp_value_{len(self._functions)}"
-                duckdb_create_function(connection, function, self._value, ["BIGINT"], duckdb_type, null_handling="special")
+                duckdb_create_function(
+                    connection, function, self._value, ["BIGINT"], duckdb_type, null_handling="special"
+                )
             self._values = values
             try:
                 table = connection.sql(f"SELECT {function}(i) FROM range({len(values)}) t(i)").to_arrow_table()
@@ -348,7 +350,12 @@ def _column(node: tuple[Any, ...], descriptor: Descriptor) -> tuple[Any, ...]:
     if kind == "map":
         entries = children[0]
         keys, values = entries[4]
-        return (offset, validity, buffers[1], (entries[1], None, _column(keys, descriptor[1]), _column(values, descriptor[2])))
+        return (
+            offset,
+            validity,
+            buffers[1],
+            (entries[1], None, _column(keys, descriptor[1]), _column(values, descriptor[2])),
+        )
     return (offset, validity, buffers[1])
 
 
@@ -477,9 +484,7 @@ class ResultLayout:
         self.buffer_count = sum(map(_buffer_count, self.nodes))
         self.nested = len(self.nodes) > 1
         # (buffer count, child count) of every node, depth first: the tree OutputBlock.export builds.
-        self.plan = tuple(
-            number for node in self.nodes for number in (_buffer_count(node), len(_children_types(node)))
-        )
+        self.plan = tuple(number for node in self.nodes for number in (_buffer_count(node), len(_children_types(node))))
         self.width = fixed_width(self.arrow_type)
         self._boolean = pa.types.is_boolean(self.arrow_type)
         # status: root null count, pending flag, every buffer's size, then (length, null count) per child node.
@@ -522,9 +527,7 @@ class ResultLayout:
                 child_length, child_nulls = next(shape), next(shape)
                 children.append(build(child_type, child_length, child_nulls))
             own[0] = own[0] if node_nulls else None
-            return pa.Array.from_buffers(
-                arrow_type, node_length, own, null_count=node_nulls, children=children or None
-            )
+            return pa.Array.from_buffers(arrow_type, node_length, own, null_count=node_nulls, children=children or None)
 
         return build(self.arrow_type, length, null_count)
 

@@ -451,7 +451,9 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
     numpy_reason = _numpy_missing()
     skipped: list[dict[str, str]] = []
     if numpy_reason is not None:
-        skipped += [{"workload": w.name, "candidate": "*", "reason": numpy_reason} for w in workloads if w.udf_type == "arrow"]
+        skipped += [
+            {"workload": w.name, "candidate": "*", "reason": numpy_reason} for w in workloads if w.udf_type == "arrow"
+        ]
         workloads = [w for w in workloads if w.udf_type != "arrow"]
     all_candidates = candidates()
     workers = config.workers
@@ -464,7 +466,12 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
         "machine": describe_machine(config.machine),
         "config": {**asdict(config), "batch_rows": BATCH_ROWS, "reference": REFERENCE},
         "candidates": [
-            {"key": c.key, "label": c.label, "available": c.unavailable_reason() is None, "reason": c.unavailable_reason()}
+            {
+                "key": c.key,
+                "label": c.label,
+                "available": c.unavailable_reason() is None,
+                "reason": c.unavailable_reason(),
+            }
             for c in all_candidates
         ],
         "workloads": [],
@@ -555,9 +562,7 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
     if config.small_tables:
         results["small_tables"] = run_small_tables(config)
     results["startup"] = [
-        _measure_startup(c, workers)
-        for c in all_candidates
-        if c.measures_startup and c.unavailable_reason() is None
+        _measure_startup(c, workers) for c in all_candidates if c.measures_startup and c.unavailable_reason() is None
     ]
     results["machine"]["duration_seconds"] = time.time() - begun
     results["machine"]["other_processes_cores"] = other_load.cores()
@@ -585,12 +590,16 @@ def run_small_tables(config: BenchConfig) -> list[dict[str, Any]]:
             if candidate == REFERENCE:
                 con.create_function(name, SMALL_TABLE.callable(), ["BIGINT"], "BIGINT")
             else:
-                create_function(con, name, SMALL_TABLE.function, ["BIGINT"], "BIGINT", backend=candidate,
-                                pool=pools[candidate])
+                create_function(
+                    con, name, SMALL_TABLE.function, ["BIGINT"], "BIGINT", backend=candidate, pool=pools[candidate]
+                )
                 pools[candidate].start_all()
                 con.sql(SMALL_TABLE.query(name, f"(SELECT * FROM small_{SMALL_TABLE_ROWS[0]} LIMIT 8192)")).fetchall()
-        bar = _progress(config.repeats * len(config.threads) * len(SMALL_TABLE_ROWS) * len(names), config.progress,
-                        "bench small tables")
+        bar = _progress(
+            config.repeats * len(config.threads) * len(SMALL_TABLE_ROWS) * len(names),
+            config.progress,
+            "bench small tables",
+        )
         references: dict[int, Any] = {}
         try:
             for repeat in range(config.repeats):
@@ -601,7 +610,10 @@ def run_small_tables(config: BenchConfig) -> list[dict[str, Any]]:
                             before = udf_stats(con, name) if candidate != REFERENCE else None
                             seconds, value = _timed(con, SMALL_TABLE.query(name, f"small_{rows}"))
                             run = {
-                                "candidate": candidate, "threads": threads, "rows": rows, "repeat": repeat,
+                                "candidate": candidate,
+                                "threads": threads,
+                                "rows": rows,
+                                "repeat": repeat,
                                 "seconds": seconds,
                                 "matches_reference": _same(value, references.setdefault(rows, value)),
                             }
@@ -630,7 +642,9 @@ def _small_table_summary(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
         median = statistics.median(run["seconds"] for run in group)
         reference = groups.get((rows, threads, REFERENCE))
         entry: dict[str, Any] = {
-            "rows": rows, "threads": threads, "candidate": candidate,
+            "rows": rows,
+            "threads": threads,
+            "candidate": candidate,
             "seconds": _spread([run["seconds"] for run in group]),
             "speedup_vs_reference": statistics.median(r["seconds"] for r in reference) / median if reference else None,
             "all_results_match": all(run["matches_reference"] for run in group),
@@ -689,7 +703,9 @@ def _dispatch_plan(
     for entry in plan:
         entry["query"] = f"SELECT sum({entry['name']}(n)) FROM numbers"
         entry["rows"] = rows
-        con.sql(f"SELECT sum({entry['name']}(n)) FROM (SELECT * FROM numbers LIMIT {BATCH_ROWS * workers * 4})").fetchall()
+        con.sql(
+            f"SELECT sum({entry['name']}(n)) FROM (SELECT * FROM numbers LIMIT {BATCH_ROWS * workers * 4})"
+        ).fetchall()
     return plan
 
 
@@ -729,7 +745,10 @@ def _package_commit() -> str | None:
             return None
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
-            cwd=source, capture_output=True, text=True, timeout=10,
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -978,9 +997,7 @@ def markdown_report(results: dict[str, Any]) -> str:
     ]
     bare = {w["name"]: w["bare_us_per_row"] for w in results["workloads"]}
     order = _candidate_order(results)
-    for entry in sorted(
-        results["summary"], key=lambda s: (s["workload"], order.index(s["candidate"]), s["threads"])
-    ):
+    for entry in sorted(results["summary"], key=lambda s: (s["workload"], order.index(s["candidate"]), s["threads"])):
         seconds = entry["seconds"]
         speedup = entry["speedup_vs_reference"]
         lines.append(
@@ -1025,7 +1042,9 @@ def markdown_report(results: dict[str, Any]) -> str:
         "| candidate | UDF | threads | us per batch, whole query | us per batch over DuckDB's identity arrow UDF |",
         "|---|---|---:|---:|---:|",
     ]
-    for entry in sorted(results["dispatch_overhead"], key=lambda e: (order.index(e["candidate"]), e["udf"], e["threads"])):
+    for entry in sorted(
+        results["dispatch_overhead"], key=lambda e: (order.index(e["candidate"]), e["udf"], e["threads"])
+    ):
         total = entry["us_per_batch"]
         us = entry["us_per_batch_over_duckdb_arrow"]
         lines.append(
@@ -1062,7 +1081,8 @@ def markdown_report(results: dict[str, Any]) -> str:
     negative = [e for e in results["startup"] if e["uss_per_worker_mib"] < 0 or e["pss_per_worker_mib"] < 0]
     if negative:
         lines.append(
-            "Below zero here: " + ", ".join(_label(results, e["candidate"]) for e in negative)
+            "Below zero here: "
+            + ", ".join(_label(results, e["candidate"]) for e in negative)
             + " (not a saving: noise; see above)."
         )
     missing = [c for c in results["candidates"] if not c["available"]]
@@ -1131,7 +1151,7 @@ def readme_section(results: dict[str, Any], results_dir: str) -> str:
             f"subinterpreters {entry['subinterpreters_seconds']:.2f} s vs DuckDB's create_function "
             f"{entry['duckdb_seconds']:.2f} s (target {entry['target']}x: {_verdict(entry)})"
         )
-    lines += ["", headline_table(results).replace("## Headline: ", "**") .replace(" rows\n", " rows**\n", 1), ""]
+    lines += ["", headline_table(results).replace("## Headline: ", "**").replace(" rows\n", " rows**\n", 1), ""]
     lines += [f"![throughput vs threads]({raw}/throughput_vs_threads.png)", "<!-- /bench -->"]
     return "\n".join(lines)
 
@@ -1153,7 +1173,9 @@ def plot_throughput(results: dict[str, Any], figure: Any = None) -> Any:
     for index, workload in enumerate(workloads):
         axes = figure.add_subplot(rows, columns, index + 1)
         for key in order:
-            points = sorted((s["threads"], s) for s in results["summary"] if s["workload"] == workload and s["candidate"] == key)
+            points = sorted(
+                (s["threads"], s) for s in results["summary"] if s["workload"] == workload and s["candidate"] == key
+            )
             if not points:
                 continue
             threads = [t for t, _ in points]
@@ -1162,7 +1184,13 @@ def plot_throughput(results: dict[str, Any], figure: Any = None) -> Any:
             low = [max(0.0, r - r * s["seconds"]["median"] / s["seconds"]["max"]) for r, (_, s) in zip(rate, points)]
             high = [max(0.0, r * s["seconds"]["median"] / s["seconds"]["min"] - r) for r, (_, s) in zip(rate, points)]
             axes.errorbar(
-                threads, rate, yerr=[low, high], marker="o", capsize=3, label=_label(results, key), color=_color(results, key)
+                threads,
+                rate,
+                yerr=[low, high],
+                marker="o",
+                capsize=3,
+                label=_label(results, key),
+                color=_color(results, key),
             )
         axes.set_title(workload)
         axes.set_xlabel("SET threads")

@@ -100,8 +100,10 @@ def _timed(con: duckdb.DuckDBPyConnection, query: str) -> tuple[float, Any]:
 def demo(rows: int, threads: int) -> int:
     """Run one CPU-bound UDF through DuckDB's own UDF, our backends and a process-pool workaround."""
     function = examples.collatz
-    print(f"duckdb-subinterp demo: {function.__name__}(BIGINT) on {rows:,} rows, SET threads={threads}, "
-          f"Python {sys.version.split()[0]}, duckdb {duckdb.__version__}")
+    print(
+        f"duckdb-subinterp demo: {function.__name__}(BIGINT) on {rows:,} rows, SET threads={threads}, "
+        f"Python {sys.version.split()[0]}, duckdb {duckdb.__version__}"
+    )
     con = duckdb.connect()
     con.execute(f"SET threads={threads}")
     con.execute("SET enable_progress_bar=false")
@@ -463,9 +465,7 @@ def make_parser() -> argparse.ArgumentParser:
     sql_parser.add_argument(
         "--threads", type=_positive_int, metavar="N", help="DuckDB's SET threads (default: DuckDB's own)"
     )
-    sql_parser.add_argument(
-        "--stats", action="store_true", help="print each UDF's counters to stderr after the query"
-    )
+    sql_parser.add_argument("--stats", action="store_true", help="print each UDF's counters to stderr after the query")
     sql_parser.set_defaults(
         run=lambda options: sql(
             options.query,

@@ -177,10 +177,14 @@ def _decode_decimal(
     scale = descriptor[2]
     suffix = f"E-{scale}"
     # From text, the Decimal keeps exactly ``scale`` digits, as DuckDB's own UDFs get it.
-    return _convert(lambda unscaled: decimal.Decimal(f"{unscaled}{suffix}"), _int128s(buffers, offset, length, True), valid)
+    return _convert(
+        lambda unscaled: decimal.Decimal(f"{unscaled}{suffix}"), _int128s(buffers, offset, length, True), valid
+    )
 
 
-def _decode_bytes_slices(length: int, offset: int, buffers: list[memoryview], offset_format: str) -> tuple[bytes, list[int]]:
+def _decode_bytes_slices(
+    length: int, offset: int, buffers: list[memoryview], offset_format: str
+) -> tuple[bytes, list[int]]:
     bounds = buffers[0].cast("B").cast(offset_format)[offset : offset + length + 1].tolist()
     start = bounds[0] if bounds else 0
     # All-empty strings may come without a data buffer.
@@ -331,7 +335,9 @@ def _decode_timestamp(
             if tick in _TIMESTAMP_INFINITY:
                 return _TIMESTAMP_INFINITY[tick]
             if zone is not None:
-                raise ValueError(f"TIMESTAMP WITH TIME ZONE value of {micros} microseconds is outside datetime's range") from None
+                raise ValueError(
+                    f"TIMESTAMP WITH TIME ZONE value of {micros} microseconds is outside datetime's range"
+                ) from None
             # Outside datetime's range DuckDB's own UDFs get the text form.
             days, micro_of_day = divmod(micros, 86_400_000_000)
             return f"{_date_text(days)} {_time_text(micro_of_day)}"
@@ -417,7 +423,10 @@ def _decode_map(
             valid,
         )
     return _masked(
-        [dict(zip(keys[start - first : end - first], values[start - first : end - first])) for start, end in itertools.pairwise(bounds)],
+        [
+            dict(zip(keys[start - first : end - first], values[start - first : end - first]))
+            for start, end in itertools.pairwise(bounds)
+        ],
         valid,
     )
 
@@ -546,8 +555,10 @@ def _encode_number(descriptor: Descriptor, values: Sequence[Any], null_count: in
     typecode = descriptor[1]
     if null_count:
         values = _without_nulls(values, null_count, 0)
-    elif isinstance(values, memoryview) and values.format == typecode or (
-        isinstance(values, array) and values.typecode == typecode
+    elif (
+        isinstance(values, memoryview)
+        and values.format == typecode
+        or (isinstance(values, array) and values.typecode == typecode)
     ):
         # Same layout: the buffer is copied once, straight into the output.
         return [values]

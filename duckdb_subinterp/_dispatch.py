@@ -131,8 +131,21 @@ class UdfStats:
     """
 
     __slots__ = (
-        "__weakref__", "_first", "_last", "_lock", "asynchronous", "batches", "calls", "fanned_batches",
-        "peak_concurrency", "retries", "rows", "slices", "timeouts", "wait_seconds", "worker_seconds",
+        "__weakref__",
+        "_first",
+        "_last",
+        "_lock",
+        "asynchronous",
+        "batches",
+        "calls",
+        "fanned_batches",
+        "peak_concurrency",
+        "retries",
+        "rows",
+        "slices",
+        "timeouts",
+        "wait_seconds",
+        "worker_seconds",
     )
 
     def __init__(self, *, asynchronous: bool = False) -> None:
@@ -201,7 +214,9 @@ class UdfStats:
             }
             if self.asynchronous:
                 counters.update(
-                    calls=self.calls, retries=self.retries, timeouts=self.timeouts,
+                    calls=self.calls,
+                    retries=self.retries,
+                    timeouts=self.timeouts,
                     peak_concurrency=self.peak_concurrency,
                 )
             return counters
@@ -387,7 +402,9 @@ class BatchDispatcher:
     def _unsized_batch(self, started: float) -> Any:
         """Run a batch UDF without arguments: DuckDB does not say the row count, and checks the result's."""
         outputs = self._outputs(self.result_layout, 1, self._bytes_per_row)
-        return self._result_of(self._run(started, 0, (self.udf_id, -1, (), outputs.views(), None, MODE_PICKLED), outputs))
+        return self._result_of(
+            self._run(started, 0, (self.udf_id, -1, (), outputs.views(), None, MODE_PICKLED), outputs)
+        )
 
     def _take_slot(self) -> None:
         """Wait for one of this UDF's max_workers slots."""

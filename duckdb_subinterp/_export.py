@@ -16,8 +16,17 @@ EXPORT_ATTRIBUTE = "__duckdb_subinterp_export__"
 # create_function's keyword options that a mark can carry (a pool cannot: it
 # belongs to the process that registers, not to the module).
 OPTIONS = (
-    "type", "null_handling", "exception_handling", "side_effects", "backend", "max_workers",
-    "max_concurrency", "retries", "retry_backoff", "retry_on", "timeout",
+    "type",
+    "null_handling",
+    "exception_handling",
+    "side_effects",
+    "backend",
+    "max_workers",
+    "max_concurrency",
+    "retries",
+    "retry_backoff",
+    "retry_on",
+    "timeout",
 )
 
 

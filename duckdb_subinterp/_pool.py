@@ -665,9 +665,7 @@ class _Watchdog:
         helper = self._helpers.get(worker)
         if helper is not None and helper.is_alive():
             return
-        helper = threading.Thread(
-            target=worker.stop, args=(token, failure), name="duckdb_subinterp stop", daemon=True
-        )
+        helper = threading.Thread(target=worker.stop, args=(token, failure), name="duckdb_subinterp stop", daemon=True)
         self._helpers[worker] = helper
         helper.start()
 

@@ -342,8 +342,13 @@ class _RegionSlot:
 
 # Thread pools of native libraries (BLAS under numpy, OpenMP), which each
 # worker would otherwise size to every CPU: N workers x N threads.
-_NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                            "NUMEXPR_NUM_THREADS")
+_NATIVE_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 def _worker_environment(native_threads: int | None) -> dict[str, str] | None:
@@ -463,8 +468,15 @@ class ProcessWorker(Worker):
         self._conn, child = connection.Pipe(duplex=True)
         try:
             self.process = _spawner.popen(
-                [sys.executable, "-c", _BOOTSTRAP, PACKAGE_DIR, json.dumps(sys.path), str(child.fileno()),
-                 str(os.getpid())],
+                [
+                    sys.executable,
+                    "-c",
+                    _BOOTSTRAP,
+                    PACKAGE_DIR,
+                    json.dumps(sys.path),
+                    str(child.fileno()),
+                    str(os.getpid()),
+                ],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
@@ -510,7 +522,14 @@ class ProcessWorker(Worker):
         packer.copy_into(self._inputs.region.view)
         fresh_outputs = self._fit_outputs([view.nbytes for view in outputs])
         message = (
-            "run", udf_id, length, layout, self._output_spans, *_sizes(fresh_inputs, fresh_outputs), descriptors, mode
+            "run",
+            udf_id,
+            length,
+            layout,
+            self._output_spans,
+            *_sizes(fresh_inputs, fresh_outputs),
+            descriptors,
+            mode,
         )
         # The status slots travel as raw bytes: pickling 256 ints cost ~10 us a batch.
         # A pickled result rides along in the reply: no second round trip.
@@ -987,9 +1006,7 @@ def _restored(result: Any, kept: int, return_type: Any, valid: Any) -> Any:
                 f"result of type {result.type} does not convert to {return_type}: {error}{_limit(return_type)}"
             ) from None
     if result.null_count:
-        raise UdfResultInvalid(
-            f"{NULL_RESULT_ERROR}: register it with null_handling='special' to return NULL"
-        )
+        raise UdfResultInvalid(f"{NULL_RESULT_ERROR}: register it with null_handling='special' to return NULL")
     if valid is None:
         return result
     positions = pc.subtract(pc.cumulative_sum(pc.cast(valid, pa.int64())), 1)
@@ -1017,8 +1034,9 @@ def _die_with_parent(fd: int, parent_pid: int) -> None:
             pass
     if os.getppid() != parent_pid:  # the parent died before the kernel knew to tell
         os._exit(0)
-    threading.Thread(target=_watch_parent, args=(fd, parent_pid), name="duckdb_subinterp parent watch",
-                     daemon=True).start()
+    threading.Thread(
+        target=_watch_parent, args=(fd, parent_pid), name="duckdb_subinterp parent watch", daemon=True
+    ).start()
 
 
 def _watch_parent(fd: int, parent_pid: int) -> None:

@@ -929,14 +929,17 @@ def create_function(
         raise UDFRegistrationError(
             f"UDF {name!r}: max_workers must be a positive int (or None for no cap), got {max_workers!r}"
         )
-    registration = _validate(name, function, parameters, return_type, type, null_handling, exception_handling, side_effects)
+    registration = _validate(
+        name, function, parameters, return_type, type, null_handling, exception_handling, side_effects
+    )
     options = {
-        "max_concurrency": max_concurrency, "retries": retries, "retry_backoff": retry_backoff, "retry_on": retry_on,
+        "max_concurrency": max_concurrency,
+        "retries": retries,
+        "retry_backoff": retry_backoff,
+        "retry_on": retry_on,
         "timeout": timeout,
     }
-    registration = replace(
-        registration, max_workers=max_workers, asynchronous=_async_options(registration, options)
-    )
+    registration = replace(registration, max_workers=max_workers, asynchronous=_async_options(registration, options))
     dispatcher = backend_type().register(con, registration, pool)
     if dispatcher is not None:
         udfs = _udfs_of(con)

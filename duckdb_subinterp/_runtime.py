@@ -294,7 +294,10 @@ class Runtime:
         self.pending = None
         udf = self.udfs[udf_id]
         if (
-            udf.result_typecode is not None and descriptors is None and length > 0 and mode == MODE_BUFFERS
+            udf.result_typecode is not None
+            and descriptors is None
+            and length > 0
+            and mode == MODE_BUFFERS
             and self.run_numbers(udf, length, columns, outputs)
         ):
             return
@@ -324,10 +327,14 @@ class Runtime:
             self.deliver(self.encode(udf, _failed_batch(udf, error, length)), outputs)
             return True
         typecode = udf.result_typecode
-        if not (
-            (type(values) is memoryview and values.format == typecode and values.c_contiguous)
-            or (type(values) is array and values.typecode == typecode)
-        ) or len(values) != length or (typecode in "fd" and nan_to_none(values) is not values):
+        if (
+            not (
+                (type(values) is memoryview and values.format == typecode and values.c_contiguous)
+                or (type(values) is array and values.typecode == typecode)
+            )
+            or len(values) != length
+            or (typecode in "fd" and nan_to_none(values) is not values)
+        ):
             self.deliver(self.encode(udf, _checked_batch(udf, values, length, None)), outputs)
             return True
         raw = memoryview(values).cast("B")
@@ -499,8 +506,13 @@ def call_per_row_compiled(udf: LoadedUdf, arguments: list[Sequence[Any]], length
     spec = udf.spec
     try:
         results, null_row = _codecc.call_per_row(
-            udf.function, arguments, length, skip_nulls, spec.errors_to_null,
-            not spec.special_nulls and not spec.errors_to_null, UDF_ERRORS,
+            udf.function,
+            arguments,
+            length,
+            skip_nulls,
+            spec.errors_to_null,
+            not spec.special_nulls and not spec.errors_to_null,
+            UDF_ERRORS,
         )
     except UDF_ERRORS as error:  # under exception_handling="return_null" the loop made these None
         raise _raised(error) from None

@@ -172,7 +172,9 @@ del _status, _compiled_codec
 """
 _RUN = compile("try:\n    _rt.run(_request)\nfinally:\n    del _request\n", "<duckdb_subinterp run>", "exec")
 _COPY = compile("try:\n    _rt.copy_pending(_outputs)\nfinally:\n    del _outputs\n", "<duckdb_subinterp copy>", "exec")
-_LOAD = compile("try:\n    _rt.load(_udf_id, _spec)\nfinally:\n    del _udf_id, _spec\n", "<duckdb_subinterp load>", "exec")
+_LOAD = compile(
+    "try:\n    _rt.load(_udf_id, _spec)\nfinally:\n    del _udf_id, _spec\n", "<duckdb_subinterp load>", "exec"
+)
 _UNLOAD = compile("_rt.unload(_udf_id)\ndel _udf_id\n", "<duckdb_subinterp unload>", "exec")
 
 _THREADS_LEFT = compile("if _foreign_threads(None):\n    raise RuntimeError", "<duckdb_subinterp threads>", "exec")

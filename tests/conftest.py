@@ -41,6 +41,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             f"not from site-packages ({', '.join(map(str, sorted(site_packages)))}): run the tests outside the checkout"
         )
 
+
 BACKENDS = [name for name in duckdb_subinterp.BACKENDS if name != "auto"]
 # The subinterpreters backend once more, as it runs where the C extensions
 # were not built: batches enter through _interpreters.exec, arguments and
@@ -105,8 +106,14 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     environment = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
     environment.pop("RAY_ADDRESS", None)
     with open(log, "w") as stderr:
-        host = subprocess.Popen([sys.executable, "-c", _RAY_CLUSTER_HOST], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=environment)
+        host = subprocess.Popen(
+            [sys.executable, "-c", _RAY_CLUSTER_HOST],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=environment,
+        )
     try:
         ready, _, _ = select.select([host.stdout], [], [], RAY_START_TIMEOUT)
         address = host.stdout.readline().strip() if ready else ""

@@ -104,6 +104,14 @@ def test_create_function_has_duckdbs_parameters_plus_backend_and_pool():
     assert list(ours)[: len(shared) + 1] == ["con", *shared]
     async_options = ["max_concurrency", "retries", "retry_backoff", "retry_on", "timeout"]
     assert list(ours)[len(shared) + 1 :] == ["backend", "pool", "max_workers", *async_options]
-    for name in ("type", "null_handling", "exception_handling", "side_effects", "backend", "pool", "max_workers",
-                 *async_options):
+    for name in (
+        "type",
+        "null_handling",
+        "exception_handling",
+        "side_effects",
+        "backend",
+        "pool",
+        "max_workers",
+        *async_options,
+    ):
         assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY

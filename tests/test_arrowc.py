@@ -78,7 +78,10 @@ def columns() -> dict[str, tuple[pa.ChunkedArray, tuple]]:
             f"SELECT CASE WHEN i % 5 = 0 THEN NULL ELSE ({expression})::{sql_type} END AS x FROM range({ROWS}) t(i)"
         )
         column = relation.to_arrow_table().column(0)
-        made[sql_type] = (column.unify_dictionaries() if sql_type == "mood" else column, descriptor_for(relation.types[0]))
+        made[sql_type] = (
+            column.unify_dictionaries() if sql_type == "mood" else column,
+            descriptor_for(relation.types[0]),
+        )
     con.close()
     return made
 

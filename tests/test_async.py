@@ -271,7 +271,13 @@ def test_timeout(backend: str, con: duckdb.DuckDBPyConnection, server: SlowServe
     assert "TimeoutError: the call did not finish within timeout=0.3 s (row 5 of the batch" in message
     assert "(raised in UDF 'get_url')" in message
     duckdb_subinterp.create_function(
-        con, "get_url_or_null", fetch, backend=backend, timeout=0.3, retries=1, retry_backoff=0,
+        con,
+        "get_url_or_null",
+        fetch,
+        backend=backend,
+        timeout=0.3,
+        retries=1,
+        retry_backoff=0,
         exception_handling="return_null",
     )
     values = [row[0] for row in con.sql(query.format("get_url_or_null")).fetchall()]
@@ -536,8 +542,16 @@ def test_a_batch_lets_go_of_its_buffers_without_the_cyclic_gc(kind: str, values:
     function = async_udfs.mixed if kind == "native" else async_udfs.mixed_batch
     asynchronous = (4, options.get("retries", 0), 0.0, ("builtins:Exception",), options.get("timeout"))
     spec = _runtime.UdfSpec(
-        "mixed", "async_udfs:" + function.__name__, kind, (("number", "q"),), ("number", "q"), "BIGINT",
-        True, options.get("errors_to_null", False), False, asynchronous=asynchronous,
+        "mixed",
+        "async_udfs:" + function.__name__,
+        kind,
+        (("number", "q"),),
+        ("number", "q"),
+        "BIGINT",
+        True,
+        options.get("errors_to_null", False),
+        False,
+        asynchronous=asynchronous,
     )
     runtime = _runtime.Runtime([0] * _runtime.STATUS_SLOTS)
     runtime.load(1, tuple(spec))

@@ -30,10 +30,14 @@ def test_readme_benchmark_blocks_match_the_committed_json():
     readme = README.read_text()
     by_machine = {json.loads(path.read_text())["machine"]["name"]: path for path in RESULTS}
     for machine in re.findall(r"<!-- bench:(.+?) -->.*?<!-- /bench -->", readme, re.S):
-        assert machine in by_machine, f"README shows a benchmark of {machine!r} but no bench/results/*/results.json has it"
+        assert machine in by_machine, (
+            f"README shows a benchmark of {machine!r} but no bench/results/*/results.json has it"
+        )
         path = by_machine[machine]
         expected = _bench.readme_section(json.loads(path.read_text()), path.parent.relative_to(REPO).as_posix())
-        assert expected in readme, f"README's block for {machine!r} differs from {path}; regenerate it with readme_section()"
+        assert expected in readme, (
+            f"README's block for {machine!r} differs from {path}; regenerate it with readme_section()"
+        )
 
 
 @pytest.mark.skipif(not RESULTS, reason="no committed benchmark results beside the tests")

@@ -61,7 +61,9 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest
 def test_sql_registers_exported_functions_and_writes_csv(user_module: str, tmp_path: Path, capsys):
     query = "SELECT shout('a' || i) AS s, twice(i) AS t, plus_one_batch(i) AS p FROM range(5000) t(i) ORDER BY i"
     output = tmp_path / "out.csv"
-    assert main(["sql", query, "-m", user_module, "-o", str(output), "--threads", "2", "--workers", "2", "--stats"]) == 0
+    assert (
+        main(["sql", query, "-m", user_module, "-o", str(output), "--threads", "2", "--workers", "2", "--stats"]) == 0
+    )
     with output.open() as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 5000
@@ -82,7 +84,18 @@ def test_sql_one_function_file_of_statements_and_database(user_module: str, tmp_
     database = tmp_path / "db.duckdb"
     output = tmp_path / "loud.parquet"
     # Its own pool (--workers): a pool's workers copy sys.path, with the working directory, when they start.
-    arguments = ["sql", str(script), "-m", f"{user_module}:shout", "--db", str(database), "-o", str(output), "--workers", "1"]
+    arguments = [
+        "sql",
+        str(script),
+        "-m",
+        f"{user_module}:shout",
+        "--db",
+        str(database),
+        "-o",
+        str(output),
+        "--workers",
+        "1",
+    ]
     assert main(arguments) == 0
     assert pq.read_table(output).column("w").to_pylist() == ["W0!", "W1!", "W2!"]
     with duckdb.connect(str(database)) as con:
@@ -104,7 +117,9 @@ def test_sql_prints_the_result_through_the_console_entry(user_module: str, tmp_p
 def test_sql_names_a_module_without_exports(user_module: str, tmp_path: Path, capsys):
     (tmp_path / f"{user_module}_plain.py").write_text("def f(x: int) -> int:\n    return x\n")
     assert main(["sql", "SELECT 1", "-m", f"{user_module}_plain"]) == 1
-    assert re.search(r"UDFRegistrationError: .*marks no function with @duckdb_subinterp.export.*:FUNCTION", capsys.readouterr().err)
+    assert re.search(
+        r"UDFRegistrationError: .*marks no function with @duckdb_subinterp.export.*:FUNCTION", capsys.readouterr().err
+    )
     sys.modules.pop(f"{user_module}_plain", None)
 
 
@@ -161,7 +176,11 @@ def test_bench_quick_on_a_tiny_size_writes_json_and_markdown(tmp_path: Path, cap
     native = next(s for s in results["summary"] if s["candidate"] == "duckdb-native")
     assert native["worker_parallelism"] is None  # DuckDB's own UDFs have no counters
     udfs = {(d["candidate"], d["udf"], d["threads"]) for d in results["dispatch_overhead"]}
-    assert ("subinterpreters", "identity (vectorized)", 1) in udfs and ("subinterpreters", "identity (native)", 2) in udfs
+    assert ("subinterpreters", "identity (vectorized)", 1) in udfs and (
+        "subinterpreters",
+        "identity (native)",
+        2,
+    ) in udfs
     assert [a["workload"] for a in results["acceptance"]] == ["heavy_double"]
     assert results["acceptance"][0]["threads"] == 2
     startup = {s["candidate"]: s for s in results["startup"]}
@@ -237,10 +256,7 @@ def test_a_mistake_gets_one_line_and_a_nonzero_exit(tmp_path: Path, arguments: l
 
 def test_export_with_an_unknown_option_is_named_at_import(tmp_path: Path):
     (tmp_path / "typo_udfs.py").write_text(
-        "import duckdb_subinterp\n"
-        "@duckdb_subinterp.export(typ='vectorized')\n"
-        "def f(x: int) -> int:\n"
-        "    return x\n"
+        "import duckdb_subinterp\n@duckdb_subinterp.export(typ='vectorized')\ndef f(x: int) -> int:\n    return x\n"
     )
     result = run_cli("sql", "SELECT f(1)", "-m", "typo_udfs", cwd=tmp_path)
     expected = r"importing 'typo_udfs' raised TypeError: .*unknown option 'typ'; did you mean 'type'\?"
@@ -280,6 +296,7 @@ def test_version_and_help(tmp_path: Path):
     version = run_cli("--version", cwd=tmp_path)
     assert version.returncode == 0
     assert version.stdout.startswith(f"duckdb-subinterp {duckdb_subinterp.__version__} (Python ")
+
     def help_text(*command: str) -> str:
         return " ".join(run_cli(*command, "--help", cwd=tmp_path).stdout.split())  # as one line, unwrapped
 
@@ -321,10 +338,28 @@ SLOW_MODULE = textwrap.dedent(
 def test_ctrl_c_stops_the_query_and_exits_130(tmp_path: Path, backend: str):
     (tmp_path / "slow_udfs.py").write_text(SLOW_MODULE)
     marker = tmp_path / "started"
-    command = [sys.executable, "-m", "duckdb_subinterp", "sql", "SELECT sum(slow(i)) FROM range(2000000) t(i)",
-               "-m", "slow_udfs", "--backend", backend, "--threads", "2"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               stdin=subprocess.DEVNULL, env={**os.environ, "STARTED_MARKER": str(marker)})
+    command = [
+        sys.executable,
+        "-m",
+        "duckdb_subinterp",
+        "sql",
+        "SELECT sum(slow(i)) FROM range(2000000) t(i)",
+        "-m",
+        "slow_udfs",
+        "--backend",
+        backend,
+        "--threads",
+        "2",
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "STARTED_MARKER": str(marker)},
+    )
     try:
         deadline = time.monotonic() + 60
         while not marker.exists() and process.poll() is None and time.monotonic() < deadline:

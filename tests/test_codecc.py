@@ -463,8 +463,17 @@ def test_encode_leaves_other_sequences_to_the_python_codec():
 
 
 def _udf(function: Any, *, special_nulls: bool = False, errors_to_null: bool = False, arguments: int = 1) -> LoadedUdf:
-    spec = UdfSpec("f", "", "native", (("number", "q", "BIGINT"),) * arguments, ("number", "q", "BIGINT"), "BIGINT",
-                   special_nulls, errors_to_null, False)
+    spec = UdfSpec(
+        "f",
+        "",
+        "native",
+        (("number", "q", "BIGINT"),) * arguments,
+        ("number", "q", "BIGINT"),
+        "BIGINT",
+        special_nulls,
+        errors_to_null,
+        False,
+    )
     return LoadedUdf(spec, function)
 
 

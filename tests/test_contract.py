@@ -17,20 +17,70 @@ ROWS = 5_000  # several 2048-row batches, the last one partial
 # (SQL type, expression over i producing the column with NULLs, function by reference, function by value)
 CASES: list[tuple[str, str, Callable[..., Any], Callable[..., Any]]] = [
     ("BOOLEAN", "CASE WHEN i % 5 = 0 THEN NULL ELSE i % 3 = 0 END", udf_module.invert, lambda b: b and True),
-    ("TINYINT", "CASE WHEN i % 5 = 0 THEN NULL ELSE (i % 200 - 100)::TINYINT END", udf_module.add_one, lambda x: x // 2),
-    ("SMALLINT", "CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 7 % 60000 - 30000)::SMALLINT END", udf_module.add_one, lambda x: -x),
-    ("INTEGER", "CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 104729 - 2000000)::INTEGER END", udf_module.add_one, lambda x: x % 97),
-    ("BIGINT", "CASE WHEN i % 5 = 0 THEN NULL ELSE i * 1000000007 - 4000000000000 END", udf_module.add_one, lambda x: x * 3),
+    (
+        "TINYINT",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE (i % 200 - 100)::TINYINT END",
+        udf_module.add_one,
+        lambda x: x // 2,
+    ),
+    (
+        "SMALLINT",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 7 % 60000 - 30000)::SMALLINT END",
+        udf_module.add_one,
+        lambda x: -x,
+    ),
+    (
+        "INTEGER",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 104729 - 2000000)::INTEGER END",
+        udf_module.add_one,
+        lambda x: x % 97,
+    ),
+    (
+        "BIGINT",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE i * 1000000007 - 4000000000000 END",
+        udf_module.add_one,
+        lambda x: x * 3,
+    ),
     ("UTINYINT", "CASE WHEN i % 5 = 0 THEN NULL ELSE (i % 250)::UTINYINT END", udf_module.add_one, lambda x: x // 3),
-    ("USMALLINT", "CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 13 % 65000)::USMALLINT END", udf_module.add_one, lambda x: x // 3),
+    (
+        "USMALLINT",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 13 % 65000)::USMALLINT END",
+        udf_module.add_one,
+        lambda x: x // 3,
+    ),
     ("UINTEGER", "CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 104729)::UINTEGER END", udf_module.add_one, lambda x: x // 3),
-    ("UBIGINT", "CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 1000000007 + 9000000000000000000)::UBIGINT END", udf_module.add_one, lambda x: x // 3),
+    (
+        "UBIGINT",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 1000000007 + 9000000000000000000)::UBIGINT END",
+        udf_module.add_one,
+        lambda x: x // 3,
+    ),
     ("FLOAT", "CASE WHEN i % 5 = 0 THEN NULL ELSE (i / 7)::FLOAT END", udf_module.negate_float, lambda x: x * 0.5),
     ("DOUBLE", "CASE WHEN i % 5 = 0 THEN NULL ELSE i / 7 - 100 END", udf_module.negate_float, lambda x: x * x),
-    ("VARCHAR", "CASE WHEN i % 5 = 0 THEN NULL WHEN i % 3 = 0 THEN 'héllo ✓ ' || i ELSE 'row ' || i END", udf_module.shout, lambda s: s[::-1]),
-    ("BLOB", "CASE WHEN i % 5 = 0 THEN NULL ELSE ('b' || i)::BLOB END", udf_module.reverse_bytes, lambda b: b + b"\x00\xff"),
-    ("DATE", "CASE WHEN i % 5 = 0 THEN NULL ELSE DATE '1960-01-01' + i::INTEGER END", udf_module.next_day, lambda d: d.replace(day=1)),
-    ("TIMESTAMP", "CASE WHEN i % 5 = 0 THEN NULL ELSE TIMESTAMP '1969-12-31 23:00:00' + i * INTERVAL 37 SECOND END", udf_module.add_second, lambda t: t.replace(minute=0)),
+    (
+        "VARCHAR",
+        "CASE WHEN i % 5 = 0 THEN NULL WHEN i % 3 = 0 THEN 'héllo ✓ ' || i ELSE 'row ' || i END",
+        udf_module.shout,
+        lambda s: s[::-1],
+    ),
+    (
+        "BLOB",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE ('b' || i)::BLOB END",
+        udf_module.reverse_bytes,
+        lambda b: b + b"\x00\xff",
+    ),
+    (
+        "DATE",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE DATE '1960-01-01' + i::INTEGER END",
+        udf_module.next_day,
+        lambda d: d.replace(day=1),
+    ),
+    (
+        "TIMESTAMP",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE TIMESTAMP '1969-12-31 23:00:00' + i * INTERVAL 37 SECOND END",
+        udf_module.add_second,
+        lambda t: t.replace(minute=0),
+    ),
 ]
 
 IDS = [case[0] for case in CASES]
@@ -127,8 +177,10 @@ def test_two_arguments_mixed_types(con, backend):
 
     con.create_function("reference", label)
     duckdb_subinterp.create_function(con, "mine", label, backend=backend)
-    con.execute("CREATE TABLE pairs AS SELECT CASE WHEN i % 3 = 0 THEN NULL ELSE 'k' || i END AS a, "
-                "CASE WHEN i % 5 = 0 THEN NULL ELSE i END AS b FROM range(4000) t(i)")
+    con.execute(
+        "CREATE TABLE pairs AS SELECT CASE WHEN i % 3 = 0 THEN NULL ELSE 'k' || i END AS a, "
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE i END AS b FROM range(4000) t(i)"
+    )
     rows = con.sql("SELECT reference(a, b), mine(a, b) FROM pairs").fetchall()
     assert [row[0] for row in rows] == [row[1] for row in rows]
 

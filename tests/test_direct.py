@@ -297,7 +297,10 @@ def test_a_pool_left_open_at_exit_shuts_down_cleanly():
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).parent)},
     )
     assert result.returncode == 0, result.stderr

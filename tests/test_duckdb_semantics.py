@@ -108,9 +108,20 @@ def test_a_vectorized_udf_without_parameters_returns_what_duckdb_checks(con, bac
 # ---------------------------------------------------------------------------
 
 ANY_VALUES = [
-    "42::INTEGER", "'text'", "2.5::DOUBLE", "1.25::DECIMAL(5, 2)", "DATE '2024-02-29'", "TIMESTAMP '2020-01-01 12:00'",
-    "[1, 2, NULL]", "{'a': 1, 'b': 'x'}", "true", "'\\x00\\xff'::BLOB", "NULL", "123456789012345678901::HUGEINT",
-    "MAP {'k': 1}", "INTERVAL 3 DAYS",
+    "42::INTEGER",
+    "'text'",
+    "2.5::DOUBLE",
+    "1.25::DECIMAL(5, 2)",
+    "DATE '2024-02-29'",
+    "TIMESTAMP '2020-01-01 12:00'",
+    "[1, 2, NULL]",
+    "{'a': 1, 'b': 'x'}",
+    "true",
+    "'\\x00\\xff'::BLOB",
+    "NULL",
+    "123456789012345678901::HUGEINT",
+    "MAP {'k': 1}",
+    "INTERVAL 3 DAYS",
 ]
 
 
@@ -278,9 +289,14 @@ ARROW_RESULTS = [
 ]
 
 
-@pytest.mark.parametrize(("function", "parameters", "return_type", "query"), ARROW_RESULTS,
-                         ids=["two-columns", "too-many", "none", "cast", "bad-cast", "list"])
-def test_arrow_results_are_converted_and_checked_by_duckdb(con, arrow_backend, function, parameters, return_type, query):
+@pytest.mark.parametrize(
+    ("function", "parameters", "return_type", "query"),
+    ARROW_RESULTS,
+    ids=["two-columns", "too-many", "none", "cast", "bad-cast", "list"],
+)
+def test_arrow_results_are_converted_and_checked_by_duckdb(
+    con, arrow_backend, function, parameters, return_type, query
+):
     register_both(con, arrow_backend, function, parameters, return_type, type="arrow")
     assert outcome(con, query.format(udf="mine")) == outcome(con, query.format(udf="reference"))
 
@@ -361,9 +377,7 @@ REMOVE_UNDER_LOAD = textwrap.dedent(
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("pooled", ["subinterpreters", "processes"])
 def test_remove_function_under_a_running_query_never_crashes(pooled):
-    run = subprocess.run(
-        [sys.executable, "-c", REMOVE_UNDER_LOAD, pooled], capture_output=True, text=True, timeout=280
-    )
+    run = subprocess.run([sys.executable, "-c", REMOVE_UNDER_LOAD, pooled], capture_output=True, text=True, timeout=280)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.startswith("ok 12")
 
@@ -390,7 +404,9 @@ def _write(directory, name, body):
 
 @pytest.fixture(params=["subinterpreters", "processes"])
 def fresh_pool(request):
-    pool = duckdb_subinterp.InterpreterPool(2) if request.param == "subinterpreters" else duckdb_subinterp.ProcessPool(2)
+    pool = (
+        duckdb_subinterp.InterpreterPool(2) if request.param == "subinterpreters" else duckdb_subinterp.ProcessPool(2)
+    )
     yield request.param, pool
     pool.close()
 

@@ -100,7 +100,9 @@ def test_results_are_converted_as_duckdb_converts_them(con, pooled, function, re
 def test_null_results_under_default_null_handling_fail_in_duckdbs_words(con, pooled, udf_type):
     function = (lambda x: None) if udf_type == "native" else (lambda xs: [None] * len(xs))
     duckdb_subinterp.create_function(con, "bad", function, ["BIGINT"], "BIGINT", type=udf_type, backend=pooled)
-    pattern = r"UDFResultError: The returned result contained NULL values.*The UDF is not expected to return NULL.*row 0"
+    pattern = (
+        r"UDFResultError: The returned result contained NULL values.*The UDF is not expected to return NULL.*row 0"
+    )
     with pytest.raises(duckdb.InvalidInputException, match=pattern) as raised:
         con.sql("SELECT bad(i) FROM range(5) t(i)").fetchall()
     assert "null_handling='special'" in str(raised.value)
@@ -122,7 +124,9 @@ def test_bad_vectorized_results_are_clear_errors(con, pooled, function, pattern)
 
 
 def test_module_that_refuses_isolated_interpreters_is_reported_at_registration(con):
-    with pytest.raises(ModuleNotIsolatedError, match=r"module 'numpy.*' refuses to load.*backend='processes'") as raised:
+    with pytest.raises(
+        ModuleNotIsolatedError, match=r"module 'numpy.*' refuses to load.*backend='processes'"
+    ) as raised:
         duckdb_subinterp.create_function(con, "root", "numpy_udfs:root", backend="subinterpreters")
     assert raised.value.module.startswith("numpy")
 

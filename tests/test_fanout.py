@@ -13,7 +13,9 @@ from duckdb_subinterp._registration import _dispatcher
 
 @pytest.fixture(params=["subinterpreters", "processes"])
 def wide_pool(request):
-    pool = duckdb_subinterp.InterpreterPool(4) if request.param == "subinterpreters" else duckdb_subinterp.ProcessPool(3)
+    pool = (
+        duckdb_subinterp.InterpreterPool(4) if request.param == "subinterpreters" else duckdb_subinterp.ProcessPool(3)
+    )
     pool.start_all()
     yield request.param, pool
     pool.close()

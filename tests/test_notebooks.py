@@ -83,7 +83,9 @@ def test_quickstart_runs(kernel_environment: str, monkeypatch: pytest.MonkeyPatc
 
 
 def test_benchmark_notebook_draws_a_fresh_run(kernel_environment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    config = _bench.BenchConfig(rows=4096, repeats=1, workloads=["heavy_double"], machine="notebook-test", progress=False)
+    config = _bench.BenchConfig(
+        rows=4096, repeats=1, workloads=["heavy_double"], machine="notebook-test", progress=False
+    )
     _bench.write_reports(_bench.run_benchmark(config), tmp_path / "results")
     monkeypatch.setenv("DUCKDB_SUBINTERP_BENCH_RESULTS", str(tmp_path / "results" / "results.json"))
     notebook = execute("benchmark.ipynb", kernel_environment)

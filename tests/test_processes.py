@@ -43,17 +43,20 @@ ARROW_CASES = [
 
 
 @pytest.mark.parametrize("null_handling", ["default", "special"])
-@pytest.mark.parametrize(("name", "function", "parameters", "return_type", "expression"), ARROW_CASES,
-                         ids=[case[0] for case in ARROW_CASES])
-def test_arrow_udf_matches_duckdbs_arrow_udf(con, pool, name, function, parameters, return_type, expression,
-                                             null_handling):
+@pytest.mark.parametrize(
+    ("name", "function", "parameters", "return_type", "expression"), ARROW_CASES, ids=[case[0] for case in ARROW_CASES]
+)
+def test_arrow_udf_matches_duckdbs_arrow_udf(
+    con, pool, name, function, parameters, return_type, expression, null_handling
+):
     if null_handling == "special" and name in ("root", "table", "by-value"):
         expression = expression.replace("NULL", "1")  # these functions do not handle NULL themselves
     con.execute(f"CREATE TABLE t AS SELECT i, ({expression})::{parameters[0]} AS x FROM range(5000) r(i)")
     options = {"type": "arrow", "null_handling": null_handling}
     con.create_function("reference", function, parameters, return_type, **options)
-    duckdb_subinterp.create_function(con, "mine", function, parameters, return_type, backend="processes",
-                                     pool=pool, **options)
+    duckdb_subinterp.create_function(
+        con, "mine", function, parameters, return_type, backend="processes", pool=pool, **options
+    )
     rows = con.sql("SELECT reference(x), mine(x) FROM t ORDER BY i").fetchall()
     assert [row[0] for row in rows] == [row[1] for row in rows]
     assert any(row[0] is not None for row in rows)
@@ -61,10 +64,20 @@ def test_arrow_udf_matches_duckdbs_arrow_udf(con, pool, name, function, paramete
 
 def test_arrow_udf_with_two_arguments(con, pool):
     con.create_function("reference", numpy_udfs.scaled_arrow, ["DOUBLE", "DOUBLE"], "DOUBLE", type="arrow")
-    duckdb_subinterp.create_function(con, "mine", numpy_udfs.scaled_arrow, ["DOUBLE", "DOUBLE"], "DOUBLE",
-                                     type="arrow", backend="processes", pool=pool)
-    query = ("SELECT reference(a, b), mine(a, b) FROM (SELECT CASE WHEN i % 5 = 0 THEN NULL ELSE i END::DOUBLE a, "
-             "CASE WHEN i % 3 = 0 THEN NULL ELSE i / 2 END::DOUBLE b FROM range(4100) t(i))")
+    duckdb_subinterp.create_function(
+        con,
+        "mine",
+        numpy_udfs.scaled_arrow,
+        ["DOUBLE", "DOUBLE"],
+        "DOUBLE",
+        type="arrow",
+        backend="processes",
+        pool=pool,
+    )
+    query = (
+        "SELECT reference(a, b), mine(a, b) FROM (SELECT CASE WHEN i % 5 = 0 THEN NULL ELSE i END::DOUBLE a, "
+        "CASE WHEN i % 3 = 0 THEN NULL ELSE i / 2 END::DOUBLE b FROM range(4100) t(i))"
+    )
     rows = con.sql(query).fetchall()
     assert [row[0] for row in rows] == [row[1] for row in rows]
 
@@ -76,19 +89,33 @@ def test_arrow_udf_errors_match_duckdbs(con, pool):
     def boom(xs):
         raise ValueError("no arrow today")
 
-    duckdb_subinterp.create_function(con, "short", wrong_length, ["BIGINT"], "BIGINT", type="arrow",
-                                     backend="processes", pool=pool)
+    duckdb_subinterp.create_function(
+        con, "short", wrong_length, ["BIGINT"], "BIGINT", type="arrow", backend="processes", pool=pool
+    )
     con.create_function("short_reference", wrong_length, ["BIGINT"], "BIGINT", type="arrow")
     for name in ("short", "short_reference"):  # DuckDB checks the result's length itself, for both
-        with pytest.raises(duckdb.InvalidInputException, match=r"^Invalid Input Error: Returned pyarrow table should have 3 tuples, found 1$"):
+        with pytest.raises(
+            duckdb.InvalidInputException,
+            match=r"^Invalid Input Error: Returned pyarrow table should have 3 tuples, found 1$",
+        ):
             con.sql(f"SELECT {name}(i) FROM range(3) t(i)").fetchall()
-    duckdb_subinterp.create_function(con, "boom", boom, ["BIGINT"], "BIGINT", type="arrow", backend="processes",
-                                     pool=pool)
+    duckdb_subinterp.create_function(
+        con, "boom", boom, ["BIGINT"], "BIGINT", type="arrow", backend="processes", pool=pool
+    )
     with pytest.raises(duckdb.InvalidInputException, match=r"UDF: ValueError: no arrow today\n.*UDF 'boom'"):
         con.sql("SELECT boom(i) FROM range(3) t(i)").fetchall()
     con.create_function("reference", boom, ["BIGINT"], "BIGINT", type="arrow", exception_handling="return_null")
-    duckdb_subinterp.create_function(con, "quiet", boom, ["BIGINT"], "BIGINT", type="arrow", backend="processes",
-                                     pool=pool, exception_handling="return_null")
+    duckdb_subinterp.create_function(
+        con,
+        "quiet",
+        boom,
+        ["BIGINT"],
+        "BIGINT",
+        type="arrow",
+        backend="processes",
+        pool=pool,
+        exception_handling="return_null",
+    )
     assert con.sql("SELECT quiet(i), reference(i) FROM range(3) t(i)").fetchall() == [(None, None)] * 3
 
 
@@ -102,8 +129,17 @@ def test_arrow_udf_sliced_input_round_trips(pool, sql_type, start, length):
         "DATE": [None if i % 7 == 0 else __import__("datetime").date(1990, 1, 1 + i % 28) for i in range(3000)],
     }[sql_type]
     con = duckdb.connect()
-    duckdb_subinterp.create_function(con, "ident", udf_module.identity, [sql_type], sql_type, type="arrow",
-                                     null_handling="special", backend="processes", pool=pool)
+    duckdb_subinterp.create_function(
+        con,
+        "ident",
+        udf_module.identity,
+        [sql_type],
+        sql_type,
+        type="arrow",
+        null_handling="special",
+        backend="processes",
+        pool=pool,
+    )
     dispatcher = _dispatcher(con, "ident")
     arrow_type = arrow_type_of(sql_type)
     sliced = pa.array(values, type=arrow_type).slice(start, length)
@@ -123,8 +159,16 @@ def test_numpy_module_loads_by_reference(con, pool):
 
 def test_class_udf_state_is_per_worker(con):
     with ProcessPool(2, timeout=60) as pool:
-        duckdb_subinterp.create_function(con, "tick", udf_module.BatchCounter, ["BIGINT"], "VARCHAR",
-                                         type="vectorized", backend="processes", pool=pool)
+        duckdb_subinterp.create_function(
+            con,
+            "tick",
+            udf_module.BatchCounter,
+            ["BIGINT"],
+            "VARCHAR",
+            type="vectorized",
+            backend="processes",
+            pool=pool,
+        )
         rows = con.sql("SELECT DISTINCT tick(i) FROM range(20 * 2048) t(i)").fetchall()
         # A batch fanned out is several calls, one per slice.
         calls = duckdb_subinterp.udf_stats(con, "tick")["slices"]
@@ -162,8 +206,9 @@ def crash_pool() -> Iterator[ProcessPool]:
 @pytest.mark.parametrize(("function", "error", "pattern"), CRASHES, ids=[case[0].__name__ for case in CRASHES])
 def test_crash_matrix(con, crash_pool, function, error, pattern):
     before = mapped_regions()
-    duckdb_subinterp.create_function(con, "fragile", function, ["BIGINT"], "BIGINT", backend="processes",
-                                     pool=crash_pool)
+    duckdb_subinterp.create_function(
+        con, "fragile", function, ["BIGINT"], "BIGINT", backend="processes", pool=crash_pool
+    )
     with pytest.raises(duckdb.InvalidInputException) as raised:
         con.sql("SELECT fragile(i) FROM range(10) t(i)").fetchall()
     message = str(raised.value)
@@ -180,8 +225,9 @@ def test_crash_matrix(con, crash_pool, function, error, pattern):
 def test_crash_while_loading_is_a_registration_error(con, crash_pool):
     pattern = r"(?s)UDF 'dies'.*exited with code 5.*while loading the UDF"
     with pytest.raises(duckdb_subinterp.UDFRegistrationError, match=pattern):
-        duckdb_subinterp.create_function(con, "dies", udf_module.ExitOnInit, ["BIGINT"], "BIGINT",
-                                         backend="processes", pool=crash_pool)
+        duckdb_subinterp.create_function(
+            con, "dies", udf_module.ExitOnInit, ["BIGINT"], "BIGINT", backend="processes", pool=crash_pool
+        )
     duckdb_subinterp.create_function(con, "fine", udf_module.add_one, backend="processes", pool=crash_pool)
     assert con.sql("SELECT fine(1)").fetchall() == [(2,)]
 
@@ -226,8 +272,9 @@ def test_regions_without_memfd_are_unlinked_at_once(con, monkeypatch):
     assert "/dsi_" in os.readlink(f"/proc/self/fd/{region.fd}") and not our_segments()
     region.close()
     with ProcessPool(1) as pool:
-        duckdb_subinterp.create_function(con, "widen", lambda s: s * 50, ["VARCHAR"], "VARCHAR",
-                                         backend="processes", pool=pool)
+        duckdb_subinterp.create_function(
+            con, "widen", lambda s: s * 50, ["VARCHAR"], "VARCHAR", backend="processes", pool=pool
+        )
         rows = con.sql("SELECT widen('ab' || i) FROM range(10000) t(i) ORDER BY i").fetchall()
         assert rows == [(f"ab{i}" * 50,) for i in range(10000)]
     assert not our_segments()
@@ -236,8 +283,9 @@ def test_regions_without_memfd_are_unlinked_at_once(con, monkeypatch):
 def test_no_segment_outlives_the_pool(con):
     before = mapped_regions()
     with ProcessPool(2) as pool:
-        duckdb_subinterp.create_function(con, "widen", lambda s: s * 50, ["VARCHAR"], "VARCHAR",
-                                         backend="processes", pool=pool)
+        duckdb_subinterp.create_function(
+            con, "widen", lambda s: s * 50, ["VARCHAR"], "VARCHAR", backend="processes", pool=pool
+        )
         rows = con.sql("SELECT widen('ab' || i) FROM range(10000) t(i)").fetchall()
         assert len(rows) == 10000 and rows[0][0].startswith("ab")
         assert mapped_regions() > before
@@ -260,8 +308,13 @@ def test_parent_exit_leaves_no_process_no_segment_and_no_warning(tmp_path):
         print(" ".join(str(worker.pid) for worker in [*pool._idle, *default._idle]))
         """
     )
-    result = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True,
-                            timeout=60, cwd=Path(__file__).parent.parent)
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
     assert result.returncode == 0, result.stderr
     pids = [int(pid) for pid in result.stdout.split()]
     assert pids and not alive(pids, wait=5)
@@ -304,8 +357,9 @@ def test_auto_falls_back_to_processes_with_one_warning_naming_the_module(con):
 
 
 def test_auto_runs_arrow_udfs_on_processes_without_warning(con):
-    duckdb_subinterp.create_function(con, "root", numpy_udfs.root_arrow, ["DOUBLE"], "DOUBLE", type="arrow",
-                                     backend="auto")
+    duckdb_subinterp.create_function(
+        con, "root", numpy_udfs.root_arrow, ["DOUBLE"], "DOUBLE", type="arrow", backend="auto"
+    )
     assert isinstance(_dispatcher(con, "root").pool, ProcessPool)
     assert con.sql("SELECT root(9.0)").fetchall() == [(3.0,)]
 
@@ -329,8 +383,17 @@ def _peak_concurrency(tmp_path: Path, backend: str, max_workers: int | None, wai
     pool_type = ProcessPool if backend == "processes" else duckdb_subinterp.InterpreterPool
     con = duckdb.connect()
     with pool_type(2, timeout=60) as pool:
-        duckdb_subinterp.create_function(con, "probe", udf_module.probe_concurrency, ["VARCHAR"], "BIGINT",
-                                         type="vectorized", backend=backend, pool=pool, max_workers=max_workers)
+        duckdb_subinterp.create_function(
+            con,
+            "probe",
+            udf_module.probe_concurrency,
+            ["VARCHAR"],
+            "BIGINT",
+            type="vectorized",
+            backend=backend,
+            pool=pool,
+            max_workers=max_workers,
+        )
         dispatcher = _dispatcher(con, "probe")
         column = pa.chunked_array([pa.array([str(counter)] * 10)])
         results: list[object] = []
@@ -367,11 +430,17 @@ def test_max_workers_must_be_a_positive_int(con, value):
 NESTED_CASES = [
     ("INTEGER[]", "CASE WHEN i % 5 = 0 THEN NULL ELSE [i::INTEGER, NULL, i::INTEGER + 1] END", udf_module.reverse_list),
     ("VARCHAR[][]", "CASE WHEN i % 5 = 0 THEN NULL ELSE [['a' || i], [], NULL] END", udf_module.append_z),
-    ("STRUCT(a INTEGER, b VARCHAR)", "CASE WHEN i % 5 = 0 THEN NULL ELSE {'a': i::INTEGER, 'b': 's' || i} END",
-     udf_module.bump_struct),
+    (
+        "STRUCT(a INTEGER, b VARCHAR)",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE {'a': i::INTEGER, 'b': 's' || i} END",
+        udf_module.bump_struct,
+    ),
     ("MAP(VARCHAR, INTEGER)", "CASE WHEN i % 5 = 0 THEN NULL ELSE MAP {'k' || i: i::INTEGER} END", udf_module.identity),
-    ("TIMESTAMPTZ", "CASE WHEN i % 5 = 0 THEN NULL ELSE TIMESTAMPTZ '2020-01-01 00:00:00+00' + i * INTERVAL 1 HOUR END",
-     udf_module.identity),
+    (
+        "TIMESTAMPTZ",
+        "CASE WHEN i % 5 = 0 THEN NULL ELSE TIMESTAMPTZ '2020-01-01 00:00:00+00' + i * INTERVAL 1 HOUR END",
+        udf_module.identity,
+    ),
 ]
 
 
@@ -406,15 +475,19 @@ ARROW_TYPES = [
 @pytest.mark.parametrize("null_handling", ["default", "special"])
 @pytest.mark.parametrize(("sql_type", "expression"), ARROW_TYPES, ids=[case[0] for case in ARROW_TYPES])
 def test_arrow_udf_gets_and_returns_every_type_as_duckdb_does(con, pool, sql_type, expression, null_handling):
-    con.execute(f"CREATE TABLE t AS SELECT i, CASE WHEN i % 5 = 0 THEN NULL ELSE ({expression}) END::{sql_type} AS x "
-                "FROM range(3000) r(i)")
+    con.execute(
+        f"CREATE TABLE t AS SELECT i, CASE WHEN i % 5 = 0 THEN NULL ELSE ({expression}) END::{sql_type} AS x "
+        "FROM range(3000) r(i)"
+    )
     options = {"type": "arrow", "null_handling": null_handling}
     con.create_function("reference", udf_module.identity, [sql_type], sql_type, **options)
     con.create_function("reference_type", udf_module.type_names, [sql_type], "VARCHAR", **options)
-    duckdb_subinterp.create_function(con, "mine", udf_module.identity, [sql_type], sql_type, backend="processes",
-                                     pool=pool, **options)
-    duckdb_subinterp.create_function(con, "mine_type", udf_module.type_names, [sql_type], "VARCHAR",
-                                     backend="processes", pool=pool, **options)
+    duckdb_subinterp.create_function(
+        con, "mine", udf_module.identity, [sql_type], sql_type, backend="processes", pool=pool, **options
+    )
+    duckdb_subinterp.create_function(
+        con, "mine_type", udf_module.type_names, [sql_type], "VARCHAR", backend="processes", pool=pool, **options
+    )
     rows = con.sql("SELECT reference(x), mine(x), reference_type(x), mine_type(x) FROM t ORDER BY i").fetchall()
     assert [row[0] for row in rows] == [row[1] for row in rows]
     assert [row[2] for row in rows] == [row[3] for row in rows]  # the UDF sees DuckDB's Arrow types
@@ -425,7 +498,8 @@ def test_native_thread_pools_get_the_workers_share_of_the_cpus(con, monkeypatch)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("MKL_NUM_THREADS", "7")  # set by the user: kept
     with ProcessPool(1) as pool:
-        duckdb_subinterp.create_function(con, "env", udf_module.environment_variable, ["VARCHAR"], "VARCHAR",
-                                         backend="processes", pool=pool)
+        duckdb_subinterp.create_function(
+            con, "env", udf_module.environment_variable, ["VARCHAR"], "VARCHAR", backend="processes", pool=pool
+        )
         rows = con.sql("SELECT env('OMP_NUM_THREADS'), env('MKL_NUM_THREADS')").fetchall()
     assert rows == [(str(os.cpu_count() or 1), "7")]

@@ -175,13 +175,15 @@ ARROW_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "function", "parameters", "return_type", "expression"), ARROW_CASES,
-                         ids=[case[0] for case in ARROW_CASES])
+@pytest.mark.parametrize(
+    ("name", "function", "parameters", "return_type", "expression"), ARROW_CASES, ids=[case[0] for case in ARROW_CASES]
+)
 def test_arrow_udf_matches_duckdbs_arrow_udf(con, pool, name, function, parameters, return_type, expression):
     con.execute(f"CREATE TABLE t AS SELECT i, ({expression})::{parameters[0]} AS x FROM range(5000) r(i)")
     con.create_function("reference", function, parameters, return_type, type="arrow")
-    duckdb_subinterp.create_function(con, "mine", function, parameters, return_type, type="arrow", backend="ray",
-                                     pool=pool)
+    duckdb_subinterp.create_function(
+        con, "mine", function, parameters, return_type, type="arrow", backend="ray", pool=pool
+    )
     rows = con.sql("SELECT reference(x), mine(x) FROM t ORDER BY i").fetchall()
     assert [row[0] for row in rows] == [row[1] for row in rows]
     assert any(row[0] is not None for row in rows)
@@ -193,8 +195,9 @@ def test_numpy_module_loads_by_reference(con, pool):
 
 
 def test_class_udf_state_is_per_actor(con, pool):
-    duckdb_subinterp.create_function(con, "tick", udf_module.BatchCounter, ["BIGINT"], "VARCHAR",
-                                     type="vectorized", backend="ray", pool=pool)
+    duckdb_subinterp.create_function(
+        con, "tick", udf_module.BatchCounter, ["BIGINT"], "VARCHAR", type="vectorized", backend="ray", pool=pool
+    )
     rows = con.sql("SELECT DISTINCT tick(i) FROM range(20 * 2048) t(i)").fetchall()
     batches = duckdb_subinterp.udf_stats(con, "tick")["batches"]
     counts: dict[str, list[int]] = {}
@@ -236,19 +239,23 @@ def test_exception_names_udf_type_message_and_traceback(con, pool):
 def _bigint_column(values: list[int]) -> tuple[object, ...]:
     arrow_type = pa.int64()
     descriptor = descriptor_for(duckdb.sqltype("BIGINT"))
-    return column_buffers(pa.chunked_array([pa.array(values, arrow_type)]), arrow_type, descriptor,
-                          layout_signature(arrow_type))
+    return column_buffers(
+        pa.chunked_array([pa.array(values, arrow_type)]), arrow_type, descriptor, layout_signature(arrow_type)
+    )
 
 
 def test_several_batches_in_flight_on_one_worker(con, pool):
     """submit() sends without waiting; the actor runs the batches in order and each answer is its own."""
-    duckdb_subinterp.create_function(con, "twice", udf_module.doubled_batch, ["BIGINT"], "BIGINT",
-                                     type="vectorized", backend="ray", pool=pool)
+    duckdb_subinterp.create_function(
+        con, "twice", udf_module.doubled_batch, ["BIGINT"], "BIGINT", type="vectorized", backend="ray", pool=pool
+    )
     udf_id = _dispatcher(con, "twice").udf_id
     slices = [list(range(start, start + 700)) for start in (0, 700, 1400)]
     with pool.lease(udf_id, "twice") as worker:
-        requests = [(udf_id, len(values), [_bigint_column(values)], [0, 8 * len(values)], None, MODE_BUFFERS)
-                    for values in slices]
+        requests = [
+            (udf_id, len(values), [_bigint_column(values)], [0, 8 * len(values)], None, MODE_BUFFERS)
+            for values in slices
+        ]
         sent = [worker.submit(request) for request in requests]
         results = [worker.collect(batch) for batch in sent]
     for values, result in zip(slices, results):
@@ -262,12 +269,15 @@ def test_batches_in_flight_when_their_actor_dies_go_to_its_replacement(con, ray_
     """max_restarts=0: Ray does not restart the actor; the first batch collected starts a new one, the others follow."""
     options = {**UNRESERVED, "max_restarts": 0}
     with RayPool(1, actor_options=options, timeout=30) as lone:
-        duckdb_subinterp.create_function(con, "slow", reliability_udfs.slow_batch, ["BIGINT"], "BIGINT",
-                                         type="vectorized", backend="ray", pool=lone)
+        duckdb_subinterp.create_function(
+            con, "slow", reliability_udfs.slow_batch, ["BIGINT"], "BIGINT", type="vectorized", backend="ray", pool=lone
+        )
         udf_id = _dispatcher(con, "slow").udf_id
         slices = [list(range(start, start + 500)) for start in (0, 500, 1000)]
-        requests = [(udf_id, len(values), [_bigint_column(values)], [0, 8 * len(values)], None, MODE_BUFFERS)
-                    for values in slices]
+        requests = [
+            (udf_id, len(values), [_bigint_column(values)], [0, 8 * len(values)], None, MODE_BUFFERS)
+            for values in slices
+        ]
         with lone.lease(udf_id, "slow") as worker:
             killed, first_actor = worker.pid, worker.actor_id
             sent = [worker.submit(request) for request in requests]
@@ -329,8 +339,10 @@ def test_close_with_a_batch_running_stops_its_actor_after_a_short_grace(con, ray
 
 def test_actor_the_cluster_has_no_room_for_fails_at_registration(con, ray_cluster):
     with RayPool(1, actor_options={"num_cpus": 64}, timeout=2) as too_big:
-        pattern = (r"UDF 'f': cannot load the function in a worker:\n.*did not start within 2 s: the cluster may have "
-                   r"no room.*'num_cpus': 64")
+        pattern = (
+            r"UDF 'f': cannot load the function in a worker:\n.*did not start within 2 s: the cluster may have "
+            r"no room.*'num_cpus': 64"
+        )
         with pytest.raises(duckdb_subinterp.UDFRegistrationError, match=pattern):
             duckdb_subinterp.create_function(con, "f", udf_module.add_one, backend="ray", pool=too_big)
 
@@ -348,15 +360,18 @@ CRASHES = [(udf_module.segfault, 1), (udf_module.exit_three, 0)]
 @pytest.mark.parametrize(("function", "max_retries"), CRASHES, ids=[case[0].__name__ for case in CRASHES])
 def test_actor_that_dies_on_every_try_fails_the_query_naming_udf_and_cause(con, ray_cluster, function, max_retries):
     with RayPool(1, actor_options=UNRESERVED, timeout=30, max_retries=max_retries) as fragile_pool:
-        duckdb_subinterp.create_function(con, "fragile", function, ["BIGINT"], "BIGINT", backend="ray",
-                                         pool=fragile_pool)
+        duckdb_subinterp.create_function(
+            con, "fragile", function, ["BIGINT"], "BIGINT", backend="ray", pool=fragile_pool
+        )
         with pytest.raises(duckdb.InvalidInputException) as raised:
             con.sql("SELECT fragile(i) FROM range(10) t(i)").fetchall()
         message = str(raised.value)
         tries = f"{max_retries + 1} time{'s' if max_retries else ''} in a row"
-        assert re.search(rf"WorkerDiedError: UDF 'fragile': Ray actor \w+ \(pid \d+ on [\d.]+\) died while running "
-                         rf"a batch, {tries} \(the pool retries a batch up to max_retries={max_retries} times",
-                         message), message
+        assert re.search(
+            rf"WorkerDiedError: UDF 'fragile': Ray actor \w+ \(pid \d+ on [\d.]+\) died while running "
+            rf"a batch, {tries} \(the pool retries a batch up to max_retries={max_retries} times",
+            message,
+        ), message
         cause = message.split("Last cause, from Ray: ")[1]
         assert "actor" in cause and "died" in cause or "unavailable" in cause, cause
         # The next query works, on the same pool.
@@ -370,8 +385,16 @@ def test_actor_killed_mid_query_is_retried_and_the_next_query_works(con, ray_clu
     # A table of two row groups, which DuckDB scans on both threads (range() runs on one).
     con.execute(f"CREATE TABLE t AS SELECT i FROM range({rows}) r(i)")
     with RayPool(2, actor_options=UNRESERVED, timeout=30) as killed_pool:
-        duckdb_subinterp.create_function(con, "slow", reliability_udfs.slow_batch, ["BIGINT"], "BIGINT",
-                                         type="vectorized", backend="ray", pool=killed_pool)
+        duckdb_subinterp.create_function(
+            con,
+            "slow",
+            reliability_udfs.slow_batch,
+            ["BIGINT"],
+            "BIGINT",
+            type="vectorized",
+            backend="ray",
+            pool=killed_pool,
+        )
         killed_pool.start_all()
         victim = killed_pool._idle[0]
         killed = victim.pid

@@ -52,7 +52,9 @@ def pool() -> Iterator[InterpreterPool]:
 
 def make_table(con: duckdb.DuckDBPyConnection, rows: int = ROWS) -> None:
     """A table with NULLs, spread over row groups so DuckDB threads scan it in parallel."""
-    con.execute(f"CREATE OR REPLACE TABLE t AS SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE i END AS x FROM range({rows}) r(i)")
+    con.execute(
+        f"CREATE OR REPLACE TABLE t AS SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE i END AS x FROM range({rows}) r(i)"
+    )
 
 
 # (name, function, parameters, return type, options): the UDFs the load tests mix.
@@ -61,7 +63,13 @@ LOAD_UDFS: list[tuple[str, Any, list[str], str, dict[str, Any]]] = [
     ("by_value", lambda x: x * 7 - 3, ["BIGINT"], "BIGINT", {}),
     ("as_text", reliability_udfs.as_text, ["BIGINT"], "VARCHAR", {}),
     ("vectorized", reliability_udfs.vectorized_square, ["BIGINT"], "BIGINT", {"type": "vectorized"}),
-    ("returns_null", reliability_udfs.fail_on_multiples_of_5000, ["BIGINT"], "BIGINT", {"exception_handling": "return_null"}),
+    (
+        "returns_null",
+        reliability_udfs.fail_on_multiples_of_5000,
+        ["BIGINT"],
+        "BIGINT",
+        {"exception_handling": "return_null"},
+    ),
 ]
 LOAD_QUERIES = [f"SELECT i, {name}(x) FROM t ORDER BY i" for name, *_ in LOAD_UDFS]
 
@@ -240,8 +248,9 @@ def test_process_worker_crash_under_load(expected):
         register_load_udfs(healthy_con, "processes", processes)
         crashing_con = duckdb.connect()
         make_table(crashing_con, 12_000)
-        duckdb_subinterp.create_function(crashing_con, "crash", reliability_udfs.crash_on_4999,
-                                         backend="processes", pool=processes)
+        duckdb_subinterp.create_function(
+            crashing_con, "crash", reliability_udfs.crash_on_4999, backend="processes", pool=processes
+        )
 
         def healthy() -> bool:
             cursor = healthy_con.cursor()
@@ -304,8 +313,12 @@ def test_return_null_matches_duckdb(pool):
         con = duckdb.connect()
         make_table(con, 12_000)
         duckdb_subinterp.create_function(
-            con, "picky", reliability_udfs.fail_on_multiples_of_5000, exception_handling="return_null",
-            backend=backend, pool=chosen,
+            con,
+            "picky",
+            reliability_udfs.fail_on_multiples_of_5000,
+            exception_handling="return_null",
+            backend=backend,
+            pool=chosen,
         )
         results.append(con.sql("SELECT i, picky(x) FROM t ORDER BY i").fetchall())
     assert results[0] == results[1]
@@ -315,8 +328,9 @@ def test_return_null_matches_duckdb(pool):
 def test_interrupt_returns_within_a_few_batches_and_pool_is_usable(pool):
     con = duckdb.connect()
     con.execute("SET threads=2")
-    duckdb_subinterp.create_function(con, "slow", reliability_udfs.slow_batch, ["BIGINT"], "BIGINT",
-                                     type="vectorized", pool=pool)
+    duckdb_subinterp.create_function(
+        con, "slow", reliability_udfs.slow_batch, ["BIGINT"], "BIGINT", type="vectorized", pool=pool
+    )
     batches = 1_000  # 20 s of batches if nothing stopped it
     timer = threading.Timer(0.3, con.interrupt)
     started = time.monotonic()
@@ -410,8 +424,9 @@ def test_pool_close_while_a_query_runs_is_a_clean_error():
     pool = InterpreterPool(2, timeout=WAIT)
     con = duckdb.connect()
     con.execute("SET threads=2")
-    duckdb_subinterp.create_function(con, "slow", reliability_udfs.slow_batch, ["BIGINT"], "BIGINT",
-                                     type="vectorized", pool=pool)
+    duckdb_subinterp.create_function(
+        con, "slow", reliability_udfs.slow_batch, ["BIGINT"], "BIGINT", type="vectorized", pool=pool
+    )
     timer = threading.Timer(0.2, pool.close)
     timer.start()
     with pytest.raises(duckdb.InvalidInputException, match=r"BrokenPoolError: UDF 'slow': its pool was closed"):
@@ -506,9 +521,12 @@ def test_huge_results_match_duckdb(pool):
 
 def test_udf_cannot_write_into_duckdbs_input(con, pool):
     con.execute("CREATE TABLE numbers AS SELECT i FROM range(5000) t(i)")
-    duckdb_subinterp.create_function(con, "mutate", reliability_udfs.mutate_input, ["BIGINT"], "BIGINT",
-                                     type="vectorized", pool=pool)
-    with pytest.raises(duckdb.InvalidInputException, match=r"TypeError: cannot modify read-only memory\n\(raised in UDF 'mutate'\)"):
+    duckdb_subinterp.create_function(
+        con, "mutate", reliability_udfs.mutate_input, ["BIGINT"], "BIGINT", type="vectorized", pool=pool
+    )
+    with pytest.raises(
+        duckdb.InvalidInputException, match=r"TypeError: cannot modify read-only memory\n\(raised in UDF 'mutate'\)"
+    ):
         con.sql("SELECT i, mutate(i) FROM numbers").fetchall()
     assert con.sql("SELECT sum(i), min(i) FROM numbers").fetchall() == [(sum(range(5000)), 0)]
 
@@ -518,8 +536,9 @@ def test_inputs_are_read_only_even_when_arrow_buffers_are_writable(pool):
     import pyarrow as pa
 
     con = duckdb.connect()
-    duckdb_subinterp.create_function(con, "mutate", reliability_udfs.mutate_input, ["BIGINT"], "BIGINT",
-                                     type="vectorized", pool=pool)
+    duckdb_subinterp.create_function(
+        con, "mutate", reliability_udfs.mutate_input, ["BIGINT"], "BIGINT", type="vectorized", pool=pool
+    )
     dispatcher = duckdb_subinterp._registration._dispatcher(con, "mutate")
     column = pa.chunked_array([pa.array(range(10), type=pa.int32())])  # cast to int64: a fresh, mutable buffer
     with pytest.raises(duckdb_subinterp.UDFExecutionError, match=r"cannot modify read-only memory"):
@@ -561,7 +580,9 @@ def test_module_state_is_per_module_and_per_interpreter(con):
     """UDFs of one module share its globals inside an interpreter; other modules and the main interpreter do not."""
     with InterpreterPool(1, timeout=WAIT) as single:
         duckdb_subinterp.create_function(con, "a_count", "state_module_a:count", ["BIGINT"], "BIGINT", pool=single)
-        duckdb_subinterp.create_function(con, "a_count_too", "state_module_a:count_too", ["BIGINT"], "BIGINT", pool=single)
+        duckdb_subinterp.create_function(
+            con, "a_count_too", "state_module_a:count_too", ["BIGINT"], "BIGINT", pool=single
+        )
         duckdb_subinterp.create_function(con, "b_count", "state_module_b:count", ["BIGINT"], "BIGINT", pool=single)
         assert con.sql("SELECT max(a_count(i)) FROM range(10) t(i)").fetchall() == [(10,)]
         # Same module, same interpreter: the second UDF sees the first one's appends.

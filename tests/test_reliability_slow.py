@@ -82,15 +82,26 @@ def test_200k_batches_through_one_pool_keep_memory_and_resources_flat():
     con.execute(f"CREATE TABLE big AS SELECT i FROM range({rows}) t(i)")
     con.execute("CREATE TABLE small AS SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE i END AS x FROM range(12000) t(i)")
     reference = duckdb.connect()
-    reference.execute("CREATE TABLE small AS SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE i END AS x FROM range(12000) t(i)")
+    reference.execute(
+        "CREATE TABLE small AS SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE i END AS x FROM range(12000) t(i)"
+    )
     for target, backend, chosen in ((con, "subinterpreters", pool), (reference, "inline", None)):
         duckdb_subinterp.create_function(target, "label", reliability_udfs.as_text, backend=backend, pool=chosen)
-        duckdb_subinterp.create_function(target, "nulls", reliability_udfs.fail_on_multiples_of_5000,
-                                         exception_handling="return_null", backend=backend, pool=chosen)
-    duckdb_subinterp.create_function(con, "ident", udf_module.identity, ["BIGINT"], "BIGINT", type="vectorized", pool=pool)
+        duckdb_subinterp.create_function(
+            target,
+            "nulls",
+            reliability_udfs.fail_on_multiples_of_5000,
+            exception_handling="return_null",
+            backend=backend,
+            pool=chosen,
+        )
+    duckdb_subinterp.create_function(
+        con, "ident", udf_module.identity, ["BIGINT"], "BIGINT", type="vectorized", pool=pool
+    )
     duckdb_subinterp.create_function(con, "picky", reliability_udfs.fail_on_multiples_of_5000, pool=pool)
-    duckdb_subinterp.create_function(con, "slow", reliability_udfs.slow_batch, ["BIGINT"], "BIGINT",
-                                     type="vectorized", pool=pool)
+    duckdb_subinterp.create_function(
+        con, "slow", reliability_udfs.slow_batch, ["BIGINT"], "BIGINT", type="vectorized", pool=pool
+    )
     checked = ["SELECT i, label(x) FROM small ORDER BY i", "SELECT i, nulls(x) FROM small ORDER BY i"]
     expected = {query: reference.sql(query).fetchall() for query in checked}
     total = rows * (rows - 1) // 2

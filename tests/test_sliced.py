@@ -27,8 +27,14 @@ VALUES = {
     ],
 }
 ARROW_TYPES = {
-    "BOOLEAN": pa.bool_(), "INTEGER": pa.int32(), "UBIGINT": pa.uint64(), "DOUBLE": pa.float64(),
-    "VARCHAR": pa.string(), "BLOB": pa.binary(), "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us"),
+    "BOOLEAN": pa.bool_(),
+    "INTEGER": pa.int32(),
+    "UBIGINT": pa.uint64(),
+    "DOUBLE": pa.float64(),
+    "VARCHAR": pa.string(),
+    "BLOB": pa.binary(),
+    "DATE": pa.date32(),
+    "TIMESTAMP": pa.timestamp("us"),
 }
 
 
@@ -148,7 +154,8 @@ def test_nested_input_with_sliced_children_round_trips(backend, sql_type, cut):
 
 
 @pytest.mark.parametrize(
-    "sql_type", ["BIGINT", "VARCHAR", "HUGEINT", "DECIMAL(18,3)", "INTEGER[]", "STRUCT(a INTEGER)", "MAP(INTEGER, INTEGER)"]
+    "sql_type",
+    ["BIGINT", "VARCHAR", "HUGEINT", "DECIMAL(18,3)", "INTEGER[]", "STRUCT(a INTEGER)", "MAP(INTEGER, INTEGER)"],
 )
 def test_all_null_batch_round_trips(backend, sql_type):
     con = duckdb.connect()

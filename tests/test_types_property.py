@@ -167,9 +167,11 @@ def _nested(children: st.SearchStrategy[Case]) -> st.SearchStrategy[Case]:
     return st.one_of(
         children.map(_list_of),
         st.builds(_array_of, children, st.integers(1, 3)),
-        names.flatmap(lambda fields: st.lists(children, min_size=len(fields), max_size=len(fields)).map(
-            lambda cases: _struct_of(list(zip(fields, cases)))
-        )),
+        names.flatmap(
+            lambda fields: st.lists(children, min_size=len(fields), max_size=len(fields)).map(
+                lambda cases: _struct_of(list(zip(fields, cases)))
+            )
+        ),
         st.builds(_map_of, st.one_of(keys, children), children),
     )
 
@@ -220,12 +222,14 @@ def _check(backend: str, case: Case, rows: list[Any], zone: str) -> None:
             "vectorized identity": f"CAST(ref_same(x) AS {sql}) IS NOT DISTINCT FROM vec_same(x)",
             "vectorized scramble": f"CAST(ref_scramble(x) AS {sql}) IS NOT DISTINCT FROM vec_scramble(x)",
         }
-        columns = ", ".join(f"({predicate}) AS \"{name}\"" for name, predicate in checks.items())
+        columns = ", ".join(f'({predicate}) AS "{name}"' for name, predicate in checks.items())
         results = con.sql(f"SELECT i, x::VARCHAR, ref_repr(x), my_repr(x), {columns} FROM t ORDER BY i").fetchall()
         assert len(results) == len(rows)
         for row in results:
             failed = [name for name, ok in zip(checks, row[4:]) if not ok]
-            assert not failed, f"{case.sql} row {row[0]} = {row[1]}: {failed} differ (oracle repr {row[2]}, ours {row[3]})"
+            assert not failed, (
+                f"{case.sql} row {row[0]} = {row[1]}: {failed} differ (oracle repr {row[2]}, ours {row[3]})"
+            )
     finally:
         con.close()
 

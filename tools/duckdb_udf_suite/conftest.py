@@ -27,8 +27,14 @@ def duckdb_cursor() -> Iterator[duckdb.DuckDBPyConnection]:
     connection.close()
 
 
-def _create(self: duckdb.DuckDBPyConnection, name: str, function: Any, parameters: Any = None,
-            return_type: Any = None, **options: Any) -> duckdb.DuckDBPyConnection:
+def _create(
+    self: duckdb.DuckDBPyConnection,
+    name: str,
+    function: Any,
+    parameters: Any = None,
+    return_type: Any = None,
+    **options: Any,
+) -> duckdb.DuckDBPyConnection:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", duckdb_subinterp.BackendFallbackWarning)
         return duckdb_subinterp.create_function(
