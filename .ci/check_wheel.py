@@ -4,8 +4,9 @@
 
 DIST_DIR holds one sdist and one wheel (``python -m build``). The wheel is
 repaired with auditwheel into WHEELHOUSE (a manylinux tag, as PyPI requires),
-then checked: every C extension present, no RPATH or RUNPATH but $ORIGIN in
-them, LICENSE and py.typed shipped, metadata as pyproject.toml says. The sdist
+then checked: every C extension present with its type stub, no RPATH or
+RUNPATH but $ORIGIN in them, LICENSE and py.typed shipped, metadata as
+pyproject.toml says. The sdist
 must hold every tracked file that the tests read (tests/, notebooks/, bench/)
 so that its test suite runs from the unpacked sdist. Needs auditwheel,
 patchelf and twine; runs in seconds.
@@ -52,7 +53,8 @@ def source_version() -> str:
 def check_sdist(sdist: Path) -> None:
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    required = {"LICENSE", "README.md", "pyproject.toml", "setup.py", "MANIFEST.in"}
+    required = {"LICENSE", "README.md", "pyproject.toml", "setup.py", "MANIFEST.in", "duckdb_subinterp/py.typed"}
+    required |= {f"duckdb_subinterp/{extension}.{suffix}" for extension in EXTENSIONS for suffix in ("c", "pyi")}
     tracked = subprocess.run(
         ["git", "ls-files", "--", *SDIST_FOLDERS], cwd=ROOT, capture_output=True, text=True, check=False
     )
@@ -83,7 +85,13 @@ def check_wheel(wheel: Path, version: str) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         dist_info = f"duckdb_subinterp-{version}.dist-info"
-        for required in (f"{dist_info}/licenses/LICENSE", "duckdb_subinterp/py.typed", "duckdb_subinterp/__init__.py"):
+        stubs = [f"duckdb_subinterp/{extension}.pyi" for extension in EXTENSIONS]
+        for required in (
+            f"{dist_info}/licenses/LICENSE",
+            "duckdb_subinterp/py.typed",
+            "duckdb_subinterp/__init__.py",
+            *stubs,
+        ):
             if required not in names:
                 fail(f"{wheel.name} lacks {required}")
         metadata = email.parser.Parser().parsestr(archive.read(f"{dist_info}/METADATA").decode())
@@ -125,7 +133,7 @@ def main() -> None:
     )
     repaired = one(wheelhouse, f"duckdb_subinterp-{version}-*manylinux*.whl")
     check_wheel(repaired, version)
-    print(f"check_wheel: {repaired.name}: extensions built, no RUNPATH, LICENSE and py.typed shipped")
+    print(f"check_wheel: {repaired.name}: extensions built, no RUNPATH, LICENSE, py.typed and stubs shipped")
 
 
 if __name__ == "__main__":

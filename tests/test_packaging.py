@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import importlib.metadata
+import importlib.resources
 import re
 from pathlib import Path
 
@@ -52,3 +55,29 @@ def test_readme_links_are_absolute_and_point_at_the_project():
     github = {re.match(r"https://github\.com/[^/#]+/[^/#]+", link).group(0) for link in links if "github.com" in link}
     assert github == {_bench.project_url()}
     assert "pip install duckdb-subinterp" in readme
+
+
+EXTENSIONS = ("_direct", "_arrowc", "_codecc")
+
+
+def test_the_package_ships_its_types():
+    package = importlib.resources.files("duckdb_subinterp")
+    assert package.joinpath("py.typed").is_file()
+    for extension in EXTENSIONS:
+        assert package.joinpath(f"{extension}.pyi").is_file(), f"no type stub for {extension}"
+
+
+@pytest.mark.parametrize("extension", EXTENSIONS)
+def test_each_stub_names_what_its_extension_has(extension):
+    try:
+        module = importlib.import_module(f"duckdb_subinterp.{extension}")
+    except ImportError:
+        pytest.skip(f"duckdb_subinterp.{extension} was not built")
+    stub = ast.parse(importlib.resources.files("duckdb_subinterp").joinpath(f"{extension}.pyi").read_text())
+    stubbed = {node.name: node for node in stub.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assert set(stubbed) == {name for name in vars(module) if not name.startswith("_")}
+    for name, node in stubbed.items():
+        if isinstance(node, ast.ClassDef):
+            members = {item.name for item in node.body if isinstance(item, ast.FunctionDef)}
+            actual = {member for member in vars(getattr(module, name)) if not member.startswith("_")}
+            assert {member for member in members if not member.startswith("_")} == actual, name

@@ -1,0 +1,51 @@
+"""Types of ``_direct.c``: calls into an isolated interpreter on the calling thread (main interpreter only)."""
+
+from typing import Self, final
+
+# What a request may hold: rebuilt inside the interpreter, memoryviews shared (not copied).
+type Request = bool | int | str | memoryview | tuple[Request, ...] | None
+# What comes back: the same but memoryview. An exception in the interpreter
+# comes back as the tuple (type name, message, traceback text).
+type Reply = bool | int | str | tuple[Reply, ...] | None
+
+@final
+class DirectCall:
+    """Call functions of an isolated interpreter on the calling thread."""
+
+    def __new__(cls, interpreter_id: int) -> Self: ...
+    def call(self, name: str, request: Request, /) -> Reply:
+        """Call function ``name`` of the interpreter's __main__ with ``request`` rebuilt there."""
+
+    def detach(self) -> None:
+        """Delete this object's thread states and references in the interpreter, so it can be destroyed."""
+
+    def stop(self, call: int, exception: str, /) -> bool:
+        """Raise ``exception``, a class of the interpreter's __main__, in call number ``call`` if it still runs."""
+
+    def raise_in_threads(self, idents: tuple[int, ...], /) -> int:
+        """Raise SystemExit in the interpreter's threads of these idents; return how many were found."""
+
+    def forget(self) -> None:
+        """Drop the interpreter without touching it: for a process forked from the one that made it."""
+
+    @property
+    def interpreter_id(self) -> int:
+        """The interpreter called into."""
+
+    @property
+    def held_buffers(self) -> int:
+        """Caller's buffers kept because the interpreter still refers to them."""
+
+    @property
+    def thread_states(self) -> int:
+        """Thread states kept in the interpreter, one per OS thread that called."""
+
+    @property
+    def running(self) -> tuple[int, int] | None:
+        """(number, sigint_count() when it started) of the call running in the interpreter now, or None."""
+
+def watch_sigint() -> bool:
+    """Count SIGINT in front of the installed handler; return whether it is counted."""
+
+def sigint_count() -> int:
+    """Return how many SIGINTs were noted since watch_sigint() first installed the handler."""
