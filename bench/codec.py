@@ -25,9 +25,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from duckdb_subinterp._arrow import arrow_type_of, column_buffers, descriptor_for  # noqa: E402
-from duckdb_subinterp._codec import encode_column  # noqa: E402
-from duckdb_subinterp._runtime import COMPILED_CODEC, PYTHON_CODEC, Codec  # noqa: E402
+from duckdb_subinterp._arrow import arrow_type_of, column_buffers, descriptor_for
+from duckdb_subinterp._codec import encode_column
+from duckdb_subinterp._runtime import COMPILED_CODEC, PYTHON_CODEC, Codec
 
 BATCH = 2048
 CASES = {
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
             timings.setdefault("to_pylist", []).append(best_seconds(array.to_pylist, options.batches, 1))
             timings.setdefault("pa.array", []).append(
-                best_seconds(lambda: pa.array(values, type=array.type), options.batches, 1)
+                best_seconds(functools.partial(pa.array, values, type=array.type), options.batches, 1)
             )
         rate = {key: BATCH / min(seconds) for key, seconds in timings.items()}
         line = f"{name:<27}" + "".join(f"{rate[f'{codec_name} decode']:>17,.0f}" for codec_name in codecs)

@@ -20,6 +20,7 @@ runs DuckDB's own code between batches. Takes about a minute.
 
 from __future__ import annotations
 
+import _interpreters
 import argparse
 import json
 import math
@@ -29,7 +30,6 @@ import time
 from array import array
 from pathlib import Path
 
-import _interpreters
 import duckdb
 import pyarrow as pa
 
@@ -60,7 +60,7 @@ def main() -> None:
         idle.put(DirectCall(interpreter))
 
     signature = layout_signature(pa.int64())
-    OutputBuffers = output_buffers_type()  # noqa: N806 - the class the dispatcher uses
+    OutputBuffers = output_buffers_type()  # the class the dispatcher uses
 
     def main_side(argument: pa.ChunkedArray) -> pa.Array:
         column_buffers(argument, pa.int64(), BIGINT, signature)

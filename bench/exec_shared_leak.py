@@ -11,12 +11,12 @@ Writes the figures to tests/results/reliability.json (section
 
 from __future__ import annotations
 
+import _interpreters
 import gc
 import json
 import platform
 from pathlib import Path
 
-import _interpreters
 import psutil
 
 CALLS = 200_000

@@ -375,7 +375,7 @@ def merge(paths: Sequence[Path], out_dir: Path, commit: str | None) -> int:
     def comparable(config: dict[str, Any]) -> dict[str, Any]:
         return {key: value for key, value in config.items() if key != "thread_counts"}
 
-    for path, part in zip(paths[1:], parts[1:]):
+    for path, part in zip(paths[1:], parts[1:], strict=True):
         machine_differs = any(part["machine"][key] != first["machine"][key] for key in same_machine)
         if machine_differs or comparable(part["config"]) != comparable(first["config"]):
             raise SystemExit(f"--merge: {path} was measured on another machine or configuration than {paths[0]}")
@@ -384,7 +384,7 @@ def merge(paths: Sequence[Path], out_dir: Path, commit: str | None) -> int:
     if commit is not None:
         config["package_commit"] = commit
     merged: dict[str, Any] = {"machine": first["machine"], "config": config, "workloads": {}, "parts": []}
-    for number, (path, part) in enumerate(zip(paths, parts), start=1):
+    for number, (path, part) in enumerate(zip(paths, parts, strict=True), start=1):
         for name, entry in part["workloads"].items():
             target = merged["workloads"].setdefault(
                 name,

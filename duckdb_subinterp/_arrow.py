@@ -434,7 +434,9 @@ def result_arrow_type(descriptor: Descriptor) -> pa.DataType:
     if kind == "array":
         return pa.list_(result_arrow_type(descriptor[2]), descriptor[1])
     if kind == "struct":
-        return pa.struct([(name, result_arrow_type(field)) for name, field in zip(descriptor[1], descriptor[2])])
+        return pa.struct(
+            [(name, result_arrow_type(field)) for name, field in zip(descriptor[1], descriptor[2], strict=True)]
+        )
     if kind == "map":
         return pa.map_(result_arrow_type(descriptor[1]), result_arrow_type(descriptor[2]))
     raise UnsupportedType(f"no result type for descriptor {descriptor!r}")
@@ -563,7 +565,7 @@ class OutputBuffers:
     def views(self) -> tuple[memoryview, ...]:
         """Return writable views of the buffers, validity first in each node."""
         block = memoryview(self.block)
-        return tuple([block[start : start + size] for start, size in zip(self.starts, self.capacities)])
+        return tuple([block[start : start + size] for start, size in zip(self.starts, self.capacities, strict=True)])
 
     def grow(self, sizes: Sequence[int]) -> None:
         """Reallocate the block so that every buffer holds at least the size the worker reported."""
@@ -577,7 +579,8 @@ class OutputBuffers:
             validity = block.slice(self.starts[0], self.capacities[0]) if null_count else None
             return self.layout.to_array([validity, block], self.length, null_count, shapes)
         buffers = [
-            block if start == 0 else block.slice(start, size) for start, size in zip(self.starts, self.capacities)
+            block if start == 0 else block.slice(start, size)
+            for start, size in zip(self.starts, self.capacities, strict=True)
         ]
         return self.layout.to_array(buffers, self.length, null_count, shapes)
 

@@ -35,7 +35,7 @@ sys.path[:] = {sys_path!r}
 
 def map_rows(function: Callable[..., Any], columns: list[list[Any]]) -> list[Any]:
     """Apply ``function`` row by row, skipping NULL rows as DuckDB does."""
-    return [None if None in row else function(*row) for row in zip(*columns)]
+    return [None if None in row else function(*row) for row in zip(*columns, strict=True)]
 
 
 def interpreter_pool_available() -> str | None:

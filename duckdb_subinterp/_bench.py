@@ -907,7 +907,9 @@ def _acceptance(results: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         accepted.append(
             {
-                "workload": f"small_table ({entry['rows']:,} rows, fan-out, pool of {max(results['config']['threads'])})",
+                "workload": (
+                    f"small_table ({entry['rows']:,} rows, fan-out, pool of {max(results['config']['threads'])})"
+                ),
                 "threads": entry["threads"],
                 "rows": entry["rows"],
                 "duckdb_seconds": entry["seconds"]["median"] * entry["speedup_vs_reference"],
@@ -952,8 +954,10 @@ def markdown_report(results: dict[str, Any]) -> str:
     lines = [
         f"# duckdb_subinterp benchmark: {machine['name']}",
         "",
-        f"- Machine: {machine['cores']} cores, {machine['cpu_model']}, {machine['memory_gib']} GiB, {machine['platform']}",
-        f"- Python {machine['python']}; duckdb {versions['duckdb']}, pyarrow {versions['pyarrow']}, numpy {versions['numpy']}",
+        f"- Machine: {machine['cores']} cores, {machine['cpu_model']}, {machine['memory_gib']} GiB, "
+        f"{machine['platform']}",
+        f"- Python {machine['python']}; duckdb {versions['duckdb']}, pyarrow {versions['pyarrow']}, "
+        f"numpy {versions['numpy']}",
         f"- {config['rows']:,} rows per query; SET threads in {config['threads']}; {config['repeats']} repeats, "
         "interleaved; median (min-max) shown",
         f"- Started {machine['started_at']}, took {machine.get('duration_seconds', 0) / 60:.1f} min",
@@ -989,7 +993,7 @@ def markdown_report(results: dict[str, Any]) -> str:
             )
         lines.append("")
     lines += [headline_table(results), ""]
-    lines += [f"## Throughput (M rows/s) and speed-up vs DuckDB native, all thread counts", ""]
+    lines += ["## Throughput (M rows/s) and speed-up vs DuckDB native, all thread counts", ""]
     lines += [
         "| workload | bare us/row | candidate | threads | seconds | M rows/s | speed-up | efficiency | workers busy "
         "| same result |",
@@ -1066,7 +1070,8 @@ def markdown_report(results: dict[str, Any]) -> str:
     for entry in results["startup"]:
         lines.append(
             f"| {_label(results, entry['candidate'])} | {entry['pool_ready_seconds']:.3f} | "
-            f"{entry['seconds_per_worker']:.3f} | {entry['uss_per_worker_mib']:.1f} | {entry['pss_per_worker_mib']:.1f} |"
+            f"{entry['seconds_per_worker']:.3f} | {entry['uss_per_worker_mib']:.1f} | "
+            f"{entry['pss_per_worker_mib']:.1f} |"
         )
     lines += [
         "",
@@ -1145,12 +1150,13 @@ def readme_section(results: dict[str, Any], results_dir: str) -> str:
         f"median shown; full tables in [{results_dir}/results.md]({tree}/results.md).",
         "",
     ]
-    for entry in results["acceptance"]:
-        lines.append(
-            f"- **{entry['ratio']:.2f}x**: {entry['workload']} on {entry['rows']:,} rows at SET threads={entry['threads']}, "
-            f"subinterpreters {entry['subinterpreters_seconds']:.2f} s vs DuckDB's create_function "
-            f"{entry['duckdb_seconds']:.2f} s (target {entry['target']}x: {_verdict(entry)})"
-        )
+    lines.extend(
+        f"- **{entry['ratio']:.2f}x**: {entry['workload']} on {entry['rows']:,} rows "
+        f"at SET threads={entry['threads']}, "
+        f"subinterpreters {entry['subinterpreters_seconds']:.2f} s vs DuckDB's create_function "
+        f"{entry['duckdb_seconds']:.2f} s (target {entry['target']}x: {_verdict(entry)})"
+        for entry in results["acceptance"]
+    )
     lines += ["", headline_table(results).replace("## Headline: ", "**").replace(" rows\n", " rows**\n", 1), ""]
     lines += [f"![throughput vs threads]({raw}/throughput_vs_threads.png)", "<!-- /bench -->"]
     return "\n".join(lines)
@@ -1181,8 +1187,14 @@ def plot_throughput(results: dict[str, Any], figure: Any = None) -> Any:
             threads = [t for t, _ in points]
             rate = [s["rows_per_second"] / 1e6 for _, s in points]
             # rows/s is inversely proportional to seconds: the slowest repeat gives the low end.
-            low = [max(0.0, r - r * s["seconds"]["median"] / s["seconds"]["max"]) for r, (_, s) in zip(rate, points)]
-            high = [max(0.0, r * s["seconds"]["median"] / s["seconds"]["min"] - r) for r, (_, s) in zip(rate, points)]
+            low = [
+                max(0.0, r - r * s["seconds"]["median"] / s["seconds"]["max"])
+                for r, (_, s) in zip(rate, points, strict=True)
+            ]
+            high = [
+                max(0.0, r * s["seconds"]["median"] / s["seconds"]["min"] - r)
+                for r, (_, s) in zip(rate, points, strict=True)
+            ]
             axes.errorbar(
                 threads,
                 rate,
@@ -1199,7 +1211,7 @@ def plot_throughput(results: dict[str, Any], figure: Any = None) -> Any:
         axes.set_ylim(bottom=0)
     legend: dict[str, Any] = {}
     for axes in figure.axes:
-        for handle, label in zip(*axes.get_legend_handles_labels()):
+        for handle, label in zip(*axes.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
     figure.legend(list(legend.values()), list(legend), loc="lower center", ncol=3, fontsize="small")
     figure.suptitle(

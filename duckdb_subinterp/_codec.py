@@ -126,13 +126,13 @@ def _convert(convert: Any, raw: Sequence[Any], valid: list[bool] | None) -> list
     """Apply ``convert`` to the valid slots only: NULL slots may hold any bytes."""
     if valid is None:
         return list(map(convert, raw))
-    return [convert(value) if ok else None for value, ok in zip(raw, valid)]
+    return [convert(value) if ok else None for value, ok in zip(raw, valid, strict=True)]
 
 
 def _masked(values: Sequence[Any], valid: list[bool] | None) -> Sequence[Any]:
     if valid is None:
         return values
-    return [value if ok else None for value, ok in zip(values, valid)]
+    return [value if ok else None for value, ok in zip(values, valid, strict=True)]
 
 
 def fixed_values(raw: memoryview, typecode: str, offset: int, length: int) -> memoryview:
@@ -161,7 +161,7 @@ def _int128s(buffers: list[memoryview], offset: int, length: int, signed: bool) 
     raw = buffers[0].cast("B")[offset * 16 : (offset + length) * 16]
     low = raw.cast("Q")[0::2]
     high = raw.cast("q" if signed else "Q")[1::2]
-    return [hi * _TWO_64 + lo for lo, hi in zip(low, high)]
+    return [hi * _TWO_64 + lo for lo, hi in zip(low, high, strict=True)]
 
 
 def _decode_int128(
@@ -398,8 +398,13 @@ def _decode_struct(
     descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
 ) -> Sequence[Any]:
     names = descriptor[1]
-    fields = [_decode_range(field, child, offset, offset + length) for field, child in zip(descriptor[2], buffers)]
-    return _masked([dict(zip(names, row)) for row in zip(*fields)] if fields else [{}] * length, valid)
+    fields = [
+        _decode_range(field, child, offset, offset + length)
+        for field, child in zip(descriptor[2], buffers, strict=True)
+    ]
+    return _masked(
+        [dict(zip(names, row, strict=True)) for row in zip(*fields, strict=True)] if fields else [{}] * length, valid
+    )
 
 
 def _decode_map(
@@ -424,7 +429,7 @@ def _decode_map(
         )
     return _masked(
         [
-            dict(zip(keys[start - first : end - first], values[start - first : end - first]))
+            dict(zip(keys[start - first : end - first], values[start - first : end - first], strict=True))
             for start, end in itertools.pairwise(bounds)
         ],
         valid,
@@ -505,7 +510,7 @@ class EncodedColumn:
 
 def copy_buffers(sources: Sequence[memoryview], targets: Sequence[memoryview]) -> None:
     """Copy byte views into the start of ``targets``, which are large enough."""
-    for raw, target in zip(sources, targets):
+    for raw, target in zip(sources, targets, strict=True):
         if raw.nbytes:
             write_bytes(target, raw)
 
@@ -555,10 +560,8 @@ def _encode_number(descriptor: Descriptor, values: Sequence[Any], null_count: in
     typecode = descriptor[1]
     if null_count:
         values = _without_nulls(values, null_count, 0)
-    elif (
-        isinstance(values, memoryview)
-        and values.format == typecode
-        or (isinstance(values, array) and values.typecode == typecode)
+    elif (isinstance(values, memoryview) and values.format == typecode) or (
+        isinstance(values, array) and values.typecode == typecode
     ):
         # Same layout: the buffer is copied once, straight into the output.
         return [values]
@@ -621,7 +624,7 @@ def _encode_int128(descriptor: Descriptor, values: Sequence[Any], null_count: in
     # DuckDB reads decimal128 results as signed, so UHUGEINT results travel
     # as text, which it casts back exactly.
     checked = _checked_ints(descriptor, values, 0, _UINT128_MAX)
-    texts = ["" if value is None else str(number) for value, number in zip(values, checked)]
+    texts = ["" if value is None else str(number) for value, number in zip(values, checked, strict=True)]
     return _encode_utf8(("utf8", "i"), texts, 0)
 
 
@@ -808,7 +811,7 @@ def _encode_interval(descriptor: Descriptor, values: Sequence[Any], null_count: 
             raise _misfit(value, index, "is not a datetime.timedelta")
     packed = array("q")
     days = memoryview(months_days).cast("B").cast("q")
-    for pair, nano in zip(days, nanos):
+    for pair, nano in zip(days, nanos, strict=True):
         packed.append(pair)
         packed.append(nano)
     return [packed]
@@ -860,8 +863,8 @@ def _encode_struct(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[
             rows.append(tuple(value))
         else:
             raise _misfit(value, index, f"is not a dict with the fields {', '.join(names)}")
-    columns = list(zip(*rows)) if rows else [()] * width
-    return [], [encode_column(field, list(column)) for field, column in zip(descriptor[2], columns)]
+    columns = list(zip(*rows, strict=True)) if rows else [()] * width
+    return [], [encode_column(field, list(column)) for field, column in zip(descriptor[2], columns, strict=True)]
 
 
 def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Any], list[EncodedColumn]]:

@@ -346,7 +346,9 @@ class BatchDispatcher:
         try:
             if self._per_batch:
                 plans = [self._plan(index, argument) for index, argument in enumerate(arguments)]
-                columns = tuple([column_buffers(argument, *plan) for argument, plan in zip(arguments, plans)])
+                columns = tuple(
+                    [column_buffers(argument, *plan) for argument, plan in zip(arguments, plans, strict=True)]
+                )
                 return columns, tuple([plan.descriptor for plan in plans])
             return tuple(map(column_buffers, arguments, self._types, self._descriptors, self._signatures)), None
         except ArgumentTooLarge as error:
@@ -536,8 +538,8 @@ class BatchDispatcher:
         futures: list[concurrent.futures.Future[None]] = []
         try:
             executor = _fan_out_executor()
-            for worker in helpers:
-                futures.append(executor.submit(self._run_slices, worker, slices))
+            for worker in helpers:  # one at a time: after an error, len(futures) says which were handed a job
+                futures.append(executor.submit(self._run_slices, worker, slices))  # noqa: PERF401
         except BaseException:
             slices.stop()
             for worker in [*helpers[len(futures) :], own]:  # each submitted helper gives its worker back itself
@@ -635,5 +637,5 @@ class BatchDispatcher:
 
     def _learn(self, sizes: Sequence[int], length: int) -> None:
         """Size the next batch's variable-width buffers from this one's, with a quarter to spare."""
-        learned = zip(self._bytes_per_row, sizes)
+        learned = zip(self._bytes_per_row, sizes, strict=True)
         self._bytes_per_row = [max(known, size * 5 // 4 // length + 1) for known, size in learned]

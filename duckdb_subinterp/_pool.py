@@ -137,7 +137,7 @@ class Worker(ABC):
     def close(self) -> None:
         """Release the worker's resources; must not raise."""
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str) -> None:  # noqa: B027 - optional: called only on an ``abortable`` worker
         """Stop the batch running now, from another thread; it then fails saying ``reason``.
 
         Called with the pool lock held, only on an ``abortable`` worker that

@@ -42,6 +42,7 @@ their own on first use.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import math
@@ -68,10 +69,10 @@ from duckdb_subinterp._codec import MAX_BATCH_BYTES, copy_buffers, write_bytes
 from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import CLOSE_GRACE, DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._runtime import (
-    SIZES_SLOT,
-    STATUS_SLOTS,
     NULL_RESULT_ERROR,
     PENDING_PICKLED,
+    SIZES_SLOT,
+    STATUS_SLOTS,
     UDF_ERRORS,
     LoadedUdf,
     PickledResult,
@@ -298,10 +299,8 @@ class _Region:
     def close(self) -> None:
         self.handed_over()
         self.view.release()
-        try:
+        with contextlib.suppress(BufferError):  # a view is still exported; the mapping goes with its last user
             self.mmap.close()
-        except BufferError:  # a view is still exported; the mapping goes with its last user
-            pass
 
 
 class _RegionSlot:
@@ -411,10 +410,8 @@ class _SpawnJob:
 def _kill(process: subprocess.Popen[bytes]) -> None:
     """Kill a worker that never served and reap it (a kill takes effect at once)."""
     process.kill()
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(CLOSE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 class _Spawner:
@@ -553,10 +550,8 @@ class ProcessWorker(Worker):
 
     def abort(self, reason: str) -> None:
         self._abort_reason = reason
-        try:
+        with contextlib.suppress(OSError):
             self.process.kill()  # the thread in _receive sees it through the pidfd (or the pipe) at once
-        except OSError:
-            pass
 
     def close(self) -> None:
         try:
@@ -564,10 +559,8 @@ class ProcessWorker(Worker):
                 if self.broken:  # interrupted or timed out in a batch: it may be busy for long, and is not reused
                     self.process.kill()
                 else:
-                    try:
+                    with contextlib.suppress(OSError):
                         self._conn.send(("exit",))
-                    except OSError:
-                        pass
             try:
                 self.process.wait(CLOSE_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -601,7 +594,7 @@ class ProcessWorker(Worker):
 
     def _copy_results(self, outputs: Sequence[memoryview], sizes: Sequence[int]) -> None:
         region = self._outputs.region.view
-        for view, size, (start, _) in zip(outputs, sizes, self._output_spans):
+        for view, size, (start, _) in zip(outputs, sizes, self._output_spans, strict=True):
             if size:
                 view.cast("B")[:size] = region[start : start + size]
 
@@ -823,8 +816,8 @@ def _input_array(descriptor: tuple[Any, ...], length: int, column: tuple[Any, ..
         arrow_type = pa.list_(pa.field("", values.type), size)
         return pa.Array.from_buffers(arrow_type, length, [bitmap], offset=offset, children=[values])
     if kind == "struct":
-        fields = [_input_array(field, offset + length, child) for field, child in zip(descriptor[2], rest)]
-        arrow_type = pa.struct([pa.field(name, field.type) for name, field in zip(descriptor[1], fields)])
+        fields = [_input_array(field, offset + length, child) for field, child in zip(descriptor[2], rest, strict=True)]
+        arrow_type = pa.struct([pa.field(name, field.type) for name, field in zip(descriptor[1], fields, strict=True)])
         return pa.Array.from_buffers(arrow_type, length, [bitmap], offset=offset, children=fields)
     if kind == "map":
         offsets, (entries_offset, _, keys_column, items_column) = rest
@@ -859,7 +852,7 @@ class ArrowResult:
     validity first, cut to size; and each child node's length and null count.
     """
 
-    __slots__ = ("buffers", "null_count", "_shapes", "_sizes")
+    __slots__ = ("_shapes", "_sizes", "buffers", "null_count")
 
     def __init__(self, array: Any) -> None:
         import pyarrow as pa
@@ -902,7 +895,7 @@ class ArrowResult:
             sizes.append(8 * (length + 1))
         elif len(own) == 2:
             sizes.append(arrow_type.bit_width // 8 * length)
-        self.buffers += [None if size == 0 else buffer for buffer, size in zip(own, sizes)]
+        self.buffers += [None if size == 0 else buffer for buffer, size in zip(own, sizes, strict=True)]
         self._sizes += sizes
         if pa.types.is_struct(arrow_type):
             for index in range(arrow_type.num_fields):
@@ -913,7 +906,7 @@ class ArrowResult:
     def raw_buffers(self) -> list[memoryview]:
         return [
             memoryview(source).cast("B")[:size] if size else memoryview(b"")
-            for source, size in zip(self.buffers, self._sizes)
+            for source, size in zip(self.buffers, self._sizes, strict=True)
         ]
 
     def shapes(self) -> list[int]:
@@ -948,7 +941,7 @@ def compute_arrow(
     spec = udf.spec
     arrays = [
         _input_array(descriptor, length, column)
-        for descriptor, column in zip(descriptors or spec.arg_descriptors, columns)
+        for descriptor, column in zip(descriptors or spec.arg_descriptors, columns, strict=True)
     ]
     return_type = result_arrow_type(spec.return_descriptor)
     filters_nulls = spec.errors_to_null and not spec.special_nulls
@@ -969,10 +962,9 @@ def compute_arrow(
         return ArrowResult(_restored(result, len(arrays[0]) if arrays else length, return_type, valid))
     array = result.column(0) if isinstance(result, pa.Table) and result.num_columns == 1 else result
     if isinstance(array, pa.ChunkedArray) and array.type.equals(return_type):
-        try:
+        # Over 2 GiB of text it cannot: DuckDB takes the chunks as they are.
+        with contextlib.suppress(pa.ArrowInvalid, pa.ArrowCapacityError):
             array = array.combine_chunks()
-        except (pa.ArrowInvalid, pa.ArrowCapacityError):  # over 2 GiB of text: DuckDB takes the chunks as they are
-            pass
     if isinstance(array, pa.Array) and array.type.equals(return_type) and len(array) == length:
         return ArrowResult(array)
     return PickledResult.of(("object", result), udf, None)
@@ -986,7 +978,8 @@ def _restored(result: Any, kept: int, return_type: Any, valid: Any) -> Any:
     if isinstance(result, pa.Table):
         if result.num_columns != 1:
             raise UdfResultInvalid(
-                f"The returned table from a pyarrow scalar udf should only contain one column, found {result.num_columns}"
+                "The returned table from a pyarrow scalar udf should only contain one column, "
+                f"found {result.num_columns}"
             )
         result = result.column(0)
     if isinstance(result, pa.ChunkedArray):

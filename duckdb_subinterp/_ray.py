@@ -46,6 +46,7 @@ dependency (``pip install 'duckdb-subinterp[ray]'``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pickle
@@ -153,10 +154,8 @@ class RayRuntimeActor:
             else:
                 raise SystemExit(128 + number)
 
-        try:
+        with contextlib.suppress(ValueError):  # not the main thread: Ray's own handler stays
             signal.signal(signal.SIGTERM, terminated)
-        except ValueError:  # not the main thread: Ray's own handler stays
-            pass
 
     def hello(self) -> tuple[str, str, int, str]:
         import ray
@@ -193,7 +192,7 @@ class RayRuntimeActor:
             answer = _answer(self.runtime.copy_pending, outputs)
             if answer[0] != "ok":
                 return answer
-        return b"".join([status, *(output[:size] for output, size in zip(outputs, sizes))])
+        return b"".join([status, *(output[:size] for output, size in zip(outputs, sizes, strict=True))])
 
 
 def result_sizes(status: Sequence[int], buffer_count: int) -> Sequence[int]:
@@ -296,7 +295,7 @@ class RayResult:
     def write_into(self, outputs: Sequence[memoryview]) -> None:
         """Copy the result buffers into ``outputs``, which are large enough."""
         data, start = self._data, 0
-        for view, size in zip(outputs, self._sizes):
+        for view, size in zip(outputs, self._sizes, strict=True):
             if size:
                 view.cast("B")[:size] = data[start : start + size]
                 start += size
@@ -336,10 +335,8 @@ class RayWorker(Worker):
         # finds the UDF gone, and a failure here would only be a dead actor,
         # which that next call sees. Waiting cost a round trip (~1 ms) per
         # removed UDF per worker.
-        try:
+        with contextlib.suppress(_ActorLost):
             self._send("unload", (udf_id,))
-        except _ActorLost:
-            pass
 
     def run(self, request: tuple[Any, ...]) -> Sequence[int]:
         udf_id, length, columns, outputs, descriptors, mode = request

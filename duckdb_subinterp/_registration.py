@@ -18,9 +18,9 @@ import types
 import uuid
 import warnings
 import weakref
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import cloudpickle
@@ -257,7 +257,7 @@ def _same_code(first: types.CodeType, second: types.CodeType) -> bool:
         return False
     if len(first.co_consts) != len(second.co_consts):
         return False
-    for one, other in zip(first.co_consts, second.co_consts):
+    for one, other in zip(first.co_consts, second.co_consts, strict=True):
         if isinstance(one, types.CodeType):
             if not isinstance(other, types.CodeType) or not _same_code(one, other):
                 return False
@@ -387,7 +387,7 @@ def _validate(
     annotated = [_annotation_type(p.annotation) for p in signature.parameters.values()]
     varargs = any(
         p.kind is inspect.Parameter.VAR_POSITIONAL and declared is None
-        for p, declared in zip(signature.parameters.values(), annotated)
+        for p, declared in zip(signature.parameters.values(), annotated, strict=True)
     )
     if parameters is None:
         types: list[DuckDBPyType | None] = annotated

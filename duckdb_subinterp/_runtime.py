@@ -317,7 +317,7 @@ class Runtime:
         identity arrow UDF); every other result goes on to the codec as usual.
         """
         arguments = []
-        for (offset, validity, raw), typecode in zip(columns, udf.argument_typecodes):
+        for (offset, validity, raw), typecode in zip(columns, udf.argument_typecodes, strict=True):
             if validity is not None:
                 return False
             arguments.append(fixed_values(raw, typecode, offset, length))
@@ -392,7 +392,7 @@ class Runtime:
         status[0] = encoded.null_count
         fits = True
         slot = SIZES_SLOT
-        for raw, output in zip(encoded.raw_buffers(), outputs):
+        for raw, output in zip(encoded.raw_buffers(), outputs, strict=True):
             status[slot] = size = raw.nbytes
             slot += 1
             if size > output.nbytes:
@@ -454,7 +454,8 @@ def call_per_row(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, sk
         except UDF_ERRORS as error:
             raise _raised(error) from None
     else:
-        rows: Any = zip(*arguments) if arguments else ((),) * length
+        # As map() above and the compiled loop do: as many rows as the shortest column.
+        rows: Any = zip(*arguments, strict=False) if arguments else ((),) * length
         results = []
         for row in rows:
             if skip_nulls and None in row:
@@ -523,12 +524,11 @@ def call_per_row_compiled(udf: LoadedUdf, arguments: list[Sequence[Any]], length
 
 def call_per_batch(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, skip_nulls: bool) -> list[Any]:
     """Call a vectorized UDF once with one sequence per argument."""
-    spec = udf.spec
     keep = None
     if skip_nulls:
         # Default NULL handling: NULL rows never reach the function, as in DuckDB.
         keep = [all(argument[index] is not None for argument in arguments) for index in range(length)]
-        arguments = [[value for value, kept in zip(argument, keep) if kept] for argument in arguments]
+        arguments = [[value for value, kept in zip(argument, keep, strict=True) if kept] for argument in arguments]
     try:
         values = udf.function(*arguments)
     except UDF_ERRORS as error:

@@ -473,10 +473,8 @@ def _exit_now(why: str) -> None:
 
 
 def _destroy(interpreter_id: int) -> None:
-    try:
+    with contextlib.suppress(Exception):  # already destroyed, or torn down at exit
         _interpreters.destroy(interpreter_id)
-    except Exception:  # already destroyed, or torn down at exit
-        pass
 
 
 class InterpreterPool(WorkerPool):

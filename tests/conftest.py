@@ -15,8 +15,7 @@ import duckdb
 import pytest
 
 import duckdb_subinterp
-from duckdb_subinterp import _arrow, _dispatch, _registration, _subinterpreters
-from duckdb_subinterp import _ray
+from duckdb_subinterp import _arrow, _dispatch, _ray, _registration, _subinterpreters
 from duckdb_subinterp._ray import INSTALL_COMMAND
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -5,10 +5,10 @@ The main interpreter always imports it (registration checks the reference there 
 
 from __future__ import annotations
 
+import _interpreters
 import os
 import tempfile
 
-import _interpreters
 import half_import_helper
 
 # One path per process: the main interpreter and its workers agree on it.

@@ -79,10 +79,9 @@ def test_import_starts_no_interpreter_thread_or_process():
 
 def test_create_function_has_duckdbs_parameters_plus_backend_and_pool():
     import inspect
+    import re
 
     import duckdb
-
-    import re
 
     ours = inspect.signature(duckdb_subinterp.create_function).parameters
     # duckdb's method is a nanobind builtin: its signature is the docstring's first line.
@@ -90,7 +89,7 @@ def test_create_function_has_duckdbs_parameters_plus_backend_and_pool():
     parameters_text = first_line.split("(", 1)[1].rsplit(") ->", 1)[0]
     depth, pieces, current = 0, [], ""
     for char in parameters_text:
-        depth += char in "[(" and 1 or char in "])" and -1 or 0
+        depth += 1 if char in "[(" else -1 if char in "])" else 0
         if char == "," and depth == 0:
             pieces.append(current)
             current = ""

@@ -125,7 +125,7 @@ def test_views_are_read_only_and_outlive_the_array():
 
 def test_time_zones_are_data_not_layout():
     berlin = pa.chunked_array([pa.array([0], pa.timestamp("us", tz="Europe/Berlin"))])
-    signature, node = read_stream(berlin.__arrow_c_stream__())
+    signature, _node = read_stream(berlin.__arrow_c_stream__())
     assert signature == layout_signature(pa.timestamp("us", tz="UTC"))
     descriptor = ("timestamp", "us", True)
     assert column_buffers(berlin, pa.timestamp("us", tz="UTC"), descriptor, signature)[3] == "Europe/Berlin"

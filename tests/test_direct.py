@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _interpreters
 import subprocess
 import sys
 import textwrap
@@ -9,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 
-import _interpreters
 import pytest
 
 import duckdb_subinterp
@@ -314,7 +314,9 @@ def test_a_pool_left_open_at_exit_shuts_down_cleanly():
 def test_without_the_extension_one_warning_names_the_fix(monkeypatch):
     monkeypatch.setattr(_subinterpreters, "DirectCall", None)
     _subinterpreters._warn_direct_unavailable.cache_clear()
-    with pytest.warns(CompiledPathUnavailableWarning, match="C compiler"):
-        with duckdb_subinterp.InterpreterPool(2) as pool:
-            assert pool.start_all() == 2
+    with (
+        pytest.warns(CompiledPathUnavailableWarning, match="C compiler"),
+        duckdb_subinterp.InterpreterPool(2) as pool,
+    ):
+        assert pool.start_all() == 2
     _subinterpreters._warn_direct_unavailable.cache_clear()

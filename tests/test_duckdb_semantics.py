@@ -540,10 +540,14 @@ def test_a_helper_module_deleted_after_registration_fails_naming_the_udf_and_mod
     helper.unlink()
     sys.modules.pop(f"{name}_helper", None)
     con.execute("SET threads=2")
-    with pytest.raises(duckdb.InvalidInputException) as raised:  # a second worker loads it now
+
+    def query_until_a_second_worker_loads_it() -> None:
         for _ in range(3):
             pool.start_all()
             con.sql("SELECT sum(f(i)) FROM range(400000) t(i)").fetchall()
+
+    with pytest.raises(duckdb.InvalidInputException) as raised:
+        query_until_a_second_worker_loads_it()
     message = str(raised.value)
     assert "UDFRegistrationError: UDF 'f': a worker cannot load it" in message
     assert f"No module named '{name}_helper'" in message

@@ -168,7 +168,10 @@ def test_vectorized_udfs_fan_out_with_the_same_results(one_thread, wide_pool, al
     duckdb_subinterp.create_function(
         con, "mine", function, ["VARCHAR"], "VARCHAR", type="vectorized", backend=backend, pool=pool
     )
-    query = "SELECT list(reference(x) ORDER BY i) = list(mine(x) ORDER BY i) FROM (SELECT i, 'v' || i AS x FROM range(9000) t(i))"
+    query = (
+        "SELECT list(reference(x) ORDER BY i) = list(mine(x) ORDER BY i) "
+        "FROM (SELECT i, 'v' || i AS x FROM range(9000) t(i))"
+    )
     assert con.sql(query).fetchall() == [(True,)]
     assert fanned(con, "mine") >= 3
     assert _dispatcher(con, "mine").kind == "vectorized"

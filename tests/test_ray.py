@@ -30,8 +30,7 @@ import reliability_udfs
 import udf_module
 
 import duckdb_subinterp
-from duckdb_subinterp import RayPool, WorkerDiedError
-from duckdb_subinterp import _ray
+from duckdb_subinterp import RayPool, WorkerDiedError, _ray
 from duckdb_subinterp._arrow import column_buffers, descriptor_for, layout_signature
 from duckdb_subinterp._ray import INSTALL_COMMAND
 from duckdb_subinterp._registration import _dispatcher
@@ -258,7 +257,7 @@ def test_several_batches_in_flight_on_one_worker(con, pool):
         ]
         sent = [worker.submit(request) for request in requests]
         results = [worker.collect(batch) for batch in sent]
-    for values, result in zip(slices, results):
+    for values, result in zip(slices, results, strict=True):
         assert not result.pending and result.status[0] == 0
         data = memoryview(bytearray(8 * len(values)))
         result.write_into([memoryview(bytearray(0)), data])
@@ -284,7 +283,7 @@ def test_batches_in_flight_when_their_actor_dies_go_to_its_replacement(con, ray_
             os.kill(killed, signal.SIGKILL)
             results = [worker.collect(batch) for batch in sent]
             assert worker.actor_id != first_actor and worker.pid != killed
-    for values, result in zip(slices, results):
+    for values, result in zip(slices, results, strict=True):
         data = memoryview(bytearray(8 * len(values)))
         result.write_into([memoryview(bytearray(0)), data])
         assert data.cast("q").tolist() == values
@@ -373,7 +372,7 @@ def test_actor_that_dies_on_every_try_fails_the_query_naming_udf_and_cause(con, 
             message,
         ), message
         cause = message.split("Last cause, from Ray: ")[1]
-        assert "actor" in cause and "died" in cause or "unavailable" in cause, cause
+        assert ("actor" in cause and "died" in cause) or "unavailable" in cause, cause
         # The next query works, on the same pool.
         duckdb_subinterp.create_function(con, "fine", udf_module.add_one, backend="ray", pool=fragile_pool)
         assert con.sql("SELECT sum(fine(i)) FROM range(5000) t(i)").fetchall() == [(sum(range(1, 5001)),)]

@@ -6,6 +6,7 @@ writes its figures to ``tests/results/reliability.json``.
 
 from __future__ import annotations
 
+import _interpreters
 import gc
 import json
 import os
@@ -15,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _interpreters
 import duckdb
 import psutil
 import pyarrow as pa
@@ -123,7 +123,7 @@ def test_200k_batches_through_one_pool_keep_memory_and_resources_flat():
         for query in checked:
             assert con.sql(query).fetchall() == expected[query]
 
-    for round_ in range(10):  # warm-up: every path runs, caches and pools fill
+    for _ in range(10):  # warm-up: every path runs, caches and pools fill
         big_query()
         faults_and_checks()
     before = resources()

@@ -51,7 +51,7 @@ CASES = [
     ("FLOAT in, FLOAT out", lambda xs: xs, [FLOAT], FLOAT, [_column("f", [i / 7 for i in range(LENGTH)])], {}),
     (
         "two arguments, a list out",
-        lambda xs, ys: [x + y for x, y in zip(xs, ys)],
+        lambda xs, ys: [x + y for x, y in zip(xs, ys, strict=True)],
         [INTEGER, BIGINT],
         BIGINT,
         [_column("i", list(range(LENGTH))), _column("q", list(range(LENGTH)), offset=5)],

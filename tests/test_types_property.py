@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,7 +168,7 @@ def _nested(children: st.SearchStrategy[Case]) -> st.SearchStrategy[Case]:
         st.builds(_array_of, children, st.integers(1, 3)),
         names.flatmap(
             lambda fields: st.lists(children, min_size=len(fields), max_size=len(fields)).map(
-                lambda cases: _struct_of(list(zip(fields, cases)))
+                lambda cases: _struct_of(list(zip(fields, cases, strict=True)))
             )
         ),
         st.builds(_map_of, st.one_of(keys, children), children),
@@ -226,7 +225,7 @@ def _check(backend: str, case: Case, rows: list[Any], zone: str) -> None:
         results = con.sql(f"SELECT i, x::VARCHAR, ref_repr(x), my_repr(x), {columns} FROM t ORDER BY i").fetchall()
         assert len(results) == len(rows)
         for row in results:
-            failed = [name for name, ok in zip(checks, row[4:]) if not ok]
+            failed = [name for name, ok in zip(checks, row[4:], strict=True) if not ok]
             assert not failed, (
                 f"{case.sql} row {row[0]} = {row[1]}: {failed} differ (oracle repr {row[2]}, ours {row[3]})"
             )
