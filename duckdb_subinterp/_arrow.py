@@ -15,15 +15,21 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import duckdb
 import pyarrow as pa
+from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp._codec import MAX_BATCH_BYTES, Descriptor
 from duckdb_subinterp._errors import CompiledPathUnavailableWarning
 from duckdb_subinterp._runtime import LAYOUT_SLOTS, SIZES_SLOT
+
+if TYPE_CHECKING:
+    from types import CapsuleType
+
+    from duckdb_subinterp import _arrowc
 
 _NUMBER_TYPECODES = {
     "tinyint": "b",
@@ -71,6 +77,8 @@ SUPPORTED_TYPE_IDS = frozenset(
     {*_NUMBER_TYPECODES, *_SIMPLE_DESCRIPTORS, "hugeint", "uhugeint", "decimal", "enum", *_NESTED_IDS}
 )
 
+OutputBlock: type[_arrowc.OutputBlock] | None
+read_stream: Callable[[CapsuleType], tuple[str, _arrowc.ArrowNode] | None] | None
 try:
     from duckdb_subinterp._arrowc import OutputBlock, read_stream
 except ImportError:  # not built: no C compiler at install time
@@ -124,20 +132,22 @@ def descriptor_for(duckdb_type: duckdb.sqltypes.DuckDBPyType) -> Descriptor:
         return _SIMPLE_DESCRIPTORS[type_id]
     if type_id in ("hugeint", "uhugeint"):
         return ("int128", type_id == "hugeint", sql_name)
+    # By name: a type (child, key, value, a STRUCT's fields), a number (precision, scale, size) or labels (values).
     children = dict(duckdb_type.children)
     if type_id == "decimal":
         return ("decimal", children["precision"], children["scale"], sql_name)
     if type_id == "enum":
         index_type = arrow_type_of(sql_name).index_type
-        return ("enum", _ARROW_TYPECODE[index_type], None, tuple(children["values"]), sql_name)
+        return ("enum", _ARROW_TYPECODE[index_type], None, tuple(cast("list[str]", children["values"])), sql_name)
     if type_id == "list":
-        return ("list", "i", descriptor_for(children["child"]))
+        return ("list", "i", descriptor_for(cast(DuckDBPyType, children["child"])))
     if type_id == "array":
-        return ("array", children["size"], descriptor_for(children["child"]))
+        return ("array", children["size"], descriptor_for(cast(DuckDBPyType, children["child"])))
     if type_id == "map":
-        return ("map", descriptor_for(children["key"]), descriptor_for(children["value"]))
-    names = tuple(name for name, _ in duckdb_type.children)
-    return ("struct", names, tuple(descriptor_for(child) for _, child in duckdb_type.children))
+        key, value = cast(DuckDBPyType, children["key"]), cast(DuckDBPyType, children["value"])
+        return ("map", descriptor_for(key), descriptor_for(value))
+    fields = [(name, cast(DuckDBPyType, child)) for name, child in duckdb_type.children]
+    return ("struct", tuple(name for name, _ in fields), tuple(descriptor_for(child) for _, child in fields))
 
 
 # ---------------------------------------------------------------------------
@@ -222,7 +232,12 @@ class DuckDBConversion:
             if function is None:
                 function = self._functions[type_name] = f"duckdb_subinterp_value_{len(self._functions)}"
                 duckdb_create_function(
-                    connection, function, self._value, ["BIGINT"], duckdb_type, null_handling="special"
+                    connection,
+                    function,
+                    self._value,
+                    ["BIGINT"],
+                    duckdb_type,
+                    null_handling=duckdb.func.FunctionNullHandling.SPECIAL,
                 )
             self._values = values
             try:
@@ -594,8 +609,10 @@ class CompiledOutputBuffers(OutputBuffers):
     """
 
     __slots__ = ()
+    block: _arrowc.OutputBlock
 
     def _allocate(self, capacities: list[int]) -> None:
+        assert OutputBlock is not None  # output_buffers_type() picks this class only where it was built
         self.block = OutputBlock(capacities)
 
     def views(self) -> tuple[memoryview, ...]:
@@ -607,6 +624,7 @@ class CompiledOutputBuffers(OutputBuffers):
     def to_array(self, null_count: int, shapes: Sequence[int] = ()) -> pa.Array:
         layout = self.layout
         address = self.block.export(layout.plan, self.length, null_count, tuple(shapes))
+        assert _import_array is not None  # as for OutputBlock
         return _import_array(address, layout.arrow_type)
 
 

@@ -87,6 +87,8 @@ class InterpreterPoolUDF(ProcessPoolUDF):
             package_dir=str(Path(__file__).resolve().parent), sys_path=list(sys.path)
         )
         # exec is pickled by reference (builtins.exec), so it reaches each interpreter as is.
-        return concurrent.futures.InterpreterPoolExecutor(  # type: ignore[attr-defined]
+        # Python 3.14+ (checked above); mypy checks against 3.13, which lacks it.
+        executor: Executor = concurrent.futures.InterpreterPoolExecutor(  # type: ignore[attr-defined]
             max_workers=workers, initializer=exec, initargs=(bootstrap, {})
         )
+        return executor

@@ -37,13 +37,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
+from duckdb.func import PythonUDFType
 
 from duckdb_subinterp import __version__, examples
 from duckdb_subinterp._baselines import InterpreterPoolUDF, ProcessPoolUDF, interpreter_pool_available, map_rows
+from duckdb_subinterp._options import BackendName, UdfTypeName
+from duckdb_subinterp._pool import WorkerPool
 from duckdb_subinterp._registration import BACKENDS, create_function, udf_stats
 from duckdb_subinterp._subinterpreters import InterpreterPool
 
@@ -68,7 +71,7 @@ class Workload:
     column_type: str
     return_type: str
     cost: str
-    udf_type: str = "native"
+    udf_type: UdfTypeName = "native"
 
     @property
     def column(self) -> str:
@@ -82,7 +85,8 @@ class Workload:
     def callable(self) -> Callable[..., Any]:
         module_name, _, qualname = self.function.partition(":")
         module = __import__(module_name, fromlist=[qualname])
-        return getattr(module, qualname)
+        function: Callable[..., Any] = getattr(module, qualname)
+        return function
 
 
 WORKLOADS = [
@@ -102,7 +106,8 @@ WORKLOADS = [
 # from one DuckDB thread: only fan-out puts the pool's other workers to work.
 SMALL_TABLE = Workload("small_table", "duckdb_subinterp.examples:collatz_pair", "BIGINT", "BIGINT", "heavy")
 SMALL_TABLE_ROWS = (20_000, 100_000)
-SMALL_TABLE_CANDIDATES = (REFERENCE, "subinterpreters", "processes")
+SMALL_TABLE_BACKENDS: tuple[BackendName, ...] = ("subinterpreters", "processes")
+SMALL_TABLE_CANDIDATES = (REFERENCE, *SMALL_TABLE_BACKENDS)
 SMALL_TABLE_TARGETS = {20_000: 1.6, 100_000: 1.7}
 
 
@@ -182,7 +187,7 @@ class DuckDBArrow(Candidate):
         function = workload.callable()
         if workload.udf_type == "native":
             function = _row_loop_arrow_udf(function, _arrow_type(workload.return_type))
-        con.create_function(name, function, [workload.column_type], workload.return_type, type="arrow")
+        con.create_function(name, function, [workload.column_type], workload.return_type, type=PythonUDFType.ARROW)
 
 
 class PooledBackend(Candidate):
@@ -190,14 +195,14 @@ class PooledBackend(Candidate):
 
     pooled = True
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: BackendName) -> None:
         self.backend = backend
         self.key = backend
         self.label = f"duckdb_subinterp backend={backend}"
-        self.pool: Any = None
+        self.pool: WorkerPool | None = None
 
-    def make_pool(self, workers: int) -> Any:
-        return BACKENDS[self.backend].pool_type(workers)
+    def make_pool(self, workers: int) -> WorkerPool:
+        return _new_pool(self.backend, workers)
 
     def register(self, con: duckdb.DuckDBPyConnection, name: str, workload: Workload, workers: int) -> None:
         if workload.udf_type == "arrow" and not BACKENDS[self.backend].accepts_arrow_udfs:
@@ -259,7 +264,7 @@ class ExecutorWorkaround(Candidate):
         udf = self.udf_class(workload.callable(), _arrow_type(workload.return_type), workers)
         self.udfs.append(udf)
         udf.warm_up()
-        con.create_function(name, udf, [workload.column_type], workload.return_type, type="arrow")
+        con.create_function(name, udf, [workload.column_type], workload.return_type, type=PythonUDFType.ARROW)
 
     def close(self) -> None:
         for udf in self.udfs:
@@ -301,6 +306,13 @@ def candidates() -> list[Candidate]:
     return [DuckDBNative(), DuckDBArrow(), *pooled, ProcessPoolWorkaround(), InterpreterPoolWorkaround()]
 
 
+def _new_pool(backend: BackendName, workers: int) -> WorkerPool:
+    """Return a fresh pool of a pooled backend (the only kind the benchmark makes candidates of)."""
+    pool_type = BACKENDS[backend].pool_type
+    assert pool_type is not None, backend
+    return pool_type(workers)
+
+
 def _arrow_type(duckdb_type: str) -> pa.DataType:
     return {"DOUBLE": pa.float64(), "VARCHAR": pa.string(), "BIGINT": pa.int64()}[duckdb_type]
 
@@ -320,7 +332,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         # Parallel sums of doubles add in a different order.
         return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9)
-    return a == b
+    return bool(a == b)
 
 
 def _make_table(con: duckdb.DuckDBPyConnection, name: str, rows: int) -> None:
@@ -335,7 +347,7 @@ def _make_table(con: duckdb.DuckDBPyConnection, name: str, rows: int) -> None:
 
 def _bare_us_per_row(con: duckdb.DuckDBPyConnection, workload: Workload, repeats: int) -> float:
     """Time the UDF's own loop in this interpreter, without DuckDB: the best one core can do."""
-    sample = min(BARE_SAMPLE_ROWS, con.sql("SELECT count(*) FROM data").fetchall()[0][0])
+    sample: int = min(BARE_SAMPLE_ROWS, con.sql("SELECT count(*) FROM data").fetchall()[0][0])
     function = workload.callable()
     if workload.udf_type == "arrow":
         table = con.sql(f"SELECT {workload.column} FROM data LIMIT {sample}").fetch_arrow_table()
@@ -351,7 +363,7 @@ def _bare_us_per_row(con: duckdb.DuckDBPyConnection, workload: Workload, repeats
             for value in values:
                 function(value)
 
-    times = []
+    times: list[float] = []
     for _ in range(max(repeats, 3)):
         started = time.perf_counter()
         loop()
@@ -501,9 +513,9 @@ def run_benchmark(config: BenchConfig) -> dict[str, Any]:
                 con.sql(workload.query(name, f"(SELECT * FROM data LIMIT {warm_rows})")).fetchall()
             except duckdb.Error as error:
                 # One broken candidate must not cost the whole run: report it and go on.
-                reason = f"failed on a warm-up query: {str(error).strip().splitlines()[0]}"
-                print(f"{workload.name} on {candidate.key} {reason}", file=sys.stderr)
-                skipped.append({"workload": workload.name, "candidate": candidate.key, "reason": reason})
+                failure = f"failed on a warm-up query: {str(error).strip().splitlines()[0]}"
+                print(f"{workload.name} on {candidate.key} {failure}", file=sys.stderr)
+                skipped.append({"workload": workload.name, "candidate": candidate.key, "reason": failure})
             else:
                 working.append((workload, candidate, name))
         registered = working
@@ -579,7 +591,7 @@ def run_small_tables(config: BenchConfig) -> list[dict[str, Any]]:
     """
     con = duckdb.connect()
     con.execute("SET enable_progress_bar=false")
-    pools = {backend: BACKENDS[backend].pool_type(config.workers) for backend in SMALL_TABLE_CANDIDATES[1:]}
+    pools: dict[str, WorkerPool] = {backend: _new_pool(backend, config.workers) for backend in SMALL_TABLE_BACKENDS}
     runs: list[dict[str, Any]] = []
     try:
         for rows in SMALL_TABLE_ROWS:
@@ -590,8 +602,9 @@ def run_small_tables(config: BenchConfig) -> list[dict[str, Any]]:
             if candidate == REFERENCE:
                 con.create_function(name, SMALL_TABLE.callable(), ["BIGINT"], "BIGINT")
             else:
+                backend = cast(BackendName, candidate)  # every candidate but the reference is a backend
                 create_function(
-                    con, name, SMALL_TABLE.function, ["BIGINT"], "BIGINT", backend=candidate, pool=pools[candidate]
+                    con, name, SMALL_TABLE.function, ["BIGINT"], "BIGINT", backend=backend, pool=pools[backend]
                 )
                 pools[candidate].start_all()
                 con.sql(SMALL_TABLE.query(name, f"(SELECT * FROM small_{SMALL_TABLE_ROWS[0]} LIMIT 8192)")).fetchall()
@@ -668,15 +681,16 @@ def _dispatch_plan(
     Pools made here besides the candidates' own go to ``extra_pools``, for the caller to close.
     """
     _make_table(con, "numbers", rows)
-    plan = []
-    con.create_function("identity__duckdb_arrow", lambda x: x, ["BIGINT"], "BIGINT", type="arrow")
+    plan: list[dict[str, Any]] = []
+    con.create_function("identity__duckdb_arrow", lambda x: x, ["BIGINT"], "BIGINT", type=PythonUDFType.ARROW)
     plan.append({"candidate": "duckdb-arrow", "udf": "identity (arrow)", "name": "identity__duckdb_arrow"})
     con.create_function("identity__duckdb_native", examples.identity, ["BIGINT"], "BIGINT")
     plan.append({"candidate": "duckdb-native", "udf": "identity (native)", "name": "identity__duckdb_native"})
     for candidate in all_candidates:
         if not isinstance(candidate, PooledBackend):
             continue
-        for udf_type, function in (("vectorized", "identity_batch"), ("native", "identity")):
+        variants: tuple[tuple[UdfTypeName, str], ...] = (("vectorized", "identity_batch"), ("native", "identity"))
+        for udf_type, function in variants:
             name = f"identity__{candidate.key}_{udf_type}"
             if candidate.pool is None:
                 candidate.pool = candidate.make_pool(workers)
@@ -713,7 +727,7 @@ def describe_machine(name: str) -> dict[str, Any]:
     """Say what the figures were taken on, and with which version of this package."""
     import psutil
 
-    versions = {"duckdb_subinterp": __version__}
+    versions: dict[str, str | None] = {"duckdb_subinterp": __version__}
     for package in ("duckdb", "pyarrow", "numpy", "cloudpickle", "psutil"):
         try:
             versions[package] = __import__(package).__version__
@@ -1128,7 +1142,8 @@ def headline_table(results: dict[str, Any]) -> str:
 
 def project_url() -> str:
     """Return the project's home page, as pyproject.toml's [project.urls] gives it to the installed metadata."""
-    for entry in importlib.metadata.metadata("duckdb-subinterp").get_all("Project-URL") or []:
+    entries: list[str] = importlib.metadata.metadata("duckdb-subinterp").get_all("Project-URL") or []
+    for entry in entries:
         label, _, url = entry.partition(",")
         if label.strip() == "Homepage":
             return url.strip()

@@ -16,11 +16,13 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from duckdb.func import PythonUDFType
 
 from duckdb_subinterp import __version__, examples
 from duckdb_subinterp._baselines import ProcessPoolUDF
 from duckdb_subinterp._errors import UDFError, UDFRegistrationError
 from duckdb_subinterp._export import EXPORT_ATTRIBUTE, exported_functions
+from duckdb_subinterp._options import BackendName
 from duckdb_subinterp._pool import WorkerPool
 from duckdb_subinterp._registration import BACKENDS, create_function, default_pool, udf_stats
 from duckdb_subinterp._runtime import resolve_reference
@@ -124,7 +126,7 @@ def demo(rows: int, threads: int) -> int:
         candidates.append((f"duckdb_subinterp backend={backend}", f"udf_{backend}"))
     workaround = ProcessPoolUDF(function, pa.int64(), threads)
     workaround.warm_up()
-    con.create_function("process_pool_udf", workaround, ["BIGINT"], "BIGINT", type="arrow")
+    con.create_function("process_pool_udf", workaround, ["BIGINT"], "BIGINT", type=PythonUDFType.ARROW)
     candidates.append(("arrow UDF + ProcessPoolExecutor", "process_pool_udf"))
     try:
         with _ctrl_c.stops(con):
@@ -154,7 +156,7 @@ def register_modules(
     con: duckdb.DuckDBPyConnection,
     modules: list[str],
     *,
-    backend: str = "subinterpreters",
+    backend: BackendName = "subinterpreters",
     pool: WorkerPool | None = None,
 ) -> list[str]:
     """Register UDFs named on the command line: ``module`` (all its exports) or ``module:function``."""
@@ -238,7 +240,7 @@ def sql(
     database: str,
     modules: list[str],
     output: str | None,
-    backend: str,
+    backend: BackendName,
     workers: int | None,
     threads: int | None,
     stats: bool,

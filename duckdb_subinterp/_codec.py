@@ -45,10 +45,13 @@ import math
 import operator
 import uuid
 from array import array
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Buffer, Callable, Iterable, Sequence
+from typing import Any, Literal, cast
 
 Descriptor = tuple[Any, ...]
+# Formats of fixed-width values, and of offsets (typeshed types memoryview.cast by its literal format).
+type Typecode = Literal["b", "B", "h", "H", "i", "I", "l", "L", "q", "Q", "f", "d"]
+type OffsetFormat = Literal["i", "q"]
 
 _EPOCH_DATE_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 _EPOCH = datetime.datetime(1970, 1, 1)
@@ -119,7 +122,8 @@ def decode_column(descriptor: Descriptor, length: int, column: tuple[Any, ...]) 
 def _decode_range(descriptor: Descriptor, column: tuple[Any, ...], start: int, stop: int) -> list[Any]:
     """Decode elements ``start:stop`` of a child column (relative to its own offset)."""
     values = decode_column(descriptor, stop - start, (column[0] + start, *column[1:]))
-    return values if isinstance(values, list) else values.tolist()
+    # Not a list: the memoryview of null-free numbers.
+    return values if isinstance(values, list) else cast("memoryview[int] | memoryview[float]", values).tolist()
 
 
 def _convert(convert: Any, raw: Sequence[Any], valid: list[bool] | None) -> list[Any]:
@@ -135,7 +139,7 @@ def _masked(values: Sequence[Any], valid: list[bool] | None) -> Sequence[Any]:
     return [value if ok else None for value, ok in zip(values, valid, strict=True)]
 
 
-def fixed_values(raw: memoryview, typecode: str, offset: int, length: int) -> memoryview:
+def fixed_values(raw: memoryview, typecode: Typecode, offset: int, length: int) -> memoryview[int] | memoryview[float]:
     """Return elements ``offset:offset + length`` of a fixed-width data buffer, as a view of ``typecode``."""
     # Views arrive as bytes from every backend: no cast, and no slice of a
     # whole buffer (each ~0.3 us a column inside a query).
@@ -183,7 +187,7 @@ def _decode_decimal(
 
 
 def _decode_bytes_slices(
-    length: int, offset: int, buffers: list[memoryview], offset_format: str
+    length: int, offset: int, buffers: list[memoryview], offset_format: OffsetFormat
 ) -> tuple[bytes, list[int]]:
     bounds = buffers[0].cast("B").cast(offset_format)[offset : offset + length + 1].tolist()
     start = bounds[0] if bounds else 0
@@ -319,7 +323,7 @@ def _decode_time64(
 
 
 def _decode_timestamp(
-    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+    descriptor: Descriptor, length: int, offset: int, buffers: list[Any], valid: list[bool] | None
 ) -> Sequence[Any]:
     multiply, divide = _UNIT_TO_MICROSECONDS[descriptor[1]]
     zone = _zone(buffers[1]) if len(buffers) > 1 else None
@@ -375,7 +379,7 @@ def _decode_enum(
 
 
 def _decode_list(
-    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+    descriptor: Descriptor, length: int, offset: int, buffers: list[Any], valid: list[bool] | None
 ) -> Sequence[Any]:
     offsets, child = buffers
     bounds = offsets.cast("B").cast(descriptor[1])[offset : offset + length + 1].tolist()
@@ -387,7 +391,7 @@ def _decode_list(
 
 
 def _decode_array(
-    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+    descriptor: Descriptor, length: int, offset: int, buffers: list[Any], valid: list[bool] | None
 ) -> Sequence[Any]:
     size = descriptor[1]
     items = _decode_range(descriptor[2], buffers[0], offset * size, (offset + length) * size)
@@ -395,7 +399,7 @@ def _decode_array(
 
 
 def _decode_struct(
-    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+    descriptor: Descriptor, length: int, offset: int, buffers: list[Any], valid: list[bool] | None
 ) -> Sequence[Any]:
     names = descriptor[1]
     fields = [
@@ -408,7 +412,7 @@ def _decode_struct(
 
 
 def _decode_map(
-    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+    descriptor: Descriptor, length: int, offset: int, buffers: list[Any], valid: list[bool] | None
 ) -> Sequence[Any]:
     offsets, entries = buffers
     bounds = offsets.cast("B").cast("i")[offset : offset + length + 1].tolist()
@@ -438,7 +442,11 @@ def _decode_map(
 
 _NESTED_KINDS = frozenset({"list", "array", "struct", "map"})
 
-_DECODERS = {
+# A decoder gets the column after (offset, validity): buffers, and also a
+# time zone name (timestamp) or child columns (nested kinds), hence list[Any].
+type Decoder = Callable[[Descriptor, int, int, list[Any], list[bool] | None], Sequence[Any]]
+
+_DECODERS: dict[str, Decoder] = {
     "number": _decode_number,
     "bool": _decode_bool,
     "int128": _decode_int128,
@@ -472,7 +480,7 @@ class EncodedColumn:
         self,
         null_count: int,
         validity: bytes | bytearray | None,
-        buffers: list[Any],
+        buffers: Sequence[Buffer],
         children: list[EncodedColumn] | None = None,
         length: int = 0,
     ) -> None:
@@ -556,7 +564,7 @@ def _without_nulls(values: Sequence[Any], null_count: int, filler: Any) -> Seque
     return [filler if value is None else value for value in values]
 
 
-def _encode_number(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[array]:
+def _encode_number(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     typecode = descriptor[1]
     if null_count:
         values = _without_nulls(values, null_count, 0)
@@ -589,7 +597,7 @@ def _raise_first_misfit(descriptor: Descriptor, values: Sequence[Any], error: Ex
             raise _misfit(value, index, f"cannot be stored as {descriptor[2]}") from error
 
 
-def _encode_bool(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[bytearray]:
+def _encode_bool(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     for index, value in enumerate(values):
         if value is not None and not isinstance(value, bool):
             raise _misfit(value, index, "is not a bool")
@@ -610,7 +618,7 @@ def _checked_ints(descriptor: Descriptor, values: Sequence[Any], low: int, high:
     return checked
 
 
-def _int128_bytes(values: list[int]) -> array:
+def _int128_bytes(values: list[int]) -> array[int]:
     halves = array("Q")
     for value in values:
         halves.append(value & 0xFFFF_FFFF_FFFF_FFFF)
@@ -618,7 +626,7 @@ def _int128_bytes(values: list[int]) -> array:
     return halves
 
 
-def _encode_int128(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Any]:
+def _encode_int128(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     if descriptor[1]:
         return [_int128_bytes(_checked_ints(descriptor, values, _INT128_MIN, _INT128_MAX))]
     # DuckDB reads decimal128 results as signed, so UHUGEINT results travel
@@ -628,7 +636,7 @@ def _encode_int128(descriptor: Descriptor, values: Sequence[Any], null_count: in
     return _encode_utf8(("utf8", "i"), texts, 0)
 
 
-def _encode_decimal(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Any]:
+def _encode_decimal(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     _, precision, scale, sql_name = descriptor
     quantum = decimal.Decimal(1).scaleb(-scale)
     limit = 10**precision
@@ -640,9 +648,9 @@ def _encode_decimal(descriptor: Descriptor, values: Sequence[Any], null_count: i
         if type(value) is bool or not isinstance(value, (decimal.Decimal, int, float, str)):
             raise _misfit(value, index, f"cannot be stored as {sql_name}")
         try:
-            number = _DECIMAL_CONTEXT.create_decimal(repr(value) if isinstance(value, float) else value)
+            exact = _DECIMAL_CONTEXT.create_decimal(repr(value) if isinstance(value, float) else value)
             # Halves round away from zero, as DuckDB's cast does.
-            number = int(number.quantize(quantum, context=_DECIMAL_CONTEXT).scaleb(scale, _DECIMAL_CONTEXT))
+            number = int(exact.quantize(quantum, context=_DECIMAL_CONTEXT).scaleb(scale, _DECIMAL_CONTEXT))
         except (decimal.InvalidOperation, ValueError, OverflowError):
             raise _misfit(value, index, f"cannot be stored as {sql_name}") from None
         if not -limit < number < limit:
@@ -663,7 +671,9 @@ def _too_large(total: int) -> ResultTypeError:
     )
 
 
-def _encode_variable(descriptor: Descriptor, values: Sequence[Any], null_count: int, encode: Any) -> list[Any]:
+def _encode_variable(
+    descriptor: Descriptor, values: Sequence[Any], null_count: int, encode: Callable[[int, Any], bytes]
+) -> list[Buffer]:
     offset_format = descriptor[1]
     pieces = [b"" if value is None else encode(index, value) for index, value in enumerate(values)]
     try:
@@ -673,7 +683,7 @@ def _encode_variable(descriptor: Descriptor, values: Sequence[Any], null_count: 
     return [bounds, b"".join(pieces)]
 
 
-def _encode_utf8(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Any]:
+def _encode_utf8(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     texts = _without_nulls(values, null_count, "")
     try:
         # join() refuses any non-str at C speed: 7x cheaper than checking each type.
@@ -697,7 +707,7 @@ def _encode_utf8(descriptor: Descriptor, values: Sequence[Any], null_count: int)
     return _encode_variable(descriptor, values, null_count, encode)
 
 
-def _encode_binary(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Any]:
+def _encode_binary(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     def encode(index: int, value: Any) -> bytes:
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise _misfit(value, index, "is not bytes")
@@ -706,7 +716,7 @@ def _encode_binary(descriptor: Descriptor, values: Sequence[Any], null_count: in
     return _encode_variable(descriptor, values, null_count, encode)
 
 
-def _encode_uuid(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Any]:
+def _encode_uuid(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     def encode(index: int, value: Any) -> bytes:
         if isinstance(value, uuid.UUID):
             return str(value).encode("ascii")
@@ -720,7 +730,7 @@ def _encode_uuid(descriptor: Descriptor, values: Sequence[Any], null_count: int)
     return _encode_variable(("uuid", "i"), values, null_count, encode)
 
 
-def _encode_enum(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Any]:
+def _encode_enum(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     # Results travel as text; DuckDB casts them to the ENUM.
     allowed = frozenset(descriptor[3])
     for index, value in enumerate(values):
@@ -733,7 +743,7 @@ def _encode_enum(descriptor: Descriptor, values: Sequence[Any], null_count: int)
     return _encode_utf8(("utf8", "i"), values, null_count)
 
 
-def _encode_date32(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[array]:
+def _encode_date32(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     days = array("i")
     for index, value in enumerate(values):
         if value is None:
@@ -755,7 +765,7 @@ def _parsed(value: str, index: int, what: str) -> int:
         raise ResultTypeError(f"value {value!r} at row {index} is not a {what} (nor DuckDB's text of one)") from None
 
 
-def _encode_time64(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[array]:
+def _encode_time64(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     micros = array("q")
     for index, value in enumerate(values):
         if value is None:
@@ -770,7 +780,7 @@ def _encode_time64(descriptor: Descriptor, values: Sequence[Any], null_count: in
     return [micros]
 
 
-def _encode_timestamp(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[array]:
+def _encode_timestamp(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     multiply, divide = _UNIT_TO_MICROSECONDS[descriptor[1]]
     aware = descriptor[2]
     ticks = array("q")
@@ -797,7 +807,7 @@ def _encode_timestamp(descriptor: Descriptor, values: Sequence[Any], null_count:
     return [ticks]
 
 
-def _encode_interval(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[array]:
+def _encode_interval(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     months_days = array("i")
     nanos = array("q")
     for index, value in enumerate(values):
@@ -817,7 +827,7 @@ def _encode_interval(descriptor: Descriptor, values: Sequence[Any], null_count: 
     return [packed]
 
 
-def _encode_list(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Any], list[EncodedColumn]]:
+def _encode_list(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
     items: list[Any] = []
     for index, value in enumerate(values):
         if value is not None and not isinstance(value, (list, tuple)):
@@ -830,7 +840,7 @@ def _encode_list(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[An
     return [bounds], [encode_column(descriptor[2], items)]
 
 
-def _encode_array(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Any], list[EncodedColumn]]:
+def _encode_array(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
     size = descriptor[1]
     items: list[Any] = []
     for index, value in enumerate(values):
@@ -845,7 +855,7 @@ def _encode_array(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[A
     return [], [encode_column(descriptor[2], items)]
 
 
-def _encode_struct(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Any], list[EncodedColumn]]:
+def _encode_struct(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
     names = descriptor[1]
     width = len(names)
     expected = set(names)
@@ -867,7 +877,7 @@ def _encode_struct(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[
     return [], [encode_column(field, list(column)) for field, column in zip(descriptor[2], columns, strict=True)]
 
 
-def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Any], list[EncodedColumn]]:
+def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
     keys: list[Any] = []
     items: list[Any] = []
     lengths = []
@@ -897,7 +907,7 @@ def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Any
     return [bounds], [entries]
 
 
-_ENCODERS = {
+_ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any], int], list[Buffer]]] = {
     "number": _encode_number,
     "bool": _encode_bool,
     "int128": _encode_int128,
@@ -912,7 +922,7 @@ _ENCODERS = {
     "interval": _encode_interval,
 }
 
-_NESTED_ENCODERS = {
+_NESTED_ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any]], tuple[list[Buffer], list[EncodedColumn]]]] = {
     "list": _encode_list,
     "array": _encode_array,
     "struct": _encode_struct,

@@ -44,6 +44,7 @@ status slots after the layout's (``COUNTERS_SLOT``).
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
 import os
 import pickle
 import threading
@@ -279,6 +280,8 @@ class BatchDispatcher:
     # A batch fans out only where each slice does at least this many times the
     # pool's per-slice overhead of work; 0 fans every batch out (the tests).
     fan_out_work_ratio = FAN_OUT_WORK_RATIO
+    # Set at registration: the signature DuckDB reads, the function's own (ANY parameters, *args).
+    __signature__: inspect.Signature
 
     def __init__(
         self,
@@ -313,9 +316,10 @@ class BatchDispatcher:
         # from each batch; the others (the hot path) are planned once here.
         self._parameters = parameters
         self._per_batch = varargs or None in parameters
-        self._types = [plan.arrow_type for plan in parameters] if not self._per_batch else []
-        self._descriptors = [plan.descriptor for plan in parameters] if not self._per_batch else []
-        self._signatures = [plan.signature for plan in parameters] if not self._per_batch else []
+        planned = [plan for plan in parameters if plan is not None] if not self._per_batch else []
+        self._types = [plan.arrow_type for plan in planned]
+        self._descriptors = [plan.descriptor for plan in planned]
+        self._signatures = [plan.signature for plan in planned]
         self._outputs = output_buffers_type()
         # Fan-out: a batch of a costly UDF is split over idle workers. The
         # cost is learned from this UDF's own batches (worker seconds per row,
@@ -408,9 +412,9 @@ class BatchDispatcher:
             self._run(started, 0, (self.udf_id, -1, (), outputs.views(), None, MODE_PICKLED), outputs)
         )
 
-    def _take_slot(self) -> None:
+    def _take_slot(self, slots: threading.BoundedSemaphore) -> None:
         """Wait for one of this UDF's max_workers slots."""
-        if not self._slots.acquire(timeout=wait_bound(self.pool.timeout)):
+        if not slots.acquire(timeout=wait_bound(self.pool.timeout)):
             raise PoolTimeoutError(
                 f"UDF {self.name!r}: no batch of the {self.max_workers} it may run at once (max_workers) "
                 f"finished within {self.pool.timeout:g} s; raise max_workers= or the pool's timeout="
@@ -432,7 +436,7 @@ class BatchDispatcher:
         # A plain try/finally: contextlib's generator costs ~8 us a batch here.
         slots = self._slots
         if slots is not None and worker is None:
-            self._take_slot()
+            self._take_slot(slots)
         try:
             if worker is None:
                 worker = self._checkout()
@@ -513,7 +517,7 @@ class BatchDispatcher:
         slots = self._slots
         # This thread's own slot and worker first, as for any batch; the helpers' only if spare and idle.
         if slots is not None:
-            self._take_slot()
+            self._take_slot(slots)
         try:
             own = self._checkout()
         except BaseException:
@@ -615,7 +619,8 @@ class BatchDispatcher:
 
     def _unpickled(self, payload: bytearray) -> tuple[str, Any]:
         try:
-            return pickle.loads(payload)
+            result: tuple[str, Any] = pickle.loads(payload)  # a PickledResult's payload
+            return result
         except Exception as error:
             raise UDFResultError(
                 f"UDF {self.name!r}: its result cannot be read back in this interpreter ({type(error).__name__}: "

@@ -8,9 +8,12 @@ that exposes this decorator and nothing that needs duckdb.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack, overload
+
+if TYPE_CHECKING:
+    from duckdb_subinterp._options import ExportOptions, TypeLike
 
 EXPORT_ATTRIBUTE = "__duckdb_subinterp_export__"
 # create_function's keyword options that a mark can carry (a pool cannot: it
@@ -30,15 +33,31 @@ OPTIONS = (
 )
 
 
-def export(
-    function: Callable[..., Any] | None = None,
+@overload
+def export[Function: Callable[..., Any]](function: Function, /) -> Function: ...
+
+
+@overload
+def export[Function: Callable[..., Any]](
+    function: None = None,
     /,
     *,
     name: str | None = None,
-    parameters: Any = None,
-    return_type: Any = None,
+    parameters: Sequence[TypeLike] | None = None,
+    return_type: TypeLike | None = None,
+    **options: Unpack[ExportOptions],
+) -> Callable[[Function], Function]: ...
+
+
+def export[Function: Callable[..., Any]](
+    function: Function | None = None,
+    /,
+    *,
+    name: str | None = None,
+    parameters: Sequence[TypeLike] | None = None,
+    return_type: TypeLike | None = None,
     **options: Any,
-) -> Any:
+) -> Function | Callable[[Function], Function]:
     """Mark a function (no connection needed) as a UDF for ``duckdb-subinterp sql -m module``.
 
     ``@export`` or ``@export(name=..., parameters=..., return_type=..., type=...,
@@ -55,7 +74,7 @@ def export(
             f"@duckdb_subinterp.export got unknown option {unknown[0]!r}{hint} (options: {', '.join(valid)})"
         )
 
-    def mark(target: Callable[..., Any]) -> Callable[..., Any]:
+    def mark(target: Function) -> Function:
         if not callable(target):
             raise TypeError(f"@duckdb_subinterp.export marks functions or UDF classes, got {target!r}")
         setattr(

@@ -31,7 +31,7 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from duckdb_subinterp._errors import (
     BrokenPoolError,
@@ -371,7 +371,7 @@ class WorkerPool(ABC):
             thread.join(wait_bound(self.timeout))  # each start has its own, shorter, deadline
         with self._lock:
             self._started -= len(errors)
-            closed = self._closed
+            closed: bool = self._closed  # close() may have run since the check above
             if not closed:
                 self._idle.extend(started)
             else:
@@ -436,7 +436,7 @@ class WorkerPool(ABC):
             raise
         with self._lock:
             self._busy.add(worker)
-            closed = self._closed
+            closed: bool = self._closed  # close() may have run since the check above
         if closed:  # closed while it started: close() did not see it, so it must not run a batch
             self.checkin(worker)
             raise BrokenPoolError(f"UDF {udf_name!r}: its pool was closed; register it on an open pool")
@@ -556,7 +556,7 @@ class WorkerPool(ABC):
         for worker in workers:
             worker.forget()
 
-    def __enter__(self) -> WorkerPool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

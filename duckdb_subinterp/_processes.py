@@ -63,9 +63,9 @@ from array import array
 from collections.abc import Sequence
 from multiprocessing import connection
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from duckdb_subinterp._codec import MAX_BATCH_BYTES, copy_buffers, write_bytes
+from duckdb_subinterp._codec import MAX_BATCH_BYTES, OffsetFormat, copy_buffers, write_bytes
 from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import CLOSE_GRACE, DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._runtime import (
@@ -224,7 +224,7 @@ def _anonymous_memory(size: int) -> int:
     if hasattr(os, "memfd_create"):
         fd = os.memfd_create("duckdb_subinterp", os.MFD_CLOEXEC)
     else:  # pragma: no cover - macOS and the BSDs: a POSIX object, unlinked before anyone else can see it
-        import _posixshmem
+        import _posixshmem  # type: ignore[import-not-found]  # CPython's own, private: typeshed has no stub
 
         name = f"/dsi_{secrets.token_hex(8)}"  # macOS allows 31 characters
         fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
@@ -396,6 +396,7 @@ class _SpawnJob:
             raise WorkerFailure(PoolTimeoutError, f"a worker process did not start within {timeout:g} s")
         if self._error is not None:
             raise self._error
+        assert self._process is not None  # run() set the process where it set no error
         return self._process
 
     def _abandon(self) -> None:
@@ -516,6 +517,7 @@ class ProcessWorker(Worker):
         packer = _Packer()
         layout = [packer.pack(column) for column in columns]
         fresh_inputs = self._inputs.fit(packer.size)
+        assert self._inputs.region is not None  # fit() made one if there was none
         packer.copy_into(self._inputs.region.view)
         fresh_outputs = self._fit_outputs([view.nbytes for view in outputs])
         message = (
@@ -593,6 +595,7 @@ class ProcessWorker(Worker):
         return self._outputs.fit(total)
 
     def _copy_results(self, outputs: Sequence[memoryview], sizes: Sequence[int]) -> None:
+        assert self._outputs.region is not None  # _fit_outputs() made one for this batch
         region = self._outputs.region.view
         for view, size, (start, _) in zip(outputs, sizes, self._output_spans, strict=True):
             if size:
@@ -802,7 +805,7 @@ def _input_array(descriptor: tuple[Any, ...], length: int, column: tuple[Any, ..
     def wrap(view: memoryview | None) -> Any:
         return pa.py_buffer(view if view is not None else b"")
 
-    def bound(offsets: memoryview, format: str) -> int:
+    def bound(offsets: memoryview | None, format: OffsetFormat) -> int:
         return offsets.cast("B").cast(format)[offset + length] if offsets is not None else 0
 
     if kind == "list":
@@ -1082,7 +1085,8 @@ def serve(fd: int, parent_pid: int) -> None:
                 outputs.close()
             outputs = fresh
 
-    def views(region: _MappedRegion, spans: Sequence[Any]) -> list[Any]:
+    def views(region: _MappedRegion | None, spans: Sequence[Any]) -> list[Any]:
+        assert region is not None  # the first run maps both regions
         return [None if span is None else region.view[span[0] : span[0] + span[1]] for span in spans]
 
     def handle(message: tuple[Any, ...]) -> Any:
@@ -1093,6 +1097,7 @@ def serve(fd: int, parent_pid: int) -> None:
             _, udf_id, length, layout, output_spans, input_size, output_size, descriptors, mode = message
             if input_size or output_size:
                 remap(input_size, output_size)
+            assert inputs is not None  # the first run maps both regions
             batch = inputs.batch_view()
             columns = [_unpack_column(column, batch) for column in layout]
             del batch
@@ -1100,7 +1105,7 @@ def serve(fd: int, parent_pid: int) -> None:
             pending = runtime.pending
             if status[1] == PENDING_PICKLED:
                 runtime.pending = None
-                return status.tobytes(), pending.data
+                return status.tobytes(), cast(PickledResult, pending).data  # what deliver() kept
             return status.tobytes(), None
         if command == "copy":
             _, output_spans, output_size = message

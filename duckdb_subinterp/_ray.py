@@ -56,7 +56,7 @@ import sys
 import traceback
 from array import array
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from duckdb_subinterp._errors import BackendUnavailableError, BrokenPoolError, PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
@@ -385,14 +385,14 @@ class RayWorker(Worker):
     def collect(self, batch: RayBatch) -> RayResult:
         """Wait for a batch sent by ``submit``; send it again if its actor died (up to ``max_retries``)."""
         answer = self._finish("run", (batch.message,), batch.ref, batch.actor)
-        return RayResult(answer, batch.buffer_count)
+        return RayResult(cast(bytes, answer), batch.buffer_count)  # a batch's result comes as bytes
 
     # -- calls to the actor --------------------------------------------------
 
-    def _call(self, command: str, arguments: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _call(self, command: str, arguments: tuple[Any, ...]) -> bytes | tuple[Any, ...]:
         return self._finish(command, arguments, None, None)
 
-    def _finish(self, command: str, arguments: tuple[Any, ...], ref: Any, sent_to: Any) -> tuple[Any, ...]:
+    def _finish(self, command: str, arguments: tuple[Any, ...], ref: Any, sent_to: Any) -> bytes | tuple[Any, ...]:
         """Wait for ``ref`` (sent to actor ``sent_to``); after a death, bring an actor back and send the call again."""
         deaths: list[str] = []
         recover: bool | None = None  # set after a death: whether Ray gave up on the actor (start a new one)
@@ -424,7 +424,7 @@ class RayWorker(Worker):
                     raise WorkerFailure(WorkerDiedError, self._died_message(command, deaths)) from None
                 recover, ref = lost.replace, None
                 continue
-            if type(answer) is bytes or answer[0] == "ok":  # a batch's result comes as bytes
+            if isinstance(answer, bytes) or answer[0] == "ok":  # a batch's result comes as bytes
                 return answer
             if answer[0] == "unloaded" and not reloaded:
                 # Ray restarted the actor while it was idle: nobody saw it die.
@@ -440,9 +440,10 @@ class RayWorker(Worker):
             self._start_actor()
         else:
             # Waits for Ray's restart: calls to a restarting actor are queued.
-            self._identify(self._wait(self._send("hello", ()), "hello", min(START_TIMEOUT, self.timeout)))
+            hello = self._wait(self._send("hello", ()), "hello", min(START_TIMEOUT, self.timeout))
+            self._identify(cast("tuple[Any, ...]", hello))  # hello and load answer tuples
         for udf_id, spec in list(self._specs.items()):
-            answer = self._wait(self._send("load", (udf_id, spec)), "load", self.timeout)
+            answer = cast("tuple[Any, ...]", self._wait(self._send("load", (udf_id, spec)), "load", self.timeout))
             if answer[0] != "ok":
                 raise self._failure("load", answer)
 
@@ -464,11 +465,12 @@ class RayWorker(Worker):
             # Connected, but the handle is not: an actor of an earlier Ray session.
             raise _ActorLost(f"{type(error).__name__}: {error}", replace=True) from None
 
-    def _wait(self, ref: Any, command: str, timeout: float) -> Any:
+    def _wait(self, ref: Any, command: str, timeout: float) -> bytes | tuple[Any, ...]:
         ray = self._ray
         self._check_connected(command)
         try:
-            return ray.get(ref, timeout=timeout)
+            answer: bytes | tuple[Any, ...] = ray.get(ref, timeout=timeout)  # what the actor's method returned
+            return answer
         except ray.exceptions.GetTimeoutError:
             self.broken = True
             self._kill(self.actor)

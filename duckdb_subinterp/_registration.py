@@ -21,10 +21,11 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Unpack, cast
 
 import cloudpickle
 import duckdb
+from duckdb.func import FunctionNullHandling, PythonUDFType
 from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp._arrow import (
@@ -47,6 +48,15 @@ from duckdb_subinterp._errors import (
     UnsupportedTypeError,
 )
 from duckdb_subinterp._inline import InlinePool
+from duckdb_subinterp._options import (
+    BackendName,
+    ExceptionHandling,
+    FunctionOptions,
+    NullHandling,
+    RetryOn,
+    TypeLike,
+    UdfType,
+)
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
 from duckdb_subinterp._processes import ProcessPool
 from duckdb_subinterp._ray import RayPool
@@ -59,6 +69,9 @@ from duckdb_subinterp._runtime import (
     warn_if_codec_not_compiled,
 )
 from duckdb_subinterp._subinterpreters import InterpreterPool
+
+if TYPE_CHECKING:
+    from _duckdb._typing import IntoPyType
 
 UDF_TYPES = ("native", "vectorized", "arrow")
 NULL_HANDLING = ("default", "special")
@@ -147,7 +160,7 @@ def _reference_of(function: Any) -> str | None:
         return None
 
 
-class _UdfPickler(cloudpickle.Pickler):
+class _UdfPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle ships no types: its Pickler is Any
     """cloudpickle, with DuckDB types (annotations, defaults, constants) shipped as their names.
 
     A worker never needs a DuckDBPyType (types are resolved here, at
@@ -272,7 +285,8 @@ class Registration:
 
     name: str
     function: Any
-    shipped: Any  # "module:qualname" or pickled bytes; the inline backend gives its Runtime the function itself
+    # "module:qualname" or pickled bytes; the inline backend gives its Runtime the function itself.
+    shipped: str | bytes | Callable[..., Any]
     parameters: list[DuckDBPyType | None]  # None: DuckDB's ANY, typed by each call site
     explicit_parameters: bool  # the caller passed parameters=[...] (DuckDB then reads no annotation)
     return_type: DuckDBPyType
@@ -336,11 +350,12 @@ class Registration:
 
     def version(self) -> str:
         """Return a token of the code the workers load: the same token, the same code."""
-        if self.module_source is not None:
-            return f"{self.shipped}@{self.module_source[3]}"
+        if self.module_source is not None:  # then shipped is the reference
+            return f"{cast(str, self.shipped)}@{self.module_source[3]}"
         if isinstance(self.shipped, bytes):
             return hashlib.sha256(self.shipped).hexdigest()
-        return self.shipped
+        # A reference: only the inline backend's copy holds the function itself, and nothing asks its version.
+        return cast(str, self.shipped)
 
 
 def _validate(
@@ -456,7 +471,7 @@ def _validate(
 class Backend:
     """How a validated registration reaches DuckDB."""
 
-    name: ClassVar[str]
+    name: ClassVar[BackendName]
     accepts_arrow_udfs: ClassVar[bool] = False
     pool_type: ClassVar[type[WorkerPool] | None] = None
     # Its pool needs a connection the user makes (ray.init()): the demo and
@@ -468,6 +483,14 @@ class Backend:
     ) -> BatchDispatcher | None:
         """Register ``registration`` on ``con``; return the dispatcher DuckDB calls, if it is ours."""
         raise NotImplementedError
+
+
+# DuckDB's enums of the option values _validate normalized, as its create_function takes them.
+_DUCKDB_NULL_HANDLING = {"default": FunctionNullHandling.DEFAULT, "special": FunctionNullHandling.SPECIAL}
+_DUCKDB_EXCEPTION_HANDLING = {
+    "default": duckdb.PythonExceptionHandling.DEFAULT,
+    "return_null": duckdb.PythonExceptionHandling.RETURN_NULL,
+}
 
 
 def _duckdb_register(
@@ -482,15 +505,16 @@ def _duckdb_register(
     # The parameters go as given (DuckDB then reads no annotation), else
     # DuckDB reads them from the callable's signature: ours mirrors the
     # function's, so ANY parameters and *args stay ANY.
+    parameters = registration.parameters if registration.explicit_parameters else None
     duckdb_create_function(
         con,
         registration.name,
         function,
-        registration.parameters if registration.explicit_parameters else None,
+        cast("list[IntoPyType] | None", parameters),  # given ones are all types: _validate resolved them
         registration.return_type,
-        type="arrow" if arrow else "native",
-        null_handling=null_handling,
-        exception_handling=exception_handling,
+        type=PythonUDFType.ARROW if arrow else PythonUDFType.NATIVE,
+        null_handling=_DUCKDB_NULL_HANDLING[null_handling],
+        exception_handling=_DUCKDB_EXCEPTION_HANDLING[exception_handling],
         side_effects=registration.side_effects,
     )
 
@@ -792,7 +816,7 @@ class AutoBackend(Backend):
 _refusals: dict[str, str] = {}
 
 
-BACKENDS: dict[str, type[Backend]] = {
+BACKENDS: dict[BackendName, type[Backend]] = {
     InlineBackend.name: InlineBackend,
     SubinterpreterBackend.name: SubinterpreterBackend,
     ProcessBackend.name: ProcessBackend,
@@ -804,7 +828,7 @@ _default_pools: dict[str, WorkerPool] = {}
 _default_pools_lock = threading.Lock()
 
 
-def default_pool(backend: str = "subinterpreters") -> WorkerPool:
+def default_pool(backend: BackendName = "subinterpreters") -> WorkerPool:
     """Return the process-wide pool of ``backend``, starting it (lazily) on first use."""
     backend_type = BACKENDS.get(backend)
     if backend_type is None or backend_type.pool_type is None:
@@ -879,20 +903,20 @@ def create_function(
     con: duckdb.DuckDBPyConnection,
     name: str,
     function: Callable[..., Any] | str,
-    parameters: Sequence[Any] | None = None,
-    return_type: Any = None,
+    parameters: Sequence[TypeLike] | None = None,
+    return_type: TypeLike | None = None,
     *,
-    type: Any = "native",
-    null_handling: Any = "default",
-    exception_handling: Any = "default",
+    type: UdfType = "native",
+    null_handling: NullHandling = "default",
+    exception_handling: ExceptionHandling = "default",
     side_effects: bool = False,
-    backend: str = "subinterpreters",
+    backend: BackendName = "subinterpreters",
     pool: WorkerPool | None = None,
     max_workers: int | None = None,
     max_concurrency: int = 32,
     retries: int = 0,
     retry_backoff: float = 0.1,
-    retry_on: type[Exception] | tuple[type[Exception], ...] = Exception,
+    retry_on: RetryOn = Exception,
     timeout: float | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Register ``function`` as a scalar UDF of ``con``, run on ``backend``.
@@ -953,9 +977,10 @@ def remove_function(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBP
     duckdb_remove_function(con, name)
     with _connections_lock:
         udfs = _connections.get(id(con))
-        dispatcher = udfs.active.pop(name, None) if udfs is not None else None
-        if dispatcher is not None:
-            udfs.retired.append(dispatcher)
+        if udfs is not None:
+            dispatcher = udfs.active.pop(name, None)
+            if dispatcher is not None:
+                udfs.retired.append(dispatcher)
     return con
 
 
@@ -964,16 +989,16 @@ def udf_stats(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, float]:
     return _dispatcher(con, name).stats.as_dict()
 
 
-def udf(
+def udf[Function: Callable[..., Any]](
     con: duckdb.DuckDBPyConnection,
     name: str | None = None,
-    parameters: Sequence[Any] | None = None,
-    return_type: Any = None,
-    **options: Any,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    parameters: Sequence[TypeLike] | None = None,
+    return_type: TypeLike | None = None,
+    **options: Unpack[FunctionOptions],
+) -> Callable[[Function], Function]:
     """Decorate a function to register it on ``con``; the function is returned unchanged."""
 
-    def register(function: Callable[..., Any]) -> Callable[..., Any]:
+    def register(function: Function) -> Function:
         create_function(con, name or function.__name__, function, parameters, return_type, **options)
         return function
 

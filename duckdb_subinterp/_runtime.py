@@ -27,12 +27,13 @@ import sys
 import traceback
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, final
 
 from duckdb_subinterp._codec import (
     Descriptor,
     EncodedColumn,
     ResultTypeError,
+    Typecode,
     decode_column,
     encode_column,
     fixed_values,
@@ -40,11 +41,15 @@ from duckdb_subinterp._codec import (
     write_bytes,
 )
 
+if TYPE_CHECKING:
+    from duckdb_subinterp._async import AsyncUdf
+
 try:
     # The codec's hot paths in C; it loads in every interpreter (per-GIL ones included).
     from duckdb_subinterp import _codecc
 except ImportError:  # not built: no C compiler at install time
-    _codecc = None
+    # mypy has no "module or None" type; COMPILED_CODEC (None here) is what code checks.
+    _codecc = None  # type: ignore[assignment]
 
 # status[0]: the result's null count; status[1]: 1 when the result did not
 # fit the outputs and waits for copy_pending, else 0; from SIZES_SLOT on, the
@@ -75,9 +80,10 @@ class UdfSpec(NamedTuple):
     """Everything a worker needs to run one UDF; made of shareable values only."""
 
     name: str
-    function: Any  # "module:qualname", the function pickled by value, or (inline only) the function itself
+    # "module:qualname", the function pickled by value, or (inline only) the function itself.
+    function: str | bytes | Callable[..., Any]
     kind: str  # "native" (one call per row) or "vectorized" (one call per batch)
-    arg_descriptors: tuple[Descriptor, ...]
+    arg_descriptors: tuple[Descriptor | None, ...]  # None: an ANY parameter, described by each batch
     return_descriptor: Descriptor
     return_type_name: str
     special_nulls: bool  # null_handling="special": NULL rows reach the function
@@ -147,7 +153,8 @@ def load_function(spec: UdfSpec, status: Any = None) -> Callable[..., Any]:
         from duckdb_subinterp._async import AsyncUdf  # asyncio is imported only where an async UDF runs
 
         target = AsyncUdf.load(target, spec.asynchronous, status)
-    return target
+    # What the spec names: registration checked that it is callable.
+    return cast("Callable[..., Any]", target)
 
 
 _SOURCE_ATTRIBUTE = "__duckdb_subinterp_source__"
@@ -170,6 +177,8 @@ def _pinned_module(name: str, filename: str, source: str, digest: str, is_packag
         importlib.import_module(parent)
     locations = [filename.rpartition("/")[0]] if is_package else None
     module_spec = importlib.util.spec_from_file_location(name, filename, submodule_search_locations=locations)
+    if module_spec is None:  # never for a .py file, the only kind the main side ships
+        raise ImportError(f"no loader for {filename!r}")
     module = importlib.util.module_from_spec(module_spec)
     setattr(module, _SOURCE_ATTRIBUTE, digest)
     previous = sys.modules.get(name)
@@ -234,23 +243,23 @@ class LoadedUdf:
     __slots__ = ("argument_typecodes", "call", "function", "result_typecode", "spec")
 
     def __init__(
-        self, spec: UdfSpec, function: Callable[..., Any], per_row: Callable[..., list[Any]] | None = None
+        self, spec: UdfSpec, function: Callable[..., Any], per_row: Callable[..., Sequence[Any]] | None = None
     ) -> None:
         self.spec = spec
         self.function = function
         self.call = (per_row or call_per_row) if spec.kind == "native" else call_per_batch
         # Set for a vectorized UDF of numbers only: Runtime.run_numbers may take its batches.
-        self.argument_typecodes: Sequence[str] | None = None
-        self.result_typecode: str | None = None
+        self.argument_typecodes: Sequence[Typecode] | None = None
+        self.result_typecode: Typecode | None = None
         descriptors = (*spec.arg_descriptors, spec.return_descriptor)
         numbers = all(descriptor is not None and descriptor[0] == "number" for descriptor in descriptors)
         if spec.kind == "vectorized" and numbers and not spec.varargs:
             # Only batches whose descriptors are the registered ones (no ANY argument) take this path.
-            self.argument_typecodes = [descriptor[1] for descriptor in spec.arg_descriptors]
+            self.argument_typecodes = [descriptor[1] for descriptor in spec.arg_descriptors if descriptor is not None]
             self.result_typecode = spec.return_descriptor[1]
         if spec.asynchronous is not None and spec.kind == "native":
-            # The rows of a batch are awaited concurrently (function is an _async.AsyncUdf).
-            self.call = function.call_rows  # type: ignore[attr-defined]
+            # The rows of a batch are awaited concurrently (load_function made it an _async.AsyncUdf).
+            self.call = cast("AsyncUdf", function).call_rows
 
 
 class Runtime:
@@ -264,7 +273,7 @@ class Runtime:
 
     def __init__(self, status: Any, *, compiled: bool = True) -> None:
         self.udfs: dict[int, LoadedUdf] = {}
-        self.pending: EncodedColumn | None = None
+        self.pending: EncodedResult | PickledResult | None = None
         self.status = status
         # The one place that chooses the decode, encode and per-row call implementations.
         self.codec = COMPILED_CODEC if compiled and COMPILED_CODEC is not None else PYTHON_CODEC
@@ -316,17 +325,19 @@ class Runtime:
         identity on BIGINT: 29.1 before, 23.3 us after, over DuckDB's
         identity arrow UDF); every other result goes on to the codec as usual.
         """
+        argument_typecodes, typecode = udf.argument_typecodes, udf.result_typecode
+        if argument_typecodes is None or typecode is None:  # not numbers only: run() does not ask then
+            return False
         arguments = []
-        for (offset, validity, raw), typecode in zip(columns, udf.argument_typecodes, strict=True):
+        for (offset, validity, raw), argument_typecode in zip(columns, argument_typecodes, strict=True):
             if validity is not None:
                 return False
-            arguments.append(fixed_values(raw, typecode, offset, length))
+            arguments.append(fixed_values(raw, argument_typecode, offset, length))
         try:
             values = udf.function(*arguments)
         except UDF_ERRORS as error:
             self.deliver(self.encode(udf, _failed_batch(udf, error, length)), outputs)
             return True
-        typecode = udf.result_typecode
         if (
             not (
                 (type(values) is memoryview and values.format == typecode and values.c_contiguous)
@@ -351,14 +362,14 @@ class Runtime:
 
     def compute(
         self, udf_id: int, length: int, columns: Sequence[tuple[Any, ...]], descriptors: Sequence[Descriptor] | None
-    ) -> Any:
+    ) -> Sequence[Any]:
         """Decode the columns and call the UDF; return its results, one per row."""
         udf = self.udfs[udf_id]
         spec = udf.spec
+        # Without descriptors of its own a batch has no ANY argument: every registered one is described.
+        described = descriptors or cast("tuple[Descriptor, ...]", spec.arg_descriptors)
         try:
-            arguments = list(
-                map(self.codec.decode, descriptors or spec.arg_descriptors, itertools.repeat(length), columns)
-            )
+            arguments = list(map(self.codec.decode, described, itertools.repeat(length), columns))
         except (ValueError, OverflowError) as error:
             raise UdfArgumentInvalid(f"an argument has no Python value: {error}") from None
         skip_nulls = not spec.special_nulls and [column[1] for column in columns].count(None) != len(columns)
@@ -377,7 +388,7 @@ class Runtime:
         """Keep ``payload`` pickled for ``copy_pending``; its size goes to the status."""
         self.deliver(PickledResult.of(payload, udf, None), ())
 
-    def deliver(self, encoded: EncodedColumn | PickledResult, outputs: Sequence[memoryview]) -> None:
+    def deliver(self, encoded: EncodedResult | PickledResult, outputs: Sequence[memoryview]) -> None:
         """Write ``encoded`` into ``outputs`` if it fits, else keep it for ``copy_pending``."""
         if type(encoded) is PickledResult:
             self.pending = encoded
@@ -418,6 +429,19 @@ def _int64_array(values: list[int]) -> memoryview:
     return memoryview(array("q", values))
 
 
+class EncodedResult(Protocol):
+    """What ``Runtime.deliver`` writes out: an ``EncodedColumn``, or the processes backend's ``ArrowResult``."""
+
+    @property
+    def null_count(self) -> int: ...
+    @property
+    def children(self) -> Sequence[object]: ...
+    def raw_buffers(self) -> list[memoryview]: ...
+    def shapes(self) -> list[int]: ...
+    def write_into(self, targets: Sequence[memoryview]) -> None: ...
+
+
+@final
 class PickledResult:
     """A batch's result the main side converts itself: ``("values", list)`` or ``("object", anything)``."""
 
@@ -522,7 +546,7 @@ def call_per_row_compiled(udf: LoadedUdf, arguments: list[Sequence[Any]], length
     return results
 
 
-def call_per_batch(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, skip_nulls: bool) -> list[Any]:
+def call_per_batch(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, skip_nulls: bool) -> Sequence[Any]:
     """Call a vectorized UDF once with one sequence per argument."""
     keep = None
     if skip_nulls:
@@ -548,7 +572,7 @@ def _failed_batch(udf: LoadedUdf, error: BaseException, length: int) -> list[Non
     return [None] * length
 
 
-def _checked_batch(udf: LoadedUdf, values: Any, length: int, keep: list[bool] | None) -> list[Any]:
+def _checked_batch(udf: LoadedUdf, values: object, length: int, keep: list[bool] | None) -> Sequence[Any]:
     """Check what a vectorized UDF returned and put NULL back where rows were skipped (``keep``)."""
     spec = udf.spec
     if isinstance(values, tuple):
@@ -589,11 +613,11 @@ class Codec(NamedTuple):
 
     decode: Callable[[Descriptor, int, tuple[Any, ...]], Sequence[Any]]
     encode: Callable[[Descriptor, Sequence[Any]], EncodedColumn]
-    call_per_row: Callable[[LoadedUdf, list[Sequence[Any]], int, bool], list[Any]]
+    call_per_row: Callable[[LoadedUdf, list[Sequence[Any]], int, bool], Sequence[Any]]
 
 
 PYTHON_CODEC = Codec(decode_column, encode_column, call_per_row)
-COMPILED_CODEC = (
+COMPILED_CODEC: Codec | None = (
     None if _codecc is None else Codec(decode_column_compiled, encode_column_compiled, call_per_row_compiled)
 )
 

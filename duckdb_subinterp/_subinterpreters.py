@@ -41,6 +41,7 @@ a UDF's threads go through DirectCall: the ``direct=False`` path has neither):
 
 from __future__ import annotations
 
+import _interpreters
 import atexit
 import contextlib
 import functools
@@ -52,9 +53,9 @@ import time
 import warnings
 import weakref
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 from duckdb_subinterp._errors import BrokenPoolError, CompiledPathUnavailableWarning
 from duckdb_subinterp._pool import (
@@ -69,11 +70,12 @@ from duckdb_subinterp._pool import (
 )
 from duckdb_subinterp._runtime import STATUS_SLOTS
 
-try:
-    import _interpreters
-except ImportError:  # pragma: no cover - Python < 3.13 is refused by pyproject
-    _interpreters = None
+if TYPE_CHECKING:
+    from duckdb_subinterp import _direct
 
+DirectCall: type[_direct.DirectCall] | None
+sigint_count: Callable[[], int] | None
+watch_sigint: Callable[[], bool] | None
 try:
     from duckdb_subinterp._direct import DirectCall, sigint_count, watch_sigint
 except ImportError:  # not built: no C compiler at install time
@@ -177,6 +179,7 @@ _LOAD = compile(
 )
 _UNLOAD = compile("_rt.unload(_udf_id)\ndel _udf_id\n", "<duckdb_subinterp unload>", "exec")
 
+_ISOLATED: tuple[Literal["isolated"]] = ("isolated",)  # create()'s config, for map() (see InterpreterWorker)
 _THREADS_LEFT = compile("if _foreign_threads(None):\n    raise RuntimeError", "<duckdb_subinterp threads>", "exec")
 
 
@@ -189,15 +192,13 @@ class InterpreterWorker(Worker):
 
     def __init__(self, *, direct: bool = True, compiled_codec: bool = True) -> None:
         super().__init__()
-        if _interpreters is None:  # pragma: no cover
-            raise RuntimeError("per-GIL interpreters need Python 3.13 or newer")
         created: list[int] = []
         try:
             # A signal that arrives while create() runs (milliseconds) raises
             # KeyboardInterrupt at the next bytecode, which would drop the new
             # id and leak the interpreter. extend(map(...)) stores the id from C
             # code, before any bytecode can run.
-            created.extend(map(_interpreters.create, ("isolated",)))
+            created.extend(map(_interpreters.create, _ISOLATED))
             self.interpreter_id = created[0]
             self._status = array("q", bytes(8 * STATUS_SLOTS))
             self._exec(_BOOTSTRAP, {"_package_dir": PACKAGE_DIR, "_sys_path": tuple(sys.path)})
@@ -236,7 +237,8 @@ class InterpreterWorker(Worker):
         if self._direct is None:
             self._exec(exec_code, {name: value})
             return
-        failure = self._direct.call(entry_point, value)
+        # _run_batch and _copy_pending return None; an exception comes back as (type name, message, traceback).
+        failure = cast("tuple[str, str, str] | None", self._direct.call(entry_point, value))
         if failure is not None:
             raise self._failure(failure)
 
@@ -259,16 +261,18 @@ class InterpreterWorker(Worker):
 
     def running_batch(self) -> tuple[int, bool] | None:
         running = None if self._direct is None else self._direct.running
-        if running is None:
+        if running is None or sigint_count is None:  # both come with the extension
             return None
         number, sigints = running
         return number, sigints != sigint_count()
 
-    def stop(self, batch: Any, failure: WorkerFailure) -> bool:
+    def stop(self, batch: Hashable, failure: WorkerFailure) -> bool:
         global _last_stop
         self._stopped = failure
+        if self._direct is None:  # not abortable: running_batch() gave no batch to stop
+            return False
         try:
-            stopped = self._direct.stop(batch, "BatchStopped")
+            stopped = self._direct.stop(cast(int, batch), "BatchStopped")  # the call number running_batch() gave
         except Exception:  # detached meanwhile: nothing runs there
             return False
         if stopped:
@@ -276,7 +280,7 @@ class InterpreterWorker(Worker):
         return stopped
 
     def abort(self, reason: str) -> None:
-        running = self._direct.running
+        running = None if self._direct is None else self._direct.running  # None: not abortable, never asked
         if running is not None:  # stopping waits for the interpreter's GIL: not under the pool's lock
             failure = WorkerFailure(BrokenPoolError, f"the batch {reason}")
             threading.Thread(target=self.stop, args=(running[0], failure), daemon=True).start()
@@ -290,7 +294,7 @@ class InterpreterWorker(Worker):
         if self._direct is None or self._threads_asked is not None:
             return
         self._threads_asked = time.monotonic()
-        threads = self._threads_left = self._foreign_threads()
+        threads = self._threads_left = self._foreign_threads(self._direct)
         if threads:
             _bounded(self._direct.raise_in_threads, threads)
 
@@ -301,8 +305,8 @@ class InterpreterWorker(Worker):
             self._closed = True
         _live_workers.discard(self)
         if self._direct is not None:
-            if not self._threads_ended():
-                self._abandon()
+            if not self._threads_ended(self._direct):
+                self._abandon(self._direct)
                 return
             try:
                 # Py_EndInterpreter refuses an interpreter with thread states
@@ -320,34 +324,38 @@ class InterpreterWorker(Worker):
         if self._direct is not None:
             self._direct.forget()
 
-    def _foreign_threads(self) -> tuple[int, ...] | None:
+    def _foreign_threads(self, direct: _direct.DirectCall) -> tuple[int, ...] | None:
         """Return the idents of live threads the UDFs started here; None if the interpreter did not say in time."""
-        done, result = _bounded(self._direct.call, "_foreign_threads", ())
+        done, reply = _bounded(direct.call, "_foreign_threads", ())
+        # The idents (never empty) or None; an exception comes back as (type name, message, traceback).
+        result = cast("tuple[int, ...] | tuple[str, str, str] | None", reply)
         if not done or (result is not None and isinstance(result[0], str)):  # no answer, or it raised
             return None
         return result or ()
 
-    def _threads_ended(self) -> bool:
+    def _threads_ended(self, direct: _direct.DirectCall) -> bool:
         """Ask the threads the UDFs started here to end; return whether all did within THREAD_GRACE."""
         self._ask_threads_to_end()
         if self._threads_left == ():  # none when asked: none could have started since
             return True
-        deadline = self._threads_asked + THREAD_GRACE
-        while (threads := self._foreign_threads()) != ():
+        asked = self._threads_asked
+        assert asked is not None  # _ask_threads_to_end() asked: this worker has a DirectCall
+        deadline = asked + THREAD_GRACE
+        while (threads := self._foreign_threads(direct)) != ():
             if threads is None or time.monotonic() >= deadline:
                 return False
             time.sleep(0.02)
         return True
 
-    def _abandon(self) -> None:
+    def _abandon(self, direct: _direct.DirectCall) -> None:
         """Keep an interpreter whose UDF threads outlived the grace: destroyed if they end, torn down at exit."""
-        done, failure = _bounded(self._direct.call, "_abandon", ())
+        done, failure = _bounded(direct.call, "_abandon", ())
         ready = done and failure is None
         try:
-            self._direct.detach()
+            direct.detach()
         except RuntimeError:
             ready = False
-        _abandoned.append(_AbandonedInterpreter(self.interpreter_id, self._direct, ready))
+        _abandoned.append(_AbandonedInterpreter(self.interpreter_id, direct, ready))
 
 
 # Every worker whose interpreter is not destroyed yet: closed at exit, and
@@ -360,20 +368,22 @@ class _AbandonedInterpreter(NamedTuple):
     """An interpreter kept at close because threads a UDF started outlived the grace."""
 
     interpreter_id: int
-    direct: Any  # its detached DirectCall, which keeps buffers the interpreter may still view
+    direct: _direct.DirectCall  # detached, it keeps buffers the interpreter may still view
     ready_for_exit: bool  # its thread states are released at exit (see _abandon); else os._exit
 
 
 _abandoned: list[_AbandonedInterpreter] = []
 
 
-def _bounded(function: Any, *arguments: Any, timeout: float = THREAD_GRACE) -> tuple[bool, Any]:
+def _bounded[*Arguments, Result](
+    function: Callable[[*Arguments], Result], *arguments: *Arguments, timeout: float = THREAD_GRACE
+) -> tuple[bool, Result | None]:
     """Call ``function`` on a helper thread; return (whether it returned within ``timeout``, its result).
 
     For calls that take an interpreter's GIL, which a thread a UDF started
     may hold for as long as its C code runs. One that raised did not return.
     """
-    outcome: list[Any] = []
+    outcome: list[Result] = []
 
     def call() -> None:
         with contextlib.suppress(Exception):  # detached, or a batch runs in it: no answer
@@ -394,7 +404,7 @@ def _reap_abandoned() -> None:
             _abandoned.remove(kept)
 
 
-def _direct_call(interpreter_id: int) -> Any:
+def _direct_call(interpreter_id: int) -> _direct.DirectCall | None:
     """Return the DirectCall into ``interpreter_id``, or None (warning once) where it was not built."""
     if DirectCall is None:
         _warn_direct_unavailable()

@@ -61,6 +61,33 @@ def test_warnings_are_warnings():
     assert issubclass(duckdb_subinterp.BackendFallbackWarning, UserWarning)
 
 
+def test_every_warning_of_the_package_is_exported():
+    from duckdb_subinterp import _errors
+
+    defined = {name for name, value in vars(_errors).items() if isinstance(value, type) and issubclass(value, Warning)}
+    assert defined == {"BackendFallbackWarning", "CompiledPathUnavailableWarning", "ModuleChangedWarning"}
+    assert defined <= set(duckdb_subinterp.__all__)
+
+
+def test_option_types_name_what_create_function_takes():
+    import inspect
+    from typing import get_args
+
+    from duckdb_subinterp import _export, _options, _registration
+
+    assert set(get_args(_options.BackendName.__value__)) == set(duckdb_subinterp.BACKENDS)
+    assert get_args(_options.UdfTypeName.__value__) == _registration.UDF_TYPES
+    assert get_args(_options.NullHandlingName.__value__) == _registration.NULL_HANDLING
+    assert get_args(_options.ExceptionHandlingName.__value__) == _registration.EXCEPTION_HANDLING
+    keywords = {
+        name
+        for name, parameter in inspect.signature(duckdb_subinterp.create_function).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    assert _options.FunctionOptions.__optional_keys__ == keywords
+    assert _options.ExportOptions.__optional_keys__ == set(_export.OPTIONS) == keywords - {"pool"}
+
+
 def test_import_starts_no_interpreter_thread_or_process():
     probe = textwrap.dedent(
         """
