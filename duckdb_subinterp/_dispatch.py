@@ -543,13 +543,13 @@ class BatchDispatcher:
         try:
             executor = _fan_out_executor()
             for worker in helpers:  # one at a time: after an error, len(futures) says which were handed a job
-                futures.append(executor.submit(self._run_slices, worker, slices))  # noqa: PERF401
+                futures.append(executor.submit(self._run_slices, worker, slices, lent=True))  # noqa: PERF401
         except BaseException:
             slices.stop()
             for worker in [*helpers[len(futures) :], own]:  # each submitted helper gives its worker back itself
                 self._give_back(worker)
             raise
-        self._run_slices(own, slices)
+        self._run_slices(own, slices, lent=False)
         deadline = time.monotonic() + self.pool.timeout
         for future in futures:
             try:
@@ -582,7 +582,7 @@ class BatchDispatcher:
             taken += 1
         return taken
 
-    def _run_slices(self, worker: Worker, slices: _Slices) -> None:
+    def _run_slices(self, worker: Worker, slices: _Slices, *, lent: bool) -> None:
         """Run the slices ``slices`` hands out on ``worker``, checked out with its slot, until none is left.
 
         Runs in this thread for its own worker, and in a helper thread for
@@ -613,7 +613,7 @@ class BatchDispatcher:
                 self.stats.record_slice(length, finished - started, finished)
                 self._learn_cost(finished - started, length)
         finally:
-            self.pool.checkin(worker, broken=broken)
+            self.pool.checkin(worker, broken=broken, lent=lent)
             if self._slots is not None:
                 self._slots.release()
 

@@ -51,6 +51,11 @@ CLOSE_GRACE = 1.0
 STOP_GRACE = 2.0  # a batch asked to stop that still runs this long after is given up on
 THREAD_GRACE = 1.0  # threads a UDF started get this long to end when their worker closes
 FORK_WAIT = 2.0  # before a fork, how long batches in workers that cannot be forked get to end
+# A worker another DuckDB thread gave back this recently is not taken for a
+# fan-out: that thread is between two of its batches and wants it back (with
+# SET threads=2, a fan-out there only adds slices' overhead). Idle longer,
+# the worker is spare: the other thread's query or its scan has ended.
+RECLAIM_SECONDS = 2e-3
 # The watchdog's tick while a batch runs, and while none does: a timeout or a
 # Ctrl-C is acted on within about one busy tick of being seen.
 _BUSY_TICK = 0.1
@@ -116,6 +121,9 @@ class Worker(ABC):
         # pool then closes it at checkin instead of handing it out again.
         self.broken = False
         self.given_up = False  # by the watchdog: no longer counted by its pool
+        # The thread that last gave it back from a batch of its own, and when (see RECLAIM_SECONDS).
+        self.returned_by = 0
+        self.returned_at = 0.0
 
     @abstractmethod
     def load(self, udf_id: int, spec: tuple[Any, ...]) -> None:
@@ -258,10 +266,17 @@ class WorkerPool(ABC):
         Where the pool is not full, one more worker starts in the background
         meanwhile, for the batches that follow.
         """
+        caller, now = threading.get_ident(), time.monotonic()
         with self._lock:
             if not self._accepting:
                 return []
-            taken = [self._idle.pop() for _ in range(min(count, len(self._idle)))]
+            taken = [
+                worker
+                for worker in self._idle
+                if worker.returned_by == caller or now - worker.returned_at >= RECLAIM_SECONDS
+            ][-count:]
+            for worker in taken:
+                self._idle.remove(worker)
             self._busy.update(taken)
             grow = self._started < self.size and not self._growing
             if grow:
@@ -314,8 +329,14 @@ class WorkerPool(ABC):
             raise
         return worker
 
-    def checkin(self, worker: Worker, *, broken: bool = False) -> None:
-        """Give a worker back; a broken one is closed and replaced on demand."""
+    def checkin(self, worker: Worker, *, broken: bool = False, lent: bool = False) -> None:
+        """Give a worker back; a broken one is closed and replaced on demand.
+
+        ``lent``: it ran slices of another thread's batch (a fan-out), so no
+        thread is waiting to take it back.
+        """
+        if not lent:
+            worker.returned_by, worker.returned_at = threading.get_ident(), time.monotonic()
         with self._lock:
             self._busy.discard(worker)
             if not broken and not worker.broken and not self._closed:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import duckdb
 import pytest
 import udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import _dispatch
+from duckdb_subinterp import _pool as pool_module
 from duckdb_subinterp._registration import _dispatcher
 
 
@@ -109,6 +113,36 @@ def test_a_busy_worker_takes_fewer_slices(one_thread, always_fan_out):
     assert ran_by_slow == list(range(len(ran_by_slow))) and 300 <= len(ran_by_slow) < 1024
     assert len({worker for _, worker in rows}) == 2
     assert duckdb_subinterp.udf_stats(con, "whoami")["slices"] == 6
+
+
+def test_a_worker_another_thread_just_gave_back_is_not_taken_for_a_fan_out(con):
+    # With SET threads=2, each DuckDB thread gives its worker back between two
+    # of its batches; the other thread's fan-out must not take it then.
+    with duckdb_subinterp.InterpreterPool(2) as pool:
+        duckdb_subinterp.create_function(con, "f", udf_module.add_one, pool=pool)
+        udf_id = _dispatcher(con, "f").udf_id
+        pool.start_all()
+        mine = pool.checkout(udf_id, "f")
+        other_threads = []
+
+        def between_two_batches():
+            other_threads.append(pool.checkout(udf_id, "f"))
+            pool.checkin(other_threads[0])
+
+        thread = threading.Thread(target=between_two_batches)
+        thread.start()
+        thread.join(10)
+        assert pool.take_idle(udf_id, "f", 1) == []
+        time.sleep(pool_module.RECLAIM_SECONDS * 5)  # that thread's query has moved on: the worker is spare
+        taken = pool.take_idle(udf_id, "f", 1)
+        assert taken == other_threads
+        # This thread's own worker, just given back, is its to take again at once.
+        pool.checkin(taken[0], lent=True)
+        pool.checkin(mine)
+        both = pool.take_idle(udf_id, "f", 2)
+        assert len(both) == 2
+        for worker in both:
+            pool.checkin(worker)
 
 
 def test_max_workers_caps_the_slices_too(one_thread, wide_pool, always_fan_out):
