@@ -38,7 +38,9 @@ from duckdb_subinterp._runtime import MODE_BUFFERS
 
 TESTS = Path(__file__).parent
 RAY_MISSING = f"backend='ray' needs ray, which is not installed: {INSTALL_COMMAND}"
-CHILD_TIMEOUT = 120  # a child that starts its own cluster: ~6 s to start here, then a few queries
+# A child that starts its own cluster: ~6 s to start here, then a few queries. Under pytest's own
+# 120 s timeout, so a stuck child fails its test with its output instead of ending the session.
+CHILD_TIMEOUT = 100
 
 
 def run_child(script: str, *, timeout: float = CHILD_TIMEOUT, env: dict[str, str] | None = None) -> str:
@@ -452,5 +454,8 @@ ray.init(num_cpus=2, object_store_memory=100 * 1024**2, include_dashboard=False,
 assert con.sql("SELECT sum(slow(i)) FROM t").fetchall() == expected
 ray.shutdown()
 print("ok")
-"""
+""",
+        # Ray's auto-init: a call in flight the moment ray.shutdown() runs would start a new local
+        # cluster and wait there for an answer of the old one (see the README's Ray faults).
+        env={"RAY_ENABLE_AUTO_CONNECT": "0"},
     )
