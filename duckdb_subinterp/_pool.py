@@ -268,7 +268,7 @@ class WorkerPool(ABC):
         """
         caller, now = threading.get_ident(), time.monotonic()
         with self._lock:
-            if not self._accepting:
+            if not self._accepting or count <= 0:  # [-0:] below would take every spare worker
                 return []
             taken = [
                 worker
