@@ -472,12 +472,9 @@ class RayWorker(Worker):
             answer: bytes | tuple[Any, ...] = ray.get(ref, timeout=timeout)  # what the actor's method returned
             return answer
         except ray.exceptions.GetTimeoutError:
-            self.broken = True
-            self._kill(self.actor)
-            raise WorkerFailure(
-                PoolTimeoutError,
-                f"{self.description} did not answer within {timeout:g} s {_DOING[command]} and was killed; pass a "
-                "larger timeout= to the pool if batches legitimately take this long",
+            raise self._timed_out(
+                f"did not answer within {timeout:g} s {_DOING[command]} and was killed; pass a larger timeout= to "
+                "the pool if batches legitimately take this long"
             ) from None
         except ray.exceptions.ActorDiedError as error:
             # Dead for good (out of restarts, or killed without restart).
@@ -497,6 +494,12 @@ class RayWorker(Worker):
             raise WorkerFailure(
                 BrokenPoolError, f"{self.description} failed {_DOING[command]}: {type(error).__name__}: {error}"
             ) from None
+
+    def _timed_out(self, what: str) -> WorkerFailure:
+        """Retire this worker and kill its actor, which did not answer in time; return the error saying ``what``."""
+        self.broken = True
+        self._kill(self.actor)
+        return WorkerFailure(PoolTimeoutError, f"{self.description} {what}")
 
     def _check_connected(self, command: str) -> None:
         """Fail the call if Ray is not connected, before a Ray call would connect it.
@@ -539,13 +542,10 @@ class RayWorker(Worker):
             self._kill(self.actor)
             raise
         except ray.exceptions.GetTimeoutError:
-            self.broken = True
-            self._kill(self.actor)
-            raise WorkerFailure(
-                PoolTimeoutError,
-                f"{self.description} did not start within {start_timeout:g} s: the cluster may have no room for it "
-                f"(actor_options {self._options}; available now: {_available(ray)}); make the pool smaller or "
-                "ask for fewer resources per actor",
+            raise self._timed_out(
+                f"did not start within {start_timeout:g} s: the cluster may have no room for it (actor_options "
+                f"{self._options}; available now: {_available(ray)}); make the pool smaller or ask for fewer "
+                "resources per actor"
             ) from None
         except SystemExit:
             self.broken = True

@@ -404,19 +404,7 @@ def test_stop_raised_into_the_batch_cancels_pending_calls_at_once(con: duckdb.Du
     con.sql(f"SELECT count(get_url('{server.base}/geocode?q=' || i)) FROM range(8) t(i)").fetchall()
     fds, threads = open_fds(), threading.active_count()
     server.configure(delay=30.0)
-    outcome: dict = {}
-
-    def query() -> None:
-        try:
-            con.sql(f"SELECT count(get_url('{server.base}/geocode?q=' || i)) FROM range(40) t(i)").fetchall()
-        except BaseException as error:
-            outcome["error"] = error
-
-    thread = threading.Thread(target=query)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while server.stats()["requests"] < 8 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    thread, outcome = _query_waiting_on_calls(con, server, rows=40, calls=8)
     batch_thread = thread.ident
     stopped = time.monotonic()
     stop = ctypes.py_object(_runtime.BatchStopped)
@@ -429,6 +417,29 @@ def test_stop_raised_into_the_batch_cancels_pending_calls_at_once(con: duckdb.Du
     assert open_fds() == fds and threading.active_count() == threads
     server.configure(delay=0.0)
     assert con.sql(f"SELECT count(get_url('{server.base}/geocode?q=' || i)) FROM range(40) t(i)").fetchall()[0] == (40,)
+
+
+def _query_waiting_on_calls(
+    con: duckdb.DuckDBPyConnection, server: SlowServer, *, rows: int, calls: int
+) -> tuple[threading.Thread, dict[str, BaseException]]:
+    """Start get_url over ``rows`` rows in a thread; return once ``calls`` requests reached the server (10 s at most).
+
+    The thread puts what the query raised under "error" in the dict returned.
+    """
+    outcome: dict[str, BaseException] = {}
+
+    def query() -> None:
+        try:
+            con.sql(f"SELECT count(get_url('{server.base}/geocode?q=' || i)) FROM range({rows}) t(i)").fetchall()
+        except BaseException as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=query)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while server.stats()["requests"] < calls and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return thread, outcome
 
 
 def test_closed_pool_leaves_nothing(
@@ -458,19 +469,7 @@ def test_closing_a_process_pool_stops_its_async_batch(con: duckdb.DuckDBPyConnec
     pool = duckdb_subinterp.ProcessPool(1)
     duckdb_subinterp.create_function(con, "get_url", fetch, backend="processes", pool=pool)
     server.configure(delay=30.0)
-    outcome: dict = {}
-
-    def query() -> None:
-        try:
-            con.sql(f"SELECT count(get_url('{server.base}/geocode?q=' || i)) FROM range(64) t(i)").fetchall()
-        except duckdb.Error as error:
-            outcome["error"] = error
-
-    thread = threading.Thread(target=query)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while server.stats()["requests"] < 32 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    thread, outcome = _query_waiting_on_calls(con, server, rows=64, calls=32)
     closing = time.monotonic()
     pool.close()
     thread.join(10)
