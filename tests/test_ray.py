@@ -355,6 +355,16 @@ def test_actor_options_reach_the_actors(con, ray_cluster):
         assert con.sql("SELECT env('DUCKDB_SUBINTERP_PROBE')").fetchall() == [("from runtime_env",)]
 
 
+def test_a_local_folder_in_an_actors_runtime_env_fails_the_registration_saying_where_it_goes(
+    con, ray_cluster, tmp_path: Path
+):
+    options = {**UNRESERVED, "runtime_env": {"working_dir": str(tmp_path)}}
+    with RayPool(1, actor_options=options, timeout=60) as misconfigured:
+        pattern = r"UDF 'f': cannot load the function in a worker:\n.*could not start: .*supported at the job level"
+        with pytest.raises(duckdb_subinterp.UDFRegistrationError, match=pattern):
+            duckdb_subinterp.create_function(con, "f", udf_module.add_one, backend="ray", pool=misconfigured)
+
+
 CRASHES = [(udf_module.segfault, 1), (udf_module.exit_three, 0)]
 
 
@@ -458,4 +468,95 @@ assert con.sql("SELECT sum(slow(i)) FROM t").fetchall() == expected
 ray.shutdown()
 print("ok")
 """
+    )
+
+
+# ---------------------------------------------------------------------------
+# Two nodes (Ray's own multi-node test cluster, on this machine): actors on the
+# node DuckDB is not on, importing a module only the job's runtime_env ships
+# ---------------------------------------------------------------------------
+
+
+def test_actors_on_another_node_import_what_the_jobs_runtime_env_ships(tmp_path: Path):
+    pytest.importorskip("ray", reason=RAY_MISSING)
+    try:
+        from ray._common.utils import get_ray_address_file
+    except ImportError:  # where older Ray releases keep it
+        from ray._private.utils import get_ray_address_file  # type: ignore[no-redef]
+
+    # Ray's test Cluster writes its address there for a later ray.init() to connect to: a child
+    # stopped before its own clean-up would send the next local cluster of this session to a dead one.
+    address_file = Path(get_ray_address_file(None))
+    before = address_file.read_text() if address_file.exists() else None
+    try:
+        _run_two_node_child(tmp_path)
+    finally:
+        if address_file.exists() and address_file.read_text() != before:
+            address_file.unlink()
+
+
+def _run_two_node_child(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "shipped_helper.py").write_text("FACTOR = 3\n")
+    (project / "shipped_udfs.py").write_text(
+        textwrap.dedent(
+            """
+            import shipped_helper
+
+
+            def triple(x: int) -> int:
+                return shipped_helper.FACTOR * x
+
+
+            def helper_file(x: int) -> str:
+                return shipped_helper.__file__
+
+
+            def node(x: int) -> str:
+                import ray
+
+                return ray.get_runtime_context().get_node_id()
+            """
+        )
+    )
+    run_child(
+        f"""
+        import sys
+        import duckdb, ray
+        from ray.cluster_utils import Cluster
+        import duckdb_subinterp
+
+        project = {str(project)!r}
+        # The head (where this process, the driver, runs) has no CPU for actors: they all go to the second node.
+        cluster = Cluster(initialize_head=True, head_node_args={{
+            "num_cpus": 0, "object_store_memory": 80 * 1024**2, "include_dashboard": False}})
+        cluster.add_node(num_cpus=2, object_store_memory=80 * 1024**2)
+        try:
+            # Local folders are shipped at the job level only (Ray refuses them in an actor's runtime_env).
+            ray.init(address=cluster.address, log_to_driver=False, runtime_env={{"working_dir": project}})
+            cluster.wait_for_nodes()
+            sys.path.insert(0, project)
+            import shipped_udfs
+            # Registered without the folder on sys.path: the actors can import shipped_helper only
+            # from the runtime_env's copy, as on a node where this folder does not exist.
+            sys.path.remove(project)
+            con = duckdb.connect()
+            con.execute("SET threads=2")
+            for name in ("triple", "helper_file", "node"):
+                duckdb_subinterp.create_function(con, name, getattr(shipped_udfs, name), backend="ray")
+                con.create_function("own_" + name, getattr(shipped_udfs, name))
+            rows = 300_000  # three row groups: both DuckDB threads, both actors
+            ours, own = con.sql(f"SELECT sum(triple(i)), sum(own_triple(i)) FROM range({{rows}}) t(i)").fetchall()[0]
+            assert ours == own == 3 * sum(range(rows)), (ours, own)
+            (helper,), = con.sql("SELECT DISTINCT helper_file(i) FROM range(10) t(i)").fetchall()
+            assert "runtime_resources" in helper and not helper.startswith(project), helper
+            nodes = {{node for (node,) in con.sql(f"SELECT DISTINCT node(i) FROM range({{rows}}) t(i)").fetchall()}}
+            head = ray.get_runtime_context().get_node_id()
+            assert len(nodes) == 1 and head not in nodes, (nodes, head)
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+        print("ok")
+        """
     )
