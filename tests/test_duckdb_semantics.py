@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 import pytest
+import udf_module
 from duckdb.sqltypes import BIGINT, VARCHAR
 
 import duckdb_subinterp
@@ -526,6 +527,38 @@ def test_decimal_and_date_results_convert_as_duckdb(con, backend):
     duckdb_subinterp.remove_function(con, "mine")
     register_both(con, backend, lambda x: datetime.date(2024, 1, 1 + x), [BIGINT], "DATE")
     same_as_duckdb(con, "SELECT {udf}(i) FROM range(3) t(i)")
+
+
+# DECIMAL(38, 38) values under 0.1 have fewer than 38 digits: DuckDB's own UDFs turn such a returned
+# Decimal into a DOUBLE (duckdb-python's PyDecimal::ToDuckValue: width = scale + 1 = 39 > 38), so
+# digits past the 17th are lost, and a map mixing one with a 38-digit value becomes a map of DOUBLE
+# that no longer casts back. The codec converts every Decimal exactly.
+SMALL_38_38 = "'0.00000000000000000000006283996483144424'::DECIMAL(38,38)"
+WIDE_38_38 = "'0.99999999999999994448884876874217297882'::DECIMAL(38,38)"
+DECIMAL_MAP = "MAP(INTEGER, DECIMAL(38,38))"
+MIXED_MAP = f"MAP {{1: {SMALL_38_38}, 2: {WIDE_38_38}}}"
+
+
+def test_small_decimal_38_38_results_are_exact_where_duckdbs_own_go_through_double(con, backend):
+    con.create_function("reference", udf_module.identity, ["DECIMAL(38,38)"], "DECIMAL(38,38)")
+    con.create_function("reference_map", udf_module.identity, [DECIMAL_MAP], DECIMAL_MAP)
+    # The defect this pins: if DuckDB's own gets these right, the domain test_types_property leaves
+    # out for DECIMAL(38, 38) can come back, and this test goes back to comparing with DuckDB's own.
+    assert con.sql(f"SELECT reference({SMALL_38_38})::VARCHAR").fetchall() == [
+        (".00000000000000000000006283996483144423",)
+    ]
+    with pytest.raises(duckdb.Error, match=r"Could not cast value 1\.0+ to DECIMAL\(38,38\)"):
+        con.sql(f"SELECT reference_map({MIXED_MAP})").fetchall()
+    if backend != "inline":  # inline native UDFs are DuckDB's own
+        register = duckdb_subinterp.create_function
+        register(con, "mine", udf_module.identity, ["DECIMAL(38,38)"], "DECIMAL(38,38)", backend=backend)
+        register(con, "mine_map", udf_module.identity, [DECIMAL_MAP], DECIMAL_MAP, backend=backend)
+        assert con.sql(f"SELECT mine({SMALL_38_38}) = {SMALL_38_38}").fetchall() == [(True,)]
+        assert con.sql(f"SELECT mine_map({MIXED_MAP}) = {MIXED_MAP}").fetchall() == [(True,)]
+    duckdb_subinterp.create_function(
+        con, "mine_batch", udf_module.as_list, [DECIMAL_MAP], DECIMAL_MAP, type="vectorized", backend=backend
+    )
+    assert con.sql(f"SELECT mine_batch({MIXED_MAP}) = {MIXED_MAP}").fetchall() == [(True,)]
 
 
 def test_a_helper_module_deleted_after_registration_fails_naming_the_udf_and_module(con, fresh_pool, module_dir):

@@ -54,7 +54,13 @@ def _text(sql: str, values: st.SearchStrategy[Any], *, hashable: bool = True) ->
 
 def _decimals(precision: int, scale: int) -> Case:
     limit = 10**precision - 1
-    values = st.integers(-limit, limit).map(lambda n: decimal.Decimal(f"{n}E-{scale}"))
+    unscaled = st.integers(-limit, limit)
+    if scale == 38:
+        # DuckDB's own UDFs return a Decimal of scale 38 with fewer than 38 digits as a DOUBLE, which
+        # makes the oracle wrong (test_duckdb_semantics pins that, and that these backends are exact):
+        # 38 digits only here.
+        unscaled = st.tuples(st.sampled_from((1, -1)), st.integers(10**37, limit)).map(lambda pair: pair[0] * pair[1])
+    values = unscaled.map(lambda n: decimal.Decimal(f"{n}E-{scale}"))
     return Case(f"DECIMAL({precision},{scale})", pa.decimal128(precision, scale), values, True)
 
 
