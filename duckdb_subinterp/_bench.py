@@ -606,7 +606,7 @@ def run_small_tables(config: BenchConfig) -> list[dict[str, Any]]:
                 create_function(
                     con, name, SMALL_TABLE.function, ["BIGINT"], "BIGINT", backend=backend, pool=pools[backend]
                 )
-                pools[candidate].start_all()
+                pools[backend].start_all()
                 con.sql(SMALL_TABLE.query(name, f"(SELECT * FROM small_{SMALL_TABLE_ROWS[0]} LIMIT 8192)")).fetchall()
         bar = _progress(
             config.repeats * len(config.threads) * len(SMALL_TABLE_ROWS) * len(names),

@@ -545,13 +545,15 @@ def _run_two_node_child(tmp_path: Path) -> None:
             con.execute("SET threads=2")
             for name in ("triple", "helper_file", "node"):
                 duckdb_subinterp.create_function(con, name, getattr(shipped_udfs, name), backend="ray")
-                con.create_function("own_" + name, getattr(shipped_udfs, name))
-            rows = 300_000  # three row groups: both DuckDB threads, both actors
-            ours, own = con.sql(f"SELECT sum(triple(i)), sum(own_triple(i)) FROM range({{rows}}) t(i)").fetchall()[0]
+            con.create_function("own_triple", shipped_udfs.triple)
+            rows = 300_000
+            # A table of three row groups, which DuckDB scans on both threads (range() runs on one).
+            con.execute(f"CREATE TABLE t AS SELECT i FROM range({{rows}}) r(i)")
+            ours, own = con.sql("SELECT sum(triple(i)), sum(own_triple(i)) FROM t").fetchall()[0]
             assert ours == own == 3 * sum(range(rows)), (ours, own)
             (helper,), = con.sql("SELECT DISTINCT helper_file(i) FROM range(10) t(i)").fetchall()
             assert "runtime_resources" in helper and not helper.startswith(project), helper
-            nodes = {{node for (node,) in con.sql(f"SELECT DISTINCT node(i) FROM range({{rows}}) t(i)").fetchall()}}
+            nodes = {{node for (node,) in con.sql("SELECT DISTINCT node(i) FROM t").fetchall()}}
             head = ray.get_runtime_context().get_node_id()
             assert len(nodes) == 1 and head not in nodes, (nodes, head)
         finally:
