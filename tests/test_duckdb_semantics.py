@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -425,6 +426,7 @@ def test_a_directory_added_to_sys_path_after_the_pool_started_is_seen(con, fresh
 
 def test_reload_and_register_again_runs_the_new_code(con, fresh_pool, module_dir):
     import importlib
+    import importlib.util
 
     backend, pool = fresh_pool
     directory, name = module_dir
@@ -433,6 +435,9 @@ def test_reload_and_register_again_runs_the_new_code(con, fresh_pool, module_dir
     duckdb_subinterp.create_function(con, "f", module.f, backend=backend, pool=pool)
     assert con.sql("SELECT f(0)").fetchall() == [(1,)]
     path.write_text("def f(x: int) -> int:\n    return 2\n")
+    # CPython checks a cached .pyc by the source's mtime, in whole seconds, and size: this edit, as
+    # long and within the same second, would reload the old code (PYTHONDONTWRITEBYTECODE hides that).
+    Path(importlib.util.cache_from_source(str(path))).unlink(missing_ok=True)
     importlib.reload(module)
     duckdb_subinterp.remove_function(con, "f")
     duckdb_subinterp.create_function(con, "f", module.f, backend=backend, pool=pool)
