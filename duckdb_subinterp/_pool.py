@@ -221,6 +221,13 @@ class WorkerPool(ABC):
         self._accepting = True
         _live_pools.add(self)
         _register_fork_hooks()
+        # A pool nobody closed is released when collected, as a dropped
+        # ThreadPoolExecutor's threads are: its idle workers close (a pool is
+        # collected only when no batch runs on it: a running batch's
+        # dispatcher holds it). At exit, the backends close what is left.
+        # _idle is the one list for the pool's life, so the callback (which
+        # must not hold the pool) sees the workers idle at that moment.
+        weakref.finalize(self, _close_idle_of_collected_pool, self._idle).atexit = False
 
     @abstractmethod
     def _start_worker(self) -> Worker:
@@ -481,7 +488,8 @@ class WorkerPool(ABC):
         with self._lock:
             self._closed = True
             self._accepting = False
-            idle, self._idle = self._idle, []
+            idle = self._idle[:]
+            self._idle.clear()
             self._started -= len(idle)
             self._condition.notify_all()
             grower = self._grower
@@ -529,7 +537,8 @@ class WorkerPool(ABC):
             self._forking = True
             self._accepting = False
             while True:
-                idle, self._idle = self._idle, []
+                idle = self._idle[:]
+                self._idle.clear()
                 self._started -= len(idle)
                 closing += idle
                 remaining = deadline - time.monotonic()
@@ -567,7 +576,7 @@ class WorkerPool(ABC):
         self._condition = threading.Condition(self._lock)
         workers = self._busy | set(self._idle)
         self._busy = set()
-        self._idle = []
+        self._idle.clear()
         self._started = 0
         self._waiting = 0
         self._growing = False
@@ -586,6 +595,13 @@ class WorkerPool(ABC):
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._started}/{self.size} started"
         return f"<{type(self).__name__} {state}>"
+
+
+def _close_idle_of_collected_pool(idle: list[Worker]) -> None:
+    """Close the idle workers of a pool that was garbage-collected without ``close()``."""
+    workers = idle[:]
+    idle.clear()
+    _close_all(workers)
 
 
 def _close_all(workers: Sequence[Worker]) -> None:
@@ -629,19 +645,30 @@ class _Watchdog:
 
     def _run(self) -> None:
         while True:
-            with self._lock:
-                pools = [pool for pool in list(_live_pools) if pool._started]
-                if not pools:
-                    self._thread = None
-                    return
-            running: set[tuple[Worker, Hashable]] = set()
-            for pool in pools:
-                with contextlib.suppress(Exception):  # a backend's bug must not end the watchdog for every pool
-                    running |= self._visit(pool)
-            # Forget batches that ended, and helpers that are done.
-            self._seen = {key: times for key, times in self._seen.items() if key in running}
-            self._helpers = {worker: helper for worker, helper in self._helpers.items() if helper.is_alive()}
+            running = self._look()
+            if running is None:
+                return
             time.sleep(_BUSY_TICK if running else _IDLE_TICK)
+
+    def _look(self) -> set[tuple[Worker, Hashable]] | None:
+        """Visit every pool with workers once; return the batches running, or None (the thread ends) if none has.
+
+        A method of its own so that no pool is referenced while the thread
+        sleeps: a pool nobody else holds is collected (and its workers closed).
+        """
+        with self._lock:
+            pools = [pool for pool in list(_live_pools) if pool._started]
+            if not pools:
+                self._thread = None
+                return None
+        running: set[tuple[Worker, Hashable]] = set()
+        for pool in pools:
+            with contextlib.suppress(Exception):  # a backend's bug must not end the watchdog for every pool
+                running |= self._visit(pool)
+        # Forget batches that ended, and helpers that are done.
+        self._seen = {key: times for key, times in self._seen.items() if key in running}
+        self._helpers = {worker: helper for worker, helper in self._helpers.items() if helper.is_alive()}
+        return running
 
     def _visit(self, pool: WorkerPool) -> set[tuple[Worker, Hashable]]:
         """Act on the pool's running batches once; return them."""
