@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import functools
 import hashlib
 import inspect
 import io
@@ -21,13 +22,14 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Unpack, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Unpack, cast
 
 import cloudpickle
 import duckdb
 from duckdb.func import FunctionNullHandling, PythonUDFType
 from duckdb.sqltypes import DuckDBPyType
 
+from duckdb_subinterp import _connections
 from duckdb_subinterp._arrow import (
     ArgumentPlan,
     ResultLayout,
@@ -38,6 +40,7 @@ from duckdb_subinterp._arrow import (
     duckdb_create_function,
     duckdb_remove_function,
 )
+from duckdb_subinterp._connections import CatalogEntry, FunctionGone, Prepared
 from duckdb_subinterp._dispatch import BatchDispatcher
 from duckdb_subinterp._errors import (
     BackendFallbackWarning,
@@ -478,10 +481,8 @@ class Backend:
     # the benchmark, which make their own pools, leave it out.
     needs_cluster: ClassVar[bool] = False
 
-    def register(
-        self, con: duckdb.DuckDBPyConnection, registration: Registration, pool: WorkerPool | None
-    ) -> BatchDispatcher | None:
-        """Register ``registration`` on ``con``; return the dispatcher DuckDB calls, if it is ours."""
+    def prepare(self, registration: Registration, pool: WorkerPool | None) -> Prepared:
+        """Return what DuckDB is to call for ``registration``, and how."""
         raise NotImplementedError
 
 
@@ -494,29 +495,33 @@ _DUCKDB_EXCEPTION_HANDLING = {
 
 
 def _duckdb_register(
-    con: duckdb.DuckDBPyConnection,
-    registration: Registration,
-    function: Any,
-    *,
-    arrow: bool,
-    null_handling: str,
-    exception_handling: str,
+    con: duckdb.DuckDBPyConnection, registration: Registration, entry: CatalogEntry, prepared: Prepared
 ) -> None:
     # The parameters go as given (DuckDB then reads no annotation), else
-    # DuckDB reads them from the callable's signature: ours mirrors the
-    # function's, so ANY parameters and *args stay ANY.
+    # DuckDB reads them from the entry's signature, which is the function's
+    # (DuckDB's own machinery) or mirrors it (ours): ANY parameters and *args stay ANY.
+    entry.__signature__ = prepared.signature
     parameters = registration.parameters if registration.explicit_parameters else None
     duckdb_create_function(
         con,
         registration.name,
-        function,
+        entry,
         cast("list[IntoPyType] | None", parameters),  # given ones are all types: _validate resolved them
         registration.return_type,
-        type=PythonUDFType.ARROW if arrow else PythonUDFType.NATIVE,
-        null_handling=_DUCKDB_NULL_HANDLING[null_handling],
-        exception_handling=_DUCKDB_EXCEPTION_HANDLING[exception_handling],
+        type=PythonUDFType.ARROW if prepared.arrow else PythonUDFType.NATIVE,
+        null_handling=_DUCKDB_NULL_HANDLING[prepared.null_handling],
+        exception_handling=_DUCKDB_EXCEPTION_HANDLING[prepared.exception_handling],
         side_effects=registration.side_effects,
     )
+    del entry.__signature__  # read once, at registration: a released entry keeps as little as it can
+
+
+def _duckdb_signature(target: Any) -> inspect.Signature:
+    """Return the signature DuckDB reads from ``target`` (string annotations evaluated where they can be)."""
+    try:
+        return inspect.signature(target, eval_str=True)
+    except Exception:
+        return inspect.signature(target)
 
 
 class _PooledBackend(Backend):
@@ -525,9 +530,7 @@ class _PooledBackend(Backend):
     def _pool(self, pool: WorkerPool | None) -> WorkerPool:
         return pool if pool is not None else default_pool(self.name)
 
-    def register(
-        self, con: duckdb.DuckDBPyConnection, registration: Registration, pool: WorkerPool | None
-    ) -> BatchDispatcher | None:
+    def prepare(self, registration: Registration, pool: WorkerPool | None) -> Prepared:
         if registration.type == "arrow" and not self.accepts_arrow_udfs:
             raise UDFRegistrationError(
                 f"UDF {registration.name!r}: type='arrow' hands pyarrow arrays to the function, and pyarrow cannot "
@@ -559,48 +562,30 @@ class _PooledBackend(Backend):
             asynchronous=registration.asynchronous is not None,
         )
         weakref.finalize(dispatcher, pool.unregister, udf_id)
-        dispatcher.__signature__ = _signature_for_duckdb(registration)
+        signature = _signature_for_duckdb(registration)
         if not registration.parameters and registration.type == "native":
             # DuckDB calls a native UDF without arguments once per row and says
             # how many rows only that way: each call runs one row in a worker.
-            trampoline = dispatcher.call_row
-            _duckdb_register(
-                con, registration, trampoline, arrow=False, null_handling="special", exception_handling="default"
-            )
-        elif not registration.parameters:
+            return Prepared(dispatcher.call_row, False, "special", "default", dispatcher, signature, self.name)
+        if not registration.parameters:
             # A batch UDF without arguments learns no row count from DuckDB,
             # which checks the result's length itself and, under
             # exception_handling='return_null', makes its NULLs.
-            _duckdb_register(
-                con,
-                registration,
-                dispatcher,
-                arrow=True,
-                null_handling="special",
-                exception_handling=registration.exception_handling,
+            return Prepared(
+                dispatcher, True, "special", registration.exception_handling, dispatcher, signature, self.name
             )
-        elif registration.type == "arrow":
+        if registration.type == "arrow":
             # DuckDB itself leaves NULL rows out (null_handling='default'),
             # checks the result's length and NULLs, and casts it, as it does
             # for its own arrow UDFs; exceptions become NULLs in the worker,
             # which then also leaves NULL rows out itself (see compute_arrow).
             errors_to_null = registration.exception_handling == "return_null"
-            _duckdb_register(
-                con,
-                registration,
-                dispatcher,
-                arrow=True,
-                null_handling="special" if errors_to_null else registration.null_handling,
-                exception_handling="default",
-            )
-        else:
-            # Native and vectorized UDFs apply null and exception handling in
-            # the worker (per row, as DuckDB's native UDFs do), so DuckDB
-            # passes every row through.
-            _duckdb_register(
-                con, registration, dispatcher, arrow=True, null_handling="special", exception_handling="default"
-            )
-        return dispatcher
+            nulls = "special" if errors_to_null else registration.null_handling
+            return Prepared(dispatcher, True, nulls, "default", dispatcher, signature, self.name)
+        # Native and vectorized UDFs apply null and exception handling in
+        # the worker (per row, as DuckDB's native UDFs do), so DuckDB
+        # passes every row through.
+        return Prepared(dispatcher, True, "special", "default", dispatcher, signature, self.name)
 
     def _load_once(self, pool: WorkerPool, udf_id: int, name: str) -> None:
         """Load the UDF in one worker now, so import problems surface at registration."""
@@ -724,9 +709,7 @@ class InlineBackend(_PooledBackend):
     def _pool(self, pool: WorkerPool | None) -> WorkerPool:
         return InlinePool()
 
-    def register(
-        self, con: duckdb.DuckDBPyConnection, registration: Registration, pool: WorkerPool | None
-    ) -> BatchDispatcher | None:
+    def prepare(self, registration: Registration, pool: WorkerPool | None) -> Prepared:
         options = registration.asynchronous
         if registration.type == "vectorized" or (options is not None and registration.type == "native"):
             # DuckDB calls a native UDF once per row: an async one goes
@@ -734,22 +717,19 @@ class InlineBackend(_PooledBackend):
             # The Runtime runs in this interpreter: it gets the function object
             # itself, as DuckDB would, never a copy or a re-run of its module.
             inline = replace(registration, shipped=registration.function, module_source=None)
-            return super().register(con, inline, pool)
+            return super().prepare(inline, pool)
         function = registration.function() if is_class_udf(registration.function) else registration.function
         if options is not None:  # an arrow UDF: awaited once per batch, on this interpreter's event loop
             from duckdb_subinterp._async import AsyncUdf
 
             function = AsyncUdf.load(function, options)
-            function.__signature__ = _signature_for_duckdb(registration)
-        _duckdb_register(
-            con,
-            registration,
-            function,
-            arrow=registration.type == "arrow",
-            null_handling=registration.null_handling,
-            exception_handling=registration.exception_handling,
+            signature = _signature_for_duckdb(registration)
+        else:
+            signature = _duckdb_signature(function)
+        arrow = registration.type == "arrow"
+        return Prepared(
+            function, arrow, registration.null_handling, registration.exception_handling, None, signature, self.name
         )
-        return None
 
 
 class SubinterpreterBackend(_PooledBackend):
@@ -781,9 +761,7 @@ class AutoBackend(Backend):
 
     name = "auto"
 
-    def register(
-        self, con: duckdb.DuckDBPyConnection, registration: Registration, pool: WorkerPool | None
-    ) -> BatchDispatcher | None:
+    def prepare(self, registration: Registration, pool: WorkerPool | None) -> Prepared:
         if pool is not None:
             raise UDFRegistrationError(
                 f"UDF {registration.name!r}: backend='auto' chooses the pool itself; pass the backend that fits "
@@ -791,12 +769,12 @@ class AutoBackend(Backend):
             )
         if registration.type == "arrow":
             # Not a fallback: arrow UDFs need pyarrow, which only worker processes can load.
-            return ProcessBackend().register(con, registration, None)
+            return ProcessBackend().prepare(registration, None)
         version = registration.version()
         refused = _refusals.get(version)
         if refused is None:
             try:
-                return SubinterpreterBackend().register(con, registration, None)
+                return SubinterpreterBackend().prepare(registration, None)
             except ModuleNotIsolatedError as refusal:
                 # Trying again would run the module's top-level code once more, in a fresh interpreter.
                 refused = _refusals[version] = refusal.module
@@ -809,7 +787,7 @@ class AutoBackend(Backend):
             ),
             stacklevel=3,  # the create_function call
         )
-        return ProcessBackend().register(con, registration, None)
+        return ProcessBackend().prepare(registration, None)
 
 
 # backend='auto': the module that refused per-GIL interpreters, by the version of the UDF's code.
@@ -851,52 +829,6 @@ def _close_default_pools() -> None:
         _default_pools.clear()
     for pool in pools:
         pool.close()
-
-
-class _ConnectionUdfs:
-    """The dispatchers of one connection, alive for as long as DuckDB may call them.
-
-    DuckDB holds the only other reference to a dispatcher and drops it at
-    ``remove_function``, while a query of another thread may still be
-    running it; so a removed dispatcher is kept (and its UDF stays loaded in
-    the workers) until the connection itself is gone.
-    """
-
-    __slots__ = ("active", "retired")
-
-    def __init__(self) -> None:
-        self.active: dict[str, BatchDispatcher] = {}
-        self.retired: list[BatchDispatcher] = []
-
-
-_connections: dict[int, _ConnectionUdfs] = {}
-_connections_lock = threading.Lock()
-
-
-def _udfs_of(con: duckdb.DuckDBPyConnection) -> _ConnectionUdfs:
-    key = id(con)
-    with _connections_lock:
-        udfs = _connections.get(key)
-        if udfs is None:
-            udfs = _connections[key] = _ConnectionUdfs()
-            weakref.finalize(con, _forget_connection, key)
-        return udfs
-
-
-def _forget_connection(key: int) -> None:
-    # No lock: the garbage collector runs this finalizer on whatever thread
-    # allocates, possibly one holding _connections_lock. One dict.pop is
-    # atomic, and no holder of the lock iterates _connections.
-    _connections.pop(key, None)
-
-
-def _dispatcher(con: duckdb.DuckDBPyConnection, name: str) -> BatchDispatcher:
-    """Return the dispatcher of the UDF ``name`` on ``con``, or raise KeyError."""
-    with _connections_lock:
-        udfs = _connections.get(id(con))
-        if udfs is None or name not in udfs.active:
-            raise KeyError(f"no UDF {name!r} runs on a duckdb_subinterp pool on this connection")
-        return udfs.active[name]
 
 
 def create_function(
@@ -953,9 +885,6 @@ def create_function(
         raise UDFRegistrationError(
             f"UDF {name!r}: max_workers must be a positive int (or None for no cap), got {max_workers!r}"
         )
-    registration = _validate(
-        name, function, parameters, return_type, type, null_handling, exception_handling, side_effects
-    )
     options = {
         "max_concurrency": max_concurrency,
         "retries": retries,
@@ -963,30 +892,145 @@ def create_function(
         "retry_on": retry_on,
         "timeout": timeout,
     }
+    registration = _validate(
+        name, function, parameters, return_type, type, null_handling, exception_handling, side_effects
+    )
     registration = replace(registration, max_workers=max_workers, asynchronous=_async_options(registration, options))
-    dispatcher = backend_type().register(con, registration, pool)
-    if dispatcher is not None:
-        udfs = _udfs_of(con)
-        with _connections_lock:
-            udfs.active[name] = dispatcher
+    prepared = backend_type().prepare(registration, pool)
+    entry = CatalogEntry.create(name, prepared, None)
+    entry.recipe = _recipe(entry, function, parameters, return_type, options, pool, prepared.backend, registration)
+    _duckdb_register(con, registration, entry, prepared)
+    _connections.add(con, entry)
     return con
+
+
+class _Recipe(NamedTuple):
+    """A registration's arguments, to set it up again (see ``_connections``); the function and pool held weakly."""
+
+    name: str
+    function: Callable[[], Any]  # returns the function, or None once it was collected
+    parameters: Any
+    return_type: Any
+    type: Any
+    null_handling: Any
+    exception_handling: Any
+    side_effects: Any
+    max_workers: int | None
+    options: tuple[tuple[str, Any], ...]  # the async options that are not the default
+    pool: weakref.ReferenceType[WorkerPool] | None  # None: the backend's default pool
+    backend: str  # the one that took it first (backend="auto" chose one)
+
+    def __call__(self) -> Prepared:
+        function = self.function()
+        pool = self.pool() if self.pool is not None else None
+        if function is None:
+            raise FunctionGone
+        if self.pool is not None and pool is None:
+            raise UDFRegistrationError(
+                f"UDF {self.name!r}: the pool it was registered on was garbage-collected after the connection "
+                "object that registered it; keep the pool, or register the UDF again on the connection you query from"
+            )
+        registration = _validate(
+            self.name,
+            function,
+            self.parameters,
+            self.return_type,
+            self.type,
+            self.null_handling,
+            self.exception_handling,
+            self.side_effects,
+        )
+        options = {**ASYNC_DEFAULTS, **dict(self.options)}
+        asynchronous = _async_options(registration, options)
+        registration = replace(registration, max_workers=self.max_workers, asynchronous=asynchronous)
+        return BACKENDS[cast(BackendName, self.backend)]().prepare(registration, pool)
+
+
+# Recipes of functions that live as long as their module, shared by every
+# registration of the same UDF: registering it on a connection per request
+# then keeps nothing more per connection than its entry.
+_shared_recipes: dict[_Recipe, _Recipe] = {}
+
+
+def _recipe(
+    entry: CatalogEntry,
+    function: Any,
+    parameters: Any,
+    return_type: Any,
+    options: dict[str, Any],
+    pool: WorkerPool | None,
+    backend: str,
+    registration: Registration,
+) -> _Recipe:
+    """Return the recipe that sets ``entry``'s registration up again: shared where it can be (see above)."""
+    changed = tuple((key, value) for key, value in options.items() if value != ASYNC_DEFAULTS[key])
+    if isinstance(parameters, list):
+        parameters = tuple(parameters)
+    arguments = (
+        parameters,
+        return_type,
+        registration.type,
+        registration.null_handling,
+        registration.exception_handling,
+        registration.side_effects,
+        registration.max_workers,
+        changed,
+        None if pool is None else weakref.ref(pool),
+        backend,
+    )
+    if isinstance(function, str) or _lives_with_its_module(function):
+        recipe = _Recipe(entry.name, _held_weakly(function), *arguments)
+        try:
+            return _shared_recipes.setdefault(recipe, recipe)
+        except TypeError:  # an unhashable argument (a DuckDB type object, say): not shared
+            return recipe
+    # A lambda or closure: once it is collected, the entry keeps its name only.
+    forget = functools.partial(_forget_recipe, entry)
+    try:
+        reference: Callable[[], Any] = weakref.ref(function, forget)
+    except TypeError:  # a builtin or an object without __weakref__: kept, as DuckDB keeps it
+        reference = functools.partial(_same, function)
+    return _Recipe(entry.name, reference, *arguments)
+
+
+def _forget_recipe(entry: CatalogEntry, reference: object) -> None:
+    entry.recipe = None
+
+
+def _lives_with_its_module(function: Any) -> bool:
+    """Tell whether ``function`` is a top-level name of its module (``__main__`` included), as it is there now."""
+    module = sys.modules.get(getattr(function, "__module__", None) or "")
+    qualname = getattr(function, "__qualname__", "")
+    return module is not None and "." not in qualname and getattr(module, qualname, None) is function
+
+
+def _held_weakly(function: Any) -> Callable[[], Any]:
+    """Return a callable giving ``function`` back while it lives: DuckDB's own UDF needs it alive too."""
+    if isinstance(function, str):  # "module:qualname": imported again
+        return functools.partial(_same, function)
+    try:
+        return weakref.ref(function)  # one shared reference object per function
+    except TypeError:
+        return functools.partial(_same, function)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def remove_function(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBPyConnection:
     """Remove a UDF registered with ``create_function`` (or DuckDB's own)."""
     duckdb_remove_function(con, name)
-    with _connections_lock:
-        udfs = _connections.get(id(con))
-        if udfs is not None:
-            dispatcher = udfs.active.pop(name, None)
-            if dispatcher is not None:
-                udfs.retired.append(dispatcher)
+    _connections.remove(con, name)
     return con
 
 
 def udf_stats(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, float]:
     """Return the counters of a UDF registered on ``con``: batches, rows, worker and wait time."""
     return _dispatcher(con, name).stats.as_dict()
+
+
+_dispatcher = _connections.dispatcher
 
 
 def udf[Function: Callable[..., Any]](
