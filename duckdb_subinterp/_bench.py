@@ -1150,33 +1150,6 @@ def project_url() -> str:
     raise LookupError("the installed duckdb-subinterp metadata has no Homepage in Project-URL")
 
 
-def readme_section(results: dict[str, Any], results_dir: str) -> str:
-    """Render the README's benchmark block for one committed run (tests check it matches the JSON).
-
-    Links are absolute, to the repository: the README is also the package's page on PyPI.
-    """
-    machine = results["machine"]
-    versions = machine["versions"]
-    tree, raw = f"{project_url()}/blob/main/{results_dir}", f"{project_url()}/raw/main/{results_dir}"
-    lines = [
-        f"<!-- bench:{machine['name']} -->",
-        f"Machine `{machine['name']}`: {machine['cores']} cores ({machine['cpu_model']}), Python {machine['python']}, "
-        f"duckdb {versions['duckdb']}, pyarrow {versions['pyarrow']}; {results['config']['repeats']} repeats, "
-        f"median shown; full tables in [{results_dir}/results.md]({tree}/results.md).",
-        "",
-    ]
-    lines.extend(
-        f"- **{entry['ratio']:.2f}x**: {entry['workload']} on {entry['rows']:,} rows "
-        f"at SET threads={entry['threads']}, "
-        f"subinterpreters {entry['subinterpreters_seconds']:.2f} s vs DuckDB's create_function "
-        f"{entry['duckdb_seconds']:.2f} s (target {entry['target']}x: {_verdict(entry)})"
-        for entry in results["acceptance"]
-    )
-    lines += ["", headline_table(results).replace("## Headline: ", "**").replace(" rows\n", " rows**\n", 1), ""]
-    lines += [f"![throughput vs threads]({raw}/throughput_vs_threads.png)", "<!-- /bench -->"]
-    return "\n".join(lines)
-
-
 def _machine_line(results: dict[str, Any], tables: str) -> str:
     machine = results["machine"]
     versions = machine["versions"]
@@ -1195,6 +1168,20 @@ def _acceptance_lines(results: dict[str, Any]) -> list[str]:
         f"{entry['duckdb_seconds']:.2f} s (target {entry['target']}x: {_verdict(entry)})"
         for entry in results["acceptance"]
     ]
+
+
+def readme_section(results: dict[str, Any], results_dir: str) -> str:
+    """Render the README's benchmark block for one committed run: the headline figures (tests check the JSON).
+
+    Links are absolute, to the repository: the README is also the package's page on PyPI.
+    """
+    tables = (
+        f"every workload and backend on [the benchmarks page]({project_url()}/blob/main/docs/benchmarks.md), "
+        f"full tables in [{results_dir}/results.md]({project_url()}/blob/main/{results_dir}/results.md)"
+    )
+    lines = [f"<!-- bench:{results['machine']['name']} -->", _machine_line(results, tables), ""]
+    lines += [*_acceptance_lines(results), "<!-- /bench -->"]
+    return "\n".join(lines)
 
 
 def docs_section(results: dict[str, Any], results_dir: str) -> str:
