@@ -7,9 +7,9 @@ repaired with auditwheel into WHEELHOUSE (a manylinux tag, as PyPI requires),
 then checked: every C extension present with its type stub, no RPATH or
 RUNPATH but $ORIGIN in them, LICENSE and py.typed shipped, metadata as
 pyproject.toml says. The sdist
-must hold every tracked file that the tests read (tests/, notebooks/, bench/)
-so that its test suite runs from the unpacked sdist. Needs auditwheel,
-patchelf and twine; runs in seconds.
+must hold every tracked file that the tests read (tests/, notebooks/, bench/,
+docs/, mkdocs.yml) so that its test suite runs from the unpacked sdist.
+Needs auditwheel, patchelf and twine; runs in seconds.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from elftools.elf.elffile import ELFFile
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENSIONS = ("_direct", "_arrowc", "_codecc")
-SDIST_FOLDERS = ("tests", "notebooks", "bench")
+SDIST_FOLDERS = ("tests", "notebooks", "bench", "docs")
 
 
 def fail(message: str) -> None:
@@ -53,7 +53,8 @@ def source_version() -> str:
 def check_sdist(sdist: Path) -> None:
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    required = {"LICENSE", "README.md", "pyproject.toml", "setup.py", "MANIFEST.in", "duckdb_subinterp/py.typed"}
+    required = {"LICENSE", "README.md", "pyproject.toml", "setup.py", "MANIFEST.in", "mkdocs.yml"}
+    required |= {"duckdb_subinterp/py.typed"}
     required |= {f"duckdb_subinterp/{extension}.{suffix}" for extension in EXTENSIONS for suffix in ("c", "pyi")}
     tracked = subprocess.run(
         ["git", "ls-files", "--", *SDIST_FOLDERS], cwd=ROOT, capture_output=True, text=True, check=False

@@ -1150,30 +1150,83 @@ def project_url() -> str:
     raise LookupError("the installed duckdb-subinterp metadata has no Homepage in Project-URL")
 
 
-def readme_section(results: dict[str, Any], results_dir: str) -> str:
-    """Render the README's benchmark block for one committed run (tests check it matches the JSON).
-
-    Links are absolute, to the repository: the README is also the package's page on PyPI.
-    """
+def _machine_line(results: dict[str, Any], tables: str) -> str:
     machine = results["machine"]
     versions = machine["versions"]
-    tree, raw = f"{project_url()}/blob/main/{results_dir}", f"{project_url()}/raw/main/{results_dir}"
-    lines = [
-        f"<!-- bench:{machine['name']} -->",
+    return (
         f"Machine `{machine['name']}`: {machine['cores']} cores ({machine['cpu_model']}), Python {machine['python']}, "
         f"duckdb {versions['duckdb']}, pyarrow {versions['pyarrow']}; {results['config']['repeats']} repeats, "
-        f"median shown; full tables in [{results_dir}/results.md]({tree}/results.md).",
-        "",
-    ]
-    lines.extend(
+        f"median shown; {tables}."
+    )
+
+
+def _acceptance_lines(results: dict[str, Any]) -> list[str]:
+    return [
         f"- **{entry['ratio']:.2f}x**: {entry['workload']} on {entry['rows']:,} rows "
         f"at SET threads={entry['threads']}, "
         f"subinterpreters {entry['subinterpreters_seconds']:.2f} s vs DuckDB's create_function "
         f"{entry['duckdb_seconds']:.2f} s (target {entry['target']}x: {_verdict(entry)})"
         for entry in results["acceptance"]
+    ]
+
+
+def readme_section(results: dict[str, Any], results_dir: str) -> str:
+    """Render the README's benchmark block for one committed run: the headline figures (tests check the JSON).
+
+    Links are absolute, to the repository: the README is also the package's page on PyPI.
+    """
+    tables = (
+        f"every workload and backend on [the benchmarks page]({project_url()}/blob/main/docs/benchmarks.md), "
+        f"full tables in [{results_dir}/results.md]({project_url()}/blob/main/{results_dir}/results.md)"
     )
+    lines = [f"<!-- bench:{results['machine']['name']} -->", _machine_line(results, tables), ""]
+    lines += [*_acceptance_lines(results), "<!-- /bench -->"]
+    return "\n".join(lines)
+
+
+def docs_section(results: dict[str, Any], results_dir: str) -> str:
+    """Render the docs' benchmark block for one committed run: headline, every workload, dispatch overhead, plots.
+
+    The committed results sit outside the docs folder, so links to them are absolute, to the repository.
+    """
+    tree, raw = f"{project_url()}/blob/main/{results_dir}", f"{project_url()}/raw/main/{results_dir}"
+    tables = f"full tables in [{results_dir}/results.md]({tree}/results.md)"
+    lines = [f"<!-- bench:{results['machine']['name']} -->", _machine_line(results, tables), ""]
+    lines += _acceptance_lines(results)
     lines += ["", headline_table(results).replace("## Headline: ", "**").replace(" rows\n", " rows**\n", 1), ""]
-    lines += [f"![throughput vs threads]({raw}/throughput_vs_threads.png)", "<!-- /bench -->"]
+    lines += [dispatch_table(results), ""]
+    lines += [
+        f"![throughput vs threads]({raw}/throughput_vs_threads.png)",
+        "",
+        f"![speed-up vs cost per row]({raw}/speedup_vs_cost.png)",
+        "<!-- /bench -->",
+    ]
+    return "\n".join(lines)
+
+
+def dispatch_table(results: dict[str, Any]) -> str:
+    """Markdown table: us per 2048-row batch over DuckDB's own identity arrow UDF, per UDF and thread count."""
+    threads = sorted({entry["threads"] for entry in results["dispatch_overhead"]})
+    order = _candidate_order(results)
+    cells: dict[tuple[str, str], dict[int, str]] = {}
+    for entry in sorted(results["dispatch_overhead"], key=lambda e: (order.index(e["candidate"]), e["udf"])):
+        if entry["candidate"] == "duckdb-arrow":  # the baseline: zero by definition
+            continue
+        us = entry["us_per_batch_over_duckdb_arrow"]
+        cells.setdefault((entry["candidate"], entry["udf"]), {})[entry["threads"]] = (
+            f"{us['median']:.1f} ({us['min']:.1f} to {us['max']:.1f})"
+        )
+    lines = [
+        f"**Dispatch overhead: us per {BATCH_ROWS}-row batch over DuckDB's own identity arrow UDF "
+        "(identity UDF on BIGINT; median, min to max)**",
+        "",
+        "| candidate | UDF | " + " | ".join(f"SET threads={t}" for t in threads) + " |",
+        "|---|---|" + "---:|" * len(threads),
+    ]
+    lines.extend(
+        f"| {_label(results, candidate)} | {udf} | " + " | ".join(row.get(t, "n/a") for t in threads) + " |"
+        for (candidate, udf), row in cells.items()
+    )
     return "\n".join(lines)
 
 

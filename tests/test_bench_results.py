@@ -1,19 +1,26 @@
-"""Committed benchmark results are full runs, and the README shows exactly what their JSON says."""
+"""Committed benchmark results are full runs, and the README and the docs show exactly what their JSON says."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 from duckdb_subinterp import _bench
 
-# The checkout's (or the unpacked sdist's) README and committed runs, found beside the tests.
+# The checkout's (or the unpacked sdist's) README, docs and committed runs, found beside the tests.
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+DOCS = REPO / "docs"
 RESULTS = sorted((REPO / "bench" / "results").glob("*/results.json"))
+SCALING = REPO / "bench" / "results" / "16-core" / "scaling.json"
 
 
 @pytest.mark.parametrize("path", RESULTS, ids=[path.parent.name for path in RESULTS])
@@ -25,19 +32,58 @@ def test_committed_run_is_a_full_run_with_its_markdown(path: Path):
     assert (path.parent / "results.md").read_text() == _bench.markdown_report(results)
 
 
-@pytest.mark.skipif(not README.exists(), reason="no README.md beside the tests (not a checkout or an sdist)")
-def test_readme_benchmark_blocks_match_the_committed_json():
-    readme = README.read_text()
+def bench_blocks(page: Path, render: Callable[[dict[str, Any], str], str]) -> list[str]:
+    """Check that each benchmark block of ``page`` is what ``render`` makes of its JSON; return their machines."""
+    text = page.read_text()
     by_machine = {json.loads(path.read_text())["machine"]["name"]: path for path in RESULTS}
-    for machine in re.findall(r"<!-- bench:(.+?) -->.*?<!-- /bench -->", readme, re.S):
+    machines = re.findall(r"<!-- bench:(.+?) -->.*?<!-- /bench -->", text, re.S)
+    for machine in machines:
         assert machine in by_machine, (
-            f"README shows a benchmark of {machine!r} but no bench/results/*/results.json has it"
+            f"{page.name} shows a benchmark of {machine!r} but no bench/results/*/results.json has it"
         )
         path = by_machine[machine]
-        expected = _bench.readme_section(json.loads(path.read_text()), path.parent.relative_to(REPO).as_posix())
-        assert expected in readme, (
-            f"README's block for {machine!r} differs from {path}; regenerate it with readme_section()"
+        expected = render(json.loads(path.read_text()), path.parent.relative_to(REPO).as_posix())
+        assert expected in text, (
+            f"{page.name}'s block for {machine!r} differs from {path}; regenerate it with _bench.{render.__name__}()"
         )
+    return machines
+
+
+@pytest.mark.skipif(not README.exists(), reason="no README.md beside the tests (not a checkout or an sdist)")
+def test_readme_headline_figures_match_the_committed_json():
+    assert bench_blocks(README, _bench.readme_section), "the README shows no benchmark block"
+
+
+@pytest.mark.skipif(not DOCS.exists(), reason="no docs/ beside the tests (not a checkout or an sdist)")
+def test_docs_benchmark_blocks_match_the_committed_json():
+    shown = bench_blocks(DOCS / "benchmarks.md", _bench.docs_section)
+    committed = [json.loads(path.read_text())["machine"]["name"] for path in RESULTS]
+    assert sorted(shown) == sorted(committed), "docs/benchmarks.md shows each committed run once"
+
+
+def load_scaling_script() -> ModuleType:
+    """Import bench/scaling.py, whose ``markdown()`` renders the committed scaling runs."""
+    spec = importlib.util.spec_from_file_location("bench_scaling", REPO / "bench" / "scaling.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    path = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path  # the script puts the repository first, for its own runs
+    return module
+
+
+@pytest.mark.skipif(not SCALING.exists(), reason="no committed scaling run beside the tests")
+def test_scaling_tables_match_the_committed_json():
+    rendered = load_scaling_script().markdown(json.loads(SCALING.read_text()))
+    assert (SCALING.parent / "scaling.md").read_text() == rendered
+    if DOCS.exists():
+        page = (DOCS / "scaling.md").read_text()
+        block = re.search(r"<!-- scaling:16-core -->\n(.*?)<!-- /scaling -->", page, re.S)
+        assert block is not None, "docs/scaling.md has no <!-- scaling:16-core --> block"
+        assert block.group(1) == rendered, f"docs/scaling.md's tables differ from {SCALING}; paste scaling.md there"
 
 
 @pytest.mark.skipif(not RESULTS, reason="no committed benchmark results beside the tests")
