@@ -486,6 +486,7 @@ class ProcessWorker(Worker):
         finally:
             child.close()
         self.pid = self.process.pid
+        self.description = f"worker process {self.pid}"
         # A pidfd becomes readable the moment the process exits, even if
         # something it started still holds the pipe open.
         self._sentinel = os.pidfd_open(self.pid) if hasattr(os, "pidfd_open") else None
@@ -549,6 +550,9 @@ class ProcessWorker(Worker):
         fresh_outputs = self._fit_outputs([view.nbytes for view in outputs])
         self._request(("copy", self._output_spans, *_sizes(fresh_outputs)), handing=(fresh_outputs,))
         self._copy_results(outputs, self._result_sizes)
+
+    def alive(self) -> bool:
+        return not self.broken and self.process.poll() is None
 
     def abort(self, reason: str) -> None:
         self._abort_reason = reason

@@ -200,6 +200,7 @@ class InterpreterWorker(Worker):
             # code, before any bytecode can run.
             created.extend(map(_interpreters.create, _ISOLATED))
             self.interpreter_id = created[0]
+            self.description = f"interpreter {self.interpreter_id}"
             self._status = array("q", bytes(8 * STATUS_SLOTS))
             self._exec(_BOOTSTRAP, {"_package_dir": PACKAGE_DIR, "_sys_path": tuple(sys.path)})
             # A view of the worker's status array, for the interpreter's whole

@@ -151,3 +151,45 @@ class RefreshedOften:
 
     def __call__(self, x: int) -> int:
         return x + self.value
+
+
+# Where LoadsOnce counts its __init__ calls, one file each, across workers
+# (interpreters and processes alike).
+INIT_LOG_VARIABLE = "DUCKDB_SUBINTERP_TEST_INIT_LOG"
+
+
+def _count_init() -> int:
+    """Record one __init__ call in the INIT_LOG_VARIABLE folder; return its number, from 1."""
+    folder = os.environ[INIT_LOG_VARIABLE]
+    attempt = 1
+    while True:
+        try:
+            os.close(os.open(os.path.join(folder, f"init-{attempt}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            attempt += 1
+            continue
+        return attempt
+
+
+def init_calls(folder: str) -> int:
+    """Return how many times LoadsOnce.__init__ ran, in any worker, with INIT_LOG_VARIABLE set to ``folder``."""
+    return sum(1 for name in os.listdir(folder) if name.startswith("init-"))
+
+
+# While this file exists in the INIT_LOG_VARIABLE folder, LoadsOnce loads again (its model is back).
+LOADS_AGAIN = "loads-again"
+
+
+class LoadsOnce:
+    """A class UDF whose __init__ works once: in any later worker it fails, as when its model file is gone."""
+
+    def __init__(self) -> None:
+        attempt = _count_init()
+        if attempt > 1 and not os.path.exists(os.path.join(os.environ[INIT_LOG_VARIABLE], LOADS_AGAIN)):
+            raise FileNotFoundError(f"model.bin is gone (__init__ call {attempt})")
+        self.factor = 3
+
+    def __call__(self, x: int) -> int:
+        if x < 0:  # never returns: the pool's timeout stops the batch and retires the worker
+            spin(x)
+        return x * self.factor
