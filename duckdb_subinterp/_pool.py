@@ -43,7 +43,7 @@ from duckdb_subinterp._errors import (
     UDFResultError,
     udf_execution_error,
 )
-from duckdb_subinterp._runtime import DUCKDB_SENTENCES, FIELD_SEPARATOR
+from duckdb_subinterp._runtime import DUCKDB_SENTENCES, FIELD_SEPARATOR, write_output
 
 DEFAULT_TIMEOUT = 600.0
 # How long close() lets a running batch finish before it stops the worker
@@ -118,6 +118,15 @@ class WorkerFailure(Exception):
         if self.text.startswith(DUCKDB_SENTENCES):
             return self.error_type(f"{self.text} (UDF {udf_name!r})")
         return self.error_type(f"UDF {udf_name!r}: {self.text}")
+
+
+def write_worker_output(taken: Sequence[tuple[str, str]]) -> None:
+    """Write what code in a worker printed to the main interpreter's streams; failing, fail as the print would have."""
+    try:
+        write_output(taken)
+    except Exception as error:
+        message = f"{error} (writing what it printed to the main interpreter's sys.stdout or sys.stderr)"
+        raise WorkerFailure(UDFExecutionError, FIELD_SEPARATOR.join((type(error).__name__, message, ""))) from None
 
 
 class _LoadFailures:

@@ -67,18 +67,29 @@ from typing import Any, NamedTuple, cast
 
 from duckdb_subinterp._codec import MAX_BATCH_BYTES, OffsetFormat, copy_buffers, write_bytes
 from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, WorkerDiedError
-from duckdb_subinterp._pool import CLOSE_GRACE, DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
+from duckdb_subinterp._pool import (
+    CLOSE_GRACE,
+    DEFAULT_TIMEOUT,
+    Worker,
+    WorkerFailure,
+    WorkerPool,
+    write_worker_output,
+)
 from duckdb_subinterp._runtime import (
     NULL_RESULT_ERROR,
+    OUTPUT_SLOT,
     PENDING_PICKLED,
     SIZES_SLOT,
     STATUS_SLOTS,
     UDF_ERRORS,
+    CapturedOutput,
     LoadedUdf,
     PickledResult,
     Runtime,
     UdfResultInvalid,
     _raised,
+    main_streams,
+    write_output,
 )
 
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
@@ -103,6 +114,7 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _BOOTSTRAP = """
 import json, sys, types
 _package_dir, _path, _fd, _parent = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+_streams = [tuple(stream) for stream in json.loads(sys.argv[5])]
 _package = types.ModuleType("duckdb_subinterp")
 _package.__path__ = [_package_dir]
 sys.modules["duckdb_subinterp"] = _package
@@ -111,7 +123,7 @@ sys.path[:] = _path
 from duckdb_subinterp._export import export as _export
 _package.export = _export
 from duckdb_subinterp._processes import serve
-serve(_fd, _parent)
+serve(_fd, _parent, _streams)
 """
 
 # Why a worker that died most likely did, by the signal that ended it.
@@ -474,6 +486,7 @@ class ProcessWorker(Worker):
                     json.dumps(sys.path),
                     str(child.fileno()),
                     str(os.getpid()),
+                    json.dumps(main_streams()),
                 ],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -565,8 +578,9 @@ class ProcessWorker(Worker):
                 if self.broken:  # interrupted or timed out in a batch: it may be busy for long, and is not reused
                     self.process.kill()
                 else:
-                    with contextlib.suppress(OSError):
+                    with contextlib.suppress(OSError, EOFError):
                         self._conn.send(("exit",))
+                        self._last_output()
             try:
                 self.process.wait(CLOSE_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -575,6 +589,14 @@ class ProcessWorker(Worker):
         except Exception:  # close must not raise
             pass
         self._release_handles()
+
+    def _last_output(self) -> None:
+        """Write what the UDFs' own threads printed since the last batch, which the worker sends as it exits."""
+        if self._conn.poll(CLOSE_TIMEOUT):
+            _, printed = self._conn.recv()
+            if printed:
+                with contextlib.suppress(Exception):  # close must not raise
+                    write_output(printed)
 
     def forget(self) -> None:
         # In a forked child: the process and its pipe are the parent's, in
@@ -626,13 +648,19 @@ class ProcessWorker(Worker):
             for region in regions:
                 region.handed_over()
         try:
-            kind, payload, inputs_kept = self._receive(command, self.timeout if timeout is None else timeout)
+            kind, payload, inputs_kept, printed = self._receive(command, self.timeout if timeout is None else timeout)
         except BaseException:
             # Interrupted (KeyboardInterrupt...) between request and reply:
             # a late reply would answer the next request, so the worker
             # is not used again.
             self.broken = True
             raise
+        if printed is not None:  # what the UDF printed, in the main interpreter's streams (see CapturedOutput)
+            if kind == "ok":
+                write_worker_output(printed)
+            else:
+                with contextlib.suppress(Exception):  # the request's own error is the one to raise
+                    write_output(printed)
         if inputs_kept:
             # The UDF kept views of this batch's arguments: the next batch goes
             # to a fresh region, and the worker's mapping of this one lives on.
@@ -1060,17 +1088,34 @@ def _error_reply(error: BaseException, command: str) -> tuple[str, Any]:
     return ("error", (type(error).__name__, str(error), display))
 
 
-def serve(fd: int, parent_pid: int) -> None:
-    """Answer requests from the parent on ``fd`` until it says exit or goes away."""
+def serve(fd: int, parent_pid: int, streams: Sequence[tuple[str, str, bool]]) -> None:
+    """Answer requests from the parent on ``fd`` until it says exit or goes away.
+
+    ``streams``: (encoding, errors, isatty) of the parent's stdout and stderr.
+    """
     import faulthandler
 
-    faulthandler.enable()  # a crash prints the worker's stack to stderr
+    faulthandler.enable()  # a crash prints the worker's stack to stderr (its file descriptor, taken now)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.set_inheritable(fd, False)
     _die_with_parent(fd, parent_pid)
     conn = connection.Connection(fd)
     status = array("q", bytes(8 * STATUS_SLOTS))
     runtime = ProcessRuntime(memoryview(status))
+    # What the UDFs print goes back with each reply and the last words at exit, to the parent's
+    # streams, as on subinterpreters; what is left when the parent cannot take it (gone, or the worker
+    # ends on a fatal error) goes to the worker's own (the parent's file descriptors).
+    output = CapturedOutput(runtime.status, streams)
+    output.install()
+    try:
+        _serve(conn, fd, status, runtime, output)
+    finally:
+        output.spill()
+
+
+def _serve(
+    conn: connection.Connection[Any, Any], fd: int, status: array[int], runtime: ProcessRuntime, output: CapturedOutput
+) -> None:
     inputs: _MappedRegion | None = None
     outputs: _MappedRegion | None = None
 
@@ -1132,19 +1177,24 @@ def serve(fd: int, parent_pid: int) -> None:
             return  # the parent went away
         command = message[0]
         if command == "exit":
+            with contextlib.suppress(OSError):
+                conn.send(("bye", output.take() if status[OUTPUT_SLOT] else None))
             return
         try:
             reply = ("ok", handle(message))
         except BaseException as error:
             if isinstance(error, _RegionUnavailable):
                 # The parent believes this worker holds a region it does not: it cannot go on.
-                conn.send(("fatal", f"could not take a shared-memory region from the parent: {error}", False))
+                conn.send(("fatal", f"could not take a shared-memory region from the parent: {error}", False, None))
+                output.spill()
                 os._exit(71)
             if isinstance(error, MemoryError) or isinstance(error.__context__, MemoryError):
                 # The process may be in no state to go on: report, then exit.
-                conn.send(("fatal", f"ran out of memory (MemoryError) while running a batch:\n{error}", False))
+                conn.send(("fatal", f"ran out of memory (MemoryError) while running a batch:\n{error}", False, None))
+                output.spill()
                 os._exit(70)
             reply = _error_reply(error, command)
         # Asked only now: the except block above dropped the exception, and
         # with it the frames (and argument views) its traceback held.
-        conn.send((*reply, command in ("run", "copy") and inputs is not None and inputs.in_use()))
+        kept = command in ("run", "copy") and inputs is not None and inputs.in_use()
+        conn.send((*reply, kept, output.take() if status[OUTPUT_SLOT] else None))

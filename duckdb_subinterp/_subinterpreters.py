@@ -47,6 +47,7 @@ import contextlib
 import functools
 import math
 import os
+import pickle
 import sys
 import threading
 import time
@@ -67,8 +68,9 @@ from duckdb_subinterp._pool import (
     WorkerPool,
     _close_all,
     _live_pools,
+    write_worker_output,
 )
-from duckdb_subinterp._runtime import STATUS_SLOTS
+from duckdb_subinterp._runtime import OUTPUT_SIZE_SLOT, OUTPUT_SLOT, STATUS_SLOTS, main_streams
 
 if TYPE_CHECKING:
     from duckdb_subinterp import _direct
@@ -168,9 +170,17 @@ def _abandon(request):
 # DirectCall calls _run_batch and _copy_pending; an exception comes back as
 # (type name, message, traceback text), like the snapshot exec returns.
 _START_RUNTIME = """
+from duckdb_subinterp._runtime import CapturedOutput as _CapturedOutput
 _rt = _Runtime(_status.cast("q"), compiled=_compiled_codec)
 _run_batch, _copy_pending = _rt.run, _rt.copy_pending
-del _status, _compiled_codec
+# What the UDFs print goes to the main interpreter's streams (see CapturedOutput).
+_output = _CapturedOutput(_rt.status, _streams)
+_output.install()
+def _pack_output(request):
+    _output.pack()
+def _copy_output(request):
+    _output.copy_into(request[0])
+del _status, _compiled_codec, _streams, _CapturedOutput
 """
 _RUN = compile("try:\n    _rt.run(_request)\nfinally:\n    del _request\n", "<duckdb_subinterp run>", "exec")
 _COPY = compile("try:\n    _rt.copy_pending(_outputs)\nfinally:\n    del _outputs\n", "<duckdb_subinterp copy>", "exec")
@@ -178,6 +188,10 @@ _LOAD = compile(
     "try:\n    _rt.load(_udf_id, _spec)\nfinally:\n    del _udf_id, _spec\n", "<duckdb_subinterp load>", "exec"
 )
 _UNLOAD = compile("_rt.unload(_udf_id)\ndel _udf_id\n", "<duckdb_subinterp unload>", "exec")
+_PACK_OUTPUT = compile("del _request\n_output.pack()\n", "<duckdb_subinterp pack output>", "exec")
+_COPY_OUTPUT = compile(
+    "try:\n    _output.copy_into(_request[0])\nfinally:\n    del _request\n", "<duckdb_subinterp copy output>", "exec"
+)
 
 _ISOLATED: tuple[Literal["isolated"]] = ("isolated",)  # create()'s config, for map() (see InterpreterWorker)
 _THREADS_LEFT = compile("if _foreign_threads(None):\n    raise RuntimeError", "<duckdb_subinterp threads>", "exec")
@@ -206,7 +220,12 @@ class InterpreterWorker(Worker):
             # A view of the worker's status array, for the interpreter's whole
             # life; shareable now that the bootstrap imported _interpreters.
             self._exec(
-                _START_RUNTIME, {"_status": memoryview(self._status).cast("B"), "_compiled_codec": compiled_codec}
+                _START_RUNTIME,
+                {
+                    "_status": memoryview(self._status).cast("B"),
+                    "_compiled_codec": compiled_codec,
+                    "_streams": main_streams(),
+                },
             )
             self._direct = _direct_call(self.interpreter_id) if direct else None
         except BaseException:
@@ -228,7 +247,14 @@ class InterpreterWorker(Worker):
             raise WorkerFailure.from_names(snapshot.type.__name__, snapshot.msg, snapshot.errdisplay)
 
     def load(self, udf_id: int, spec: tuple[Any, ...]) -> None:
-        self._exec(_LOAD, {"_udf_id": udf_id, "_spec": spec})
+        try:
+            self._exec(_LOAD, {"_udf_id": udf_id, "_spec": spec})
+        except BaseException:
+            if self._status[OUTPUT_SLOT]:
+                self._hand_over_output(quiet=True)
+            raise
+        if self._status[OUTPUT_SLOT]:  # a class UDF's __init__ printed
+            self._hand_over_output()
 
     def unload(self, udf_id: int) -> None:
         self._exec(_UNLOAD, {"_udf_id": udf_id})
@@ -254,8 +280,31 @@ class InterpreterWorker(Worker):
         return WorkerFailure.from_names(*failure)
 
     def run(self, request: tuple[Any, ...]) -> Sequence[int]:
-        self._enter("_run_batch", _RUN, "_request", request)
+        try:
+            self._enter("_run_batch", _RUN, "_request", request)
+        except BaseException:
+            if self._status[OUTPUT_SLOT]:
+                self._hand_over_output(quiet=True)
+            raise
+        # An index into the status, no call: a batch that printed nothing costs nothing more.
+        if self._status[OUTPUT_SLOT]:
+            self._hand_over_output()
         return self._status
+
+    def _hand_over_output(self, *, quiet: bool = False) -> None:
+        """Write what code in this interpreter printed to the main interpreter's streams, now.
+
+        ``quiet``: a failure to write is not raised (where the batch's own
+        error is, or at close, which must not raise).
+        """
+        try:
+            self._enter("_pack_output", _PACK_OUTPUT, "_request", ())
+            packed = bytearray(self._status[OUTPUT_SIZE_SLOT])
+            self._enter("_copy_output", _COPY_OUTPUT, "_request", (memoryview(packed),))
+            write_worker_output(pickle.loads(packed))
+        except Exception:
+            if not quiet:
+                raise
 
     def copy_pending(self, outputs: Sequence[memoryview]) -> None:
         self._enter("_copy_pending", _COPY, "_outputs", tuple(outputs))
@@ -306,7 +355,12 @@ class InterpreterWorker(Worker):
             self._closed = True
         _live_workers.discard(self)
         if self._direct is not None:
-            if not self._threads_ended(self._direct):
+            ended = self._threads_ended(self._direct)
+            if self._status[OUTPUT_SLOT]:
+                # What the UDFs' own threads printed since the last batch. Bounded: such a
+                # thread may hold this interpreter's GIL, which a call here waits for.
+                _bounded(functools.partial(self._hand_over_output, quiet=True))
+            if not ended:
                 self._abandon(self._direct)
                 return
             try:
@@ -315,6 +369,8 @@ class InterpreterWorker(Worker):
                 self._direct.detach()
             except RuntimeError:  # a batch is still running in it: leave it
                 return
+        elif self._status[OUTPUT_SLOT]:
+            self._hand_over_output(quiet=True)
         _destroy(self.interpreter_id)
 
     def forget(self) -> None:

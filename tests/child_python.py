@@ -32,18 +32,20 @@ def run_child(
     stdin: bytes | None = None,
     stdout: Path | None = None,
     stderr: Path | None = None,
-    environment: dict[str, str] | None = None,
+    environment: dict[str, str | None] | None = None,
     timeout: float = CHILD_TIMEOUT,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``PREAMBLE + script``; fail (killing it and its process group) if it outlives ``timeout``.
 
     ``stdout`` and ``stderr``: files the child's streams go to, instead of pipes this process reads.
+    ``environment``: variables to set, or to remove where None.
     """
+    changed = {**os.environ, **(environment or {})}
     with open(stdout or os.devnull, "wb") as out_file, open(stderr or os.devnull, "wb") as err_file:
         child = subprocess.Popen(
             [sys.executable, "-X", "faulthandler", "-c", PREAMBLE + textwrap.dedent(script)],
             cwd=TESTS,
-            env={**os.environ, **(environment or {})},
+            env={name: value for name, value in changed.items() if value is not None},
             stdin=subprocess.PIPE,
             stdout=out_file if stdout is not None else subprocess.PIPE,
             stderr=err_file if stderr is not None else subprocess.PIPE,

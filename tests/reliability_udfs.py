@@ -193,3 +193,48 @@ class LoadsOnce:
         if x < 0:  # never returns: the pool's timeout stops the batch and retires the worker
             spin(x)
         return x * self.factor
+
+
+class Noisy:
+    """A class UDF that prints: once when made, on stdout for some rows, on stderr for fewer."""
+
+    def __init__(self) -> None:
+        print("Noisy is ready")
+
+    def __call__(self, x: int) -> int:
+        if x % 512 == 0:
+            print(f"row {x}")
+        if x % 1024 == 0:
+            print(f"row {x} to stderr", file=sys.stderr)
+        return x + 1
+
+
+def read_stdin_line(x: int) -> int:
+    return len(sys.stdin.readline())
+
+
+def read_stdin_bytes(x: int) -> int:
+    return len(sys.stdin.buffer.read())
+
+
+def read_input(x: int) -> int:
+    return len(input())
+
+
+class PrintsLater:
+    """A class UDF whose first call starts a thread that prints a while later, when no batch may run."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(self, x: int) -> int:
+        if not self.started:
+            import threading
+
+            self.started = True
+            threading.Thread(target=self._later).start()
+        return x
+
+    def _later(self) -> None:
+        time.sleep(0.3)
+        print("printed by the UDF's own thread")
