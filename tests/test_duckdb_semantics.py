@@ -582,11 +582,17 @@ def test_a_helper_module_deleted_after_registration_warns_naming_the_udf_and_mod
     con.execute("SET threads=2")
     expected = con.sql("SELECT sum(reference(i)) FROM range(400000) t(i)").fetchall()
 
+    def query_until_a_second_worker_tries_it() -> list[list[tuple[int]]]:
+        results = []
+        for _ in range(3):
+            pool.start_all()
+            results.append(con.sql("SELECT sum(f(i)) FROM range(400000) t(i)").fetchall())
+        return results
+
     warning = rf"UDF 'f' could not be loaded in .*No module named '{name}_helper'.*it runs on the 1 worker"
     with pytest.warns(duckdb_subinterp.UDFLoadFailedWarning, match=warning) as warned:
-        for _ in range(3):  # until a second worker tries to load it
-            pool.start_all()
-            assert con.sql("SELECT sum(f(i)) FROM range(400000) t(i)").fetchall() == expected
+        results = query_until_a_second_worker_tries_it()
+    assert results == [expected] * 3
     assert len(warned) == 1
     assert "WorkerFailure" not in str(warned[0].message)
 
