@@ -67,9 +67,11 @@ from typing import Any, NamedTuple, cast
 
 from duckdb_subinterp._codec import MAX_BATCH_BYTES, OffsetFormat, copy_buffers, write_bytes
 from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, WorkerDiedError
+from duckdb_subinterp._exit import let_queries_fail
 from duckdb_subinterp._pool import (
     CLOSE_GRACE,
     DEFAULT_TIMEOUT,
+    STOP_GRACE,
     Worker,
     WorkerFailure,
     WorkerPool,
@@ -761,11 +763,17 @@ def _close_live_pools_at_exit() -> None:
 def _close_live_pools() -> None:
     # A forked child inherits the set, but the workers are its parent's to stop.
     pools = [pool for pool in _live_pools if pool._owner_pid == os.getpid()]
+    if not pools:
+        return
     for pool in pools:
         pool._shut()
+    running = [worker for pool in pools for worker in list(pool._busy)]
     deadline = time.monotonic() + CLOSE_GRACE
     for pool in pools:
         pool._stop_busy(deadline)
+    if running:
+        # Their queries failed: let their threads leave DuckDB before Python's teardown (see _exit).
+        let_queries_fail(running, time.monotonic(), STOP_GRACE)
 
 
 # ---------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 from duckdb_subinterp._errors import BrokenPoolError, CompiledPathUnavailableWarning
+from duckdb_subinterp._exit import SETTLE, let_queries_fail
 from duckdb_subinterp._pool import (
     DEFAULT_TIMEOUT,
     STOP_GRACE,
@@ -84,7 +85,6 @@ except ImportError:  # not built: no C compiler at install time
     DirectCall = sigint_count = watch_sigint = None
 
 EXIT_STATUS = 70  # os._exit status when interpreters cannot be torn down at exit (EX_SOFTWARE)
-_SETTLE = 0.5  # at exit, how long the queries whose batches were stopped get to end
 _last_stop = -math.inf  # time.monotonic() of the last batch stopped
 
 
@@ -482,30 +482,32 @@ def _warn_direct_unavailable() -> None:
 @atexit.register
 def _close_live_workers() -> None:
     """Destroy every interpreter before Python's teardown reaches it; end the process where one cannot be."""
-    for pool in list(_live_pools):
-        if isinstance(pool, InterpreterPool):
-            pool._shut()  # no batch starts from now on; the idle workers close
+    pools = [pool for pool in list(_live_pools) if isinstance(pool, InterpreterPool)]
+    for pool in pools:
+        pool._shut()  # no batch starts from now on; the idle workers close
     workers = list(_live_workers)
     # Batches still running (a query on a daemon thread, a runaway UDF) are
     # stopped; their DuckDB threads close the workers when they return.
     exiting = WorkerFailure(BrokenPoolError, "the process is exiting")
-    stopping = False
+    stopped = []
     for worker in workers:
         batch = worker.running_batch()
         if batch is not None:
-            stopping = True
+            stopped.append(worker)
             threading.Thread(target=worker.stop, args=(batch[0], exiting), daemon=True).start()
-    if stopping:
+    if stopped:
+        # Until they are given back too: then each says which thread ran it.
         deadline = time.monotonic() + STOP_GRACE
-        while any(worker.running_batch() for worker in workers) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            any(worker.running_batch() for worker in workers) or any(pool._busy & set(stopped) for pool in pools)
+        ):
             time.sleep(0.01)
     # The threads whose queries just failed (stopped here, or by a pool's
     # close() at exit) get to finish them: one still in DuckDB when Python's
     # teardown begins is ended there by CPython, as a daemon thread is,
-    # which aborts the process.
-    settled = _last_stop + _SETTLE - time.monotonic()
-    if settled > 0:
-        time.sleep(settled)
+    # which aborts the process (see _exit).
+    if time.monotonic() < _last_stop + SETTLE:
+        let_queries_fail(stopped, _last_stop, STOP_GRACE)
     busy = [worker for worker in workers if worker.running_batch() is not None]
     _close_all([worker for worker in workers if worker not in busy])
     _reap_abandoned()
