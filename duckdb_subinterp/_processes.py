@@ -575,6 +575,7 @@ class ProcessWorker(Worker):
             self.process.kill()  # the thread in _receive sees it through the pidfd (or the pipe) at once
 
     def close(self) -> None:
+        deadline = time.monotonic() + CLOSE_TIMEOUT  # for the last words and the exit together
         try:
             if self.process.poll() is None:
                 if self.broken:  # interrupted or timed out in a batch: it may be busy for long, and is not reused
@@ -582,9 +583,9 @@ class ProcessWorker(Worker):
                 else:
                     with contextlib.suppress(OSError, EOFError):
                         self._conn.send(("exit",))
-                        self._last_output()
+                        self._last_output(deadline)
             try:
-                self.process.wait(CLOSE_TIMEOUT)
+                self.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(CLOSE_TIMEOUT)
@@ -592,9 +593,9 @@ class ProcessWorker(Worker):
             pass
         self._release_handles()
 
-    def _last_output(self) -> None:
+    def _last_output(self, deadline: float) -> None:
         """Write what the UDFs' own threads printed since the last batch, which the worker sends as it exits."""
-        if self._conn.poll(CLOSE_TIMEOUT):
+        if self._conn.poll(max(0.0, deadline - time.monotonic())):
             _, printed = self._conn.recv()
             if printed:
                 with contextlib.suppress(Exception):  # close must not raise
