@@ -21,7 +21,11 @@ cannot be told apart from any other thread in C code; for it, the hook
 also lets SETTLE seconds pass after the stop, which the error takes
 milliseconds to cross. DuckDB's own threads are not Python threads to wait
 for: after a failed batch they go back to DuckDB's pool and come back into
-Python only if DuckDB calls a UDF again.
+Python only if DuckDB calls a UDF again. What remains is what DuckDB's own
+UDF does at exit: a thread still in DuckDB when the teardown begins (one
+that takes longer than SETTLE to come back, or one that starts another
+query at once, which fails at once but is in DuckDB again) aborts the
+process. bench/exit_outcomes.py counts the outcomes.
 
 (``sys._current_frames()`` would name the threads inside a batch, but in
 CPython 3.13 it returns the frames of every interpreter's threads, and
