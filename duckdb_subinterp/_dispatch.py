@@ -79,9 +79,9 @@ from duckdb_subinterp._runtime import (
     COUNTERS_SLOT,
     MODE_BUFFERS,
     MODE_PICKLED,
+    OUTPUT_SLOT,
     PENDING_PICKLED,
     SIZES_SLOT,
-    STATUS_SLOTS,
 )
 
 # Variable-width results start with this much room per row; then the
@@ -477,7 +477,7 @@ class BatchDispatcher:
         status = worker.run(request)
         null_count, pending = status[0], status[1]
         if self.asynchronous:
-            self.stats.record_calls(*status[COUNTERS_SLOT:STATUS_SLOTS])
+            self.stats.record_calls(*status[COUNTERS_SLOT:OUTPUT_SLOT])
         if pending == PENDING_PICKLED:
             payload = bytearray(status[SIZES_SLOT])
             worker.copy_pending((memoryview(payload),))

@@ -94,6 +94,20 @@ class BackendFallbackWarning(UserWarning):
         self.module = module
 
 
+class UDFLoadFailedWarning(RuntimeWarning):
+    """A UDF loaded in some workers fails to load in another (a class UDF's ``__init__`` started failing).
+
+    It keeps running on the workers that have it; a query fails with the
+    load error once none has it. Warned once until a load succeeds again.
+    """
+
+    def __init__(self, message: str, udf_name: str, worker: str, error: str) -> None:
+        super().__init__(message)
+        self.udf_name = udf_name
+        self.worker = worker  # "interpreter 3", "worker process 1234"
+        self.error = error  # what the load raised, with the worker's traceback
+
+
 class ModuleChangedWarning(UserWarning):
     """A UDF's module file changed since it was imported: the UDF runs the code this interpreter has."""
 

@@ -17,6 +17,8 @@ from duckdb_subinterp._runtime import STATUS_SLOTS, Runtime
 class InlineWorker(Worker):
     """A ``Runtime`` called directly, under the main GIL."""
 
+    description = "the main interpreter"
+
     def __init__(self) -> None:
         super().__init__()
         self._status = [0] * STATUS_SLOTS

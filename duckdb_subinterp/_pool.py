@@ -38,11 +38,12 @@ from duckdb_subinterp._errors import (
     PoolTimeoutError,
     UDFError,
     UDFExecutionError,
+    UDFLoadFailedWarning,
     UDFRegistrationError,
     UDFResultError,
     udf_execution_error,
 )
-from duckdb_subinterp._runtime import DUCKDB_SENTENCES, FIELD_SEPARATOR
+from duckdb_subinterp._runtime import DUCKDB_SENTENCES, FIELD_SEPARATOR, write_output
 
 DEFAULT_TIMEOUT = 600.0
 # How long close() lets a running batch finish before it stops the worker
@@ -56,6 +57,17 @@ FORK_WAIT = 2.0  # before a fork, how long batches in workers that cannot be for
 # SET threads=2, a fan-out there only adds slices' overhead). Idle longer,
 # the worker is spare: the other thread's query or its scan has ended.
 RECLAIM_SECONDS = 2e-3
+# A UDF that loaded in some workers and then fails to load in others (a
+# class UDF whose __init__ starts failing: a model file removed, a resource
+# exhausted) runs on the workers that have it. Another worker is tried only
+# LOAD_RETRY_SECONDS after a failure, twice as long after each further one,
+# LOAD_RETRIES times at most, until a load succeeds: each try runs __init__
+# and retires the worker (on processes, a process start), and untried, the
+# 74 batches of a one-thread query with fan-out paid 37 of them. Where no
+# worker has the UDF any more, a batch tries once, and its query fails with
+# the UDF's error, as when it fails on every worker.
+LOAD_RETRY_SECONDS = 1.0
+LOAD_RETRIES = 5
 # The watchdog's tick while a batch runs, and while none does: a timeout or a
 # Ctrl-C is acted on within about one busy tick of being seen.
 _BUSY_TICK = 0.1
@@ -83,6 +95,7 @@ class WorkerFailure(Exception):
         super().__init__(text)
         self.error_type = error_type
         self.text = text
+        self.loading = False  # raised by Worker.load: the UDF could not be loaded there
 
     @classmethod
     def from_names(cls, type_name: str, message: str, display: str) -> WorkerFailure:
@@ -107,12 +120,50 @@ class WorkerFailure(Exception):
         return self.error_type(f"UDF {udf_name!r}: {self.text}")
 
 
+def write_worker_output(taken: Sequence[tuple[str, str]]) -> None:
+    """Write what code in a worker printed to the main interpreter's streams; failing, fail as the print would have."""
+    try:
+        write_output(taken)
+    except Exception as error:
+        message = f"{error} (writing what it printed to the main interpreter's sys.stdout or sys.stderr)"
+        raise WorkerFailure(UDFExecutionError, FIELD_SEPARATOR.join((type(error).__name__, message, ""))) from None
+
+
+class _LoadFailures:
+    """How one UDF failed to load in further workers of a pool since it last loaded."""
+
+    __slots__ = ("count", "retry_at", "warned")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.retry_at = 0.0
+        self.warned = False
+
+    def may_retry(self, now: float) -> bool:
+        """Tell whether another worker may be tried now; if so, the next is not tried before the backoff."""
+        if self.count > LOAD_RETRIES or now < self.retry_at:
+            return False
+        # Charged now, not at the outcome: a try that is interrupted must not block the later ones.
+        self.retry_at = now + self.backoff()
+        return True
+
+    def failed(self, now: float) -> None:
+        """Count a failed try: the next waits twice as long as the one before it."""
+        self.count += 1
+        self.retry_at = max(self.retry_at, now + self.backoff())
+
+    def backoff(self) -> float:
+        return LOAD_RETRY_SECONDS * (1 << max(self.count - 1, 0))
+
+
 class Worker(ABC):
     """One place where UDF batches run: an interpreter, a process."""
 
     # Whether abort() can stop a batch that is running (a process can be
     # killed; an interpreter cannot be stopped from outside).
     abortable = False
+    # How messages name it: "interpreter 3", "worker process 1234".
+    description = "a worker"
 
     def __init__(self) -> None:
         self.loaded: set[int] = set()
@@ -169,6 +220,10 @@ class Worker(ABC):
         """
         return False
 
+    def alive(self) -> bool:
+        """Tell, without asking it, whether the worker could run a batch (a process may have died meanwhile)."""
+        return not self.broken
+
     def begin_close(self) -> None:  # noqa: B027 - optional: most workers have nothing to ask
         """Start closing: ask what the UDFs left running to end, so ``close`` waits once for all workers."""
 
@@ -216,6 +271,9 @@ class WorkerPool(ABC):
         self._closed = False
         self._specs: dict[int, tuple[Any, ...]] = {}
         self._generation = 0  # bumped when a UDF is removed, so workers drop it
+        # UDFs that failed to load in a worker while others have them (see LOAD_RETRIES).
+        self._load_failures: dict[int, _LoadFailures] = {}
+        self._waiting_for_loaded = 0  # of _waiting: threads that take only a worker with their UDF loaded
         self._forking = False  # no worker is handed out or started while they are closed for a fork
         # Not closed and not forking: the one flag checkout's fast path reads.
         self._accepting = True
@@ -255,33 +313,108 @@ class WorkerPool(ABC):
         """Forget a UDF; workers drop it the next time they are checked out."""
         with self._lock:
             self._specs.pop(udf_id, None)
+            self._load_failures.pop(udf_id, None)
             self._generation += 1
 
     def checkout(self, udf_id: int, udf_name: str) -> Worker:
         """Take an idle worker (starting one if the pool is not full) with ``udf_id`` loaded."""
         with self._lock:
-            worker = self._idle.pop() if self._idle and self._accepting else None
+            # Any idle worker; once a UDF failed to load in one, _checkout_loaded chooses.
+            worker = self._idle.pop() if self._idle and self._accepting and not self._load_failures else None
             if worker is not None:
                 self._busy.add(worker)
         if worker is None:
+            if udf_id in self._load_failures:
+                return self._checkout_loaded(udf_id, udf_name, None)
             worker = self._checkout(udf_name)
-        return self._ready(worker, udf_id)
+        try:
+            return self._ready(worker, udf_id, udf_name)
+        except WorkerFailure as failure:
+            if not failure.loading:
+                raise
+            return self._checkout_loaded(udf_id, udf_name, failure)
+
+    def _checkout_loaded(self, udf_id: int, udf_name: str, failure: WorkerFailure | None) -> Worker:
+        """Check out a worker for a UDF that failed to load in one: one that has it, else one to try as allowed.
+
+        Waits for a busy worker that has it rather than try more than
+        LOAD_RETRIES allow. Where no worker has it any more, raises
+        ``failure`` (this checkout's own try failed), else tries once.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self._retire_lost(udf_id)
+            holder = None
+            with self._lock:
+                while self._accepting and (failures := self._load_failures.get(udf_id)) is not None:
+                    holder = next((worker for worker in reversed(self._idle) if udf_id in worker.loaded), None)
+                    if holder is not None:
+                        self._idle.remove(holder)
+                        self._busy.add(holder)
+                        break
+                    if not self._holds(udf_id):
+                        if failure is not None:
+                            raise failure
+                        break  # none has it: try, as a first load would
+                    now = time.monotonic()
+                    if failure is None and failures.may_retry(now):  # after its own failure, it waits
+                        break
+                    if now >= deadline:
+                        raise PoolTimeoutError(
+                            f"UDF {udf_name!r}: no worker that has it loaded became free within {self.timeout:g} s "
+                            "(it failed to load in others); pass a larger timeout= to the pool"
+                        )
+                    wake = deadline if failures.count > LOAD_RETRIES else min(deadline, failures.retry_at)
+                    self._waiting += 1
+                    self._waiting_for_loaded += 1
+                    try:
+                        self._condition.wait(wait_bound(max(wake - now, 0.0)))
+                    finally:
+                        self._waiting -= 1
+                        self._waiting_for_loaded -= 1
+            # Loaded since, closed or forking: _checkout takes any worker, or says why not.
+            worker = holder if holder is not None else self._checkout(udf_name)
+            try:
+                return self._ready(worker, udf_id, udf_name)
+            except WorkerFailure as error:
+                if holder is not None or not error.loading:
+                    raise
+                failure = error
+
+    def _retire_lost(self, udf_id: int) -> None:
+        """Close idle workers with ``udf_id`` loaded that died meanwhile, so a checkout does not count on them."""
+        with self._lock:
+            lost = [worker for worker in self._idle if udf_id in worker.loaded and not worker.alive()]
+            for worker in lost:
+                self._idle.remove(worker)
+                self._busy.add(worker)
+        for worker in lost:
+            self.checkin(worker, broken=True)
+
+    def _holds(self, udf_id: int) -> bool:
+        """Tell whether a worker that runs batches again has ``udf_id`` loaded; called with the lock held."""
+        return any(udf_id in worker.loaded and not worker.broken for worker in (*self._idle, *self._busy))
 
     def take_idle(self, udf_id: int, udf_name: str, count: int) -> list[Worker]:
         """Take up to ``count`` idle workers with ``udf_id`` loaded, without waiting (a batch's fan-out).
 
         Where the pool is not full, one more worker starts in the background
-        meanwhile, for the batches that follow.
+        meanwhile, for the batches that follow. Where the UDF failed to load
+        in a worker, only workers that have it are taken, and one more to
+        try as LOAD_RETRIES allow.
         """
         caller, now = threading.get_ident(), time.monotonic()
         with self._lock:
             if not self._accepting or count <= 0:  # [-0:] below would take every spare worker
                 return []
-            taken = [
+            spare = [
                 worker
                 for worker in self._idle
                 if worker.returned_by == caller or now - worker.returned_at >= RECLAIM_SECONDS
-            ][-count:]
+            ]
+            if udf_id in self._load_failures:
+                spare = self._loaded_or_tried(udf_id, spare, count, now)
+            taken = spare[-count:]
             for worker in taken:
                 self._idle.remove(worker)
             self._busy.update(taken)
@@ -293,11 +426,15 @@ class WorkerPool(ABC):
             self._grower = threading.Thread(target=self._grow, name="duckdb_subinterp start", daemon=True)
             self._grower.start()
         ready = []
+        failed = False
         for index, worker in enumerate(taken):
             try:
-                ready.append(self._ready(worker, udf_id))
+                if failed and udf_id not in worker.loaded:
+                    self.checkin(worker, lent=True)  # one failed load per fan-out at most (see LOAD_RETRIES)
+                    continue
+                ready.append(self._ready(worker, udf_id, udf_name))
             except WorkerFailure:
-                continue  # that worker could not load the UDF; the batch runs on the others
+                failed = True  # that worker could not load the UDF; the batch runs on the others
             except BaseException:
                 for unused in taken[index + 1 :]:
                     self.checkin(unused)
@@ -305,6 +442,16 @@ class WorkerPool(ABC):
                     self.checkin(worker)
                 raise
         return ready
+
+    def _loaded_or_tried(self, udf_id: int, spare: list[Worker], count: int, now: float) -> list[Worker]:
+        """Of ``spare``, the workers that have ``udf_id`` loaded, after one to try it in where too few and allowed."""
+        loaded = [worker for worker in spare if udf_id in worker.loaded]
+        if len(loaded) >= count:
+            return loaded
+        untried = next((worker for worker in reversed(spare) if udf_id not in worker.loaded), None)
+        if untried is None or not self._load_failures[udf_id].may_retry(now):
+            return loaded
+        return [untried, *loaded]
 
     def _grow(self) -> None:
         """Start one worker (reserved by take_idle) and make it idle."""
@@ -321,20 +468,49 @@ class WorkerPool(ABC):
             self._growing = False
         self.checkin(worker)
 
-    def _ready(self, worker: Worker, udf_id: int) -> Worker:
+    def _ready(self, worker: Worker, udf_id: int, udf_name: str) -> Worker:
         """Return ``worker`` with ``udf_id`` loaded (and removed UDFs dropped); give it back on failure."""
         try:
             if worker.synced_generation != self._generation or udf_id not in worker.loaded:
                 self._sync_loaded(worker, udf_id)
-        except WorkerFailure:
+        except WorkerFailure as failure:
             # The UDF's import failed part-way: modules it imported or changed
             # before failing stay in this worker and a later load would see them.
             self.checkin(worker, broken=True)
+            if failure.loading:
+                self._load_failed(udf_id, udf_name, worker, failure)
             raise
         except BaseException:
             self.checkin(worker)
             raise
         return worker
+
+    def _load_failed(self, udf_id: int, udf_name: str, worker: Worker, failure: WorkerFailure) -> None:
+        """Count a failed load of ``udf_id``; warn the first time since it last loaded, if other workers have it."""
+        with self._lock:
+            if udf_id not in self._specs:  # removed meanwhile
+                return
+            failures = self._load_failures.setdefault(udf_id, _LoadFailures())
+            failures.failed(time.monotonic())
+            holders = sum(1 for held in (*self._idle, *self._busy) if udf_id in held.loaded and not held.broken)
+            # Where none has it, the query fails with the error itself: nothing is silent.
+            warn = holders > 0 and not failures.warned
+            failures.warned |= warn
+            backoff = failures.backoff()
+        if warn:
+            headline = failure.text.strip().partition("\n")[0]
+            warnings.warn(
+                UDFLoadFailedWarning(
+                    f"UDF {udf_name!r} could not be loaded in {worker.description} ({headline}); it runs on the "
+                    f"{holders} worker(s) of its pool that have it. Another worker is tried in {backoff:g} s, then "
+                    f"twice as long after each failure, {LOAD_RETRIES} times at most until one loads it; a query "
+                    "fails with this error once no worker has it",
+                    udf_name,
+                    worker.description,
+                    failure.text,
+                ),
+                stacklevel=2,
+            )
 
     def checkin(self, worker: Worker, *, broken: bool = False, lent: bool = False) -> None:
         """Give a worker back; a broken one is closed and replaced on demand.
@@ -349,7 +525,10 @@ class WorkerPool(ABC):
             if not broken and not worker.broken and not self._closed:
                 self._idle.append(worker)
                 if self._waiting:  # Condition.notify costs ~0.6 us a batch even with nobody waiting
-                    self._condition.notify()
+                    if self._waiting_for_loaded:  # one of those may pass this worker by: wake every waiter
+                        self._condition.notify_all()
+                    else:
+                        self._condition.notify()
                 return
             if not worker.given_up:  # the watchdog's give-up already stopped counting it
                 self._started -= 1
@@ -424,8 +603,15 @@ class WorkerPool(ABC):
         if udf_id not in specs:
             raise BrokenPoolError(f"UDF {udf_id} was removed from this pool")
         if udf_id not in worker.loaded:
-            worker.load(udf_id, specs[udf_id])
+            try:
+                worker.load(udf_id, specs[udf_id])
+            except WorkerFailure as failure:
+                failure.loading = True
+                raise
             worker.loaded.add(udf_id)
+            if udf_id in self._load_failures:  # it loads again: start counting afresh (see LOAD_RETRIES)
+                with self._lock:
+                    self._load_failures.pop(udf_id, None)
         worker.synced_generation = generation
 
     def _checkout(self, udf_name: str) -> Worker:
@@ -579,6 +765,7 @@ class WorkerPool(ABC):
         self._idle.clear()
         self._started = 0
         self._waiting = 0
+        self._waiting_for_loaded = 0
         self._growing = False
         self._grower = None
         self._forking = False

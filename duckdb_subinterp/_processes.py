@@ -67,18 +67,31 @@ from typing import Any, NamedTuple, cast
 
 from duckdb_subinterp._codec import MAX_BATCH_BYTES, OffsetFormat, copy_buffers, write_bytes
 from duckdb_subinterp._errors import BrokenPoolError, PoolTimeoutError, WorkerDiedError
-from duckdb_subinterp._pool import CLOSE_GRACE, DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
+from duckdb_subinterp._exit import let_queries_fail
+from duckdb_subinterp._pool import (
+    CLOSE_GRACE,
+    DEFAULT_TIMEOUT,
+    STOP_GRACE,
+    Worker,
+    WorkerFailure,
+    WorkerPool,
+    write_worker_output,
+)
 from duckdb_subinterp._runtime import (
     NULL_RESULT_ERROR,
+    OUTPUT_SLOT,
     PENDING_PICKLED,
     SIZES_SLOT,
     STATUS_SLOTS,
     UDF_ERRORS,
+    CapturedOutput,
     LoadedUdf,
     PickledResult,
     Runtime,
     UdfResultInvalid,
     _raised,
+    main_streams,
+    write_output,
 )
 
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
@@ -103,6 +116,7 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _BOOTSTRAP = """
 import json, sys, types
 _package_dir, _path, _fd, _parent = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+_streams = [tuple(stream) for stream in json.loads(sys.argv[5])]
 _package = types.ModuleType("duckdb_subinterp")
 _package.__path__ = [_package_dir]
 sys.modules["duckdb_subinterp"] = _package
@@ -111,7 +125,7 @@ sys.path[:] = _path
 from duckdb_subinterp._export import export as _export
 _package.export = _export
 from duckdb_subinterp._processes import serve
-serve(_fd, _parent)
+serve(_fd, _parent, _streams)
 """
 
 # Why a worker that died most likely did, by the signal that ended it.
@@ -474,6 +488,7 @@ class ProcessWorker(Worker):
                     json.dumps(sys.path),
                     str(child.fileno()),
                     str(os.getpid()),
+                    json.dumps(main_streams()),
                 ],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -486,6 +501,7 @@ class ProcessWorker(Worker):
         finally:
             child.close()
         self.pid = self.process.pid
+        self.description = f"worker process {self.pid}"
         # A pidfd becomes readable the moment the process exits, even if
         # something it started still holds the pipe open.
         self._sentinel = os.pidfd_open(self.pid) if hasattr(os, "pidfd_open") else None
@@ -550,27 +566,40 @@ class ProcessWorker(Worker):
         self._request(("copy", self._output_spans, *_sizes(fresh_outputs)), handing=(fresh_outputs,))
         self._copy_results(outputs, self._result_sizes)
 
+    def alive(self) -> bool:
+        return not self.broken and self.process.poll() is None
+
     def abort(self, reason: str) -> None:
         self._abort_reason = reason
         with contextlib.suppress(OSError):
             self.process.kill()  # the thread in _receive sees it through the pidfd (or the pipe) at once
 
     def close(self) -> None:
+        deadline = time.monotonic() + CLOSE_TIMEOUT  # for the last words and the exit together
         try:
             if self.process.poll() is None:
                 if self.broken:  # interrupted or timed out in a batch: it may be busy for long, and is not reused
                     self.process.kill()
                 else:
-                    with contextlib.suppress(OSError):
+                    with contextlib.suppress(OSError, EOFError):
                         self._conn.send(("exit",))
+                        self._last_output(deadline)
             try:
-                self.process.wait(CLOSE_TIMEOUT)
+                self.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(CLOSE_TIMEOUT)
         except Exception:  # close must not raise
             pass
         self._release_handles()
+
+    def _last_output(self, deadline: float) -> None:
+        """Write what the UDFs' own threads printed since the last batch, which the worker sends as it exits."""
+        if self._conn.poll(max(0.0, deadline - time.monotonic())):
+            _, printed = self._conn.recv()
+            if printed:
+                with contextlib.suppress(Exception):  # close must not raise
+                    write_output(printed)
 
     def forget(self) -> None:
         # In a forked child: the process and its pipe are the parent's, in
@@ -622,13 +651,19 @@ class ProcessWorker(Worker):
             for region in regions:
                 region.handed_over()
         try:
-            kind, payload, inputs_kept = self._receive(command, self.timeout if timeout is None else timeout)
+            kind, payload, inputs_kept, printed = self._receive(command, self.timeout if timeout is None else timeout)
         except BaseException:
             # Interrupted (KeyboardInterrupt...) between request and reply:
             # a late reply would answer the next request, so the worker
             # is not used again.
             self.broken = True
             raise
+        if printed is not None:  # what the UDF printed, in the main interpreter's streams (see CapturedOutput)
+            if kind == "ok":
+                write_worker_output(printed)
+            else:
+                with contextlib.suppress(Exception):  # the request's own error is the one to raise
+                    write_output(printed)
         if inputs_kept:
             # The UDF kept views of this batch's arguments: the next batch goes
             # to a fresh region, and the worker's mapping of this one lives on.
@@ -729,11 +764,17 @@ def _close_live_pools_at_exit() -> None:
 def _close_live_pools() -> None:
     # A forked child inherits the set, but the workers are its parent's to stop.
     pools = [pool for pool in _live_pools if pool._owner_pid == os.getpid()]
+    if not pools:
+        return
     for pool in pools:
         pool._shut()
+    running = [worker for pool in pools for worker in list(pool._busy)]
     deadline = time.monotonic() + CLOSE_GRACE
     for pool in pools:
         pool._stop_busy(deadline)
+    if running:
+        # Their queries failed: let their threads leave DuckDB before Python's teardown (see _exit).
+        let_queries_fail(running, time.monotonic(), STOP_GRACE)
 
 
 # ---------------------------------------------------------------------------
@@ -1056,17 +1097,34 @@ def _error_reply(error: BaseException, command: str) -> tuple[str, Any]:
     return ("error", (type(error).__name__, str(error), display))
 
 
-def serve(fd: int, parent_pid: int) -> None:
-    """Answer requests from the parent on ``fd`` until it says exit or goes away."""
+def serve(fd: int, parent_pid: int, streams: Sequence[tuple[str, str, bool]]) -> None:
+    """Answer requests from the parent on ``fd`` until it says exit or goes away.
+
+    ``streams``: (encoding, errors, isatty) of the parent's stdout and stderr.
+    """
     import faulthandler
 
-    faulthandler.enable()  # a crash prints the worker's stack to stderr
+    faulthandler.enable()  # a crash prints the worker's stack to stderr (its file descriptor, taken now)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.set_inheritable(fd, False)
     _die_with_parent(fd, parent_pid)
     conn = connection.Connection(fd)
     status = array("q", bytes(8 * STATUS_SLOTS))
     runtime = ProcessRuntime(memoryview(status))
+    # What the UDFs print goes back with each reply and the last words at exit, to the parent's
+    # streams, as on subinterpreters; what is left when the parent cannot take it (gone, or the worker
+    # ends on a fatal error) goes to the worker's own (the parent's file descriptors).
+    output = CapturedOutput(runtime.status, streams)
+    output.install()
+    try:
+        _serve(conn, fd, status, runtime, output)
+    finally:
+        output.spill()
+
+
+def _serve(
+    conn: connection.Connection[Any, Any], fd: int, status: array[int], runtime: ProcessRuntime, output: CapturedOutput
+) -> None:
     inputs: _MappedRegion | None = None
     outputs: _MappedRegion | None = None
 
@@ -1128,19 +1186,24 @@ def serve(fd: int, parent_pid: int) -> None:
             return  # the parent went away
         command = message[0]
         if command == "exit":
+            with contextlib.suppress(OSError):
+                conn.send(("bye", output.take() if status[OUTPUT_SLOT] else None))
             return
         try:
             reply = ("ok", handle(message))
         except BaseException as error:
             if isinstance(error, _RegionUnavailable):
                 # The parent believes this worker holds a region it does not: it cannot go on.
-                conn.send(("fatal", f"could not take a shared-memory region from the parent: {error}", False))
+                conn.send(("fatal", f"could not take a shared-memory region from the parent: {error}", False, None))
+                output.spill()
                 os._exit(71)
             if isinstance(error, MemoryError) or isinstance(error.__context__, MemoryError):
                 # The process may be in no state to go on: report, then exit.
-                conn.send(("fatal", f"ran out of memory (MemoryError) while running a batch:\n{error}", False))
+                conn.send(("fatal", f"ran out of memory (MemoryError) while running a batch:\n{error}", False, None))
+                output.spill()
                 os._exit(70)
             reply = _error_reply(error, command)
         # Asked only now: the except block above dropped the exception, and
         # with it the frames (and argument views) its traceback held.
-        conn.send((*reply, command in ("run", "copy") and inputs is not None and inputs.in_use()))
+        kept = command in ("run", "copy") and inputs is not None and inputs.in_use()
+        conn.send((*reply, kept, output.take() if status[OUTPUT_SLOT] else None))

@@ -21,6 +21,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import io
 import itertools
 import pickle
 import sys
@@ -57,11 +58,16 @@ except ImportError:  # not built: no C compiler at install time
 # first in each); then length and null count of every child node of a nested
 # result. 256 slots describe a STRUCT of ~60 VARCHAR fields; registration
 # refuses types that need more (LAYOUT_SLOTS). After them, an async UDF's
-# counters of the batch: calls, retries, timeouts, peak concurrency.
+# counters of the batch: calls, retries, timeouts, peak concurrency. Then
+# OUTPUT_SLOT: nonzero once code in the worker wrote to sys.stdout or
+# sys.stderr (see CapturedOutput), and OUTPUT_SIZE_SLOT: the size of what
+# CapturedOutput.pack() kept for the main side to copy.
 SIZES_SLOT = 2
 LAYOUT_SLOTS = 256
 COUNTERS_SLOT = LAYOUT_SLOTS
-STATUS_SLOTS = COUNTERS_SLOT + 4
+OUTPUT_SLOT = COUNTERS_SLOT + 4
+OUTPUT_SIZE_SLOT = OUTPUT_SLOT + 1
+STATUS_SLOTS = OUTPUT_SIZE_SLOT + 1
 
 # status[1]: what the caller does before reading the result.
 PENDING_NONE = 0  # written into the outputs
@@ -423,6 +429,195 @@ class Runtime:
         if pending is None:
             raise RuntimeError("no pending result to copy")
         pending.write_into(outputs)
+
+
+# The worker's standard streams, as DuckDB's own UDFs have them: what a UDF
+# writes to sys.stdout or sys.stderr goes to the main interpreter's current
+# sys.stdout or sys.stderr (a file it was redirected to, pytest's capture,
+# contextlib.redirect_stdout), in the order of the main program's own
+# output, instead of the worker's own buffered stream on the same file
+# descriptor, flushed whenever it fills or the worker ends. The worker only
+# collects the text and raises a status flag; the main side reads the flag
+# after each batch (an index into the status it reads anyway, no call) and
+# takes the text only when it is set.
+_STREAM_NAMES = ("stdout", "stderr", "__stdout__", "__stderr__")
+
+STDIN_REFUSAL = (
+    "sys.stdin cannot be read in a duckdb_subinterp worker: the worker (an isolated interpreter or a process) "
+    "does not share the main program's buffered stdin, and reading file descriptor 0 here would take input "
+    "the main program expects; read stdin in the main program and pass the data to the UDF as arguments"
+)
+
+
+class CapturedOutput:
+    """What code in this worker wrote to its standard streams, kept in order for the main side."""
+
+    def __init__(self, status: Any, streams: Sequence[tuple[str, str, bool]]) -> None:
+        """``streams``: (encoding, errors, isatty) of the main interpreter's stdout and stderr."""
+        import collections
+
+        self.status = status
+        # deque: appends from the UDFs' own threads and the main side's take need no lock.
+        self.chunks: collections.deque[tuple[int, str]] = collections.deque()
+        self.pending = b""  # pack()'s result, until the main side copies it
+        self.originals = [getattr(sys, name) for name in _STREAM_NAMES]
+        self.streams = [
+            _CapturedStream(self, index, *streams[index % 2], name=f"<{name} of a duckdb_subinterp worker>")
+            for index, name in enumerate(_STREAM_NAMES)
+        ]
+
+    def install(self) -> None:
+        """Make this worker's standard streams these, and its stdin one that refuses to be read."""
+        for name, stream in zip(_STREAM_NAMES, self.streams, strict=True):
+            setattr(sys, name, stream)
+        refused = _RefusedStdin()
+        for name in ("stdin", "__stdin__"):
+            setattr(sys, name, refused)
+
+    def write(self, index: int, text: str) -> None:
+        if text:
+            self.chunks.append((index, text))
+            self.status[OUTPUT_SLOT] = 1
+
+    def take(self) -> list[tuple[str, str]]:
+        """Return what was written since the last take, as (stream name, text), runs to one stream joined."""
+        self.status[OUTPUT_SLOT] = 0  # before draining: a write that lands meanwhile raises it again
+        taken: list[tuple[str, str]] = []
+        chunks = self.chunks
+        while chunks:
+            index, text = chunks.popleft()
+            name = _STREAM_NAMES[index]
+            if taken and taken[-1][0] == name:
+                taken[-1] = (name, taken[-1][1] + text)
+            else:
+                taken.append((name, text))
+        return taken
+
+    def pack(self) -> None:
+        """Keep what was written, pickled, for ``copy_into``; its size goes to the status."""
+        self.pending = pickle.dumps(self.take(), protocol=5)
+        self.status[OUTPUT_SIZE_SLOT] = len(self.pending)
+
+    def copy_into(self, target: memoryview) -> None:
+        pending, self.pending = self.pending, b""
+        write_bytes(target, memoryview(pending))
+
+    def spill(self) -> None:
+        """Write what is left to the worker's own streams (at its exit, when no main side will take it)."""
+        for name, text in self.take():
+            stream = self.originals[_STREAM_NAMES.index(name)]
+            if stream is not None:
+                stream.write(text)
+                stream.flush()
+
+
+def main_streams() -> tuple[tuple[str, str, bool], ...]:
+    """Return (encoding, errors, isatty) of this interpreter's stdout and stderr, for a worker's CapturedOutput."""
+    described = []
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            described.append((stream.encoding or "utf-8", stream.errors or "strict", bool(stream.isatty())))
+        except Exception:  # None, closed, or a replacement without these: what a plain file would say
+            described.append(("utf-8", "strict", False))
+    return tuple(described)
+
+
+def write_output(taken: Sequence[tuple[str, str]]) -> None:
+    """Write what a worker's code printed to the main interpreter's streams of the same names, as they are now."""
+    for name, text in taken:
+        stream = getattr(sys, name, None)
+        if stream is not None:  # print() itself writes nothing where sys.stdout is None
+            stream.write(text)
+
+
+class _CapturedStream(io.TextIOBase):
+    """sys.stdout or sys.stderr in a worker: collects the text for the main interpreter's stream."""
+
+    def __init__(self, output: CapturedOutput, index: int, encoding: str, errors: str, isatty: bool, name: str):
+        self._output = output
+        self._index = index
+        self._encoding = encoding
+        self._errors = errors
+        self._isatty = isatty
+        self.name = name
+        self.buffer = _CapturedBytes(self)
+
+    # io.TextIOBase's are read-only attributes: properties are the way to give them per stream.
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._encoding
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return self._errors
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._isatty  # the main interpreter's stream's: colour and progress output decide on it
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._output.write(self._index, text)
+        return len(text)
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation(
+            f"{self.name} has no file descriptor: what is written to it goes to the main interpreter's stream"
+        )
+
+
+class _CapturedBytes(io.RawIOBase):
+    """``sys.stdout.buffer`` in a worker: bytes written are decoded and go the way of the text."""
+
+    def __init__(self, stream: _CapturedStream) -> None:
+        self._stream = stream
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        raw = memoryview(data).cast("B")
+        self._stream.write(str(raw, self._stream.encoding, "replace"))
+        return raw.nbytes
+
+
+class _RefusedStdin(io.TextIOBase):
+    """sys.stdin in a worker: reading it fails, saying why (see STDIN_REFUSAL)."""
+
+    name = "<stdin of a duckdb_subinterp worker>"
+    encoding = "utf-8"
+
+    def __init__(self) -> None:
+        self.buffer = _RefusedBinaryStdin()
+
+    def readable(self) -> bool:
+        return True  # so that reading reaches read(), which says why it cannot
+
+    def read(self, size: int | None = -1, /) -> str:
+        raise io.UnsupportedOperation(STDIN_REFUSAL)
+
+    # As typeshed's own TextIOWrapper: its bases declare readline as text and as bytes.
+    def readline(self, size: int = -1, /) -> str:  # type: ignore[override]
+        raise io.UnsupportedOperation(STDIN_REFUSAL)
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation(STDIN_REFUSAL)
+
+
+class _RefusedBinaryStdin(io.RawIOBase):
+    """``sys.stdin.buffer`` in a worker: reading it fails, saying why."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any, /) -> int:
+        raise io.UnsupportedOperation(STDIN_REFUSAL)
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation(STDIN_REFUSAL)
 
 
 def _int64_array(values: list[int]) -> memoryview:

@@ -47,6 +47,7 @@ import contextlib
 import functools
 import math
 import os
+import pickle
 import sys
 import threading
 import time
@@ -58,6 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 from duckdb_subinterp._errors import BrokenPoolError, CompiledPathUnavailableWarning
+from duckdb_subinterp._exit import SETTLE, let_queries_fail
 from duckdb_subinterp._pool import (
     DEFAULT_TIMEOUT,
     STOP_GRACE,
@@ -67,8 +69,9 @@ from duckdb_subinterp._pool import (
     WorkerPool,
     _close_all,
     _live_pools,
+    write_worker_output,
 )
-from duckdb_subinterp._runtime import STATUS_SLOTS
+from duckdb_subinterp._runtime import OUTPUT_SIZE_SLOT, OUTPUT_SLOT, STATUS_SLOTS, main_streams
 
 if TYPE_CHECKING:
     from duckdb_subinterp import _direct
@@ -82,7 +85,6 @@ except ImportError:  # not built: no C compiler at install time
     DirectCall = sigint_count = watch_sigint = None
 
 EXIT_STATUS = 70  # os._exit status when interpreters cannot be torn down at exit (EX_SOFTWARE)
-_SETTLE = 0.5  # at exit, how long the queries whose batches were stopped get to end
 _last_stop = -math.inf  # time.monotonic() of the last batch stopped
 
 
@@ -168,9 +170,17 @@ def _abandon(request):
 # DirectCall calls _run_batch and _copy_pending; an exception comes back as
 # (type name, message, traceback text), like the snapshot exec returns.
 _START_RUNTIME = """
+from duckdb_subinterp._runtime import CapturedOutput as _CapturedOutput
 _rt = _Runtime(_status.cast("q"), compiled=_compiled_codec)
 _run_batch, _copy_pending = _rt.run, _rt.copy_pending
-del _status, _compiled_codec
+# What the UDFs print goes to the main interpreter's streams (see CapturedOutput).
+_output = _CapturedOutput(_rt.status, _streams)
+_output.install()
+def _pack_output(request):
+    _output.pack()
+def _copy_output(request):
+    _output.copy_into(request[0])
+del _status, _compiled_codec, _streams, _CapturedOutput
 """
 _RUN = compile("try:\n    _rt.run(_request)\nfinally:\n    del _request\n", "<duckdb_subinterp run>", "exec")
 _COPY = compile("try:\n    _rt.copy_pending(_outputs)\nfinally:\n    del _outputs\n", "<duckdb_subinterp copy>", "exec")
@@ -178,6 +188,10 @@ _LOAD = compile(
     "try:\n    _rt.load(_udf_id, _spec)\nfinally:\n    del _udf_id, _spec\n", "<duckdb_subinterp load>", "exec"
 )
 _UNLOAD = compile("_rt.unload(_udf_id)\ndel _udf_id\n", "<duckdb_subinterp unload>", "exec")
+_PACK_OUTPUT = compile("del _request\n_output.pack()\n", "<duckdb_subinterp pack output>", "exec")
+_COPY_OUTPUT = compile(
+    "try:\n    _output.copy_into(_request[0])\nfinally:\n    del _request\n", "<duckdb_subinterp copy output>", "exec"
+)
 
 _ISOLATED: tuple[Literal["isolated"]] = ("isolated",)  # create()'s config, for map() (see InterpreterWorker)
 _THREADS_LEFT = compile("if _foreign_threads(None):\n    raise RuntimeError", "<duckdb_subinterp threads>", "exec")
@@ -200,12 +214,18 @@ class InterpreterWorker(Worker):
             # code, before any bytecode can run.
             created.extend(map(_interpreters.create, _ISOLATED))
             self.interpreter_id = created[0]
+            self.description = f"interpreter {self.interpreter_id}"
             self._status = array("q", bytes(8 * STATUS_SLOTS))
             self._exec(_BOOTSTRAP, {"_package_dir": PACKAGE_DIR, "_sys_path": tuple(sys.path)})
             # A view of the worker's status array, for the interpreter's whole
             # life; shareable now that the bootstrap imported _interpreters.
             self._exec(
-                _START_RUNTIME, {"_status": memoryview(self._status).cast("B"), "_compiled_codec": compiled_codec}
+                _START_RUNTIME,
+                {
+                    "_status": memoryview(self._status).cast("B"),
+                    "_compiled_codec": compiled_codec,
+                    "_streams": main_streams(),
+                },
             )
             self._direct = _direct_call(self.interpreter_id) if direct else None
         except BaseException:
@@ -227,7 +247,14 @@ class InterpreterWorker(Worker):
             raise WorkerFailure.from_names(snapshot.type.__name__, snapshot.msg, snapshot.errdisplay)
 
     def load(self, udf_id: int, spec: tuple[Any, ...]) -> None:
-        self._exec(_LOAD, {"_udf_id": udf_id, "_spec": spec})
+        try:
+            self._exec(_LOAD, {"_udf_id": udf_id, "_spec": spec})
+        except BaseException:
+            if self._status[OUTPUT_SLOT]:
+                self._hand_over_output(quiet=True)
+            raise
+        if self._status[OUTPUT_SLOT]:  # a class UDF's __init__ printed
+            self._hand_over_output()
 
     def unload(self, udf_id: int) -> None:
         self._exec(_UNLOAD, {"_udf_id": udf_id})
@@ -253,8 +280,31 @@ class InterpreterWorker(Worker):
         return WorkerFailure.from_names(*failure)
 
     def run(self, request: tuple[Any, ...]) -> Sequence[int]:
-        self._enter("_run_batch", _RUN, "_request", request)
+        try:
+            self._enter("_run_batch", _RUN, "_request", request)
+        except BaseException:
+            if self._status[OUTPUT_SLOT]:
+                self._hand_over_output(quiet=True)
+            raise
+        # An index into the status, no call: a batch that printed nothing costs nothing more.
+        if self._status[OUTPUT_SLOT]:
+            self._hand_over_output()
         return self._status
+
+    def _hand_over_output(self, *, quiet: bool = False) -> None:
+        """Write what code in this interpreter printed to the main interpreter's streams, now.
+
+        ``quiet``: a failure to write is not raised (where the batch's own
+        error is, or at close, which must not raise).
+        """
+        try:
+            self._enter("_pack_output", _PACK_OUTPUT, "_request", ())
+            packed = bytearray(self._status[OUTPUT_SIZE_SLOT])
+            self._enter("_copy_output", _COPY_OUTPUT, "_request", (memoryview(packed),))
+            write_worker_output(pickle.loads(packed))
+        except Exception:
+            if not quiet:
+                raise
 
     def copy_pending(self, outputs: Sequence[memoryview]) -> None:
         self._enter("_copy_pending", _COPY, "_outputs", tuple(outputs))
@@ -305,7 +355,12 @@ class InterpreterWorker(Worker):
             self._closed = True
         _live_workers.discard(self)
         if self._direct is not None:
-            if not self._threads_ended(self._direct):
+            ended = self._threads_ended(self._direct)
+            if self._status[OUTPUT_SLOT]:
+                # What the UDFs' own threads printed since the last batch. Bounded: such a
+                # thread may hold this interpreter's GIL, which a call here waits for.
+                _bounded(functools.partial(self._hand_over_output, quiet=True))
+            if not ended:
                 self._abandon(self._direct)
                 return
             try:
@@ -314,6 +369,8 @@ class InterpreterWorker(Worker):
                 self._direct.detach()
             except RuntimeError:  # a batch is still running in it: leave it
                 return
+        elif self._status[OUTPUT_SLOT]:
+            self._hand_over_output(quiet=True)
         _destroy(self.interpreter_id)
 
     def forget(self) -> None:
@@ -425,30 +482,32 @@ def _warn_direct_unavailable() -> None:
 @atexit.register
 def _close_live_workers() -> None:
     """Destroy every interpreter before Python's teardown reaches it; end the process where one cannot be."""
-    for pool in list(_live_pools):
-        if isinstance(pool, InterpreterPool):
-            pool._shut()  # no batch starts from now on; the idle workers close
+    pools = [pool for pool in list(_live_pools) if isinstance(pool, InterpreterPool)]
+    for pool in pools:
+        pool._shut()  # no batch starts from now on; the idle workers close
     workers = list(_live_workers)
     # Batches still running (a query on a daemon thread, a runaway UDF) are
     # stopped; their DuckDB threads close the workers when they return.
     exiting = WorkerFailure(BrokenPoolError, "the process is exiting")
-    stopping = False
+    stopped = []
     for worker in workers:
         batch = worker.running_batch()
         if batch is not None:
-            stopping = True
+            stopped.append(worker)
             threading.Thread(target=worker.stop, args=(batch[0], exiting), daemon=True).start()
-    if stopping:
+    if stopped:
+        # Until they are given back too: then each says which thread ran it.
         deadline = time.monotonic() + STOP_GRACE
-        while any(worker.running_batch() for worker in workers) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            any(worker.running_batch() for worker in workers) or any(pool._busy & set(stopped) for pool in pools)
+        ):
             time.sleep(0.01)
     # The threads whose queries just failed (stopped here, or by a pool's
     # close() at exit) get to finish them: one still in DuckDB when Python's
     # teardown begins is ended there by CPython, as a daemon thread is,
-    # which aborts the process.
-    settled = _last_stop + _SETTLE - time.monotonic()
-    if settled > 0:
-        time.sleep(settled)
+    # which aborts the process (see _exit).
+    if time.monotonic() < _last_stop + SETTLE:
+        let_queries_fail(stopped, _last_stop, STOP_GRACE)
     busy = [worker for worker in workers if worker.running_batch() is not None]
     _close_all([worker for worker in workers if worker not in busy])
     _reap_abandoned()

@@ -151,3 +151,90 @@ class RefreshedOften:
 
     def __call__(self, x: int) -> int:
         return x + self.value
+
+
+# Where LoadsOnce counts its __init__ calls, one file each, across workers
+# (interpreters and processes alike).
+INIT_LOG_VARIABLE = "DUCKDB_SUBINTERP_TEST_INIT_LOG"
+
+
+def _count_init() -> int:
+    """Record one __init__ call in the INIT_LOG_VARIABLE folder; return its number, from 1."""
+    folder = os.environ[INIT_LOG_VARIABLE]
+    attempt = 1
+    while True:
+        try:
+            os.close(os.open(os.path.join(folder, f"init-{attempt}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            attempt += 1
+            continue
+        return attempt
+
+
+def init_calls(folder: str) -> int:
+    """Return how many times LoadsOnce.__init__ ran, in any worker, with INIT_LOG_VARIABLE set to ``folder``."""
+    return sum(1 for name in os.listdir(folder) if name.startswith("init-"))
+
+
+# While this file exists in the INIT_LOG_VARIABLE folder, LoadsOnce loads again (its model is back).
+LOADS_AGAIN = "loads-again"
+
+
+class LoadsOnce:
+    """A class UDF whose __init__ works once: in any later worker it fails, as when its model file is gone."""
+
+    def __init__(self) -> None:
+        attempt = _count_init()
+        if attempt > 1 and not os.path.exists(os.path.join(os.environ[INIT_LOG_VARIABLE], LOADS_AGAIN)):
+            raise FileNotFoundError(f"model.bin is gone (__init__ call {attempt})")
+        self.factor = 3
+
+    def __call__(self, x: int) -> int:
+        if x < 0:  # never returns: the pool's timeout stops the batch and retires the worker
+            spin(x)
+        return x * self.factor
+
+
+class Noisy:
+    """A class UDF that prints: once when made, on stdout for some rows, on stderr for fewer."""
+
+    def __init__(self) -> None:
+        print("Noisy is ready")
+
+    def __call__(self, x: int) -> int:
+        if x % 512 == 0:
+            print(f"row {x}")
+        if x % 1024 == 0:
+            print(f"row {x} to stderr", file=sys.stderr)
+        return x + 1
+
+
+def read_stdin_line(x: int) -> int:
+    return len(sys.stdin.readline())
+
+
+def read_stdin_bytes(x: int) -> int:
+    return len(sys.stdin.buffer.read())
+
+
+def read_input(x: int) -> int:
+    return len(input())
+
+
+class PrintsLater:
+    """A class UDF whose first call starts a thread that prints a while later, when no batch may run."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(self, x: int) -> int:
+        if not self.started:
+            import threading
+
+            self.started = True
+            threading.Thread(target=self._later).start()
+        return x
+
+    def _later(self) -> None:
+        time.sleep(0.3)
+        print("printed by the UDF's own thread")

@@ -26,6 +26,7 @@ def test_exported_surface():
         "RayPool",
         "UDFError",
         "UDFExecutionError",
+        "UDFLoadFailedWarning",
         "UDFRegistrationError",
         "UDFResultError",
         "UdfStats",
@@ -59,13 +60,19 @@ def test_version_is_the_installed_distributions():
 def test_warnings_are_warnings():
     assert issubclass(duckdb_subinterp.CompiledPathUnavailableWarning, RuntimeWarning)
     assert issubclass(duckdb_subinterp.BackendFallbackWarning, UserWarning)
+    assert issubclass(duckdb_subinterp.UDFLoadFailedWarning, RuntimeWarning)
 
 
 def test_every_warning_of_the_package_is_exported():
     from duckdb_subinterp import _errors
 
     defined = {name for name, value in vars(_errors).items() if isinstance(value, type) and issubclass(value, Warning)}
-    assert defined == {"BackendFallbackWarning", "CompiledPathUnavailableWarning", "ModuleChangedWarning"}
+    assert defined == {
+        "BackendFallbackWarning",
+        "CompiledPathUnavailableWarning",
+        "ModuleChangedWarning",
+        "UDFLoadFailedWarning",
+    }
     assert defined <= set(duckdb_subinterp.__all__)
 
 

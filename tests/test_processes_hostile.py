@@ -186,10 +186,18 @@ def test_exit_with_a_batch_running_takes_seconds_and_leaves_nothing(tmp_path, se
     pids = child.workers()
     exiting = time.monotonic()
     code, _, err, _ = child.finish()
-    # DuckDB's threads may abort when they re-enter a finalizing interpreter
-    # (DuckDB's own UDFs do the same, or crash, or hang ~20 s): the exit code
-    # is theirs; what is ours is that it is quick and leaves nothing.
-    assert code in (0, -signal.SIGABRT), err
+    # The exit stops the batch, so the query fails, and waits for the query's
+    # thread to get that error back into Python before Python's teardown; a
+    # thread still in DuckDB then would be ended inside DuckDB's C++ frames,
+    # aborting the process (see duckdb_subinterp._exit). Measured with
+    # bench/exit_outcomes.py, 50 exits per setting: exit 0 every time (SIGABRT
+    # 36 and 28 times before the wait). What remains is DuckDB's: a query's
+    # thread that ran none of the stopped batches and takes longer than
+    # _exit.SETTLE to leave DuckDB still aborts, as DuckDB's own UDF re-entering
+    # Python at exit does (SIGABRT in 46 and 31 of 50 exits there:
+    # bench/results/dev-2core-epyc/exit_outcomes.txt).
+    assert code == 0, err
+    assert "BrokenPoolError: UDF 'stuck'" in err and "was stopped because its pool was closed" in err, err
     assert time.monotonic() - exiting < 10
     assert_clean(pids, segments_before)
 
