@@ -25,9 +25,9 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from duckdb_subinterp._arrow import arrow_type_of, column_buffers, descriptor_for
 from duckdb_subinterp._codec import encode_column
-from duckdb_subinterp._runtime import COMPILED_CODEC, PYTHON_CODEC, Codec
+from duckdb_subinterp._engine.arrow import arrow_type_of, column_buffers, descriptor_for
+from duckdb_subinterp._worker.runtime import COMPILED_CODEC, PYTHON_CODEC, Codec
 
 BATCH = 2048
 CASES = {

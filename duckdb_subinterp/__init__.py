@@ -11,7 +11,7 @@ Importing this package starts no interpreter, thread or process.
 # The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"
 
-from duckdb_subinterp._dispatch import UdfStats
+from duckdb_subinterp._engine.dispatch import UdfStats
 from duckdb_subinterp._errors import (
     BackendFallbackWarning,
     BackendUnavailableError,

@@ -25,7 +25,7 @@ from duckdb_subinterp._export import EXPORT_ATTRIBUTE, exported_functions
 from duckdb_subinterp._options import BackendName
 from duckdb_subinterp._pool import WorkerPool
 from duckdb_subinterp._registration import BACKENDS, create_function, default_pool, udf_stats
-from duckdb_subinterp._runtime import resolve_reference
+from duckdb_subinterp._worker.runtime import resolve_reference
 
 
 class _CtrlC:

@@ -42,7 +42,7 @@ import duckdb
 from duckdb_subinterp._errors import UDFRegistrationError
 
 if TYPE_CHECKING:
-    from duckdb_subinterp._dispatch import BatchDispatcher
+    from duckdb_subinterp._engine.dispatch import BatchDispatcher
 
 
 class Prepared(NamedTuple):

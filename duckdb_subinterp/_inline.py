@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from duckdb_subinterp._pool import Worker, WorkerFailure, WorkerPool
-from duckdb_subinterp._runtime import STATUS_SLOTS, Runtime
+from duckdb_subinterp._worker.runtime import STATUS_SLOTS, Runtime
 
 
 class InlineWorker(Worker):

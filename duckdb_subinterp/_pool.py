@@ -43,7 +43,7 @@ from duckdb_subinterp._errors import (
     UDFResultError,
     udf_execution_error,
 )
-from duckdb_subinterp._runtime import DUCKDB_SENTENCES, FIELD_SEPARATOR, write_output
+from duckdb_subinterp._worker.runtime import DUCKDB_SENTENCES, FIELD_SEPARATOR, write_output
 
 DEFAULT_TIMEOUT = 600.0
 # How long close() lets a running batch finish before it stops the worker
@@ -79,7 +79,7 @@ def wait_bound(seconds: float) -> float:
     return min(seconds, threading.TIMEOUT_MAX)
 
 
-# Runtime exception names (duckdb_subinterp._runtime) -> the error a query raises.
+# Runtime exception names (duckdb_subinterp._worker.runtime) -> the error a query raises.
 _FAILURE_TYPES: dict[str, type[UDFError]] = {
     "UdfRaised": UDFExecutionError,
     "UdfResultInvalid": UDFResultError,

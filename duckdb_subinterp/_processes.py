@@ -77,7 +77,7 @@ from duckdb_subinterp._pool import (
     WorkerPool,
     write_worker_output,
 )
-from duckdb_subinterp._runtime import (
+from duckdb_subinterp._worker.runtime import (
     NULL_RESULT_ERROR,
     OUTPUT_SLOT,
     PENDING_PICKLED,
@@ -837,7 +837,7 @@ def _input_array(descriptor: tuple[Any, ...], length: int, column: tuple[Any, ..
     """
     import pyarrow as pa
 
-    from duckdb_subinterp._arrow import result_arrow_type  # imports pyarrow and duckdb: arrow UDFs only
+    from duckdb_subinterp._engine.arrow import result_arrow_type  # imports pyarrow and duckdb: arrow UDFs only
 
     kind = descriptor[0]
     offset, validity, *rest = column
@@ -918,7 +918,7 @@ class ArrowResult:
     def _walk(self, array: Any, *, root: bool) -> None:
         import pyarrow as pa
 
-        from duckdb_subinterp._arrow import _buffer_count
+        from duckdb_subinterp._engine.arrow import _buffer_count
 
         arrow_type = array.type
         length = len(array)
@@ -980,7 +980,7 @@ def compute_arrow(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from duckdb_subinterp._arrow import result_arrow_type  # imports pyarrow and duckdb: arrow UDFs only
+    from duckdb_subinterp._engine.arrow import result_arrow_type  # imports pyarrow and duckdb: arrow UDFs only
 
     spec = udf.spec
     arrays = [

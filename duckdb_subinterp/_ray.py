@@ -61,7 +61,7 @@ from typing import Any, NamedTuple, cast
 from duckdb_subinterp._errors import BackendUnavailableError, BrokenPoolError, PoolTimeoutError, WorkerDiedError
 from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._processes import _DOING, ProcessRuntime, _align, _layout, _Packer, _unpack_column
-from duckdb_subinterp._runtime import PENDING_NONE, PENDING_PICKLED, SIZES_SLOT, STATUS_SLOTS, UdfSpec
+from duckdb_subinterp._worker.runtime import PENDING_NONE, PENDING_PICKLED, SIZES_SLOT, STATUS_SLOTS, UdfSpec
 
 START_TIMEOUT = 120.0  # placing an actor may wait for a node with free CPUs
 DEFAULT_MAX_RETRIES = 2

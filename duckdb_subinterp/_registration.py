@@ -30,7 +30,8 @@ from duckdb.func import FunctionNullHandling, PythonUDFType
 from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp import _connections
-from duckdb_subinterp._arrow import (
+from duckdb_subinterp._connections import CatalogEntry, FunctionGone, Prepared
+from duckdb_subinterp._engine.arrow import (
     ArgumentPlan,
     ResultLayout,
     UnsupportedType,
@@ -40,8 +41,7 @@ from duckdb_subinterp._arrow import (
     duckdb_create_function,
     duckdb_remove_function,
 )
-from duckdb_subinterp._connections import CatalogEntry, FunctionGone, Prepared
-from duckdb_subinterp._dispatch import BatchDispatcher
+from duckdb_subinterp._engine.dispatch import BatchDispatcher
 from duckdb_subinterp._errors import (
     BackendFallbackWarning,
     ModuleChangedWarning,
@@ -63,7 +63,8 @@ from duckdb_subinterp._options import (
 from duckdb_subinterp._pool import WorkerFailure, WorkerPool
 from duckdb_subinterp._processes import ProcessPool
 from duckdb_subinterp._ray import RayPool
-from duckdb_subinterp._runtime import (
+from duckdb_subinterp._subinterpreters import InterpreterPool
+from duckdb_subinterp._worker.runtime import (
     UdfSpec,
     describe_import_refusal,
     is_class_udf,
@@ -71,7 +72,6 @@ from duckdb_subinterp._runtime import (
     source_digest,
     warn_if_codec_not_compiled,
 )
-from duckdb_subinterp._subinterpreters import InterpreterPool
 
 if TYPE_CHECKING:
     from _duckdb._typing import IntoPyType
@@ -720,7 +720,7 @@ class InlineBackend(_PooledBackend):
             return super().prepare(inline, pool)
         function = registration.function() if is_class_udf(registration.function) else registration.function
         if options is not None:  # an arrow UDF: awaited once per batch, on this interpreter's event loop
-            from duckdb_subinterp._async import AsyncUdf
+            from duckdb_subinterp._worker.asynchronous import AsyncUdf
 
             function = AsyncUdf.load(function, options)
             signature = _signature_for_duckdb(registration)

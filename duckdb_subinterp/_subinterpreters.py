@@ -71,7 +71,7 @@ from duckdb_subinterp._pool import (
     _live_pools,
     write_worker_output,
 )
-from duckdb_subinterp._runtime import OUTPUT_SIZE_SLOT, OUTPUT_SLOT, STATUS_SLOTS, main_streams
+from duckdb_subinterp._worker.runtime import OUTPUT_SIZE_SLOT, OUTPUT_SLOT, STATUS_SLOTS, main_streams
 
 if TYPE_CHECKING:
     from duckdb_subinterp import _direct
@@ -103,10 +103,10 @@ sys.path[:] = list(_sys_path)
 # UDF modules decorate with @duckdb_subinterp.export; it is stdlib-only.
 from duckdb_subinterp._export import export as _export
 _package.export = _export
-from duckdb_subinterp._runtime import Runtime as _Runtime
+from duckdb_subinterp._worker.runtime import Runtime as _Runtime
 del _package, _package_dir, _sys_path, _export
 # What DirectCall.stop raises into a runaway batch: the one exception the runtime does not catch.
-from duckdb_subinterp._runtime import BatchStopped
+from duckdb_subinterp._worker.runtime import BatchStopped
 
 def _foreign_threads(request):
     '''Return the idents of live threads the UDFs started, or None: Py_EndInterpreter waits for them.'''
@@ -170,7 +170,7 @@ def _abandon(request):
 # DirectCall calls _run_batch and _copy_pending; an exception comes back as
 # (type name, message, traceback text), like the snapshot exec returns.
 _START_RUNTIME = """
-from duckdb_subinterp._runtime import CapturedOutput as _CapturedOutput
+from duckdb_subinterp._worker.runtime import CapturedOutput as _CapturedOutput
 _rt = _Runtime(_status.cast("q"), compiled=_compiled_codec)
 _run_batch, _copy_pending = _rt.run, _rt.copy_pending
 # What the UDFs print goes to the main interpreter's streams (see CapturedOutput).

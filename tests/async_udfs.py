@@ -74,7 +74,7 @@ async def fetch_or_http_error(url: str) -> str:
 
 def worker_state(x: int) -> str:
     """Report this worker's event loop (a plain UDF, run beside the async ones): tasks left, running, closed."""
-    module = sys.modules.get("duckdb_subinterp._async")
+    module = sys.modules.get("duckdb_subinterp._worker.asynchronous")
     loop = module.event_loop() if module is not None else None
     if loop is None:
         return "no loop"

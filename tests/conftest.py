@@ -15,7 +15,9 @@ import duckdb
 import pytest
 
 import duckdb_subinterp
-from duckdb_subinterp import _arrow, _dispatch, _ray, _registration, _subinterpreters
+from duckdb_subinterp import _ray, _registration, _subinterpreters
+from duckdb_subinterp._engine import arrow as _arrow
+from duckdb_subinterp._engine import dispatch as _dispatch
 from duckdb_subinterp._ray import INSTALL_COMMAND
 
 sys.path.insert(0, str(Path(__file__).parent))

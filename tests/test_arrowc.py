@@ -16,8 +16,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from duckdb_subinterp import _arrow
-from duckdb_subinterp._arrow import (
+from duckdb_subinterp._codec import copy_buffers, decode_column, encode_column
+from duckdb_subinterp._engine import arrow as _arrow
+from duckdb_subinterp._engine.arrow import (
     CompiledOutputBuffers,
     OutputBuffers,
     ResultLayout,
@@ -26,7 +27,6 @@ from duckdb_subinterp._arrow import (
     layout_signature,
     output_buffers_type,
 )
-from duckdb_subinterp._codec import copy_buffers, decode_column, encode_column
 from duckdb_subinterp._errors import CompiledPathUnavailableWarning
 
 _arrowc = pytest.importorskip("duckdb_subinterp._arrowc")

@@ -28,8 +28,10 @@ import pytest
 from conftest import UNCOMPILED
 
 import duckdb_subinterp
-from duckdb_subinterp import _async, _registration, _runtime
+from duckdb_subinterp import _registration
 from duckdb_subinterp._cli import main
+from duckdb_subinterp._worker import asynchronous as _async
+from duckdb_subinterp._worker import runtime as _runtime
 from duckdb_subinterp.async_examples import Geocoder, HttpError, SlowServer, answer, fetch, fetch_sync
 
 REPO = Path(__file__).resolve().parents[1]
@@ -486,7 +488,7 @@ def child_processes() -> set[str]:
 CTRL_C_SCRIPT = """
 import asyncio, os, signal, sys, threading, time
 import duckdb, duckdb_subinterp
-from duckdb_subinterp import _async
+from duckdb_subinterp._worker import asynchronous as _async
 from duckdb_subinterp.async_examples import SlowServer, fetch
 
 with SlowServer(30.0, max_seconds=60) as server:

@@ -33,11 +33,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import duckdb_subinterp
-from duckdb_subinterp import _runtime
-from duckdb_subinterp._arrow import column_buffers, descriptor_for
 from duckdb_subinterp._codec import decode_column, encode_column
+from duckdb_subinterp._engine.arrow import column_buffers, descriptor_for
 from duckdb_subinterp._errors import CompiledPathUnavailableWarning
-from duckdb_subinterp._runtime import (
+from duckdb_subinterp._worker import runtime as _runtime
+from duckdb_subinterp._worker.runtime import (
     COMPILED_CODEC,
     FIELD_SEPARATOR,
     PYTHON_CODEC,
@@ -592,7 +592,7 @@ def test_udf_exception_text_is_the_same_traceback():
     assert messages[0] == messages[1]
     kind, message, frames = messages[1].split(FIELD_SEPARATOR)
     assert (kind, message) == ("ValueError", "three is right out: 3") and "in fail_on_three" in frames
-    assert "_runtime.py" not in messages[1]
+    assert "_worker/runtime.py" not in messages[1]
 
 
 def test_null_result_error_names_the_row():
@@ -717,7 +717,7 @@ def test_without_the_extension_the_runtime_uses_the_python_codec():
         import sys
         sys.modules["duckdb_subinterp._codecc"] = None  # as where it was not built
         from array import array
-        from duckdb_subinterp._runtime import COMPILED_CODEC, PYTHON_CODEC, STATUS_SLOTS, Runtime
+        from duckdb_subinterp._worker.runtime import COMPILED_CODEC, PYTHON_CODEC, STATUS_SLOTS, Runtime
         assert COMPILED_CODEC is None
         assert Runtime(array("q", bytes(8 * STATUS_SLOTS))).codec is PYTHON_CODEC
         print("ok")

@@ -29,7 +29,7 @@ def test_exception_names_udf_type_message_and_traceback(con, pooled):
     assert "Python exception occurred while executing the UDF: ValueError: three is not allowed (got 3)\n" in message
     assert "UDF 'picky'" in message
     assert "udf_module.py" in message and "in fail_on_three" in message
-    assert "_runtime.py" not in message
+    assert "_worker/runtime.py" not in message
     # The pool survives: the next query on the same workers works.
     assert con.sql("SELECT sum(picky(i)) FROM range(3) t(i)").fetchall() == [(3,)]
 

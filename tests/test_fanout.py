@@ -10,8 +10,8 @@ import pytest
 import udf_module
 
 import duckdb_subinterp
-from duckdb_subinterp import _dispatch
 from duckdb_subinterp import _pool as pool_module
+from duckdb_subinterp._engine import dispatch as _dispatch
 from duckdb_subinterp._registration import _dispatcher
 
 

@@ -19,7 +19,7 @@ from process_helpers import alive, mapped_regions, our_segments
 
 import duckdb_subinterp
 from duckdb_subinterp import BrokenPoolError, PoolTimeoutError, WorkerDiedError
-from duckdb_subinterp._arrow import arrow_type_of
+from duckdb_subinterp._engine.arrow import arrow_type_of
 from duckdb_subinterp._processes import ProcessPool, _Region
 from duckdb_subinterp._registration import _dispatcher
 

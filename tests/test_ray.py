@@ -31,10 +31,10 @@ import udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import RayPool, WorkerDiedError, _ray
-from duckdb_subinterp._arrow import column_buffers, descriptor_for, layout_signature
+from duckdb_subinterp._engine.arrow import column_buffers, descriptor_for, layout_signature
 from duckdb_subinterp._ray import INSTALL_COMMAND
 from duckdb_subinterp._registration import _dispatcher
-from duckdb_subinterp._runtime import MODE_BUFFERS
+from duckdb_subinterp._worker.runtime import MODE_BUFFERS
 
 TESTS = Path(__file__).parent
 RAY_MISSING = f"backend='ray' needs ray, which is not installed: {INSTALL_COMMAND}"

@@ -14,7 +14,7 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from duckdb_subinterp._runtime import MODE_BUFFERS, SIZES_SLOT, STATUS_SLOTS, Runtime, UdfSpec
+from duckdb_subinterp._worker.runtime import MODE_BUFFERS, SIZES_SLOT, STATUS_SLOTS, Runtime, UdfSpec
 
 LENGTH = 100
 BIGINT, DOUBLE = ("number", "q", "BIGINT"), ("number", "d", "DOUBLE")

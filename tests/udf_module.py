@@ -214,7 +214,7 @@ def text_some_rows(x: int) -> int:
 
 def codec_in_use(_: int) -> str:
     """Name the codec of the interpreter's runtime (the subinterpreters backend keeps it in __main__._rt)."""
-    runtime = sys.modules["duckdb_subinterp._runtime"]
+    runtime = sys.modules["duckdb_subinterp._worker.runtime"]
     return "compiled" if sys.modules["__main__"]._rt.codec is runtime.COMPILED_CODEC else "python"
 
 

@@ -37,7 +37,7 @@ DuckDB as it is. ANY parameters are planned per batch from the Arrow type
 each batch carries. A native UDF without parameters is registered with
 DuckDB as a native UDF: ``call_row`` runs one row a call. An ``async def``
 UDF's calls are awaited inside the worker, on its event loop
-(``duckdb_subinterp._async``); the batch's call counters come back in the
+(``duckdb_subinterp._worker.asynchronous``); the batch's call counters come back in the
 status slots after the layout's (``COUNTERS_SLOT``).
 """
 
@@ -56,7 +56,7 @@ import duckdb
 import pyarrow as pa
 from duckdb.sqltypes import DuckDBPyType
 
-from duckdb_subinterp._arrow import (
+from duckdb_subinterp._engine.arrow import (
     ArgumentPlan,
     ArgumentTooLarge,
     OutputBuffers,
@@ -75,7 +75,7 @@ from duckdb_subinterp._errors import (
     UnsupportedTypeError,
 )
 from duckdb_subinterp._pool import Worker, WorkerFailure, WorkerPool, wait_bound
-from duckdb_subinterp._runtime import (
+from duckdb_subinterp._worker.runtime import (
     COUNTERS_SLOT,
     MODE_BUFFERS,
     MODE_PICKLED,

@@ -45,7 +45,7 @@ from asyncio import events
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NamedTuple
 
-from duckdb_subinterp._runtime import (
+from duckdb_subinterp._worker.runtime import (
     COUNTERS_SLOT,
     FIELD_SEPARATOR,
     UDF_ERRORS,

@@ -43,7 +43,7 @@ from duckdb_subinterp._codec import (
 )
 
 if TYPE_CHECKING:
-    from duckdb_subinterp._async import AsyncUdf
+    from duckdb_subinterp._worker.asynchronous import AsyncUdf
 
 try:
     # The codec's hot paths in C; it loads in every interpreter (per-GIL ones included).
@@ -156,7 +156,7 @@ def load_function(spec: UdfSpec, status: Any = None) -> Callable[..., Any]:
         # A class UDF keeps per-worker state: __init__ runs once here.
         target = target()
     if spec.asynchronous is not None:
-        from duckdb_subinterp._async import AsyncUdf  # asyncio is imported only where an async UDF runs
+        from duckdb_subinterp._worker.asynchronous import AsyncUdf  # asyncio is imported only where an async UDF runs
 
         target = AsyncUdf.load(target, spec.asynchronous, status)
     # What the spec names: registration checked that it is callable.
@@ -207,7 +207,7 @@ def source_digest(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-_OWN_MODULES = (__name__, "duckdb_subinterp._async")
+_OWN_MODULES = (__name__, "duckdb_subinterp._worker.asynchronous")
 
 
 def _user_frames(error: BaseException) -> str:
