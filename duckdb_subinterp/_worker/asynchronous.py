@@ -43,18 +43,18 @@ import random
 import threading
 from asyncio import events
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
-from duckdb_subinterp._worker.runtime import (
+from duckdb_subinterp._worker.protocol import (
     COUNTERS_SLOT,
     FIELD_SEPARATOR,
     UDF_ERRORS,
-    LoadedUdf,
     UdfRaised,
-    _check_no_null_results,
-    _raised,
+    UdfSpec,
     resolve_reference,
 )
+from duckdb_subinterp._worker.protocol import check_no_null_results as _check_no_null_results
+from duckdb_subinterp._worker.protocol import raised as _raised
 
 RETRY_BACKOFF_CAP = 10.0  # no retry waits longer than this
 CANCEL_GRACE = 1.0  # cancelled calls get this long to unwind (their finally blocks) before the loop is discarded
@@ -71,6 +71,12 @@ class AsyncOptions(NamedTuple):
     # Each exception type as "module:qualname" (imported in the worker) or pickled by value.
     retry_on: tuple[str | bytes, ...]
     timeout: float | None  # seconds per call
+
+
+class LoadedUdf(Protocol):
+    """A UDF as the runtime loaded it (``_worker.runtime.LoadedUdf``): what ``call_rows`` reads of it."""
+
+    spec: UdfSpec
 
 
 def resolve_exception_type(shipped: str | bytes) -> type[BaseException]:
