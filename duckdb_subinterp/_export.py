@@ -1,8 +1,9 @@
 """``@export``: mark module functions as UDFs, registered by ``duckdb-subinterp sql -m module``.
 
-Standard library only: a UDF module that uses ``@duckdb_subinterp.export`` is
-imported inside per-GIL interpreters too, where the package is a bare object
-that exposes this decorator and nothing that needs duckdb.
+Standard library only (``_options`` too): a UDF module that uses
+``@duckdb_subinterp.export`` is imported inside per-GIL interpreters too,
+where the package is a bare object that exposes this decorator and nothing
+that needs duckdb.
 """
 
 from __future__ import annotations
@@ -12,25 +13,15 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Unpack, overload
 
+from duckdb_subinterp._options import ExportOptions
+
 if TYPE_CHECKING:
-    from duckdb_subinterp._options import ExportOptions, TypeLike
+    from duckdb_subinterp._options import TypeLike
 
 EXPORT_ATTRIBUTE = "__duckdb_subinterp_export__"
 # create_function's keyword options that a mark can carry (a pool cannot: it
 # belongs to the process that registers, not to the module).
-OPTIONS = (
-    "type",
-    "null_handling",
-    "exception_handling",
-    "side_effects",
-    "backend",
-    "max_workers",
-    "max_concurrency",
-    "retries",
-    "retry_backoff",
-    "retry_on",
-    "timeout",
-)
+OPTIONS = tuple(ExportOptions.__annotations__)
 
 
 @overload

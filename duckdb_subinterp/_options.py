@@ -1,15 +1,15 @@
-"""The values ``create_function``'s options take, as types for type checkers.
+"""The values ``create_function``'s options take, as types for type checkers; and the async options' record.
 
-Standard library only at run time, like ``_export``, which uses it and loads
-inside per-GIL interpreters: duckdb's enums are imported for type checkers
-alone, and each alias is a ``type`` statement, whose value Python evaluates
-only when asked. ``_registration`` checks the values at run time; a test
-holds these Literals to its tuples.
+Standard library only at run time: ``_export`` uses it, and the workers
+(per-GIL interpreters among them) read ``AsyncOptions``. duckdb's enums are
+imported for type checkers alone, and each alias is a ``type`` statement,
+whose value Python evaluates only when asked. ``_registration`` checks the
+values at run time; a test holds these Literals to its tuples.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypedDict
 
 if TYPE_CHECKING:
     import datetime
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from duckdb import PythonExceptionHandling
     from duckdb.func import FunctionNullHandling, PythonUDFType
 
-    from duckdb_subinterp._pool import WorkerPool
 
 type BackendName = Literal["subinterpreters", "processes", "ray", "auto", "inline"]
 type UdfTypeName = Literal["native", "vectorized", "arrow"]
@@ -52,7 +51,29 @@ class ExportOptions(TypedDict, total=False):
     timeout: float | None
 
 
-class FunctionOptions(ExportOptions, total=False):
-    """The keyword options of ``create_function``, which ``@udf`` passes on."""
+class AsyncOptions(NamedTuple):
+    """How an ``async def`` UDF's calls run in each worker: ``create_function``'s async options, as one record.
 
-    pool: WorkerPool | None
+    Made from create_function's keywords on the main side and checked at
+    registration (``_registration.validation``), shipped in the UDF's spec as
+    a plain tuple (what an interpreter can share), made again in the worker,
+    which calls the UDF by it (``_worker.asynchronous.AsyncUdf``). Its
+    defaults are create_function's.
+
+    ``call_timeout`` is create_function's ``timeout=``: a limit on each call
+    of the UDF, where a pool's ``timeout`` limits a batch on a worker and a
+    wait for one.
+    """
+
+    max_concurrency: int = 32  # calls in flight at once, per worker
+    retries: int = 0  # further calls after a failure in retry_on
+    retry_backoff: float = 0.1  # seconds before the first retry; doubled for each further one (with jitter)
+    # The exception types to retry: as create_function takes them (a type, or a
+    # tuple of types), and once checked, each shipped as "module:qualname"
+    # (imported in the worker) or pickled by value.
+    retry_on: RetryOn | tuple[str | bytes, ...] = Exception
+    call_timeout: float | None = None  # seconds per call
+
+
+# create_function's keyword for each AsyncOptions field: its own name, but timeout= for call_timeout.
+ASYNC_KEYWORDS = {field: "timeout" if field == "call_timeout" else field for field in AsyncOptions._fields}

@@ -43,8 +43,9 @@ import random
 import threading
 from asyncio import events
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol, cast
 
+from duckdb_subinterp._options import AsyncOptions
 from duckdb_subinterp._worker.protocol import (
     COUNTERS_SLOT,
     FIELD_SEPARATOR,
@@ -60,17 +61,6 @@ RETRY_BACKOFF_CAP = 10.0  # no retry waits longer than this
 CANCEL_GRACE = 1.0  # cancelled calls get this long to unwind (their finally blocks) before the loop is discarded
 TICK = 0.05  # while a batch runs, the loop wakes at least this often (see the module docstring)
 LOOP_WAIT = 600.0  # backend="inline": how long a batch waits for the loop another thread is running
-
-
-class AsyncOptions(NamedTuple):
-    """How an async UDF is called (create_function's options); a plain tuple of it travels in ``UdfSpec``."""
-
-    max_concurrency: int  # calls in flight at once, per worker
-    retries: int  # further calls after a failure in retry_on
-    retry_backoff: float  # seconds before the first retry; doubled for each further one
-    # Each exception type as "module:qualname" (imported in the worker) or pickled by value.
-    retry_on: tuple[str | bytes, ...]
-    timeout: float | None  # seconds per call
 
 
 class LoadedUdf(Protocol):
@@ -142,7 +132,7 @@ class AsyncUdf:
         self.max_concurrency = options.max_concurrency
         self.retries = options.retries
         self.retry_backoff = options.retry_backoff
-        self.timeout = options.timeout
+        self.call_timeout = options.call_timeout
         self.retry_on = retry_on
         self.status = status
 
@@ -150,7 +140,8 @@ class AsyncUdf:
     def load(cls, function: Callable[..., Any], options: tuple[Any, ...], status: Any = None) -> AsyncUdf:
         """Wrap ``function`` with the options a spec carries, importing or unpickling its ``retry_on`` types."""
         options = AsyncOptions(*options)
-        retry_on = tuple(resolve_exception_type(shipped) for shipped in options.retry_on)
+        shipped_types = cast("tuple[str | bytes, ...]", options.retry_on)  # as the main side shipped them
+        retry_on = tuple(resolve_exception_type(shipped) for shipped in shipped_types)
         return cls(function, options, retry_on, status)
 
     # -- what the runtime calls --------------------------------------------------
@@ -249,9 +240,9 @@ class AsyncUdf:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     async def _call_once(self, arguments: Sequence[Any], counters: _Counters) -> Any:
-        if self.timeout is None:
+        if self.call_timeout is None:
             return await self.function(*arguments)
-        scope = asyncio.timeout(self.timeout)
+        scope = asyncio.timeout(self.call_timeout)
         try:
             async with scope:
                 return await self.function(*arguments)
@@ -265,7 +256,7 @@ class AsyncUdf:
             if cause is not None and cause.__traceback__ is not None:
                 cause.__traceback__ = cause.__traceback__.tb_next  # this frame
             try:
-                raise TimeoutError(f"the call did not finish within timeout={self.timeout:g} s") from cause
+                raise TimeoutError(f"the call did not finish within timeout={self.call_timeout:g} s") from cause
             finally:
                 del cause  # not kept by this frame, which the traceback holds
 
