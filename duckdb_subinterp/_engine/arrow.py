@@ -24,7 +24,7 @@ from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp._codec import MAX_BATCH_BYTES, Descriptor
 from duckdb_subinterp._errors import CompiledPathUnavailableWarning
-from duckdb_subinterp._worker.runtime import LAYOUT_SLOTS, SIZES_SLOT
+from duckdb_subinterp._worker.protocol import LAYOUT_SLOTS, SIZES_SLOT
 
 if TYPE_CHECKING:
     from types import CapsuleType

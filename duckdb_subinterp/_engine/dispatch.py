@@ -67,6 +67,7 @@ from duckdb_subinterp._engine.arrow import (
     duckdb_conversion,
     output_buffers_type,
 )
+from duckdb_subinterp._engine.pool import Worker, WorkerFailure, WorkerPool, wait_bound
 from duckdb_subinterp._errors import (
     BrokenPoolError,
     PoolTimeoutError,
@@ -74,8 +75,7 @@ from duckdb_subinterp._errors import (
     UDFResultError,
     UnsupportedTypeError,
 )
-from duckdb_subinterp._pool import Worker, WorkerFailure, WorkerPool, wait_bound
-from duckdb_subinterp._worker.runtime import (
+from duckdb_subinterp._worker.protocol import (
     COUNTERS_SLOT,
     MODE_BUFFERS,
     MODE_PICKLED,
