@@ -82,6 +82,7 @@ from duckdb_subinterp._worker.protocol import (
     OUTPUT_SLOT,
     PENDING_PICKLED,
     SIZES_SLOT,
+    BatchRequest,
 )
 
 # Variable-width results start with this much room per row; then the
@@ -369,7 +370,7 @@ class BatchDispatcher:
             if worker is not None:
                 self._give_back(worker)
             raise
-        request = (self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
+        request = BatchRequest(self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
         result = self._run(started, length, request, outputs, worker=worker)
         return self._array_of(result, outputs)
 
@@ -401,7 +402,7 @@ class BatchDispatcher:
         started = time.perf_counter()
         layout = self.result_layout
         outputs = self._outputs(layout, 1, self._bytes_per_row)
-        payload = self._run(started, 1, (self.udf_id, 1, (), outputs.views(), None, MODE_PICKLED), outputs)
+        payload = self._run(started, 1, BatchRequest(self.udf_id, 1, (), outputs.views(), None, MODE_PICKLED), outputs)
         _, values = self._unpickled(payload)
         return values[0]
 
@@ -409,7 +410,7 @@ class BatchDispatcher:
         """Run a batch UDF without arguments: DuckDB does not say the row count, and checks the result's."""
         outputs = self._outputs(self.result_layout, 1, self._bytes_per_row)
         return self._result_of(
-            self._run(started, 0, (self.udf_id, -1, (), outputs.views(), None, MODE_PICKLED), outputs)
+            self._run(started, 0, BatchRequest(self.udf_id, -1, (), outputs.views(), None, MODE_PICKLED), outputs)
         )
 
     def _take_slot(self, slots: threading.BoundedSemaphore) -> None:
@@ -424,7 +425,7 @@ class BatchDispatcher:
         self,
         started: float,
         length: int,
-        request: tuple[Any, ...],
+        request: BatchRequest,
         outputs: OutputBuffers,
         *,
         worker: Worker | None = None,
@@ -457,7 +458,7 @@ class BatchDispatcher:
         except WorkerFailure as failure:  # a worker started now could not load the UDF
             raise failure.for_udf(self.name) from None
 
-    def _on_worker(self, worker: Worker, length: int, request: tuple[Any, ...], outputs: OutputBuffers) -> Any:
+    def _on_worker(self, worker: Worker, length: int, request: BatchRequest, outputs: OutputBuffers) -> Any:
         """Run ``request`` on ``worker``, checked out, and give it back; see ``_run`` for the result."""
         broken = False
         try:
@@ -470,7 +471,7 @@ class BatchDispatcher:
         finally:
             self.pool.checkin(worker, broken=broken)
 
-    def _status_of(self, worker: Worker, length: int, request: tuple[Any, ...], outputs: OutputBuffers) -> Any:
+    def _status_of(self, worker: Worker, length: int, request: BatchRequest, outputs: OutputBuffers) -> Any:
         """Run ``request`` on ``worker``, checked out, and keep it; see ``_run`` for the result."""
         layout = self.result_layout
         # The status lives in the worker: read it before checkin.
@@ -597,7 +598,7 @@ class BatchDispatcher:
                     arguments = slices.arguments(index)
                     columns, descriptors = self._columns(arguments)
                     outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
-                    request = (self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
+                    request = BatchRequest(self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
                     result = self._status_of(worker, length, request, outputs)
                     slices.done(index, self._array_of(result, outputs))
                 except WorkerFailure as failure:

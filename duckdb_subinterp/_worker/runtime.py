@@ -50,6 +50,7 @@ from duckdb_subinterp._worker.protocol import (
     PENDING_PICKLED,
     SIZES_SLOT,
     UDF_ERRORS,
+    BatchRequest,
     UdfArgumentInvalid,
     UdfLoadFailed,
     UdfResultInvalid,
@@ -205,7 +206,7 @@ class Runtime:
         """Forget a UDF (no error if it was never loaded here)."""
         self.udfs.pop(udf_id, None)
 
-    def run(self, request: tuple[Any, ...]) -> None:
+    def run(self, request: BatchRequest) -> None:
         """Run one batch: ``(udf_id, length, columns, outputs, descriptors, mode)``.
 
         ``descriptors`` are the columns' own when a parameter is ANY (each
