@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from duckdb_subinterp._pool import Worker, WorkerFailure, WorkerPool
-from duckdb_subinterp._worker.runtime import STATUS_SLOTS, Runtime
+from duckdb_subinterp._engine import lifecycle  # noqa: F401 - exit and fork hooks in place before a pool exists
+from duckdb_subinterp._engine.pool import Worker, WorkerFailure, WorkerPool
+from duckdb_subinterp._worker.protocol import STATUS_SLOTS, BatchRequest
+from duckdb_subinterp._worker.runtime import Runtime
 
 
 class InlineWorker(Worker):
@@ -36,7 +38,7 @@ class InlineWorker(Worker):
     def unload(self, udf_id: int) -> None:
         self.runtime.unload(udf_id)
 
-    def run(self, request: tuple[Any, ...]) -> Sequence[int]:
+    def run(self, request: BatchRequest) -> Sequence[int]:
         self._call(self.runtime.run, request)
         return self._status
 

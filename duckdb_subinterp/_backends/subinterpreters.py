@@ -42,7 +42,6 @@ a UDF's threads go through DirectCall: the ``direct=False`` path has neither):
 from __future__ import annotations
 
 import _interpreters
-import atexit
 import contextlib
 import functools
 import math
@@ -58,20 +57,21 @@ from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
-from duckdb_subinterp._errors import BrokenPoolError, CompiledPathUnavailableWarning
-from duckdb_subinterp._exit import SETTLE, let_queries_fail
-from duckdb_subinterp._pool import (
+from duckdb_subinterp._engine.lifecycle import SETTLE, let_queries_fail
+from duckdb_subinterp._engine.pool import (
     DEFAULT_TIMEOUT,
-    STOP_GRACE,
     THREAD_GRACE,
     Worker,
     WorkerFailure,
     WorkerPool,
-    _close_all,
-    _live_pools,
+    close_all,
+    live_pools,
     write_worker_output,
 )
-from duckdb_subinterp._worker.runtime import OUTPUT_SIZE_SLOT, OUTPUT_SLOT, STATUS_SLOTS, main_streams
+from duckdb_subinterp._engine.watchdog import STOP_GRACE
+from duckdb_subinterp._errors import BrokenPoolError, CompiledPathUnavailableWarning
+from duckdb_subinterp._worker.protocol import OUTPUT_SIZE_SLOT, OUTPUT_SLOT, STATUS_SLOTS, BatchRequest
+from duckdb_subinterp._worker.runtime import main_streams
 
 if TYPE_CHECKING:
     from duckdb_subinterp import _direct
@@ -88,11 +88,11 @@ EXIT_STATUS = 70  # os._exit status when interpreters cannot be torn down at exi
 _last_stop = -math.inf  # time.monotonic() of the last batch stopped
 
 
-PACKAGE_DIR = str(Path(__file__).resolve().parent)
+PACKAGE_DIR = str(Path(__file__).resolve().parents[1])  # duckdb_subinterp/
 
 # The package's __init__ imports duckdb and pyarrow, which cannot load in an
 # isolated interpreter, so the interpreter gets a bare package object whose
-# path lets it import the pure-Python submodules (_codec, _runtime) only.
+# path lets it import the pure-Python submodules (_codec, _worker) only.
 _BOOTSTRAP = """
 import sys, types
 import _interpreters  # memoryviews are shareable only once this is imported
@@ -106,7 +106,7 @@ _package.export = _export
 from duckdb_subinterp._worker.runtime import Runtime as _Runtime
 del _package, _package_dir, _sys_path, _export
 # What DirectCall.stop raises into a runaway batch: the one exception the runtime does not catch.
-from duckdb_subinterp._worker.runtime import BatchStopped
+from duckdb_subinterp._worker.protocol import BatchStopped
 
 def _foreign_threads(request):
     '''Return the idents of live threads the UDFs started, or None: Py_EndInterpreter waits for them.'''
@@ -279,9 +279,10 @@ class InterpreterWorker(Worker):
                 return stopped
         return WorkerFailure.from_names(*failure)
 
-    def run(self, request: tuple[Any, ...]) -> Sequence[int]:
+    def run(self, request: BatchRequest) -> Sequence[int]:
         try:
-            self._enter("_run_batch", _RUN, "_request", request)
+            # As a plain tuple: what crosses into an interpreter is shareable values only (a tuple subclass is not).
+            self._enter("_run_batch", _RUN, "_request", tuple(request))
         except BaseException:
             if self._status[OUTPUT_SLOT]:
                 self._hand_over_output(quiet=True)
@@ -479,15 +480,16 @@ def _warn_direct_unavailable() -> None:
     )
 
 
-@atexit.register
-def _close_live_workers() -> None:
-    """Destroy every interpreter before Python's teardown reaches it; end the process where one cannot be."""
-    pools = [pool for pool in list(_live_pools) if isinstance(pool, InterpreterPool)]
-    for pool in pools:
-        pool._shut()  # no batch starts from now on; the idle workers close
+def _close_live_workers(pools: Sequence[InterpreterPool]) -> None:
+    """Destroy every interpreter before Python's teardown reaches it; end the process where one cannot be.
+
+    At exit, after every pool was closed (``_engine.lifecycle``): what is
+    left are workers no pool holds any more (given up by the watchdog, or
+    whose pool was collected) and batches the pools could not stop.
+    """
     workers = list(_live_workers)
-    # Batches still running (a query on a daemon thread, a runaway UDF) are
-    # stopped; their DuckDB threads close the workers when they return.
+    # Batches still running (a given-up worker's, one the pools' stop missed)
+    # are stopped; their DuckDB threads close the workers when they return.
     exiting = WorkerFailure(BrokenPoolError, "the process is exiting")
     stopped = []
     for worker in workers:
@@ -502,14 +504,14 @@ def _close_live_workers() -> None:
             any(worker.running_batch() for worker in workers) or any(pool._busy & set(stopped) for pool in pools)
         ):
             time.sleep(0.01)
-    # The threads whose queries just failed (stopped here, or by a pool's
-    # close() at exit) get to finish them: one still in DuckDB when Python's
-    # teardown begins is ended there by CPython, as a daemon thread is,
-    # which aborts the process (see _exit).
+    # The threads whose queries just failed (stopped here) get to finish
+    # them: one still in DuckDB when Python's teardown begins is ended there
+    # by CPython, as a daemon thread is, which aborts the process (see
+    # _engine.lifecycle).
     if time.monotonic() < _last_stop + SETTLE:
         let_queries_fail(stopped, _last_stop, STOP_GRACE)
     busy = [worker for worker in workers if worker.running_batch() is not None]
-    _close_all([worker for worker in workers if worker not in busy])
+    close_all([worker for worker in workers if worker not in busy])
     _reap_abandoned()
     problems = [
         f"a batch in interpreter {worker.interpreter_id} did not stop (code busy in C, or catching the "
@@ -549,11 +551,27 @@ def _destroy(interpreter_id: int) -> None:
 class InterpreterPool(WorkerPool):
     """A pool of per-GIL interpreters, started lazily, shared by UDFs and connections.
 
-    ``size`` defaults to the CPU count. A DuckDB thread calling a UDF checks
-    out an idle interpreter and runs the batch there; threads beyond ``size``
-    wait up to ``timeout`` seconds for one. ``direct=False`` enters the
-    interpreters through ``_interpreters.exec`` instead of the compiled
-    ``DirectCall``: ~50 us slower a batch, for comparison.
+    A DuckDB thread calling a UDF checks out an idle interpreter and runs the
+    batch there itself; threads beyond ``size`` wait for one. UDFs here load
+    in an isolated interpreter: the standard library and pure-Python modules,
+    not numpy or pyarrow (use ``ProcessPool``).
+
+    Args:
+        size: How many interpreters at most; None for the CPU count.
+        timeout: Seconds a batch may wait for a free interpreter, and may run before it is stopped
+            (``PoolTimeoutError``); ``math.inf`` for no limit.
+        direct: False enters the interpreters through ``_interpreters.exec`` instead of the compiled
+            ``DirectCall``: about 50 us slower a batch, for comparison.
+
+    Raises:
+        ValueError: ``size`` is not a positive int, or ``timeout`` not a positive number.
+
+    Example:
+        ```python
+        with duckdb_subinterp.InterpreterPool(4) as pool:
+            duckdb_subinterp.create_function(con, "slugify", slugify, pool=pool)
+            con.sql("SELECT slugify(title) FROM posts").fetchall()
+        ```
     """
 
     # Fan-out: a hand-off to a helper thread and a DirectCall per slice,
@@ -564,6 +582,8 @@ class InterpreterPool(WorkerPool):
 
     # CPython 3.13 cannot fork a process that has subinterpreters: the child crashes.
     close_workers_before_fork = True
+    # Its exit step runs after every other backend's: it may end the process (os._exit).
+    exit_order = 1
 
     def __init__(self, size: int | None = None, *, timeout: float = DEFAULT_TIMEOUT, direct: bool = True) -> None:
         super().__init__(size, timeout=timeout)
@@ -579,6 +599,10 @@ class InterpreterPool(WorkerPool):
     def close(self) -> None:
         super().close()
         _reap_abandoned()
+
+    @classmethod
+    def _after_pools_closed_at_exit(cls) -> None:
+        _close_live_workers([pool for pool in live_pools() if isinstance(pool, InterpreterPool)])
 
     def _prepare_fork(self) -> None:
         super()._prepare_fork()

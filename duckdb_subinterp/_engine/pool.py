@@ -2,22 +2,18 @@
 
 A backend only says what a worker is (``Worker``: start, load a UDF, run a
 batch, close); this module decides when workers start, who gets one, and
-what happens when the pool closes or a worker breaks. A thread that finds
-no idle worker waits on a condition with a deadline.
+what happens when the pool closes, a worker breaks, or a UDF fails to load
+in some workers. A thread that finds no idle worker waits on a condition
+with a deadline.
 
-Two things here run beside the batches, never on their path:
-
-- The watchdog, one daemon thread while any pool has workers, looks at the
-  batches running (a backend that can stop one says which, by
-  ``Worker.running_batch``) a few times a second: one that outran its
-  pool's ``timeout``, or that ran when Ctrl-C was pressed, is stopped
-  (``Worker.stop``); a worker whose batch does not end within
-  ``STOP_GRACE`` after that is given up, so the pool starts another.
-- Fork hooks (``os.register_at_fork``, registered with the first pool): a
-  forked child never uses its parent's workers. It drops them without
-  talking to them (``Worker.forget``) and starts its own on first use. A
-  backend whose workers cannot survive a fork at all closes them before it
-  (``WorkerPool.close_workers_before_fork``) and starts them again after.
+One thing, over 600 lines: the pool's state (idle, busy, started, growing,
+forking, the UDFs' load failures) is one lock's, and every method of
+``WorkerPool`` moves it from one consistent state to the next; cut in two,
+each half would have to know the other's invariants. What runs beside the
+batches lives elsewhere: the watchdog (``_engine.watchdog``), started here
+with the first worker, and exit and fork (``_engine.lifecycle``), which call
+the pools' ``_shut``/``_stop_busy`` and fork methods below and each kind of
+pool's ``_after_pools_closed_at_exit``.
 """
 
 from __future__ import annotations
@@ -33,6 +29,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, Self
 
+from duckdb_subinterp._engine.watchdog import Watchdog
 from duckdb_subinterp._errors import (
     BrokenPoolError,
     PoolTimeoutError,
@@ -43,13 +40,13 @@ from duckdb_subinterp._errors import (
     UDFResultError,
     udf_execution_error,
 )
-from duckdb_subinterp._worker.runtime import DUCKDB_SENTENCES, FIELD_SEPARATOR, write_output
+from duckdb_subinterp._worker.protocol import DUCKDB_SENTENCES, FIELD_SEPARATOR, BatchRequest
+from duckdb_subinterp._worker.runtime import write_output
 
 DEFAULT_TIMEOUT = 600.0
 # How long close() lets a running batch finish before it stops the worker
 # (where the backend can): exit and close() must not wait the pool's timeout.
 CLOSE_GRACE = 1.0
-STOP_GRACE = 2.0  # a batch asked to stop that still runs this long after is given up on
 THREAD_GRACE = 1.0  # threads a UDF started get this long to end when their worker closes
 FORK_WAIT = 2.0  # before a fork, how long batches in workers that cannot be forked get to end
 # A worker another DuckDB thread gave back this recently is not taken for a
@@ -68,10 +65,6 @@ RECLAIM_SECONDS = 2e-3
 # the UDF's error, as when it fails on every worker.
 LOAD_RETRY_SECONDS = 1.0
 LOAD_RETRIES = 5
-# The watchdog's tick while a batch runs, and while none does: a timeout or a
-# Ctrl-C is acted on within about one busy tick of being seen.
-_BUSY_TICK = 0.1
-_IDLE_TICK = 0.5
 
 
 def wait_bound(seconds: float) -> float:
@@ -185,7 +178,7 @@ class Worker(ABC):
         """Drop a UDF that was removed."""
 
     @abstractmethod
-    def run(self, request: tuple[Any, ...]) -> Sequence[int]:
+    def run(self, request: BatchRequest) -> Sequence[int]:
         """Run one batch; return the status slots (null count, buffer sizes)."""
 
     @abstractmethod
@@ -232,7 +225,19 @@ class Worker(ABC):
 
 
 class WorkerPool(ABC):
-    """A fixed-size pool of lazily started workers shared by UDFs and connections."""
+    """A fixed-size pool of lazily started workers shared by UDFs and connections.
+
+    The base of ``InterpreterPool``, ``ProcessPool`` and ``RayPool``; a backend
+    says only what a worker is. Usable as a context manager, which closes it.
+
+    Args:
+        size: How many workers at most; None for the CPU count.
+        timeout: Seconds a batch may wait for a free worker, and may run on one before it is stopped
+            (``PoolTimeoutError``); ``math.inf`` for no limit.
+
+    Raises:
+        ValueError: ``size`` is not a positive int, or ``timeout`` not a positive number.
+    """
 
     # What running one more slice of a batch costs on this backend: slicing,
     # a hand-off to a helper thread, the switch or round trip to the worker,
@@ -277,8 +282,10 @@ class WorkerPool(ABC):
         self._forking = False  # no worker is handed out or started while they are closed for a fork
         # Not closed and not forking: the one flag checkout's fast path reads.
         self._accepting = True
+        # Exit and fork (_engine.lifecycle) visit every live pool; a forked child adopts the pools it inherits.
+        self._owner_pid = os.getpid()
         _live_pools.add(self)
-        _register_fork_hooks()
+        _pool_types.setdefault(type(self))
         # A pool nobody closed is released when collected, as a dropped
         # ThreadPoolExecutor's threads are: its idle workers close (a pool is
         # collected only when no batch runs on it: a running batch's
@@ -456,7 +463,7 @@ class WorkerPool(ABC):
     def _grow(self) -> None:
         """Start one worker (reserved by take_idle) and make it idle."""
         try:
-            _watchdog.ensure_running()
+            watchdog.ensure_running()
             worker = self._start_worker()
         except BaseException:
             with self._lock:
@@ -554,6 +561,12 @@ class WorkerPool(ABC):
 
         Workers start lazily on first use; call this to pay (and time)
         start-up before a query.
+
+        Returns:
+            How many workers were started now.
+
+        Raises:
+            BrokenPoolError: The pool was closed.
         """
         with self._lock:
             if self._closed:
@@ -585,7 +598,7 @@ class WorkerPool(ABC):
                 self._started -= len(started)
             self._condition.notify_all()
         if started and not closed:
-            _watchdog.ensure_running()
+            watchdog.ensure_running()
         if closed:
             for worker in started:
                 worker.close()
@@ -641,7 +654,7 @@ class WorkerPool(ABC):
         try:
             # Before the worker exists: once it is busy, nothing but the
             # return may run here, or an interrupt landing there would lose it.
-            _watchdog.ensure_running()
+            watchdog.ensure_running()
             worker = self._start_worker()
         except BaseException:
             with self._lock:
@@ -679,7 +692,7 @@ class WorkerPool(ABC):
             self._started -= len(idle)
             self._condition.notify_all()
             grower = self._grower
-        _close_all(idle)
+        close_all(idle)
         if grower is not None and grower is not threading.current_thread():
             # A worker starting in the background is closed as it arrives (checkin of a closed pool).
             grower.join(wait_bound(self.timeout))
@@ -711,6 +724,16 @@ class WorkerPool(ABC):
             self._condition.notify_all()
         return True
 
+    # -- exit ----------------------------------------------------------------------
+
+    # Where this kind of pool's _after_pools_closed_at_exit runs among the
+    # others' (ascending; ties in the order of their first pool).
+    exit_order: ClassVar[int] = 0
+
+    @classmethod  # noqa: B027 - optional: most backends need nothing more at exit
+    def _after_pools_closed_at_exit(cls) -> None:
+        """At exit, after every pool was closed (``_engine.lifecycle``): what this kind of pool still must do."""
+
     # -- fork ----------------------------------------------------------------------
 
     def _prepare_fork(self) -> None:
@@ -738,7 +761,7 @@ class WorkerPool(ABC):
                 finally:
                     self._waiting -= 1
             busy = len(self._busy) + self._growing
-        _close_all(closing)
+        close_all(closing)
         if busy:
             warnings.warn(
                 f"os.fork() while {busy} worker(s) of {self!r} still run a batch (or start) after {FORK_WAIT:g} s: "
@@ -757,6 +780,7 @@ class WorkerPool(ABC):
 
     def _reset_after_fork(self) -> None:
         """In a forked child: forget the parent's workers (they are its own); start fresh ones on first use."""
+        self._owner_pid = os.getpid()  # adopted: its workers from now on are this process's
         # The parent's threads that held these are not in the child.
         self._lock = threading.RLock()
         self._condition = threading.Condition(self._lock)
@@ -788,10 +812,10 @@ def _close_idle_of_collected_pool(idle: list[Worker]) -> None:
     """Close the idle workers of a pool that was garbage-collected without ``close()``."""
     workers = idle[:]
     idle.clear()
-    _close_all(workers)
+    close_all(workers)
 
 
-def _close_all(workers: Sequence[Worker]) -> None:
+def close_all(workers: Sequence[Worker]) -> None:
     """Close workers, letting each one's leftover threads end at the same time as the others'."""
     for worker in workers:
         with contextlib.suppress(Exception):  # close() still runs, and must not raise either
@@ -800,142 +824,21 @@ def _close_all(workers: Sequence[Worker]) -> None:
         worker.close()
 
 
-# Pools alive in this process: the watchdog and the fork hooks visit them.
+# Pools alive in this process, and the kinds of pool made so far: the
+# watchdog, exit and fork (``_engine.lifecycle``) visit them. A pool is held
+# weakly: one nobody holds any more is collected (see WorkerPool.__init__).
 _live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+_pool_types: dict[type[WorkerPool], None] = {}  # ordered: by their first pool
 
 
-class _Watchdog:
-    """One daemon thread for every pool, started with the first worker: stops runaway and interrupted batches."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        # Batches running: (worker, token) -> [when first seen, when asked to stop or 0].
-        self._seen: dict[tuple[Worker, Hashable], list[float]] = {}
-        self._helpers: dict[Worker, threading.Thread] = {}
-
-    def ensure_running(self) -> None:
-        """Start the thread if it is not running (an attribute read when it is)."""
-        if self._thread is not None:
-            return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="duckdb_subinterp watchdog", daemon=True)
-                self._thread.start()
-
-    def reset_after_fork(self) -> None:
-        """In a forked child: the thread is gone; the next worker starts another."""
-        self._lock = threading.Lock()
-        self._thread = None
-        self._seen.clear()
-        self._helpers.clear()
-
-    def _run(self) -> None:
-        while True:
-            running = self._look()
-            if running is None:
-                return
-            time.sleep(_BUSY_TICK if running else _IDLE_TICK)
-
-    def _look(self) -> set[tuple[Worker, Hashable]] | None:
-        """Visit every pool with workers once; return the batches running, or None (the thread ends) if none has.
-
-        A method of its own so that no pool is referenced while the thread
-        sleeps: a pool nobody else holds is collected (and its workers closed).
-        """
-        with self._lock:
-            pools = [pool for pool in list(_live_pools) if pool._started]
-            if not pools:
-                self._thread = None
-                return None
-        running: set[tuple[Worker, Hashable]] = set()
-        for pool in pools:
-            with contextlib.suppress(Exception):  # a backend's bug must not end the watchdog for every pool
-                running |= self._visit(pool)
-        # Forget batches that ended, and helpers that are done.
-        self._seen = {key: times for key, times in self._seen.items() if key in running}
-        self._helpers = {worker: helper for worker, helper in self._helpers.items() if helper.is_alive()}
-        return running
-
-    def _visit(self, pool: WorkerPool) -> set[tuple[Worker, Hashable]]:
-        """Act on the pool's running batches once; return them."""
-        now = time.monotonic()
-        pool._watch_interrupts()
-        running = set()
-        for worker in list(pool._busy):
-            batch = worker.running_batch()
-            if batch is None:
-                continue
-            token, interrupted = batch
-            running.add((worker, token))
-            # Timed from when first seen: a batch is stopped between its
-            # pool's timeout and that plus one idle tick.
-            times = self._seen.setdefault((worker, token), [now, 0.0])
-            first_seen, stopped = times
-            if stopped:
-                if now - stopped >= STOP_GRACE and pool._give_up(worker):
-                    _warn_from_thread(
-                        f"a batch in {pool!r} did not stop within {STOP_GRACE:g} s of being asked to (a UDF "
-                        "busy in C code, or one that catches BaseException): its worker is given up and replaced, "
-                        "and the DuckDB thread running the batch stays blocked until it ends"
-                    )
-                continue
-            if interrupted:
-                failure = WorkerFailure(KeyboardInterrupt, "the batch was stopped by Ctrl-C (SIGINT)")
-            elif now - first_seen >= pool.timeout:
-                failure = WorkerFailure(
-                    PoolTimeoutError,
-                    f"the batch ran longer than the pool's timeout ({pool.timeout:g} s) and was stopped; "
-                    "pass a larger timeout= to the pool if batches legitimately take this long",
-                )
-            else:
-                continue
-            times[1] = now
-            self._stop(worker, token, failure)
-        return running
-
-    def _stop(self, worker: Worker, token: Hashable, failure: WorkerFailure) -> None:
-        # Stopping may wait for the worker (an interpreter's GIL held by C
-        # code): never on the watchdog's own thread, one wait per worker.
-        helper = self._helpers.get(worker)
-        if helper is not None and helper.is_alive():
-            return
-        helper = threading.Thread(target=worker.stop, args=(token, failure), name="duckdb_subinterp stop", daemon=True)
-        self._helpers[worker] = helper
-        helper.start()
+def live_pools() -> list[WorkerPool]:
+    """Return the pools alive in this process now."""
+    return list(_live_pools)
 
 
-def _warn_from_thread(message: str) -> None:
-    """Warn from a background thread, where a filter turning warnings into errors has nobody to raise to."""
-    with contextlib.suppress(Warning):
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
+def pool_types() -> list[type[WorkerPool]]:
+    """Return the kinds of pool this process made, in the order of their first pool."""
+    return list(_pool_types)
 
 
-_watchdog = _Watchdog()
-_fork_hooks_registered = False
-
-
-def _register_fork_hooks() -> None:
-    """Register the fork hooks once per process (a forked child inherits them)."""
-    global _fork_hooks_registered
-    if not _fork_hooks_registered and hasattr(os, "register_at_fork"):
-        _fork_hooks_registered = True
-        os.register_at_fork(
-            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-        )
-
-
-def _before_fork() -> None:
-    for pool in list(_live_pools):
-        pool._prepare_fork()
-
-
-def _after_fork_in_parent() -> None:
-    for pool in list(_live_pools):
-        pool._resume_after_fork()
-
-
-def _after_fork_in_child() -> None:
-    _watchdog.reset_after_fork()
-    for pool in list(_live_pools):
-        pool._reset_after_fork()
+watchdog = Watchdog(live_pools, WorkerFailure)
