@@ -58,10 +58,19 @@ from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
+from duckdb_subinterp._backends.processes.arrow_udfs import ProcessRuntime
+from duckdb_subinterp._backends.processes.wire import DOING, Packer, align, layout, unpack_column
+from duckdb_subinterp._engine import lifecycle  # noqa: F401 - exit and fork hooks in place before a pool exists
+from duckdb_subinterp._engine.pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._errors import BackendUnavailableError, BrokenPoolError, PoolTimeoutError, WorkerDiedError
-from duckdb_subinterp._pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
-from duckdb_subinterp._processes import _DOING, ProcessRuntime, _align, _layout, _Packer, _unpack_column
-from duckdb_subinterp._worker.runtime import PENDING_NONE, PENDING_PICKLED, SIZES_SLOT, STATUS_SLOTS, UdfSpec
+from duckdb_subinterp._worker.protocol import (
+    PENDING_NONE,
+    PENDING_PICKLED,
+    SIZES_SLOT,
+    STATUS_SLOTS,
+    BatchRequest,
+    UdfSpec,
+)
 
 START_TIMEOUT = 120.0  # placing an actor may wait for a node with free CPUs
 DEFAULT_MAX_RETRIES = 2
@@ -172,12 +181,15 @@ class RayRuntimeActor:
 
     def run(self, message: bytes) -> bytes | tuple[Any, ...]:
         """Run the batch a ``pack_batch`` message holds; answer its status slots and result bytes, back to back."""
-        udf_id, length, layout, capacities, descriptors, mode, payload = unpack_batch(message)
-        if udf_id not in self.runtime.udfs:
+        header, payload = unpack_batch(message)
+        capacities = header.capacities
+        if header.udf_id not in self.runtime.udfs:
             return ("unloaded",)  # Ray restarted this actor: the caller loads the UDFs again
-        columns = [_unpack_column(column, payload) for column in layout]
+        columns = [unpack_column(column, payload) for column in header.layout]
         outputs = _regions(capacities)
-        answer = _answer(self.runtime.run, (udf_id, length, columns, outputs, descriptors, mode))
+        request = BatchRequest(header.udf_id, header.length, columns, outputs, header.descriptors, header.mode)
+        answer = _answer(self.runtime.run, request)
+        del request
         if self._terminated:
             return "terminated", "was terminated (SIGTERM) while running a batch: Ray is stopping it"
         if answer[0] != "ok":
@@ -202,7 +214,18 @@ def result_sizes(status: Sequence[int], buffer_count: int) -> Sequence[int]:
     return status[SIZES_SLOT : SIZES_SLOT + buffer_count]
 
 
-def pack_batch(request: tuple[Any, ...], capacities: Sequence[int]) -> bytearray:
+class BatchHeader(NamedTuple):
+    """What a ``pack_batch`` message says of its batch, before the buffers."""
+
+    udf_id: int
+    length: int
+    layout: list[tuple[Any, ...]]  # each column's tree, its buffers replaced by their Span in the message
+    capacities: list[int]  # the caller's result buffers' sizes
+    descriptors: tuple[Any, ...] | None
+    mode: int
+
+
+def pack_batch(request: BatchRequest, capacities: Sequence[int]) -> bytearray:
     """Return one message holding a batch: a header (pickled), then every column buffer, aligned.
 
     One bytes-like argument: Ray sends it as it is, where five arguments
@@ -210,11 +233,12 @@ def pack_batch(request: tuple[Any, ...], capacities: Sequence[int]) -> bytearray
     serialized on its own (measured ad hoc on this 2-core machine, ~1.0 vs
     ~1.3 ms a round trip with 16 KB of data).
     """
-    udf_id, length, columns, descriptors, mode = request
-    packer = _Packer()
-    layout = [packer.pack(column) for column in columns]
-    header = pickle.dumps((udf_id, length, layout, list(capacities), descriptors, mode), pickle.HIGHEST_PROTOCOL)
-    start = _align(_LENGTH.size + len(header))
+    packer = Packer()
+    packed = [packer.pack(column) for column in request.columns]
+    fields = BatchHeader(request.udf_id, request.length, packed, list(capacities), request.descriptors, request.mode)
+    # As a plain tuple: the actor need not import this module to read it.
+    header = pickle.dumps(tuple(fields), pickle.HIGHEST_PROTOCOL)
+    start = align(_LENGTH.size + len(header))
     message = bytearray(start + packer.size)
     _LENGTH.pack_into(message, 0, len(header))
     message[_LENGTH.size : _LENGTH.size + len(header)] = header
@@ -222,17 +246,17 @@ def pack_batch(request: tuple[Any, ...], capacities: Sequence[int]) -> bytearray
     return message
 
 
-def unpack_batch(message: bytes) -> tuple[Any, ...]:
-    """Return the header of a ``pack_batch`` message, then a view of its buffers."""
+def unpack_batch(message: bytes) -> tuple[BatchHeader, memoryview]:
+    """Return the header of a ``pack_batch`` message, and a view of its buffers."""
     view = memoryview(message)
     (size,) = _LENGTH.unpack_from(view, 0)
-    header = pickle.loads(view[_LENGTH.size : _LENGTH.size + size])
-    return (*header, view[_align(_LENGTH.size + size) :])
+    header = BatchHeader(*pickle.loads(view[_LENGTH.size : _LENGTH.size + size]))
+    return header, view[align(_LENGTH.size + size) :]
 
 
 def _regions(capacities: Sequence[int]) -> list[memoryview]:
     """Return one writable buffer per capacity, laid out aligned in one allocation."""
-    spans, total = _layout(capacities)
+    spans, total = layout(capacities)
     region = memoryview(bytearray(total))
     return [region[start : start + size] for start, size in spans]
 
@@ -338,12 +362,10 @@ class RayWorker(Worker):
         with contextlib.suppress(_ActorLost):
             self._send("unload", (udf_id,))
 
-    def run(self, request: tuple[Any, ...]) -> Sequence[int]:
-        udf_id, length, columns, outputs, descriptors, mode = request
-        capacities = [view.nbytes for view in outputs]
-        result = self.collect(self.submit((udf_id, length, columns, capacities, descriptors, mode)))
+    def run(self, request: BatchRequest) -> Sequence[int]:
+        result = self.collect(self.submit(request))
         if not result.pending:
-            result.write_into(outputs)
+            result.write_into(request.outputs)
         self._last = result
         return result.status
 
@@ -364,8 +386,8 @@ class RayWorker(Worker):
 
     # -- batches in flight ---------------------------------------------------
 
-    def submit(self, request: tuple[Any, ...]) -> RayBatch:
-        """Send ``(udf_id, length, columns, output capacities, descriptors, mode)`` without waiting for the answer.
+    def submit(self, request: BatchRequest) -> RayBatch:
+        """Send a batch without waiting for the answer (its result buffers' capacities: ``request.outputs``' sizes).
 
         The columns' buffers are copied into the payload here, so the caller
         may release them at once. Several batches may be in flight on one
@@ -373,8 +395,8 @@ class RayWorker(Worker):
         worker itself, submit and collect belong to the thread that checked
         the worker out.
         """
-        udf_id, length, columns, capacities, descriptors, mode = request
-        message = pack_batch((udf_id, length, columns, descriptors, mode), capacities)
+        capacities = [view.nbytes for view in request.outputs]
+        message = pack_batch(request, capacities)
         actor = self.actor
         try:
             ref = self._send("run", (message,))
@@ -454,7 +476,7 @@ class RayWorker(Worker):
         self.broken = True
         if answer[0] == "fatal":
             return WorkerFailure(WorkerDiedError, f"{self.description} {answer[1]}")
-        return WorkerFailure(BrokenPoolError, f"{self.description} answered {answer!r} {_DOING[command]}")
+        return WorkerFailure(BrokenPoolError, f"{self.description} answered {answer!r} {DOING[command]}")
 
     def _send(self, command: str, arguments: tuple[Any, ...]) -> Any:
         self._check_connected(command)
@@ -473,7 +495,7 @@ class RayWorker(Worker):
             return answer
         except ray.exceptions.GetTimeoutError:
             raise self._timed_out(
-                f"did not answer within {timeout:g} s {_DOING[command]} and was killed; pass a larger timeout= to "
+                f"did not answer within {timeout:g} s {DOING[command]} and was killed; pass a larger timeout= to "
                 "the pool if batches legitimately take this long"
             ) from None
         except ray.exceptions.ActorDiedError as error:
@@ -492,7 +514,7 @@ class RayWorker(Worker):
             self._check_connected(command)
             self.broken = True
             raise WorkerFailure(
-                BrokenPoolError, f"{self.description} failed {_DOING[command]}: {type(error).__name__}: {error}"
+                BrokenPoolError, f"{self.description} failed {DOING[command]}: {type(error).__name__}: {error}"
             ) from None
 
     def _timed_out(self, what: str) -> WorkerFailure:
@@ -513,14 +535,14 @@ class RayWorker(Worker):
 
     def _disconnected(self, command: str) -> str:
         return (
-            f"the connection to the Ray cluster ended {_DOING[command]} (ray.shutdown() was called, or the cluster "
+            f"the connection to the Ray cluster ended {DOING[command]} (ray.shutdown() was called, or the cluster "
             "went away); connect again with ray.init() and run the query again"
         )
 
     def _died_message(self, command: str, deaths: list[str]) -> str:
         tries = len(deaths)
         return (
-            f"{self.description} died {_DOING[command]}, {tries} time{'s' if tries > 1 else ''} in a row "
+            f"{self.description} died {DOING[command]}, {tries} time{'s' if tries > 1 else ''} in a row "
             f"(the pool retries a batch up to max_retries={self.max_retries} times, on the restarted actor or a "
             f"new one). Last cause, from Ray: {deaths[-1]}"
         )
@@ -591,12 +613,28 @@ class RayPool(WorkerPool):
     """A pool of Ray actors, started lazily, shared by UDFs and connections.
 
     Uses the Ray connection this process has (``ray.init()``); with
-    ``address`` (or ``RAY_ADDRESS``) and no connection yet it connects
-    there. ``size`` defaults to the cluster's CPUs divided by the actors'
-    ``num_cpus``. ``actor_options`` go to ``.options()`` of each actor
-    (``num_cpus``, ``max_restarts``, ``runtime_env``, ``resources``...),
-    over the defaults ``DEFAULT_ACTOR_OPTIONS``. A batch whose actor died
-    is sent again up to ``max_retries`` times before the query fails.
+    ``address`` (or ``RAY_ADDRESS``) and no connection yet it connects there.
+
+    Args:
+        size: How many actors at most; None for the cluster's CPUs divided by the actors' ``num_cpus``.
+        address: A cluster to connect to where Ray is not initialized yet (or ``RAY_ADDRESS``).
+        actor_options: Passed to ``.options()`` of each actor (``num_cpus``, ``max_restarts``,
+            ``runtime_env``, ``resources``...), over the defaults ``DEFAULT_ACTOR_OPTIONS``.
+        timeout: Seconds a batch may wait for a free actor, and each call to one; ``math.inf`` for no limit.
+        max_retries: How many times a batch whose actor died is sent again before the query fails.
+
+    Raises:
+        BackendUnavailableError: ray is not installed, or not initialized and no address was given.
+        ValueError: ``actor_options`` is not a mapping, or ``max_retries`` not an int >= 0.
+
+    Example:
+        ```python
+        import ray
+
+        ray.init()
+        with duckdb_subinterp.RayPool(4) as pool:
+            duckdb_subinterp.create_function(con, "score", score, backend="ray", pool=pool)
+        ```
     """
 
     # Fan-out: a hand-off to a helper thread and a Ray round trip per slice
