@@ -8,10 +8,11 @@ Switch a UDF from DuckDB's own machinery by changing one call::
 Importing this package starts no interpreter, thread or process.
 """
 
-# The one place the version is written: pyproject.toml reads it from here.
-__version__ = "0.1.0"
-
+from duckdb_subinterp._backends.processes.pool import ProcessPool
+from duckdb_subinterp._backends.ray import RayPool
+from duckdb_subinterp._backends.subinterpreters import InterpreterPool
 from duckdb_subinterp._engine.dispatch import UdfStats
+from duckdb_subinterp._engine.pool import WorkerPool
 from duckdb_subinterp._errors import (
     BackendFallbackWarning,
     BackendUnavailableError,
@@ -29,11 +30,9 @@ from duckdb_subinterp._errors import (
     WorkerDiedError,
 )
 from duckdb_subinterp._export import export
-from duckdb_subinterp._pool import WorkerPool
-from duckdb_subinterp._processes import ProcessPool
-from duckdb_subinterp._ray import RayPool
-from duckdb_subinterp._registration import BACKENDS, create_function, default_pool, remove_function, udf, udf_stats
-from duckdb_subinterp._subinterpreters import InterpreterPool
+from duckdb_subinterp._registration.api import create_function, remove_function, udf, udf_stats
+from duckdb_subinterp._registration.backends import BACKENDS, default_pool
+from duckdb_subinterp._version import __version__
 
 __all__ = [
     "BACKENDS",
