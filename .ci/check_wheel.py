@@ -28,7 +28,10 @@ from elftools.elf.elffile import ELFFile
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENSIONS = ("_direct", "_arrowc", "_codecc")
-SDIST_FOLDERS = ("tests", "notebooks", "bench", "docs")
+SDIST_FOLDERS = ("tests", "notebooks", "bench", "examples", "docs")
+# What stays out of the wheel (the benchmark suite in bench/, the example HTTP client and test server in
+# examples/), by the module names it once had inside the package and has in the repository.
+NOT_IN_WHEEL = re.compile(r"duckdb_subinterp/(.*/)?(_?bench\w*|suite|async_examples|async_http)\.py")
 
 
 def fail(message: str) -> None:
@@ -44,9 +47,9 @@ def one(folder: Path, pattern: str) -> Path:
 
 
 def source_version() -> str:
-    match = re.search(r'^__version__ = "([^"]+)"', (ROOT / "duckdb_subinterp" / "__init__.py").read_text(), re.M)
+    match = re.search(r'^__version__ = "([^"]+)"', (ROOT / "duckdb_subinterp" / "_version.py").read_text(), re.M)
     if match is None:
-        fail('no __version__ = "..." line in duckdb_subinterp/__init__.py')
+        fail('no __version__ = "..." line in duckdb_subinterp/_version.py')
     return match.group(1)
 
 
@@ -103,6 +106,9 @@ def check_wheel(wheel: Path, version: str) -> None:
             paths = [p for p in runpaths(archive.read(built[0])) if not p.startswith("$ORIGIN")]
             if paths:
                 fail(f"{wheel.name}: {built[0]} has RPATH/RUNPATH {paths}: a build machine's path in a wheel")
+        outside = [n for n in names if NOT_IN_WHEEL.fullmatch(n)]
+        if outside:
+            fail(f"{wheel.name} carries benchmark or example-server code: {outside}")
         if any(n.endswith((".c", ".pyc")) or n.startswith("tests/") for n in names):
             fail(f"{wheel.name} carries sources or tests: {[n for n in names if n.endswith(('.c', '.pyc'))]}")
     if metadata["Version"] != version or metadata["License-Expression"] != "MIT":

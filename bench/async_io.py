@@ -1,6 +1,6 @@
 """An I/O-bound UDF: an HTTP GET per row, through DuckDB's own UDF and as an async UDF, side by side.
 
-A local server (``duckdb_subinterp.async_examples.SlowServer``, a child
+A local server (``SlowServer`` of examples/async_http.py, a child
 process on 127.0.0.1, bounded in time and requests) answers every request
 after a fixed delay. DuckDB's own ``create_function`` calls it with urllib,
 one row at a time; ``duckdb_subinterp.create_function`` calls it with an
@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))  # async_http
 
 import duckdb
+from async_http import SlowServer, fetch, fetch_kept, fetch_sync
 
 import duckdb_subinterp
-from duckdb_subinterp.async_examples import SlowServer, fetch, fetch_kept, fetch_sync
 
 
 def main(argv: list[str] | None = None) -> int:

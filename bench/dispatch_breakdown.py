@@ -36,7 +36,7 @@ import pyarrow as pa
 import duckdb_subinterp
 from duckdb_subinterp._direct import DirectCall
 from duckdb_subinterp._engine.arrow import ResultLayout, column_buffers, layout_signature, output_buffers_type
-from duckdb_subinterp._worker.runtime import STATUS_SLOTS
+from duckdb_subinterp._worker.protocol import STATUS_SLOTS
 
 BATCH_ROWS = 2048
 BIGINT = ("number", "q", "BIGINT")

@@ -1,5 +1,9 @@
 """The benchmark suite behind ``duckdb-subinterp bench``: every way to run a Python UDF, side by side.
 
+It lives in the repository's bench/, outside the package (the wheel has no
+benchmark code): the command finds it in a checkout (see ``_cli``), and the
+tests import it as ``bench.suite``.
+
 One run measures, on one DuckDB connection and one table:
 
 - throughput: the same UDFs (light, medium, heavy; over DOUBLE and VARCHAR;
@@ -44,11 +48,12 @@ import pyarrow as pa
 from duckdb.func import PythonUDFType
 
 from duckdb_subinterp import __version__, examples
+from duckdb_subinterp._backends.subinterpreters import InterpreterPool
 from duckdb_subinterp._baselines import InterpreterPoolUDF, ProcessPoolUDF, interpreter_pool_available, map_rows
+from duckdb_subinterp._engine.pool import WorkerPool
 from duckdb_subinterp._options import BackendName, UdfTypeName
-from duckdb_subinterp._pool import WorkerPool
-from duckdb_subinterp._registration import BACKENDS, create_function, udf_stats
-from duckdb_subinterp._subinterpreters import InterpreterPool
+from duckdb_subinterp._registration.api import create_function, udf_stats
+from duckdb_subinterp._registration.backends import BACKENDS
 
 SCHEMA = "duckdb_subinterp.bench/1"
 BATCH_ROWS = 2048
@@ -414,7 +419,7 @@ def _measure_startup(candidate: Candidate, workers: int) -> dict[str, Any]:
 
 
 def _dispatcher_udf_id(con: duckdb.DuckDBPyConnection, name: str) -> int:
-    from duckdb_subinterp._registration import _dispatcher
+    from duckdb_subinterp._registration.api import _dispatcher
 
     return _dispatcher(con, name).udf_id
 

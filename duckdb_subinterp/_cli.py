@@ -1,9 +1,17 @@
-"""The ``duckdb-subinterp`` command: ``demo``, ``sql`` (run SQL with your UDFs) and ``bench``."""
+"""The ``duckdb-subinterp`` command: ``demo``, ``sql`` (run SQL with your UDFs) and ``bench``.
+
+``bench`` runs the benchmark suite, which is not part of the installed
+package: it is ``bench/suite.py`` of a checkout, found beside the package
+(an editable install), in the working directory, or in the checkout that
+``DUCKDB_SUBINTERP_CHECKOUT`` names; anywhere else the command says how to
+get it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import os
 import signal
 import sys
@@ -12,20 +20,23 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 from duckdb.func import PythonUDFType
 
-from duckdb_subinterp import __version__, examples
+from duckdb_subinterp import examples
 from duckdb_subinterp._baselines import ProcessPoolUDF
+from duckdb_subinterp._engine.pool import WorkerPool
 from duckdb_subinterp._errors import UDFError, UDFRegistrationError
 from duckdb_subinterp._export import EXPORT_ATTRIBUTE, exported_functions
 from duckdb_subinterp._options import BackendName
-from duckdb_subinterp._pool import WorkerPool
-from duckdb_subinterp._registration import BACKENDS, create_function, default_pool, udf_stats
-from duckdb_subinterp._worker.runtime import resolve_reference
+from duckdb_subinterp._registration.api import create_function, udf_stats
+from duckdb_subinterp._registration.backends import BACKENDS, default_pool
+from duckdb_subinterp._version import __version__
+from duckdb_subinterp._worker.protocol import resolve_reference
 
 
 class _CtrlC:
@@ -335,15 +346,55 @@ def _print_stats(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
         )
 
 
+CHECKOUT_VARIABLE = "DUCKDB_SUBINTERP_CHECKOUT"
+
+
+class BenchSuiteMissing(Exception):
+    """The benchmark suite (bench/suite.py of a checkout) is not to be found here."""
+
+
+def bench_suite() -> ModuleType:
+    """Import the benchmark suite, ``bench.suite`` of a checkout; raise ``BenchSuiteMissing`` saying how to get it."""
+    try:
+        return importlib.import_module("bench.suite")
+    except ModuleNotFoundError as error:
+        if error.name not in ("bench", "bench.suite"):
+            raise
+    variable = os.environ.get(CHECKOUT_VARIABLE)
+    candidates = [Path(__file__).resolve().parents[1], Path.cwd(), *([Path(variable)] if variable else [])]
+    for checkout in candidates:
+        if (checkout / "bench" / "suite.py").is_file():
+            sys.path.append(str(checkout))  # after the installed packages: the package itself stays the one imported
+            return importlib.import_module("bench.suite")
+    raise BenchSuiteMissing(
+        "the benchmark suite is not part of the installed package: it is bench/suite.py of the source. Run this "
+        f"from a checkout (git clone {_project_url()}; pip install -e '.[bench]'), or set {CHECKOUT_VARIABLE} "
+        "to one"
+    )
+
+
+def _project_url() -> str:
+    """Return the project's home page as the installed metadata gives it."""
+    with suppress(importlib.metadata.PackageNotFoundError):
+        entries: list[str] = importlib.metadata.metadata("duckdb-subinterp").get_all("Project-URL") or []
+        for entry in entries:
+            label, _, url = entry.partition(",")
+            if label.strip() == "Homepage":
+                return url.strip()
+    return "the project's repository"
+
+
 def bench(options: argparse.Namespace) -> int:
     """Measure DuckDB's own UDFs, our backends and the workarounds side by side (quick by default)."""
-    from duckdb_subinterp import _bench
-
-    missing = _bench.missing_requirement()
+    try:
+        suite = bench_suite()
+    except BenchSuiteMissing as missing_suite:
+        return _usage_error("bench", str(missing_suite))
+    missing = suite.missing_requirement()
     if missing is not None:
         return _usage_error("bench", missing)
-    defaults = _bench.BenchConfig()
-    config = _bench.BenchConfig(
+    defaults = suite.BenchConfig()
+    config = suite.BenchConfig(
         rows=options.rows or (2_000_000 if options.full else defaults.rows),
         repeats=options.repeats or defaults.repeats,
         threads=options.threads or defaults.threads,
@@ -358,10 +409,10 @@ def bench(options: argparse.Namespace) -> int:
         f"{len(config.workloads)} workloads -> {out_dir}",
         file=sys.stderr,
     )
-    results = _bench.run_benchmark(config)
-    for path in _bench.write_reports(results, out_dir):
+    results = suite.run_benchmark(config)
+    for path in suite.write_reports(results, out_dir):
         print(f"wrote {path}", file=sys.stderr)
-    _bench.print_summary(results)
+    suite.print_summary(results)
     return 0 if all(s["all_results_match"] for s in results["summary"]) else 1
 
 
@@ -386,10 +437,12 @@ def _int_list(text: str) -> list[int]:
 
 
 def _workload_list(text: str) -> list[str]:
-    from duckdb_subinterp._bench import WORKLOADS
-
+    try:
+        workloads = bench_suite().WORKLOADS
+    except BenchSuiteMissing as missing:
+        raise argparse.ArgumentTypeError(str(missing)) from None
     names = [part.strip() for part in text.split(",") if part.strip()]
-    known = [workload.name for workload in WORKLOADS]
+    known = [workload.name for workload in workloads]
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         named = ", ".join(unknown) or text
@@ -398,9 +451,10 @@ def _workload_list(text: str) -> list[str]:
 
 
 def _workload_names() -> str:
-    from duckdb_subinterp._bench import WORKLOADS
-
-    return ", ".join(workload.name for workload in WORKLOADS)
+    try:
+        return ", ".join(workload.name for workload in bench_suite().WORKLOADS)
+    except BenchSuiteMissing:
+        return "the suite's workloads (bench/suite.py of a checkout)"
 
 
 def _version() -> str:

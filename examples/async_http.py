@@ -1,8 +1,11 @@
 """I/O-bound example UDFs: an HTTP GET per row, and the slow local server they call.
 
 Standard library only, so every backend loads it (per-GIL interpreters
-included). The client speaks just enough HTTP/1.1 over asyncio streams for
-the server below; use a real client (aiohttp, httpx) for anything else.
+included). It lives in the repository's examples/, outside the installed
+package: the tests, the docs' async page, the quickstart notebook and
+bench/async_io.py import it as ``async_http`` with this folder on the path.
+The client speaks just enough HTTP/1.1 over asyncio streams for the server
+below; use a real client (aiohttp, httpx) for anything else.
 
 The server (``SlowServer``) runs in a child process, answers every request
 after a fixed delay, counts the requests in flight at once, can fail every

@@ -7,7 +7,7 @@ import os
 import random
 import sys
 
-from duckdb_subinterp.async_examples import HttpError, http_get
+from async_http import HttpError, http_get
 
 
 async def double_later(x: int) -> int:

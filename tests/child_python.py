@@ -18,7 +18,7 @@ PREAMBLE = f"""
 import contextlib, io, json, os, signal, sys, threading, time, warnings
 sys.path.insert(0, {str(TESTS)!r})
 import duckdb, duckdb_subinterp, reliability_udfs
-from duckdb_subinterp import _pool
+from duckdb_subinterp._engine import pool as _pool
 from duckdb_subinterp._engine import dispatch as _dispatch
 
 def make_pool(backend, size, **options):

@@ -15,12 +15,23 @@ import duckdb
 import pytest
 
 import duckdb_subinterp
-from duckdb_subinterp import _ray, _registration, _subinterpreters
+from duckdb_subinterp._backends import ray as _ray
+from duckdb_subinterp._backends import subinterpreters as _subinterpreters
+from duckdb_subinterp._backends.ray import INSTALL_COMMAND
 from duckdb_subinterp._engine import arrow as _arrow
 from duckdb_subinterp._engine import dispatch as _dispatch
-from duckdb_subinterp._ray import INSTALL_COMMAND
+from duckdb_subinterp._registration import backends as _registration
 
 sys.path.insert(0, str(Path(__file__).parent))
+# What the tests use from outside the package: the benchmark suite (bench/suite.py, imported as
+# bench.suite) and the example HTTP client and server (examples/async_http.py). Appended, so the
+# package itself is still the installed one; child Pythons (the docs' pages, the notebooks, the
+# command line) find them through the environment.
+REPO = Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO))
+sys.path.append(str(REPO / "examples"))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO / "examples")]))
+os.environ["DUCKDB_SUBINTERP_CHECKOUT"] = str(REPO)
 
 # A hang dumps every thread's stack before pytest-timeout fails the test.
 faulthandler.enable()

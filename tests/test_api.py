@@ -80,7 +80,9 @@ def test_option_types_name_what_create_function_takes():
     import inspect
     from typing import get_args
 
-    from duckdb_subinterp import _export, _options, _registration
+    from duckdb_subinterp import _export, _options
+    from duckdb_subinterp._registration import api as _api
+    from duckdb_subinterp._registration import validation as _registration
 
     assert set(get_args(_options.BackendName.__value__)) == set(duckdb_subinterp.BACKENDS)
     assert get_args(_options.UdfTypeName.__value__) == _registration.UDF_TYPES
@@ -91,7 +93,7 @@ def test_option_types_name_what_create_function_takes():
         for name, parameter in inspect.signature(duckdb_subinterp.create_function).parameters.items()
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY
     }
-    assert _options.FunctionOptions.__optional_keys__ == keywords
+    assert _api.FunctionOptions.__optional_keys__ == keywords
     assert _options.ExportOptions.__optional_keys__ == set(_export.OPTIONS) == keywords - {"pool"}
 
 

@@ -25,14 +25,15 @@ from pathlib import Path
 import async_udfs
 import duckdb
 import pytest
+from async_http import Geocoder, HttpError, SlowServer, answer, fetch, fetch_sync
 from conftest import UNCOMPILED
 
 import duckdb_subinterp
-from duckdb_subinterp import _registration
 from duckdb_subinterp._cli import main
+from duckdb_subinterp._registration import api as _registration
 from duckdb_subinterp._worker import asynchronous as _async
+from duckdb_subinterp._worker import protocol as _protocol
 from duckdb_subinterp._worker import runtime as _runtime
-from duckdb_subinterp.async_examples import Geocoder, HttpError, SlowServer, answer, fetch, fetch_sync
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = 300
@@ -409,7 +410,7 @@ def test_stop_raised_into_the_batch_cancels_pending_calls_at_once(con: duckdb.Du
     thread, outcome = _query_waiting_on_calls(con, server, rows=40, calls=8)
     batch_thread = thread.ident
     stopped = time.monotonic()
-    stop = ctypes.py_object(_runtime.BatchStopped)
+    stop = ctypes.py_object(_protocol.BatchStopped)
     assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(batch_thread), stop) == 1
     thread.join(10)
     assert not thread.is_alive() and time.monotonic() - stopped < 2  # not the 30 s the calls would take
@@ -489,7 +490,7 @@ CTRL_C_SCRIPT = """
 import asyncio, os, signal, sys, threading, time
 import duckdb, duckdb_subinterp
 from duckdb_subinterp._worker import asynchronous as _async
-from duckdb_subinterp.async_examples import SlowServer, fetch
+from async_http import SlowServer, fetch
 
 with SlowServer(30.0, max_seconds=60) as server:
     con = duckdb.connect()
@@ -542,7 +543,7 @@ def test_a_batch_lets_go_of_its_buffers_without_the_cyclic_gc(kind: str, values:
     """A failure kept in a reference cycle would hold the batch's buffers (shared memory, on processes)."""
     function = async_udfs.mixed if kind == "native" else async_udfs.mixed_batch
     asynchronous = (4, options.get("retries", 0), 0.0, ("builtins:Exception",), options.get("timeout"))
-    spec = _runtime.UdfSpec(
+    spec = _protocol.UdfSpec(
         "mixed",
         "async_udfs:" + function.__name__,
         kind,
@@ -554,15 +555,15 @@ def test_a_batch_lets_go_of_its_buffers_without_the_cyclic_gc(kind: str, values:
         False,
         asynchronous=asynchronous,
     )
-    runtime = _runtime.Runtime([0] * _runtime.STATUS_SLOTS)
+    runtime = _runtime.Runtime([0] * _protocol.STATUS_SLOTS)
     runtime.load(1, tuple(spec))
     gc.collect()
     gc.disable()
     try:
         data = bytearray(memoryview(array("q", values)).cast("B"))
         outputs = (memoryview(bytearray(8)), memoryview(bytearray(8 * len(values))))
-        with contextlib.suppress(_runtime.UdfRaised):
-            runtime.run((1, len(values), ((0, None, memoryview(data)),), outputs, None, _runtime.MODE_BUFFERS))
+        with contextlib.suppress(_protocol.UdfRaised):
+            runtime.run((1, len(values), ((0, None, memoryview(data)),), outputs, None, _protocol.MODE_BUFFERS))
         data.extend(b"0" * 8)  # a BufferError if a view of it is still held
         assert gc.collect() == 0
     finally:
@@ -624,7 +625,7 @@ def test_stats_count_calls_only_for_async_udfs(con: duckdb.DuckDBPyConnection):
 CLI_MODULE = textwrap.dedent(
     """
     import duckdb_subinterp
-    from duckdb_subinterp.async_examples import http_get
+    from async_http import http_get
 
     @duckdb_subinterp.export(retries=3, retry_backoff=0.001)
     async def geocode(url: str) -> str:

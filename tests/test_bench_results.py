@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from duckdb_subinterp import _bench
+from bench import suite as _bench
 
 # The checkout's (or the unpacked sdist's) README, docs and committed runs, found beside the tests.
 REPO = Path(__file__).resolve().parents[1]

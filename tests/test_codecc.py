@@ -36,16 +36,13 @@ import duckdb_subinterp
 from duckdb_subinterp._codec import decode_column, encode_column
 from duckdb_subinterp._engine.arrow import column_buffers, descriptor_for
 from duckdb_subinterp._errors import CompiledPathUnavailableWarning
+from duckdb_subinterp._worker import protocol as _protocol
 from duckdb_subinterp._worker import runtime as _runtime
+from duckdb_subinterp._worker.protocol import FIELD_SEPARATOR, BatchStopped, UdfRaised, UdfResultInvalid, UdfSpec
 from duckdb_subinterp._worker.runtime import (
     COMPILED_CODEC,
-    FIELD_SEPARATOR,
     PYTHON_CODEC,
-    BatchStopped,
     LoadedUdf,
-    UdfRaised,
-    UdfResultInvalid,
-    UdfSpec,
     call_per_row,
     call_per_row_compiled,
     decode_column_compiled,
@@ -717,7 +714,8 @@ def test_without_the_extension_the_runtime_uses_the_python_codec():
         import sys
         sys.modules["duckdb_subinterp._codecc"] = None  # as where it was not built
         from array import array
-        from duckdb_subinterp._worker.runtime import COMPILED_CODEC, PYTHON_CODEC, STATUS_SLOTS, Runtime
+        from duckdb_subinterp._worker.protocol import STATUS_SLOTS
+        from duckdb_subinterp._worker.runtime import COMPILED_CODEC, PYTHON_CODEC, Runtime
         assert COMPILED_CODEC is None
         assert Runtime(array("q", bytes(8 * STATUS_SLOTS))).codec is PYTHON_CODEC
         print("ok")
@@ -745,6 +743,6 @@ def test_without_the_extension_one_warning_names_the_fix(monkeypatch, small_pool
 
 
 def test_the_runtime_chooses_in_one_place():
-    status = array("q", bytes(8 * _runtime.STATUS_SLOTS))
+    status = array("q", bytes(8 * _protocol.STATUS_SLOTS))
     assert _runtime.Runtime(status).codec is COMPILED_CODEC
     assert _runtime.Runtime(status, compiled=False).codec is PYTHON_CODEC

@@ -208,7 +208,7 @@ def test_a_removed_udf_called_by_a_query_already_running_still_runs(backend):
 DROPPED_POOLS = """
 import _interpreters, psutil, time
 from duckdb_subinterp import InterpreterPool, ProcessPool
-from duckdb_subinterp._subinterpreters import InterpreterWorker
+from duckdb_subinterp._backends.subinterpreters import InterpreterWorker
 process = psutil.Process()
 kind = sys.argv[2]
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 import duckdb_subinterp
-from duckdb_subinterp import _subinterpreters
+from duckdb_subinterp._backends import subinterpreters as _subinterpreters
 from duckdb_subinterp._errors import CompiledPathUnavailableWarning
 
 DirectCall = _subinterpreters.DirectCall

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from duckdb_subinterp import _bench
+from bench import suite as _bench
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

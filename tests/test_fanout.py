@@ -10,9 +10,9 @@ import pytest
 import udf_module
 
 import duckdb_subinterp
-from duckdb_subinterp import _pool as pool_module
 from duckdb_subinterp._engine import dispatch as _dispatch
-from duckdb_subinterp._registration import _dispatcher
+from duckdb_subinterp._engine import pool as pool_module
+from duckdb_subinterp._registration.api import _dispatcher
 
 
 @pytest.fixture(params=["subinterpreters", "processes"])

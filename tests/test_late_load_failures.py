@@ -17,7 +17,7 @@ import textwrap
 import pytest
 from child_python import report, run_child
 
-from duckdb_subinterp._pool import LOAD_RETRIES, LOAD_RETRY_SECONDS, _LoadFailures
+from duckdb_subinterp._engine.pool import LOAD_RETRIES, LOAD_RETRY_SECONDS, _LoadFailures
 
 BACKENDS = ["subinterpreters", "processes"]
 BATCHES = 74

@@ -22,8 +22,9 @@ import reliability_udfs
 
 import duckdb_subinterp
 from duckdb_subinterp import InterpreterPool
-from duckdb_subinterp._pool import _BUSY_TICK, _IDLE_TICK, THREAD_GRACE
-from duckdb_subinterp._subinterpreters import EXIT_STATUS
+from duckdb_subinterp._backends.subinterpreters import EXIT_STATUS
+from duckdb_subinterp._engine.pool import THREAD_GRACE
+from duckdb_subinterp._engine.watchdog import _BUSY_TICK, _IDLE_TICK
 
 TESTS = Path(__file__).parent
 CHILD_TIMEOUT = 90  # seconds: a child that runs longer hung
@@ -31,7 +32,7 @@ CHILD_TIMEOUT = 90  # seconds: a child that runs longer hung
 # nothing ran, one while something runs, and the stop itself.
 REACTION = _IDLE_TICK + _BUSY_TICK + 0.5
 
-pytestmark = pytest.mark.skipif(duckdb_subinterp._subinterpreters.DirectCall is None, reason="needs _direct")
+pytestmark = pytest.mark.skipif(duckdb_subinterp._backends.subinterpreters.DirectCall is None, reason="needs _direct")
 
 PREAMBLE = """
 import os, signal, sys, threading, time

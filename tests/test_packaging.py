@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import duckdb_subinterp
-from duckdb_subinterp import _bench
+from bench import suite as _bench
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 METADATA = importlib.metadata.metadata("duckdb-subinterp")

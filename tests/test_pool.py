@@ -12,7 +12,7 @@ def test_unregister_inside_the_pools_own_lock_does_not_deadlock():
     probe = textwrap.dedent(
         """
         import gc
-        from duckdb_subinterp._inline import InlinePool
+        from duckdb_subinterp._backends.inline import InlinePool
 
         pool = InlinePool()
         pool.register(1, ("spec",))

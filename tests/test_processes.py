@@ -19,9 +19,10 @@ from process_helpers import alive, mapped_regions, our_segments
 
 import duckdb_subinterp
 from duckdb_subinterp import BrokenPoolError, PoolTimeoutError, WorkerDiedError
+from duckdb_subinterp._backends.processes.pool import ProcessPool
+from duckdb_subinterp._backends.processes.shared_memory import Region as _Region
 from duckdb_subinterp._engine.arrow import arrow_type_of
-from duckdb_subinterp._processes import ProcessPool, _Region
-from duckdb_subinterp._registration import _dispatcher
+from duckdb_subinterp._registration.api import _dispatcher
 
 
 @pytest.fixture(scope="module")

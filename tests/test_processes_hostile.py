@@ -27,7 +27,8 @@ from process_helpers import alive, mapped_regions, our_segments
 
 import duckdb_subinterp
 from duckdb_subinterp import InterpreterPool
-from duckdb_subinterp._processes import SHRINK_AFTER, ProcessPool
+from duckdb_subinterp._backends.processes.pool import ProcessPool
+from duckdb_subinterp._backends.processes.shared_memory import SHRINK_AFTER
 
 ROOT = Path(__file__).parent.parent
 TESTS = Path(__file__).parent
@@ -146,7 +147,7 @@ def test_watch_thread_ends_the_worker_when_the_pipe_closes_or_the_parent_changes
         ours, theirs = socket.socketpair()
         script = (
             f"import sys, threading; sys.path[:0] = {[str(ROOT)]!r}\n"
-            "from duckdb_subinterp._processes import _watch_parent\n"
+            "from duckdb_subinterp._backends.processes.child import _watch_parent\n"
             f"threading.Thread(target=_watch_parent, args=({theirs.fileno()}, {parent_pid}), daemon=True).start()\n"
             "print('ready', flush=True)\n"
             "while True: pass\n"
@@ -189,11 +190,11 @@ def test_exit_with_a_batch_running_takes_seconds_and_leaves_nothing(tmp_path, se
     # The exit stops the batch, so the query fails, and waits for the query's
     # thread to get that error back into Python before Python's teardown; a
     # thread still in DuckDB then would be ended inside DuckDB's C++ frames,
-    # aborting the process (see duckdb_subinterp._exit). Measured with
+    # aborting the process (see duckdb_subinterp._engine.lifecycle). Measured with
     # bench/exit_outcomes.py, 50 exits per setting: exit 0 every time (SIGABRT
     # 36 and 28 times before the wait). What remains is DuckDB's: a query's
     # thread that ran none of the stopped batches and takes longer than
-    # _exit.SETTLE to leave DuckDB still aborts, as DuckDB's own UDF re-entering
+    # lifecycle.SETTLE to leave DuckDB still aborts, as DuckDB's own UDF re-entering
     # Python at exit does (SIGABRT in 46 and 31 of 50 exits there:
     # bench/results/dev-2core-epyc/exit_outcomes.txt).
     assert code == 0, err

@@ -31,10 +31,10 @@ import udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import RayPool, WorkerDiedError, _ray
+from duckdb_subinterp._backends.ray import INSTALL_COMMAND
 from duckdb_subinterp._engine.arrow import column_buffers, descriptor_for, layout_signature
-from duckdb_subinterp._ray import INSTALL_COMMAND
-from duckdb_subinterp._registration import _dispatcher
-from duckdb_subinterp._worker.runtime import MODE_BUFFERS
+from duckdb_subinterp._registration.api import _dispatcher
+from duckdb_subinterp._worker.protocol import MODE_BUFFERS
 
 TESTS = Path(__file__).parent
 RAY_MISSING = f"backend='ray' needs ray, which is not installed: {INSTALL_COMMAND}"
@@ -121,7 +121,7 @@ def test_without_a_ray_connection_the_error_says_to_call_ray_init():
 
 
 def test_the_bench_leaves_out_backends_that_need_a_cluster():
-    from duckdb_subinterp import _bench
+    from bench import suite as _bench
 
     assert duckdb_subinterp.BACKENDS["ray"].needs_cluster
     pooled = [candidate.backend for candidate in _bench.candidates() if isinstance(candidate, _bench.PooledBackend)]

@@ -539,7 +539,7 @@ def test_inputs_are_read_only_even_when_arrow_buffers_are_writable(pool):
     duckdb_subinterp.create_function(
         con, "mutate", reliability_udfs.mutate_input, ["BIGINT"], "BIGINT", type="vectorized", pool=pool
     )
-    dispatcher = duckdb_subinterp._registration._dispatcher(con, "mutate")
+    dispatcher = duckdb_subinterp._registration.api._dispatcher(con, "mutate")
     column = pa.chunked_array([pa.array(range(10), type=pa.int32())])  # cast to int64: a fresh, mutable buffer
     with pytest.raises(duckdb_subinterp.UDFExecutionError, match=r"cannot modify read-only memory"):
         dispatcher(column)

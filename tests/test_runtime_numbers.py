@@ -14,7 +14,8 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from duckdb_subinterp._worker.runtime import MODE_BUFFERS, SIZES_SLOT, STATUS_SLOTS, Runtime, UdfSpec
+from duckdb_subinterp._worker.protocol import MODE_BUFFERS, SIZES_SLOT, STATUS_SLOTS, UdfSpec
+from duckdb_subinterp._worker.runtime import Runtime
 
 LENGTH = 100
 BIGINT, DOUBLE = ("number", "q", "BIGINT"), ("number", "d", "DOUBLE")

@@ -10,7 +10,7 @@ import pytest
 import udf_module
 
 import duckdb_subinterp
-from duckdb_subinterp._registration import _dispatcher
+from duckdb_subinterp._registration.api import _dispatcher
 
 BASE = 5_000
 VALUES = {
