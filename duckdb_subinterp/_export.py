@@ -53,8 +53,30 @@ def export[Function: Callable[..., Any]](
 
     ``@export`` or ``@export(name=..., parameters=..., return_type=..., type=...,
     null_handling=...)``: the options of ``create_function``. The function is
-    returned unchanged; nothing is registered until a connection asks. An
-    unknown option is a TypeError here, at import, naming the option.
+    returned unchanged; nothing is registered until a connection asks.
+
+    Args:
+        function: The function, when used bare (``@export``).
+        name: The UDF's name in SQL; None for the function's own name.
+        parameters: As for ``create_function``.
+        return_type: As for ``create_function``.
+        **options: ``create_function``'s keyword options, but ``pool``.
+
+    Returns:
+        The function, marked; or, called with options, the decorator that marks it.
+
+    Raises:
+        TypeError: An unknown option (here, at import, naming it and the closest valid one), or a mark on
+            something that is not callable.
+
+    Example:
+        ```python
+        import duckdb_subinterp
+
+        @duckdb_subinterp.export(type="vectorized", parameters=["BIGINT"], return_type="BIGINT")
+        def plus_one(xs):
+            return [x + 1 for x in xs]
+        ```
     """
     unknown = [option for option in options if option not in OPTIONS]
     if unknown:
