@@ -15,9 +15,9 @@ import duckdb
 import pytest
 
 import duckdb_subinterp
-from duckdb_subinterp._backends import ray as _ray
 from duckdb_subinterp._backends import subinterpreters as _subinterpreters
-from duckdb_subinterp._backends.ray import INSTALL_COMMAND
+from duckdb_subinterp._backends.ray import pool as _ray
+from duckdb_subinterp._backends.ray.pool import INSTALL_COMMAND
 from duckdb_subinterp._engine import arrow as _arrow
 from duckdb_subinterp._engine import dispatch as _dispatch
 from duckdb_subinterp._registration import backends as _registration

@@ -30,8 +30,9 @@ import reliability_udfs
 import udf_module
 
 import duckdb_subinterp
-from duckdb_subinterp import RayPool, WorkerDiedError, _ray
-from duckdb_subinterp._backends.ray import INSTALL_COMMAND
+from duckdb_subinterp import RayPool, WorkerDiedError
+from duckdb_subinterp._backends.ray import pool as _ray
+from duckdb_subinterp._backends.ray.pool import INSTALL_COMMAND
 from duckdb_subinterp._engine.arrow import column_buffers, descriptor_for, layout_signature
 from duckdb_subinterp._registration.api import _dispatcher
 from duckdb_subinterp._worker.protocol import MODE_BUFFERS

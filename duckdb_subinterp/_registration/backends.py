@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from duckdb_subinterp._backends.inline import InlinePool
 from duckdb_subinterp._backends.processes.pool import ProcessPool
-from duckdb_subinterp._backends.ray import RayPool
+from duckdb_subinterp._backends.ray.pool import RayPool
 from duckdb_subinterp._backends.subinterpreters import InterpreterPool
 from duckdb_subinterp._engine.dispatch import BatchDispatcher
 from duckdb_subinterp._engine.pool import WorkerFailure, WorkerPool

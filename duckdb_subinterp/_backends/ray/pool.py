@@ -1,82 +1,23 @@
-"""Workers that are actors of a Ray cluster, fed one packed buffer a batch.
-
-For UDFs that should run on more machines than this one. Each worker is a
-Ray actor holding the processes backend's ``ProcessRuntime`` (so native,
-vectorized and arrow UDFs, and class UDFs with per-actor state, run there as
-in a worker process). One batch, on the DuckDB thread that checked the
-worker out::
-
-    DuckDB thread                                  Ray actor (a worker process, on any node)
-      argument memoryviews
-      --pack_batch: copied once into one message:
-        a pickled header (udf id, length, column
-        layout with spans for the views, output
-        capacities, descriptors, mode), then
-        every buffer, aligned
-      --actor.run.remote(message) ------------------>  views over the message
-                                                       ProcessRuntime.run (_codec, or
-                                                       pyarrow for type="arrow") into
-                                                       result buffers there; a result
-                                                       too big for them is copied into
-                                                       buffers of its size at once
-      <-- ray.get(ref, timeout): one bytes object: the status slots, then
-          the used bytes of every result buffer (or the pickled result
-          the main side converts, as from the other workers) ---------------+
-      --copy once--> OutputBuffers of the dispatcher
-
-Ray sends a bytes-like argument as it is; under ~100 KB (its inline limit)
-arguments and results travel inside the call itself, above it through the
-object store. Every call carries everything it needs and returns its own
-status and result, so several batches may be in flight on one worker at
-once (``submit``/``collect``): the actor runs them one after the other, in
-order.
-
-An actor that dies (a crash in native code, the OOM killer, a lost node) is
-restarted by Ray (``max_restarts`` in ``actor_options``), running its
-constructor again: no UDF is loaded there. The worker waits for the
-restarted actor (or starts a new one, where Ray gave up restarting it),
-loads its UDFs into it and sends the batch again, up to the pool's
-``max_retries`` times; then the query fails with ``WorkerDiedError``. An
-actor restarted while idle answers "unloaded" to its next batch, which
-does the same. Every ``ray.get`` has a timeout.
-
-Nothing here imports ray until a ``RayPool`` is made: ray is an optional
-dependency (``pip install 'duckdb-subinterp[ray]'``).
-"""
+"""The driver's side of the Ray backend: ``RayWorker`` (one actor) and ``RayPool``; see the package's docstring."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import pickle
-import signal
-import struct
-import sys
-import traceback
 from array import array
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
-from duckdb_subinterp._backends.processes.arrow_udfs import ProcessRuntime
-from duckdb_subinterp._backends.processes.wire import DOING, Packer, align, layout, unpack_column
+from duckdb_subinterp._backends.processes.wire import DOING
+from duckdb_subinterp._backends.ray.actor import STATUS_BYTES, actor_class, pack_batch, result_sizes
 from duckdb_subinterp._engine import lifecycle  # noqa: F401 - exit and fork hooks in place before a pool exists
 from duckdb_subinterp._engine.pool import DEFAULT_TIMEOUT, Worker, WorkerFailure, WorkerPool
 from duckdb_subinterp._errors import BackendUnavailableError, BrokenPoolError, PoolTimeoutError, WorkerDiedError
-from duckdb_subinterp._worker.protocol import (
-    PENDING_NONE,
-    PENDING_PICKLED,
-    SIZES_SLOT,
-    STATUS_SLOTS,
-    BatchRequest,
-    UdfSpec,
-)
+from duckdb_subinterp._worker.protocol import PENDING_NONE, BatchRequest
 
 START_TIMEOUT = 120.0  # placing an actor may wait for a node with free CPUs
 DEFAULT_MAX_RETRIES = 2
 INSTALL_COMMAND = "pip install 'duckdb-subinterp[ray]'"
-_LENGTH = struct.Struct("<Q")  # a batch message's header size
-_STATUS_BYTES = 8 * STATUS_SLOTS
 
 # Ours unless actor_options says otherwise. One CPU each, so that a pool of
 # the cluster's CPU count spreads one actor per CPU. Ray restarts a dead
@@ -111,177 +52,6 @@ def connect(ray: Any, address: str | None) -> None:
     ray.init(address=address)
 
 
-# ---------------------------------------------------------------------------
-# Actor side (runs in a Ray worker process)
-# ---------------------------------------------------------------------------
-
-
-def node_path(own: Sequence[str], registered: Sequence[str]) -> list[str]:
-    """Return the import path a UDF loads with on this node: ``own`` first, then what of ``registered`` exists here.
-
-    The runtime would set the main interpreter's ``sys.path`` as it is
-    (``UdfSpec.path``): on another node its entries may not exist, and the
-    actor's own ones (what runtime_env's working_dir and py_modules put
-    there) would be lost. On a local cluster the driver's entries (its
-    tests folder, its current directory) exist and come after.
-    """
-    path = list(own)
-    for entry in registered:
-        if entry and entry not in path and os.path.exists(entry):
-            path.append(entry)
-    return path
-
-
-class RayRuntimeActor:
-    """The body of each actor: a ``ProcessRuntime`` and one method per request.
-
-    Every method answers ``("ok", ...)``, or ``("error", type name, message,
-    traceback)`` for an exception, so that a UDF's error reaches the query
-    as the other backends report it, not as Ray's ``RayTaskError``.
-    """
-
-    def __init__(self) -> None:
-        self._own_path = list(sys.path)
-        self._status = array("q", bytes(8 * STATUS_SLOTS))
-        self.runtime = ProcessRuntime(memoryview(self._status))
-        self._terminated = False
-        self._watch_sigterm()
-
-    def _watch_sigterm(self) -> None:
-        """Note a SIGTERM before Ray's handler raises SystemExit, which would reach the UDF as its own exception.
-
-        Ray ends a worker with SIGTERM at ray.shutdown() or when its node
-        goes away; the batch running then answers "terminated", not the
-        UDF's SystemExit.
-        """
-        previous = signal.getsignal(signal.SIGTERM)
-
-        def terminated(number: int, frame: Any) -> None:
-            self._terminated = True
-            if callable(previous):
-                previous(number, frame)
-            else:
-                raise SystemExit(128 + number)
-
-        with contextlib.suppress(ValueError):  # not the main thread: Ray's own handler stays
-            signal.signal(signal.SIGTERM, terminated)
-
-    def hello(self) -> tuple[str, str, int, str]:
-        import ray
-
-        return "ok", ray.get_runtime_context().get_actor_id(), os.getpid(), ray.util.get_node_ip_address()
-
-    def load(self, udf_id: int, spec: tuple[Any, ...]) -> tuple[Any, ...]:
-        fields = UdfSpec(*spec)
-        spec = tuple(fields._replace(path=tuple(node_path(self._own_path, fields.path))))
-        return _answer(self.runtime.load, udf_id, spec)
-
-    def unload(self, udf_id: int) -> tuple[Any, ...]:
-        return _answer(self.runtime.unload, udf_id)
-
-    def run(self, message: bytes) -> bytes | tuple[Any, ...]:
-        """Run the batch a ``pack_batch`` message holds; answer its status slots and result bytes, back to back."""
-        header, payload = unpack_batch(message)
-        capacities = header.capacities
-        if header.udf_id not in self.runtime.udfs:
-            return ("unloaded",)  # Ray restarted this actor: the caller loads the UDFs again
-        columns = [unpack_column(column, payload) for column in header.layout]
-        outputs = _regions(capacities)
-        request = BatchRequest(header.udf_id, header.length, columns, outputs, header.descriptors, header.mode)
-        answer = _answer(self.runtime.run, request)
-        del request
-        if self._terminated:
-            return "terminated", "was terminated (SIGTERM) while running a batch: Ray is stopping it"
-        if answer[0] != "ok":
-            return answer
-        status = self._status
-        sizes = result_sizes(status, len(capacities))
-        if status[1] != PENDING_NONE:
-            # Too big for the caller's buffers, or pickled: copied now into
-            # buffers of its size and returned with the pending flag still
-            # set, so the dispatcher's copy_pending needs no round trip.
-            outputs = _regions(sizes)
-            answer = _answer(self.runtime.copy_pending, outputs)
-            if answer[0] != "ok":
-                return answer
-        return b"".join([status, *(output[:size] for output, size in zip(outputs, sizes, strict=True))])
-
-
-def result_sizes(status: Sequence[int], buffer_count: int) -> Sequence[int]:
-    """Return the sizes of a batch's result buffers, by the status: one pickled payload, or the encoded buffers."""
-    if status[1] == PENDING_PICKLED:
-        return status[SIZES_SLOT : SIZES_SLOT + 1]
-    return status[SIZES_SLOT : SIZES_SLOT + buffer_count]
-
-
-class BatchHeader(NamedTuple):
-    """What a ``pack_batch`` message says of its batch, before the buffers."""
-
-    udf_id: int
-    length: int
-    layout: list[tuple[Any, ...]]  # each column's tree, its buffers replaced by their Span in the message
-    capacities: list[int]  # the caller's result buffers' sizes
-    descriptors: tuple[Any, ...] | None
-    mode: int
-
-
-def pack_batch(request: BatchRequest, capacities: Sequence[int]) -> bytearray:
-    """Return one message holding a batch: a header (pickled), then every column buffer, aligned.
-
-    One bytes-like argument: Ray sends it as it is, where five arguments
-    (the header's parts and the buffers) cost ~0.2 ms more a call, each
-    serialized on its own (measured ad hoc on this 2-core machine, ~1.0 vs
-    ~1.3 ms a round trip with 16 KB of data).
-    """
-    packer = Packer()
-    packed = [packer.pack(column) for column in request.columns]
-    fields = BatchHeader(request.udf_id, request.length, packed, list(capacities), request.descriptors, request.mode)
-    # As a plain tuple: the actor need not import this module to read it.
-    header = pickle.dumps(tuple(fields), pickle.HIGHEST_PROTOCOL)
-    start = align(_LENGTH.size + len(header))
-    message = bytearray(start + packer.size)
-    _LENGTH.pack_into(message, 0, len(header))
-    message[_LENGTH.size : _LENGTH.size + len(header)] = header
-    packer.copy_into(memoryview(message)[start:])
-    return message
-
-
-def unpack_batch(message: bytes) -> tuple[BatchHeader, memoryview]:
-    """Return the header of a ``pack_batch`` message, and a view of its buffers."""
-    view = memoryview(message)
-    (size,) = _LENGTH.unpack_from(view, 0)
-    header = BatchHeader(*pickle.loads(view[_LENGTH.size : _LENGTH.size + size]))
-    return header, view[align(_LENGTH.size + size) :]
-
-
-def _regions(capacities: Sequence[int]) -> list[memoryview]:
-    """Return one writable buffer per capacity, laid out aligned in one allocation."""
-    spans, total = layout(capacities)
-    region = memoryview(bytearray(total))
-    return [region[start : start + size] for start, size in spans]
-
-
-def _answer(method: Any, *arguments: Any) -> tuple[Any, ...]:
-    try:
-        return "ok", method(*arguments)
-    except Exception as error:
-        if isinstance(error, MemoryError) or isinstance(error.__context__, MemoryError):
-            # The actor may be in no state to go on: the caller retires it.
-            return "fatal", f"ran out of memory (MemoryError):\n{error}"
-        return "error", type(error).__name__, str(error), traceback.format_exc()
-
-
-@functools.cache
-def _actor_class(ray: Any) -> Any:
-    # Made on first use: ray.remote needs ray imported.
-    return ray.remote(RayRuntimeActor)
-
-
-# ---------------------------------------------------------------------------
-# Driver side
-# ---------------------------------------------------------------------------
-
-
 class _ActorLost(Exception):
     """A call did not come back because its actor died or is gone; the batch may be retried."""
 
@@ -289,6 +59,17 @@ class _ActorLost(Exception):
         super().__init__(cause)
         self.cause = cause
         self.replace = replace  # Ray will not bring this actor back: start a new one
+
+
+class Submission(NamedTuple):
+    """A batch for ``RayWorker.submit``: a ``BatchRequest``, with the result buffers' capacities for the buffers."""
+
+    udf_id: int
+    length: int
+    columns: Sequence[tuple[Any, ...]]
+    capacities: Sequence[int]  # of the caller's result buffers: the actor makes its own of these sizes
+    descriptors: tuple[Any, ...] | None
+    mode: int
 
 
 class RayBatch(NamedTuple):
@@ -307,8 +88,8 @@ class RayResult:
 
     def __init__(self, answer: bytes, buffer_count: int) -> None:
         self.status = array("q")
-        self.status.frombytes(answer[:_STATUS_BYTES])
-        self._data = memoryview(answer)[_STATUS_BYTES:]
+        self.status.frombytes(answer[:STATUS_BYTES])
+        self._data = memoryview(answer)[STATUS_BYTES:]
         self._sizes = result_sizes(self.status, buffer_count)
 
     @property
@@ -363,9 +144,14 @@ class RayWorker(Worker):
             self._send("unload", (udf_id,))
 
     def run(self, request: BatchRequest) -> Sequence[int]:
-        result = self.collect(self.submit(request))
+        outputs = request.outputs
+        capacities = [view.nbytes for view in outputs]
+        submission = Submission(
+            request.udf_id, request.length, request.columns, capacities, request.descriptors, request.mode
+        )
+        result = self.collect(self.submit(submission))
         if not result.pending:
-            result.write_into(request.outputs)
+            result.write_into(outputs)
         self._last = result
         return result.status
 
@@ -386,8 +172,8 @@ class RayWorker(Worker):
 
     # -- batches in flight ---------------------------------------------------
 
-    def submit(self, request: BatchRequest) -> RayBatch:
-        """Send a batch without waiting for the answer (its result buffers' capacities: ``request.outputs``' sizes).
+    def submit(self, request: Submission) -> RayBatch:
+        """Send a batch without waiting for the answer.
 
         The columns' buffers are copied into the payload here, so the caller
         may release them at once. Several batches may be in flight on one
@@ -395,8 +181,8 @@ class RayWorker(Worker):
         worker itself, submit and collect belong to the thread that checked
         the worker out.
         """
-        capacities = [view.nbytes for view in request.outputs]
-        message = pack_batch(request, capacities)
+        udf_id, length, columns, capacities, descriptors, mode = request  # a Submission, or a tuple of its fields
+        message = pack_batch(BatchRequest(udf_id, length, columns, (), descriptors, mode), capacities)
         actor = self.actor
         try:
             ref = self._send("run", (message,))
@@ -556,7 +342,7 @@ class RayWorker(Worker):
         self.description = "a new Ray actor"
         start_timeout = min(START_TIMEOUT, self.timeout)
         try:
-            self.actor = _actor_class(ray).options(**self._options).remote()
+            self.actor = actor_class(ray).options(**self._options).remote()
             hello = self.actor.hello.remote()
             self._check_connected("hello")
             answer = ray.get(hello, timeout=start_timeout)
