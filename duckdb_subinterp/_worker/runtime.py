@@ -13,6 +13,10 @@ A result the codec does not take as it is (a ``str`` for a BIGINT, ``bytes``
 for a VARCHAR, a value of another type) goes back pickled instead
 (``PENDING_PICKLED``): the main side has DuckDB convert it, so it gets
 DuckDB's value or DuckDB's error, exactly as DuckDB's own UDF would.
+
+One thing, over 600 lines: the batch loop, with the per-row and per-batch
+calls and the standard streams it gives the UDFs, all on the status slots
+of ``_worker.protocol``; the codec's own code is in ``_codec``.
 """
 
 from __future__ import annotations
