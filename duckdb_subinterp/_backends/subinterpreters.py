@@ -37,6 +37,10 @@ a UDF's threads go through DirectCall: the ``direct=False`` path has neither):
 - ``os.fork()`` with a subinterpreter alive crashes the child on CPython
   3.13 (python/cpython#139759): every interpreter is destroyed before a
   fork and started again on demand after it.
+
+One thing, a little over 600 lines: the interpreter worker, its bootstrap
+and what its teardown needs; the exit and fork hooks are its pool class's
+(called by ``_engine.lifecycle``).
 """
 
 from __future__ import annotations
