@@ -1,4 +1,4 @@
-"""A numpy UDF (arrow type) for the benchmarks: it runs inline or on the processes backend.
+"""An example numpy UDF (arrow type), which the docs and the benchmark suite use: it runs inline or on processes.
 
 numpy and pyarrow refuse to load in per-GIL interpreters, so this module is
 kept apart from ``examples`` (which stays standard-library only).
