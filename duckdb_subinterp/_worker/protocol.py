@@ -76,7 +76,9 @@ class BatchRequest(NamedTuple):
 
     Built by the dispatcher; it crosses into an interpreter as a plain tuple
     (``tuple(request)``: an interpreter shares exact tuples only), which the
-    runtime reads by position, in this order.
+    runtime reads by position, in this order. Making one costs ~0.3 us more
+    than a plain tuple (measured: 362 against 37 ns, on a loaded 2-core
+    machine), about 1% of a batch's ~23 us of dispatch.
     """
 
     udf_id: int
