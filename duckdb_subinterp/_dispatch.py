@@ -67,6 +67,7 @@ from duckdb_subinterp._arrow import (
     duckdb_conversion,
     output_buffers_type,
 )
+from duckdb_subinterp._costs import CallCosts, FanOut, plan_fan_out
 from duckdb_subinterp._errors import (
     BrokenPoolError,
     PoolTimeoutError,
@@ -88,17 +89,6 @@ from duckdb_subinterp._runtime import (
 # largest size seen, plus a quarter, so a second copy is rare.
 _INITIAL_BYTES_PER_ROW = 16
 
-# Fan-out: a batch fans out when it holds at least two slices' worth of
-# work, a slice being this many times the backend's per-slice overhead, and
-# at least MIN_SLICE_ROWS rows.
-FAN_OUT_WORK_RATIO = 10
-MIN_SLICE_ROWS = 64
-# A fanned-out batch is cut into up to the pool's slices_per_worker slices
-# per worker, taken in row order by whichever worker is free: a worker on a
-# slower (busier) core takes fewer, so the batch ends with both. Each such
-# slice does at least SLICE_SPLIT_RATIO slices' minimum of work, so the
-# extra slices cost a few percent at most.
-SLICE_SPLIT_RATIO = 3
 
 _executor: concurrent.futures.ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -228,10 +218,12 @@ class _Slices:
 
     __slots__ = ("_arguments", "_bounds", "_errors", "_limit", "_lock", "_next", "_results", "count")
 
-    def __init__(self, arguments: Sequence[pa.ChunkedArray], length: int, count: int) -> None:
+    def __init__(self, arguments: Sequence[pa.ChunkedArray], length: int, count: int, *, probe: bool = False) -> None:
         self.count = count
         self._arguments = arguments
-        self._bounds = [length * index // count for index in range(count + 1)]
+        # Equal slices; a probe's last one half the others' size (see _costs).
+        shares = count - 0.5 if probe and count > 1 and length >= 2 * count else count
+        self._bounds = [min(length, round(length * index / shares)) for index in range(count)] + [length]
         self._results: list[Any] = [None] * count
         self._errors: list[tuple[int, BaseException]] = []
         self._next = 0
@@ -277,9 +269,8 @@ class _Slices:
 class BatchDispatcher:
     """The arrow UDF registered in DuckDB, running each batch on a pooled worker."""
 
-    # A batch fans out only where each slice does at least this many times the
-    # pool's per-slice overhead of work; 0 fans every batch out (the tests).
-    fan_out_work_ratio = FAN_OUT_WORK_RATIO
+    # Every batch of two rows or more fans out over the idle workers, whatever it costs (the tests).
+    always_fan_out = False
     # Set at registration: the signature DuckDB reads, the function's own (ANY parameters, *args).
     __signature__: inspect.Signature
 
@@ -296,6 +287,7 @@ class BatchDispatcher:
         kind: str = "native",
         max_workers: int | None = None,
         asynchronous: bool = False,
+        fan_out: bool = True,
     ) -> None:
         self.name = name
         self.udf_id = udf_id
@@ -321,17 +313,14 @@ class BatchDispatcher:
         self._descriptors = [plan.descriptor for plan in planned]
         self._signatures = [plan.signature for plan in planned]
         self._outputs = output_buffers_type()
-        # Fan-out: a batch of a costly UDF is split over idle workers. The
-        # cost is learned from this UDF's own batches (worker seconds per row,
-        # a moving average); a batch fans out once it is expected to take
-        # FAN_OUT_WORK_RATIO slices' overhead. Native and vectorized UDFs
-        # only: their rows do not depend on how a batch is cut (an arrow
-        # UDF's result may be anything DuckDB then checks as a whole).
-        self._fans_out = kind != "arrow" and pool.size > 1
-        self._seconds_per_row = 0.0
-        self._last_seconds_per_row = 0.0
-        self._slice_seconds = self.fan_out_work_ratio * pool.slice_overhead_seconds  # the least work a slice gets
-        self._fan_out_seconds = 2 * self._slice_seconds
+        # Fan-out: a costly batch is cut into slices for idle workers, where
+        # the costs of its calls, learned from its own batches and slices
+        # (_costs), say it pays. Native and vectorized UDFs only: their rows
+        # do not depend on how a batch is cut (an arrow UDF's result may be
+        # anything DuckDB then checks as a whole); not with fan_out=False.
+        self.costs = CallCosts()
+        self._fans_out = fan_out and kind != "arrow" and pool.size > 1
+        self._most_workers = min(pool.size, max_workers or pool.size)
 
     def __call__(self, *arguments: pa.ChunkedArray) -> Any:
         started = time.perf_counter()
@@ -341,8 +330,10 @@ class BatchDispatcher:
         if length == 0 and self.kind != "arrow":
             # DuckDB calls arrow UDFs with the rows it left after dropping NULL ones, none included.
             return pa.array([], type=self.return_type)
-        if self._fans_out and self._seconds_per_row * length >= self._fan_out_seconds:
-            return self._fanned_batch(started, arguments, length)
+        if self._fans_out:
+            plan = self._fan_out_plan(length)
+            if plan is not None:
+                return self._fanned_batch(started, arguments, length, plan)
         return self._batch(started, arguments, length)
 
     def _columns(self, arguments: Sequence[pa.ChunkedArray]) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
@@ -493,15 +484,17 @@ class BatchDispatcher:
         return null_count, shapes
 
     def _learn_cost(self, seconds: float, rows: int) -> None:
-        # The cheaper of the last two batches: a UDF whose cost changes is
-        # followed within two batches, and one batch slowed by something else
-        # (a busy machine, a worker's first import) does not make a cheap UDF
-        # fan out.
-        sample = seconds / rows
-        self._seconds_per_row = min(sample, self._last_seconds_per_row)
-        self._last_seconds_per_row = sample
+        self.costs.observe(rows, seconds)
 
-    def _fanned_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
+    def _fan_out_plan(self, length: int) -> FanOut | None:
+        """Return how to cut a batch of ``length`` rows over the pool, or None to run it whole."""
+        pool = self.pool
+        if self.always_fan_out:
+            slices = min(length, self._most_workers * pool.slices_per_worker)
+            return FanOut(self._most_workers, slices) if slices > 1 else None
+        return plan_fan_out(self.costs, length, self._most_workers, pool.slice_overhead_seconds, pool.slices_per_worker)
+
+    def _fanned_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int, plan: FanOut) -> Any:
         """Run a costly batch in slices, on this thread's worker and on idle ones at once; join in order.
 
         The slices are taken in row order by whichever worker is free, this
@@ -510,10 +503,7 @@ class BatchDispatcher:
         of the first failing one is raised, as the serial batch would have
         raised at its first failing row.
         """
-        wanted = length // MIN_SLICE_ROWS
-        if self._slice_seconds > 0:
-            wanted = min(wanted, int(self._seconds_per_row * length / self._slice_seconds))
-        wanted -= 1  # this thread runs slices itself
+        wanted = plan.workers - 1  # this thread runs slices itself
         slots = self._slots
         # This thread's own slot and worker first, as for any batch; the helpers' only if spare and idle.
         if slots is not None:
@@ -538,7 +528,9 @@ class BatchDispatcher:
         if not helpers:
             return self._batch(started, arguments, length, worker=own)
         self.stats.record_fanned(started, leased)
-        slices = _Slices(arguments, length, self._slice_count(length, len(helpers) + 1))
+        # The plan's slices per worker, for the workers there are.
+        per_worker = max(plan.slices // plan.workers, 1)
+        slices = _Slices(arguments, length, min(length, per_worker * (len(helpers) + 1)), probe=plan.probe)
         futures: list[concurrent.futures.Future[None]] = []
         try:
             executor = _fan_out_executor()
@@ -567,13 +559,6 @@ class BatchDispatcher:
             # A slice DuckDB converted (see DuckDBConversion) has DuckDB's Arrow type.
             arrays = [array.cast(self.return_type) for array in arrays]
         return pa.concat_arrays(arrays)
-
-    def _slice_count(self, length: int, workers: int) -> int:
-        """How many slices a fanned-out batch of ``length`` rows is cut into, for ``workers`` workers."""
-        count = min(workers * self.pool.slices_per_worker, length // MIN_SLICE_ROWS)
-        if self._slice_seconds > 0:
-            count = min(count, int(self._seconds_per_row * length / (SLICE_SPLIT_RATIO * self._slice_seconds)))
-        return max(count, workers)
 
     def _spare_slots(self, slots: threading.BoundedSemaphore, wanted: int) -> int:
         """Take up to ``wanted`` of this UDF's max_workers slots without waiting; return how many."""

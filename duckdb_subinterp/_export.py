@@ -25,6 +25,7 @@ OPTIONS = (
     "side_effects",
     "backend",
     "max_workers",
+    "fan_out",
     "max_concurrency",
     "retries",
     "retry_backoff",

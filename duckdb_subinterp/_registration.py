@@ -299,6 +299,7 @@ class Registration:
     exception_handling: str
     side_effects: bool
     max_workers: int | None = None  # batches of this UDF at once, across DuckDB threads
+    fan_out: bool = True  # a costly batch may be cut into slices for idle workers
     module_source: tuple[str, str, str, str, bool] | None = None
     asynchronous: tuple[Any, ...] | None = None  # an async def UDF's _async.AsyncOptions, as a plain tuple
 
@@ -559,6 +560,7 @@ class _PooledBackend(Backend):
             registration.return_type,
             kind=registration.type,
             max_workers=registration.max_workers,
+            fan_out=registration.fan_out,
             asynchronous=registration.asynchronous is not None,
         )
         weakref.finalize(dispatcher, pool.unregister, udf_id)
@@ -845,6 +847,7 @@ def create_function(
     backend: BackendName = "subinterpreters",
     pool: WorkerPool | None = None,
     max_workers: int | None = None,
+    fan_out: bool = True,
     max_concurrency: int = 32,
     retries: int = 0,
     retry_backoff: float = 0.1,
@@ -857,7 +860,9 @@ def create_function(
     ``backend`` ("subinterpreters", "processes", "ray", "auto", "inline"),
     ``pool`` (defaults to a shared pool of the backend) and
     ``max_workers`` (at most that many batches of this UDF at once, across
-    all DuckDB threads). ``type`` is "native" (one call per row),
+    all DuckDB threads) and ``fan_out`` (False: every batch runs whole, in
+    one call of a vectorized function, never cut into slices for idle
+    workers). ``type`` is "native" (one call per row),
     "vectorized" (one call per batch with one sequence per argument) or
     "arrow" (pyarrow arrays; not on subinterpreters).
 
@@ -885,6 +890,8 @@ def create_function(
         raise UDFRegistrationError(
             f"UDF {name!r}: max_workers must be a positive int (or None for no cap), got {max_workers!r}"
         )
+    if not isinstance(fan_out, bool):
+        raise UDFRegistrationError(f"UDF {name!r}: fan_out must be True or False, got {fan_out!r}")
     options = {
         "max_concurrency": max_concurrency,
         "retries": retries,
@@ -895,7 +902,8 @@ def create_function(
     registration = _validate(
         name, function, parameters, return_type, type, null_handling, exception_handling, side_effects
     )
-    registration = replace(registration, max_workers=max_workers, asynchronous=_async_options(registration, options))
+    asynchronous = _async_options(registration, options)
+    registration = replace(registration, max_workers=max_workers, fan_out=fan_out, asynchronous=asynchronous)
     prepared = backend_type().prepare(registration, pool)
     entry = CatalogEntry.create(name, prepared, None)
     entry.recipe = _recipe(entry, function, parameters, return_type, options, pool, prepared.backend, registration)
@@ -916,6 +924,7 @@ class _Recipe(NamedTuple):
     exception_handling: Any
     side_effects: Any
     max_workers: int | None
+    fan_out: bool
     options: tuple[tuple[str, Any], ...]  # the async options that are not the default
     pool: weakref.ReferenceType[WorkerPool] | None  # None: the backend's default pool
     backend: str  # the one that took it first (backend="auto" chose one)
@@ -942,7 +951,9 @@ class _Recipe(NamedTuple):
         )
         options = {**ASYNC_DEFAULTS, **dict(self.options)}
         asynchronous = _async_options(registration, options)
-        registration = replace(registration, max_workers=self.max_workers, asynchronous=asynchronous)
+        registration = replace(
+            registration, max_workers=self.max_workers, fan_out=self.fan_out, asynchronous=asynchronous
+        )
         return BACKENDS[cast(BackendName, self.backend)]().prepare(registration, pool)
 
 
@@ -974,6 +985,7 @@ def _recipe(
         registration.exception_handling,
         registration.side_effects,
         registration.max_workers,
+        registration.fan_out,
         changed,
         None if pool is None else weakref.ref(pool),
         backend,
