@@ -61,6 +61,10 @@ class CallCosts:
         """Tell whether any call was timed."""
         return bool(self._samples)
 
+    def __len__(self) -> int:
+        """Return how many recent calls the fit uses."""
+        return len(self._samples)
+
     def last_per_row(self) -> float:
         """Return seconds per row of the cheaper of the last two calls: a quick look, no fit."""
         samples = self._samples
@@ -141,22 +145,33 @@ class FanOut(NamedTuple):
 
 
 def plan_fan_out(
-    costs: CallCosts, rows: int, max_workers: int, slice_seconds: float, slices_per_worker: int
+    costs: CallCosts,
+    rows: int,
+    max_workers: int,
+    slice_seconds: float,
+    slices_per_worker: int,
+    *,
+    unseen: bool = False,
 ) -> FanOut | None:
     """Return how to cut a batch of ``rows`` rows for at most ``max_workers`` workers, or None to run it whole.
 
     ``slice_seconds`` is what one more slice costs besides its call (handing
     it to a helper thread, joining its result): the backend's own figure.
+    ``unseen``: cut the first batch too, before any cost is known (a native
+    UDF, whose rows never see how a batch is cut; a vectorized UDF sees its
+    slice as the batch, so its first batch runs whole).
     """
     if max_workers < 2 or rows < 2:
         return None
     if not costs.known:
-        # The first batch of a UDF: nothing is known. One slice per worker
-        # costs no wall time whatever the cost is, and tells it.
+        if not unseen:
+            return None
+        # The first batch of a native UDF: nothing is known. One slice per
+        # worker costs no wall time whatever the cost is, and tells it.
         workers = min(max_workers, rows)
         return FanOut(workers, workers, probe=True)
     whole = costs.last_per_row() * rows
-    if whole < 2 * slice_seconds / MIN_SAVING:  # the quick look: far too cheap to cut (no fit)
+    if whole < 2 * slice_seconds / MIN_SAVING:  # the quick look: too cheap to cut (no fit); see Placement
         return None
     per_call, per_row, split = costs.fit()
     whole = per_call + per_row * rows
@@ -190,31 +205,65 @@ def plan_fan_out(
 class Placement:
     """Where ``backend="auto"`` runs a batch: in the calling DuckDB thread, or on its pool.
 
-    In the calling thread a batch holds the main GIL, so DuckDB's threads
-    take turns; on the pool it costs a round trip more but runs beside the
-    others. So the pool is chosen when its cost per batch, divided by the
-    batches that can run at once there (DuckDB threads calling together, or
-    the slices of a fan-out), beats the cost here by MIN_SAVING. The cost on
-    the pool is measured once batches ran there; before that it is the cost
-    here plus the backend's round trip.
+    In the calling thread a pure-Python batch holds the main GIL, so DuckDB's
+    threads take turns; on the pool a batch costs a round trip more but runs
+    beside the others (``parallel`` of them: DuckDB threads calling at once,
+    or the slices of a fan-out). The cost here is measured per row from the
+    cheaper of the last two batches run here, divided by the threads that
+    called at once (turns taken show in that time; a UDF that releases the
+    GIL, numpy's or pyarrow's, shows that it did). The cost on the pool is
+    the worker-side cost model of the pool's own batches (``CallCosts``,
+    which waiting for a worker or starting one does not inflate) plus the
+    backend's round trip; before three batches ran there, the cost here
+    plus the round trip. The pool is chosen when its cost divided by
+    ``parallel`` beats the cost here by MIN_SAVING. Every EXPLORE_EVERY
+    batches, the place not chosen runs one batch where it could win (by the
+    prediction from here, or its own cost within twice the other's), so both
+    stay measured as costs change.
     """
 
-    __slots__ = ("here", "pool", "round_trip")
+    EXPLORE_EVERY = 32
 
-    def __init__(self, round_trip: float) -> None:
-        self.here = CallCosts()
-        self.pool = CallCosts()
+    __slots__ = ("_batches", "_here", "_last_here", "pool", "round_trip")
+
+    def __init__(self, round_trip: float, pool: CallCosts | None = None) -> None:
         self.round_trip = round_trip
+        self.pool = pool if pool is not None else CallCosts()
+        self._here = self._last_here = math.inf  # seconds per row; inf: not measured yet
+        self._batches = 0
+
+    def observe_here(self, rows: int, seconds: float, calling: int) -> None:
+        """Add a batch that ran here, ``calling`` DuckDB threads calling at once."""
+        sample = seconds / max(calling, 1) / rows
+        self._here, self._last_here = min(sample, self._last_here), sample
+
+    def _pool_cost(self, rows: int) -> tuple[float, float]:
+        """Return the predicted and the measured seconds of a batch on the pool (measured: inf if too few)."""
+        predicted = self._here * rows + self.round_trip
+        measured = self.pool.predict(rows) + self.round_trip if len(self.pool) >= 3 else math.inf
+        return predicted, measured
 
     def on_pool(self, rows: int, parallel: int) -> bool:
-        """Tell whether a batch of ``rows`` rows should run on the pool, ``parallel`` batches running at once there."""
-        if not self.here.known:
+        """Tell whether a batch of ``rows`` rows runs on the pool, where ``parallel`` batches run at once."""
+        if self._here == math.inf:
             return False  # where DuckDB's own would run it, until its cost is known
-        here = self.here.last_per_row() * rows
-        pool = self.pool.last_per_row() * rows if self.pool.known else here + self.round_trip
-        return pool / max(parallel, 1) < (1 - MIN_SAVING) * here
+        here = self._here * rows
+        predicted, measured = self._pool_cost(rows)
+        parallel = max(parallel, 1)
+        pool = (measured if measured != math.inf else predicted) / parallel
+        chosen = pool < (1 - MIN_SAVING) * here
+        self._batches += 1
+        if self._batches % self.EXPLORE_EVERY == 0:
+            could_win = predicted / parallel < (1 - MIN_SAVING) * here or 0.5 * here < pool < 2 * here
+            if could_win:
+                return not chosen  # time the other place again, as costs change
+        return chosen
 
+    def settled_here(self, rows: int, parallel: int) -> bool:
+        """Tell whether the pool is far off for such a batch (twice the cost here or more): no need to look often."""
+        predicted, measured = self._pool_cost(rows)
+        return min(predicted, measured) / max(parallel, 1) >= 2 * self._here * rows
 
-def worth_exploring(known: float, unknown_estimate: float) -> bool:
-    """Tell whether the other placement is close enough to be timed again now and then."""
-    return math.isfinite(unknown_estimate) and unknown_estimate < 2 * known
+    def here_per_row(self) -> float:
+        """Return the seconds a row costs here, per calling thread; inf before a batch ran here."""
+        return self._here

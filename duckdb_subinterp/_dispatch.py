@@ -47,10 +47,12 @@ import concurrent.futures
 import inspect
 import os
 import pickle
+import re
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -67,7 +69,7 @@ from duckdb_subinterp._arrow import (
     duckdb_conversion,
     output_buffers_type,
 )
-from duckdb_subinterp._costs import CallCosts, FanOut, plan_fan_out
+from duckdb_subinterp._costs import MIN_SAVING, CallCosts, FanOut, Placement, plan_fan_out
 from duckdb_subinterp._errors import (
     BrokenPoolError,
     PoolTimeoutError,
@@ -78,12 +80,29 @@ from duckdb_subinterp._errors import (
 from duckdb_subinterp._pool import Worker, WorkerFailure, WorkerPool, wait_bound
 from duckdb_subinterp._runtime import (
     COUNTERS_SLOT,
+    FIELD_SEPARATOR,
     MODE_BUFFERS,
     MODE_PICKLED,
     OUTPUT_SLOT,
     PENDING_PICKLED,
     SIZES_SLOT,
+    _raised,
 )
+
+if TYPE_CHECKING:
+    from duckdb_subinterp import _direct
+    from duckdb_subinterp._inthread import InThread
+
+# backend="auto": an arrow UDF whose batches are far cheaper here than on
+# the pool runs this many batches the lean way (a call and a count, in C)
+# between two that are timed and placed again.
+SETTLED_BATCHES = 15
+
+_SettledCall: type[_direct.SettledCall] | None
+try:
+    from duckdb_subinterp._direct import SettledCall as _SettledCall
+except ImportError:  # not built: every batch goes through the dispatcher
+    _SettledCall = None
 
 # Variable-width results start with this much room per row; then the
 # largest size seen, plus a quarter, so a second copy is rare.
@@ -130,6 +149,7 @@ class UdfStats:
         "batches",
         "calls",
         "fanned_batches",
+        "in_thread_batches",
         "peak_concurrency",
         "retries",
         "rows",
@@ -142,6 +162,7 @@ class UdfStats:
     def __init__(self, *, asynchronous: bool = False) -> None:
         self._lock = threading.Lock()
         self.batches = 0
+        self.in_thread_batches = 0  # backend="auto": run in the calling DuckDB thread, not on the pool
         self.rows = 0
         self.slices = 0
         self.fanned_batches = 0
@@ -152,16 +173,26 @@ class UdfStats:
         self.asynchronous = asynchronous
         self.calls = self.retries = self.timeouts = self.peak_concurrency = 0
 
-    def record(self, rows: int, started: float, leased: float, finished: float) -> None:
-        """Add one batch: when it started, got a worker and finished."""
+    def record(self, rows: int, started: float, leased: float, finished: float, *, in_thread: bool = False) -> None:
+        """Add one batch: when it started, got a worker (or ran in the calling thread) and finished."""
         with self._lock:
             self.batches += 1
+            self.in_thread_batches += in_thread
             self.rows += rows
             self.slices += 1
             self.wait_seconds += leased - started
             self.worker_seconds += finished - leased
             if self._first is None:
                 self._first = started
+            self._last = max(self._last, finished)
+
+    def record_in_thread(self, batches: int, rows: int, finished: float) -> None:
+        """Add batches an arrow UDF settled in the calling thread ran, untimed (see BatchDispatcher.__call__)."""
+        with self._lock:
+            self.batches += batches
+            self.in_thread_batches += batches
+            self.rows += rows
+            self.slices += batches
             self._last = max(self._last, finished)
 
     def record_slice(self, rows: int, seconds: float, finished: float) -> None:
@@ -195,6 +226,7 @@ class UdfStats:
             elapsed = self._last - self._first if self._first is not None else 0.0
             counters = {
                 "batches": self.batches,
+                "in_thread_batches": self.in_thread_batches,
                 "rows": self.rows,
                 "slices": self.slices,
                 "fanned_batches": self.fanned_batches,
@@ -241,6 +273,10 @@ class _Slices:
     def length(self, index: int) -> int:
         return self._bounds[index + 1] - self._bounds[index]
 
+    def start(self, index: int) -> int:
+        """Return the row of the batch that slice ``index`` starts at."""
+        return self._bounds[index]
+
     def arguments(self, index: int) -> list[pa.ChunkedArray]:
         start = self._bounds[index]
         return [argument.slice(start, self.length(index)) for argument in self._arguments]
@@ -266,6 +302,27 @@ class _Slices:
         return [result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result for result in self._results]
 
 
+# The rows our own messages name ("value ... at row 3", "map keys can not
+# be NULL (row 3)", an async call's "row 3 of the batch, arguments ..."),
+# counted in the slice that ran: a user's own exception text is never changed.
+_OUR_ROWS = re.compile(r"\b(at row |\(row )(\d+)")
+_ASYNC_ROWS = re.compile(r"\b(row )(\d+)( of the batch, arguments )")
+
+
+def _rows_of_the_batch(failure: WorkerFailure, start: int) -> WorkerFailure:
+    """Return ``failure`` with the rows its text names counted from the batch's first row, not its slice's."""
+    if not start:
+        return failure
+
+    def shifted(match: re.Match[str]) -> str:
+        return f"{match.group(1)}{int(match.group(2)) + start}{match.group(3) if match.lastindex == 3 else ''}"
+
+    # A UDF's own exception crosses as type, message and traceback: only our async phrase is ours there.
+    raised = failure.text.count(FIELD_SEPARATOR) == 2
+    text = (_ASYNC_ROWS if raised else _OUR_ROWS).sub(shifted, failure.text, count=1)
+    return WorkerFailure(failure.error_type, text) if text != failure.text else failure
+
+
 class BatchDispatcher:
     """The arrow UDF registered in DuckDB, running each batch on a pooled worker."""
 
@@ -288,6 +345,7 @@ class BatchDispatcher:
         max_workers: int | None = None,
         asynchronous: bool = False,
         fan_out: bool = True,
+        in_thread: InThread | None = None,
     ) -> None:
         self.name = name
         self.udf_id = udf_id
@@ -321,6 +379,13 @@ class BatchDispatcher:
         self.costs = CallCosts()
         self._fans_out = fan_out and kind != "arrow" and pool.size > 1
         self._most_workers = min(pool.size, max_workers or pool.size)
+        # backend="auto": each batch runs here or on the pool (see _costs.Placement).
+        self._in_thread = in_thread
+        self._placement = Placement(pool.round_trip_seconds, self.costs) if in_thread is not None else None
+        self._fan_out_floor = 2 * pool.slice_overhead_seconds / MIN_SAVING  # below it no batch fans out
+        self._settled: Callable[[], _direct.SettledCall | None] = lambda: None  # see settled_call
+        # The DuckDB threads in a call now: how many call at once.
+        self._calling: set[int] = set()
 
     def __call__(self, *arguments: pa.ChunkedArray) -> Any:
         started = time.perf_counter()
@@ -330,11 +395,91 @@ class BatchDispatcher:
         if length == 0 and self.kind != "arrow":
             # DuckDB calls arrow UDFs with the rows it left after dropping NULL ones, none included.
             return pa.array([], type=self.return_type)
+        if self._in_thread is not None:
+            return self._placed_batch(started, arguments, length)
+        return self._pooled_batch(started, arguments, length)
+
+    def _pooled_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
+        """Run a batch on the pool: whole, or cut into slices for idle workers where that pays."""
         if self._fans_out:
             plan = self._fan_out_plan(length)
             if plan is not None:
                 return self._fanned_batch(started, arguments, length, plan)
         return self._batch(started, arguments, length)
+
+    def _placed_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
+        """backend="auto": run a batch in this DuckDB thread or on the pool, whichever costs less (see _costs)."""
+        placement = self._placement
+        assert placement is not None
+        calling = self._calling
+        thread = threading.get_ident()
+        calling.add(thread)  # set.add and discard are atomic under the GIL
+        try:
+            threads = len(calling)  # DuckDB threads calling now: on the pool their batches run side by side
+            parallel = min(threads, self.pool.size)
+            if self._fans_out and placement.here_per_row() * length > self._fan_out_floor:
+                parallel = self._most_workers  # a batch this costly fans out over the pool's workers
+            if placement.on_pool(length, parallel):
+                return self._pooled_batch(started, arguments, length)  # timed on the worker (self.costs)
+            result = self._in_thread_batch(started, arguments, length)
+            placement.observe_here(length, time.perf_counter() - started, threads)
+            settled = self._settled()
+            if settled is not None:
+                self._count_settled(settled)
+                if placement.settled_here(length, parallel):
+                    settled.left = SETTLED_BATCHES
+            return result
+        finally:
+            calling.discard(thread)
+
+    def settled_call(self) -> _direct.SettledCall | None:
+        """Return what DuckDB calls for this UDF where a settled arrow UDF can be called from C, else None.
+
+        backend="auto" runs a cheap arrow UDF in the calling thread as
+        DuckDB's own does; once its batches are timed there and the pool is
+        far off, the next SETTLED_BATCHES batches are only called and
+        counted, in C (``_direct.SettledCall``), then one goes through this
+        dispatcher again to be timed and placed.
+        """
+        function = self._in_thread.shared_arrow_function() if self._in_thread is not None else None
+        if function is None or _SettledCall is None:
+            return None
+        settled = _SettledCall(function, self, self._settled_error)
+        self._settled = weakref.ref(settled)  # it holds this dispatcher: no cycle
+        return settled
+
+    def _settled_error(self, error: BaseException) -> None:
+        raise WorkerFailure.from_names("UdfRaised", str(_raised(error)), "").for_udf(self.name) from None
+
+    def drain_settled(self) -> None:
+        """Count the batches the settled call ran (see settled_call) in the stats."""
+        settled = self._settled()
+        if settled is not None:
+            self._count_settled(settled)
+
+    def _count_settled(self, settled: _direct.SettledCall) -> None:
+        batches, rows = settled.take_counts()
+        if batches:
+            self.stats.record_in_thread(batches, rows, time.perf_counter())
+
+    def _in_thread_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
+        """Run a batch in this DuckDB thread, in this interpreter (backend="auto", a cheap UDF)."""
+        in_thread = self._in_thread
+        assert in_thread is not None
+        try:
+            if self.kind == "arrow":
+                result = in_thread.call_arrow(arguments, length)
+            else:
+                worker = in_thread.worker()
+                columns, descriptors = self._columns(arguments)
+                outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
+                request = (self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
+                result = self._array_of(self._status_of(worker, length, request, outputs), outputs)
+        except WorkerFailure as failure:
+            raise failure.for_udf(self.name) from None
+        finished = time.perf_counter()
+        self.stats.record(length, started, started, finished, in_thread=True)
+        return result
 
     def _columns(self, arguments: Sequence[pa.ChunkedArray]) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
         """Return the arguments' column tuples, and their descriptors when they come from the batch."""
@@ -492,7 +637,14 @@ class BatchDispatcher:
         if self.always_fan_out:
             slices = min(length, self._most_workers * pool.slices_per_worker)
             return FanOut(self._most_workers, slices) if slices > 1 else None
-        return plan_fan_out(self.costs, length, self._most_workers, pool.slice_overhead_seconds, pool.slices_per_worker)
+        return plan_fan_out(
+            self.costs,
+            length,
+            self._most_workers,
+            pool.slice_overhead_seconds,
+            pool.slices_per_worker,
+            unseen=self.kind == "native",
+        )
 
     def _fanned_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int, plan: FanOut) -> Any:
         """Run a costly batch in slices, on this thread's worker and on idle ones at once; join in order.
@@ -518,7 +670,9 @@ class BatchDispatcher:
         try:
             if slots is not None:
                 wanted = min(wanted, self._spare_slots(slots, wanted))
-            helpers = self.pool.take_idle(self.udf_id, self.name, wanted) if wanted > 0 else []
+            # A probe of a UDF whose cost nothing told yet uses the workers there are: it starts none.
+            grow = self.costs.known or not plan.probe
+            helpers = self.pool.take_idle(self.udf_id, self.name, wanted, grow=grow) if wanted > 0 else []
         except BaseException:
             self._give_back(own)
             raise
@@ -586,7 +740,7 @@ class BatchDispatcher:
                     result = self._status_of(worker, length, request, outputs)
                     slices.done(index, self._array_of(result, outputs))
                 except WorkerFailure as failure:
-                    error = failure.for_udf(self.name)
+                    error = _rows_of_the_batch(failure, slices.start(index)).for_udf(self.name)
                     error.__suppress_context__ = True
                     slices.fail(index, error)
                     return

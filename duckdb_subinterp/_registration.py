@@ -51,6 +51,7 @@ from duckdb_subinterp._errors import (
     UnsupportedTypeError,
 )
 from duckdb_subinterp._inline import InlinePool
+from duckdb_subinterp._inthread import InThread
 from duckdb_subinterp._options import (
     BackendName,
     ExceptionHandling,
@@ -531,7 +532,8 @@ class _PooledBackend(Backend):
     def _pool(self, pool: WorkerPool | None) -> WorkerPool:
         return pool if pool is not None else default_pool(self.name)
 
-    def prepare(self, registration: Registration, pool: WorkerPool | None) -> Prepared:
+    def prepare(self, registration: Registration, pool: WorkerPool | None, *, in_thread: bool = False) -> Prepared:
+        """Return the dispatcher of ``registration`` on ``pool``; ``in_thread``: it may also run batches here (auto)."""
         if registration.type == "arrow" and not self.accepts_arrow_udfs:
             raise UDFRegistrationError(
                 f"UDF {registration.name!r}: type='arrow' hands pyarrow arrays to the function, and pyarrow cannot "
@@ -562,6 +564,7 @@ class _PooledBackend(Backend):
             max_workers=registration.max_workers,
             fan_out=registration.fan_out,
             asynchronous=registration.asynchronous is not None,
+            in_thread=self._in_thread(registration, udf_id, layout) if in_thread else None,
         )
         weakref.finalize(dispatcher, pool.unregister, udf_id)
         signature = _signature_for_duckdb(registration)
@@ -583,11 +586,26 @@ class _PooledBackend(Backend):
             # which then also leaves NULL rows out itself (see compute_arrow).
             errors_to_null = registration.exception_handling == "return_null"
             nulls = "special" if errors_to_null else registration.null_handling
-            return Prepared(dispatcher, True, nulls, "default", dispatcher, signature, self.name)
+            target = dispatcher.settled_call() or dispatcher
+            return Prepared(target, True, nulls, "default", dispatcher, signature, self.name)
         # Native and vectorized UDFs apply null and exception handling in
         # the worker (per row, as DuckDB's native UDFs do), so DuckDB
         # passes every row through.
         return Prepared(dispatcher, True, "special", "default", dispatcher, signature, self.name)
+
+    def _in_thread(self, registration: Registration, udf_id: int, layout: ResultLayout) -> InThread | None:
+        """Return how a batch runs in the calling thread: with the function object itself, as DuckDB's own would."""
+        if registration.asynchronous is not None:
+            return None  # awaited on a worker's event loop; a costly I/O-bound call belongs on the pool
+        itself = replace(registration, shipped=registration.function, module_source=None)
+        return InThread(
+            udf_id,
+            tuple(itself.spec()),
+            registration.function,
+            return_type=layout.arrow_type if registration.type == "arrow" else None,
+            errors_to_null=registration.exception_handling == "return_null",
+            special_nulls=registration.null_handling == "special",
+        )
 
     def _load_once(self, pool: WorkerPool, udf_id: int, name: str) -> None:
         """Load the UDF in one worker now, so import problems surface at registration."""
@@ -711,7 +729,7 @@ class InlineBackend(_PooledBackend):
     def _pool(self, pool: WorkerPool | None) -> WorkerPool:
         return InlinePool()
 
-    def prepare(self, registration: Registration, pool: WorkerPool | None) -> Prepared:
+    def prepare(self, registration: Registration, pool: WorkerPool | None, *, in_thread: bool = False) -> Prepared:
         options = registration.asynchronous
         if registration.type == "vectorized" or (options is not None and registration.type == "native"):
             # DuckDB calls a native UDF once per row: an async one goes
@@ -771,12 +789,12 @@ class AutoBackend(Backend):
             )
         if registration.type == "arrow":
             # Not a fallback: arrow UDFs need pyarrow, which only worker processes can load.
-            return ProcessBackend().prepare(registration, None)
+            return self._placed(ProcessBackend().prepare(registration, None, in_thread=True))
         version = registration.version()
         refused = _refusals.get(version)
         if refused is None:
             try:
-                return SubinterpreterBackend().prepare(registration, None)
+                return self._placed(SubinterpreterBackend().prepare(registration, None, in_thread=True))
             except ModuleNotIsolatedError as refusal:
                 # Trying again would run the module's top-level code once more, in a fresh interpreter.
                 refused = _refusals[version] = refusal.module
@@ -789,7 +807,11 @@ class AutoBackend(Backend):
             ),
             stacklevel=3,  # the create_function call
         )
-        return ProcessBackend().prepare(registration, None)
+        return self._placed(ProcessBackend().prepare(registration, None, in_thread=True))
+
+    def _placed(self, prepared: Prepared) -> Prepared:
+        # Set up again (see _connections) by auto, which places it again.
+        return prepared._replace(backend=self.name)
 
 
 # backend='auto': the module that refused per-GIL interpreters, by the version of the UDF's code.
@@ -1038,8 +1060,19 @@ def remove_function(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBP
 
 
 def udf_stats(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, float]:
-    """Return the counters of a UDF registered on ``con``: batches, rows, worker and wait time."""
-    return _dispatcher(con, name).stats.as_dict()
+    """Return the counters of a UDF registered on ``con``: batches, rows, worker and wait time.
+
+    Also where its batches ran (``in_thread_batches``: in the calling DuckDB
+    thread, under ``backend="auto"``) and what its calls cost on a worker as
+    the dispatcher learned it (``per_call_seconds`` + ``per_row_seconds`` x
+    rows; 0 until a batch ran on the pool).
+    """
+    dispatcher = _dispatcher(con, name)
+    dispatcher.drain_settled()
+    counters = dispatcher.stats.as_dict()
+    per_call, per_row, _ = dispatcher.costs.fit()
+    counters.update(per_call_seconds=per_call, per_row_seconds=per_row)
+    return counters
 
 
 _dispatcher = _connections.dispatcher

@@ -45,11 +45,12 @@ def test_the_fit_follows_a_udf_whose_cost_changes():
     assert costs.predict(2048) == pytest.approx(20.48e-3)
 
 
-def test_the_first_batch_is_cut_once_per_worker_the_last_slice_half_the_others():
-    assert plan_fan_out(CallCosts(), 2048, 4, SLICE, 3) == FanOut(4, 4, probe=True)
-    assert plan_fan_out(CallCosts(), 3, 4, SLICE, 3) == FanOut(3, 3, probe=True)
-    assert plan_fan_out(CallCosts(), 1, 4, SLICE, 3) is None
-    assert plan_fan_out(CallCosts(), 2048, 1, SLICE, 3) is None
+def test_a_native_udfs_first_batch_is_cut_once_per_worker_the_last_slice_half_the_others():
+    assert plan_fan_out(CallCosts(), 2048, 4, SLICE, 3, unseen=True) == FanOut(4, 4, probe=True)
+    assert plan_fan_out(CallCosts(), 3, 4, SLICE, 3, unseen=True) == FanOut(3, 3, probe=True)
+    assert plan_fan_out(CallCosts(), 1, 4, SLICE, 3, unseen=True) is None
+    assert plan_fan_out(CallCosts(), 2048, 1, SLICE, 3, unseen=True) is None
+    assert plan_fan_out(CallCosts(), 2048, 4, SLICE, 3) is None  # a vectorized UDF's runs whole
 
 
 def test_cheap_batches_run_whole():
@@ -85,15 +86,35 @@ def test_slices_per_worker_stay_few_where_each_call_costs():
 def test_placement_stays_in_the_calling_thread_for_cheap_batches():
     placement = Placement(round_trip=350e-6)
     assert not placement.on_pool(2048, parallel=2)  # nothing known: where DuckDB's own runs it
-    placement.here.observe(2048, 130e-6)
+    placement.observe_here(2048, 130e-6, calling=1)
     assert not placement.on_pool(2048, parallel=1)
     assert not placement.on_pool(2048, parallel=2)
 
 
 def test_placement_moves_costly_batches_to_the_pool_where_they_run_at_once():
     placement = Placement(round_trip=350e-6)
-    placement.here.observe(2048, 5e-3)
+    placement.observe_here(2048, 5e-3, calling=1)
     assert not placement.on_pool(2048, parallel=1)  # one at a time: the round trip is all it adds
     assert placement.on_pool(2048, parallel=2)
-    placement.pool.observe(2048, 20e-3)  # measured there: much slower than thought
+    for rows in (2048, 1024, 2048):  # measured there: much slower than thought
+        placement.pool.observe(rows, rows * 10e-6)
     assert not placement.on_pool(2048, parallel=2)
+
+
+def test_placement_sees_a_udf_that_releases_the_gil():
+    placement = Placement(round_trip=350e-6)
+    # Two threads at once, each batch as fast as alone: no turns taken, nothing to gain on the pool.
+    placement.observe_here(2048, 1e-3, calling=2)
+    for rows in (2048, 1024, 2048):
+        placement.pool.observe(rows, rows * 1e-3 / 2048)
+    assert not placement.on_pool(2048, parallel=2)
+
+
+def test_placement_times_a_close_other_place_again_now_and_then():
+    placement = Placement(round_trip=30e-6)
+    placement.observe_here(2048, 100e-6, calling=1)
+    choices = [placement.on_pool(2048, parallel=1) for _ in range(Placement.EXPLORE_EVERY * 2)]
+    assert choices.count(True) == 2  # here, but the pool (predicted 130 us) is timed once every 32 batches
+    placement = Placement(round_trip=350e-6)
+    placement.observe_here(2048, 100e-6, calling=1)
+    assert not any(placement.on_pool(2048, parallel=1) for _ in range(Placement.EXPLORE_EVERY * 2))

@@ -77,6 +77,18 @@ def test_the_first_failing_row_wins_as_without_fan_out(one_thread, wide_pool, al
     assert fanned(con, "mine") >= 1
 
 
+def test_an_error_names_the_row_of_the_batch_not_of_its_slice(one_thread, wide_pool, always_fan_out):
+    backend, pool = wide_pool
+    con = one_thread
+    # None under null_handling="default" at row 1500 of the first batch, which lies in a later slice.
+    duckdb_subinterp.create_function(
+        con, "mine", lambda x: None if x == 1500 else x, ["BIGINT"], "BIGINT", backend=backend, pool=pool
+    )
+    with pytest.raises(duckdb.InvalidInputException, match="returned None at row 1500, whose arguments"):
+        con.sql("SELECT mine(i) FROM range(2048) t(i)").fetchall()
+    assert fanned(con, "mine") >= 1
+
+
 def test_return_null_under_fan_out_is_duckdbs(one_thread, wide_pool, always_fan_out):
     backend, pool = wide_pool
     con = one_thread
