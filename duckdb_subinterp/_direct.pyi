@@ -1,5 +1,6 @@
 """Types of ``_direct.c``: calls into an isolated interpreter on the calling thread (main interpreter only)."""
 
+from collections.abc import Callable
 from typing import Self, final
 
 # What a request may hold: rebuilt inside the interpreter, memoryviews shared (not copied).
@@ -43,6 +44,32 @@ class DirectCall:
     @property
     def running(self) -> tuple[int, int] | None:
         """(number, sigint_count() when it started) of the call running in the interpreter now, or None."""
+
+@final
+class SettledCall:
+    """Call ``function`` for the next ``left`` batches, counting them, then ``fallback`` (see _direct.c)."""
+
+    @property
+    def left(self) -> int:
+        """Calls still made through ``function`` before ``fallback`` again."""
+
+    @left.setter
+    def left(self, value: int) -> None: ...
+    @property
+    def function(self) -> Callable[..., object]:
+        """What the next calls call while ``left`` > 0."""
+
+    @function.setter
+    def function(self, value: Callable[..., object]) -> None: ...
+    def __new__(
+        cls,
+        function: Callable[..., object],
+        fallback: Callable[..., object],
+        on_error: Callable[[BaseException], object] | None = None,
+    ) -> Self: ...
+    def __call__(self, *arguments: object) -> object: ...
+    def take_counts(self) -> tuple[int, int]:
+        """Return (batches, rows) called through ``function`` since the last take, and start again from 0."""
 
 def watch_sigint() -> bool:
     """Count SIGINT in front of the installed handler; return whether it is counted."""

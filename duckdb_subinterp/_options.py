@@ -44,6 +44,7 @@ class ExportOptions(TypedDict, total=False):
     side_effects: bool
     backend: BackendName
     max_workers: int | None
+    fan_out: bool
     max_concurrency: int
     retries: int
     retry_backoff: float

@@ -158,7 +158,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == FANNED_OUT:
         monkeypatch.setitem(_registration._default_pools, "subinterpreters", request.getfixturevalue("fan_out_pool"))
-        monkeypatch.setattr(_dispatch.BatchDispatcher, "fan_out_work_ratio", 0)
+        monkeypatch.setattr(_dispatch.BatchDispatcher, "always_fan_out", True)
         return "subinterpreters"
     if request.param == "ray":
         request.getfixturevalue("ray_cluster")

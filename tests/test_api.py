@@ -138,7 +138,7 @@ def test_create_function_has_duckdbs_parameters_plus_backend_and_pool():
     assert "null_handling" in shared and "side_effects" in shared
     assert list(ours)[: len(shared) + 1] == ["con", *shared]
     async_options = ["max_concurrency", "retries", "retry_backoff", "retry_on", "timeout"]
-    assert list(ours)[len(shared) + 1 :] == ["backend", "pool", "max_workers", *async_options]
+    assert list(ours)[len(shared) + 1 :] == ["backend", "pool", "max_workers", "fan_out", *async_options]
     for name in (
         "type",
         "null_handling",

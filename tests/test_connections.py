@@ -206,7 +206,7 @@ def test_a_removed_udf_called_by_a_query_already_running_still_runs(backend):
 
 
 DROPPED_POOLS = """
-import _interpreters, psutil, time
+import _interpreters, psutil, threading, time
 from duckdb_subinterp import InterpreterPool, ProcessPool
 from duckdb_subinterp._backends.subinterpreters import InterpreterWorker
 process = psutil.Process()
@@ -214,7 +214,12 @@ kind = sys.argv[2]
 
 def snapshot():
     gc.collect()
-    time.sleep(0.2)
+    # The watchdog thread ends within its idle tick once no pool has a worker; a worker process is reaped.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (
+        any(thread.name == "duckdb_subinterp watchdog" for thread in threading.enumerate()) or process.children()
+    ):
+        time.sleep(0.05)
     return {
         "interpreters": len(_interpreters.list_all()),
         "children": len(process.children()),

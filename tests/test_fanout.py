@@ -27,7 +27,7 @@ def wide_pool(request):
 
 @pytest.fixture
 def always_fan_out(monkeypatch):
-    monkeypatch.setattr(_dispatch.BatchDispatcher, "fan_out_work_ratio", 0)
+    monkeypatch.setattr(_dispatch.BatchDispatcher, "always_fan_out", True)
 
 
 @pytest.fixture
@@ -74,6 +74,18 @@ def test_the_first_failing_row_wins_as_without_fan_out(one_thread, wide_pool, al
         # Both failing rows lie in the first batch, in different slices; row 1000 comes first.
         with pytest.raises(duckdb.InvalidInputException, match="ValueError: refusing 1000"):
             con.sql(f"SELECT {name}(i) FROM range(2048) t(i)").fetchall()
+    assert fanned(con, "mine") >= 1
+
+
+def test_an_error_names_the_row_of_the_batch_not_of_its_slice(one_thread, wide_pool, always_fan_out):
+    backend, pool = wide_pool
+    con = one_thread
+    # None under null_handling="default" at row 1500 of the first batch, which lies in a later slice.
+    duckdb_subinterp.create_function(
+        con, "mine", lambda x: None if x == 1500 else x, ["BIGINT"], "BIGINT", backend=backend, pool=pool
+    )
+    with pytest.raises(duckdb.InvalidInputException, match="returned None at row 1500, whose arguments"):
+        con.sql("SELECT mine(i) FROM range(2048) t(i)").fetchall()
     assert fanned(con, "mine") >= 1
 
 
@@ -168,20 +180,17 @@ def test_a_costly_udf_fans_out_on_its_own_and_a_cheap_one_never(one_thread, wide
     assert fanned(con, "cheap") <= duckdb_subinterp.udf_stats(con, "cheap")["batches"] // 10
 
 
-def test_the_cost_estimate_follows_the_udf_and_ignores_one_slow_batch(con):
+def test_the_dispatcher_learns_its_udfs_costs_from_batches_and_slices(one_thread):
+    con = one_thread
     with duckdb_subinterp.InterpreterPool(2) as pool:
-        duckdb_subinterp.create_function(con, "f", udf_module.add_one, pool=pool)
-        dispatcher = _dispatcher(con, "f")
-        threshold = dispatcher._fan_out_seconds / 2048  # seconds a row above which a full batch fans out
-        for _ in range(10):
-            dispatcher._learn_cost(threshold / 10 * 2048, 2048)
-        dispatcher._learn_cost(threshold * 100 * 2048, 2048)  # one outlier
-        assert dispatcher._seconds_per_row < threshold
-        dispatcher._learn_cost(threshold / 10 * 2048, 2048)
-        assert dispatcher._seconds_per_row < threshold
-        for _ in range(2):
-            dispatcher._learn_cost(threshold * 3 * 2048, 2048)  # the UDF became costly: two batches tell
-        assert dispatcher._seconds_per_row > threshold
+        pool.start_all()
+        duckdb_subinterp.create_function(con, "costly", udf_module.slow_square, pool=pool)
+        con.sql("SELECT sum(costly(i)) FROM range(6000) t(i)").fetchall()
+        per_call, per_row, split = _dispatcher(con, "costly").costs.fit()
+        # ~0.2 ms a row (a sleep), and a little per call: the fan-out's slices told them apart.
+        assert split
+        assert 0.15e-3 < per_row < 0.6e-3
+        assert per_call < 20e-3
 
 
 def test_fan_out_starts_idle_workers_of_a_lazy_pool(one_thread):

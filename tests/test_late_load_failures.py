@@ -30,7 +30,7 @@ import tempfile
 backend, threads = {backend!r}, {threads}
 folder = tempfile.mkdtemp()
 os.environ[reliability_udfs.INIT_LOG_VARIABLE] = folder
-_dispatch.BatchDispatcher.fan_out_work_ratio = 0  # every batch fans out over the idle workers
+_dispatch.BatchDispatcher.always_fan_out = True  # every batch fans out over the idle workers
 pool = make_pool(backend, {size}, timeout={timeout})
 pool.start_all()
 con = duckdb.connect()

@@ -582,6 +582,8 @@ class InterpreterPool(WorkerPool):
     # cheap enough to cut a batch finer (on processes, each slice is a
     # round trip through a pipe, whose wake-ups cost more on a busy machine).
     slice_overhead_seconds = 100e-6
+    # the dispatch overhead bench/ measures: 26 us a batch at threads=1 (dev-2core-epyc)
+    round_trip_seconds = 30e-6
     slices_per_worker = 3
 
     # CPython 3.13 cannot fork a process that has subinterpreters: the child crashes.

@@ -47,10 +47,12 @@ import concurrent.futures
 import inspect
 import os
 import pickle
+import re
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -67,6 +69,7 @@ from duckdb_subinterp._engine.arrow import (
     duckdb_conversion,
     output_buffers_type,
 )
+from duckdb_subinterp._engine.costs import MIN_SAVING, CallCosts, FanOut, Placement, plan_fan_out
 from duckdb_subinterp._engine.pool import Worker, WorkerFailure, WorkerPool, wait_bound
 from duckdb_subinterp._errors import (
     BrokenPoolError,
@@ -77,29 +80,35 @@ from duckdb_subinterp._errors import (
 )
 from duckdb_subinterp._worker.protocol import (
     COUNTERS_SLOT,
+    FIELD_SEPARATOR,
     MODE_BUFFERS,
     MODE_PICKLED,
     OUTPUT_SLOT,
     PENDING_PICKLED,
     SIZES_SLOT,
     BatchRequest,
+    raised,
 )
+
+if TYPE_CHECKING:
+    from duckdb_subinterp import _direct
+    from duckdb_subinterp._backends.inthread import InThread
+
+# backend="auto": an arrow UDF whose batches are far cheaper here than on
+# the pool runs this many batches the lean way (a call and a count, in C)
+# between two that are timed and placed again.
+SETTLED_BATCHES = 15
+
+_SettledCall: type[_direct.SettledCall] | None
+try:
+    from duckdb_subinterp._direct import SettledCall as _SettledCall
+except ImportError:  # not built: every batch goes through the dispatcher
+    _SettledCall = None
 
 # Variable-width results start with this much room per row; then the
 # largest size seen, plus a quarter, so a second copy is rare.
 _INITIAL_BYTES_PER_ROW = 16
 
-# Fan-out: a batch fans out when it holds at least two slices' worth of
-# work, a slice being this many times the backend's per-slice overhead, and
-# at least MIN_SLICE_ROWS rows.
-FAN_OUT_WORK_RATIO = 10
-MIN_SLICE_ROWS = 64
-# A fanned-out batch is cut into up to the pool's slices_per_worker slices
-# per worker, taken in row order by whichever worker is free: a worker on a
-# slower (busier) core takes fewer, so the batch ends with both. Each such
-# slice does at least SLICE_SPLIT_RATIO slices' minimum of work, so the
-# extra slices cost a few percent at most.
-SLICE_SPLIT_RATIO = 3
 
 _executor: concurrent.futures.ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -141,6 +150,7 @@ class UdfStats:
         "batches",
         "calls",
         "fanned_batches",
+        "in_thread_batches",
         "peak_concurrency",
         "retries",
         "rows",
@@ -153,6 +163,7 @@ class UdfStats:
     def __init__(self, *, asynchronous: bool = False) -> None:
         self._lock = threading.Lock()
         self.batches = 0
+        self.in_thread_batches = 0  # backend="auto": run in the calling DuckDB thread, not on the pool
         self.rows = 0
         self.slices = 0
         self.fanned_batches = 0
@@ -163,16 +174,26 @@ class UdfStats:
         self.asynchronous = asynchronous
         self.calls = self.retries = self.timeouts = self.peak_concurrency = 0
 
-    def record(self, rows: int, started: float, leased: float, finished: float) -> None:
-        """Add one batch: when it started, got a worker and finished."""
+    def record(self, rows: int, started: float, leased: float, finished: float, *, in_thread: bool = False) -> None:
+        """Add one batch: when it started, got a worker (or ran in the calling thread) and finished."""
         with self._lock:
             self.batches += 1
+            self.in_thread_batches += in_thread
             self.rows += rows
             self.slices += 1
             self.wait_seconds += leased - started
             self.worker_seconds += finished - leased
             if self._first is None:
                 self._first = started
+            self._last = max(self._last, finished)
+
+    def record_in_thread(self, batches: int, rows: int, finished: float) -> None:
+        """Add batches an arrow UDF settled in the calling thread ran, untimed (see BatchDispatcher.__call__)."""
+        with self._lock:
+            self.batches += batches
+            self.in_thread_batches += batches
+            self.rows += rows
+            self.slices += batches
             self._last = max(self._last, finished)
 
     def record_slice(self, rows: int, seconds: float, finished: float) -> None:
@@ -206,6 +227,7 @@ class UdfStats:
             elapsed = self._last - self._first if self._first is not None else 0.0
             counters = {
                 "batches": self.batches,
+                "in_thread_batches": self.in_thread_batches,
                 "rows": self.rows,
                 "slices": self.slices,
                 "fanned_batches": self.fanned_batches,
@@ -229,10 +251,12 @@ class _Slices:
 
     __slots__ = ("_arguments", "_bounds", "_errors", "_limit", "_lock", "_next", "_results", "count")
 
-    def __init__(self, arguments: Sequence[pa.ChunkedArray], length: int, count: int) -> None:
+    def __init__(self, arguments: Sequence[pa.ChunkedArray], length: int, count: int, *, probe: bool = False) -> None:
         self.count = count
         self._arguments = arguments
-        self._bounds = [length * index // count for index in range(count + 1)]
+        # Equal slices; a probe's last one half the others' size (see _costs).
+        shares = count - 0.5 if probe and count > 1 and length >= 2 * count else count
+        self._bounds = [min(length, round(length * index / shares)) for index in range(count)] + [length]
         self._results: list[Any] = [None] * count
         self._errors: list[tuple[int, BaseException]] = []
         self._next = 0
@@ -249,6 +273,10 @@ class _Slices:
 
     def length(self, index: int) -> int:
         return self._bounds[index + 1] - self._bounds[index]
+
+    def start(self, index: int) -> int:
+        """Return the row of the batch that slice ``index`` starts at."""
+        return self._bounds[index]
 
     def arguments(self, index: int) -> list[pa.ChunkedArray]:
         start = self._bounds[index]
@@ -275,12 +303,32 @@ class _Slices:
         return [result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result for result in self._results]
 
 
+# The rows our own messages name ("value ... at row 3", "map keys can not
+# be NULL (row 3)", an async call's "row 3 of the batch, arguments ..."),
+# counted in the slice that ran: a user's own exception text is never changed.
+_OUR_ROWS = re.compile(r"\b(at row |\(row )(\d+)")
+_ASYNC_ROWS = re.compile(r"\b(row )(\d+)( of the batch, arguments )")
+
+
+def _rows_of_the_batch(failure: WorkerFailure, start: int) -> WorkerFailure:
+    """Return ``failure`` with the rows its text names counted from the batch's first row, not its slice's."""
+    if not start:
+        return failure
+
+    def shifted(match: re.Match[str]) -> str:
+        return f"{match.group(1)}{int(match.group(2)) + start}{match.group(3) if match.lastindex == 3 else ''}"
+
+    # A UDF's own exception crosses as type, message and traceback: only our async phrase is ours there.
+    raised = failure.text.count(FIELD_SEPARATOR) == 2
+    text = (_ASYNC_ROWS if raised else _OUR_ROWS).sub(shifted, failure.text, count=1)
+    return WorkerFailure(failure.error_type, text) if text != failure.text else failure
+
+
 class BatchDispatcher:
     """The arrow UDF registered in DuckDB, running each batch on a pooled worker."""
 
-    # A batch fans out only where each slice does at least this many times the
-    # pool's per-slice overhead of work; 0 fans every batch out (the tests).
-    fan_out_work_ratio = FAN_OUT_WORK_RATIO
+    # Every batch of two rows or more fans out over the idle workers, whatever it costs (the tests).
+    always_fan_out = False
     # Set at registration: the signature DuckDB reads, the function's own (ANY parameters, *args).
     __signature__: inspect.Signature
 
@@ -297,6 +345,8 @@ class BatchDispatcher:
         kind: str = "native",
         max_workers: int | None = None,
         asynchronous: bool = False,
+        fan_out: bool = True,
+        in_thread: InThread | None = None,
     ) -> None:
         self.name = name
         self.udf_id = udf_id
@@ -322,17 +372,21 @@ class BatchDispatcher:
         self._descriptors = [plan.descriptor for plan in planned]
         self._signatures = [plan.signature for plan in planned]
         self._outputs = output_buffers_type()
-        # Fan-out: a batch of a costly UDF is split over idle workers. The
-        # cost is learned from this UDF's own batches (worker seconds per row,
-        # a moving average); a batch fans out once it is expected to take
-        # FAN_OUT_WORK_RATIO slices' overhead. Native and vectorized UDFs
-        # only: their rows do not depend on how a batch is cut (an arrow
-        # UDF's result may be anything DuckDB then checks as a whole).
-        self._fans_out = kind != "arrow" and pool.size > 1
-        self._seconds_per_row = 0.0
-        self._last_seconds_per_row = 0.0
-        self._slice_seconds = self.fan_out_work_ratio * pool.slice_overhead_seconds  # the least work a slice gets
-        self._fan_out_seconds = 2 * self._slice_seconds
+        # Fan-out: a costly batch is cut into slices for idle workers, where
+        # the costs of its calls, learned from its own batches and slices
+        # (_costs), say it pays. Native and vectorized UDFs only: their rows
+        # do not depend on how a batch is cut (an arrow UDF's result may be
+        # anything DuckDB then checks as a whole); not with fan_out=False.
+        self.costs = CallCosts()
+        self._fans_out = fan_out and kind != "arrow" and pool.size > 1
+        self._most_workers = min(pool.size, max_workers or pool.size)
+        # backend="auto": each batch runs here or on the pool (see _costs.Placement).
+        self._in_thread = in_thread
+        self._placement = Placement(pool.round_trip_seconds, self.costs) if in_thread is not None else None
+        self._fan_out_floor = 2 * pool.slice_overhead_seconds / MIN_SAVING  # below it no batch fans out
+        self._settled: Callable[[], _direct.SettledCall | None] = lambda: None  # see settled_call
+        # The DuckDB threads in a call now: how many call at once.
+        self._calling: set[int] = set()
 
     def __call__(self, *arguments: pa.ChunkedArray) -> Any:
         started = time.perf_counter()
@@ -342,9 +396,91 @@ class BatchDispatcher:
         if length == 0 and self.kind != "arrow":
             # DuckDB calls arrow UDFs with the rows it left after dropping NULL ones, none included.
             return pa.array([], type=self.return_type)
-        if self._fans_out and self._seconds_per_row * length >= self._fan_out_seconds:
-            return self._fanned_batch(started, arguments, length)
+        if self._in_thread is not None:
+            return self._placed_batch(started, arguments, length)
+        return self._pooled_batch(started, arguments, length)
+
+    def _pooled_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
+        """Run a batch on the pool: whole, or cut into slices for idle workers where that pays."""
+        if self._fans_out:
+            plan = self._fan_out_plan(length)
+            if plan is not None:
+                return self._fanned_batch(started, arguments, length, plan)
         return self._batch(started, arguments, length)
+
+    def _placed_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
+        """backend="auto": run a batch in this DuckDB thread or on the pool, whichever costs less (see _costs)."""
+        placement = self._placement
+        assert placement is not None
+        calling = self._calling
+        thread = threading.get_ident()
+        calling.add(thread)  # set.add and discard are atomic under the GIL
+        try:
+            threads = len(calling)  # DuckDB threads calling now: on the pool their batches run side by side
+            parallel = min(threads, self.pool.size)
+            if self._fans_out and placement.here_per_row() * length > self._fan_out_floor:
+                parallel = self._most_workers  # a batch this costly fans out over the pool's workers
+            if placement.on_pool(length, parallel):
+                return self._pooled_batch(started, arguments, length)  # timed on the worker (self.costs)
+            result = self._in_thread_batch(started, arguments, length)
+            placement.observe_here(length, time.perf_counter() - started, threads)
+            settled = self._settled()
+            if settled is not None:
+                self._count_settled(settled)
+                if placement.settled_here(length, parallel):
+                    settled.left = SETTLED_BATCHES
+            return result
+        finally:
+            calling.discard(thread)
+
+    def settled_call(self) -> _direct.SettledCall | None:
+        """Return what DuckDB calls for this UDF where a settled arrow UDF can be called from C, else None.
+
+        backend="auto" runs a cheap arrow UDF in the calling thread as
+        DuckDB's own does; once its batches are timed there and the pool is
+        far off, the next SETTLED_BATCHES batches are only called and
+        counted, in C (``_direct.SettledCall``), then one goes through this
+        dispatcher again to be timed and placed.
+        """
+        function = self._in_thread.shared_arrow_function() if self._in_thread is not None else None
+        if function is None or _SettledCall is None:
+            return None
+        settled = _SettledCall(function, self, self._settled_error)
+        self._settled = weakref.ref(settled)  # it holds this dispatcher: no cycle
+        return settled
+
+    def _settled_error(self, error: BaseException) -> None:
+        raise WorkerFailure.from_names("UdfRaised", str(raised(error)), "").for_udf(self.name) from None
+
+    def drain_settled(self) -> None:
+        """Count the batches the settled call ran (see settled_call) in the stats."""
+        settled = self._settled()
+        if settled is not None:
+            self._count_settled(settled)
+
+    def _count_settled(self, settled: _direct.SettledCall) -> None:
+        batches, rows = settled.take_counts()
+        if batches:
+            self.stats.record_in_thread(batches, rows, time.perf_counter())
+
+    def _in_thread_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
+        """Run a batch in this DuckDB thread, in this interpreter (backend="auto", a cheap UDF)."""
+        in_thread = self._in_thread
+        assert in_thread is not None
+        try:
+            if self.kind == "arrow":
+                result = in_thread.call_arrow(arguments, length)
+            else:
+                worker = in_thread.worker()
+                columns, descriptors = self._columns(arguments)
+                outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
+                request = BatchRequest(self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
+                result = self._array_of(self._status_of(worker, length, request, outputs), outputs)
+        except WorkerFailure as failure:
+            raise failure.for_udf(self.name) from None
+        finished = time.perf_counter()
+        self.stats.record(length, started, started, finished, in_thread=True)
+        return result
 
     def _columns(self, arguments: Sequence[pa.ChunkedArray]) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
         """Return the arguments' column tuples, and their descriptors when they come from the batch."""
@@ -494,15 +630,24 @@ class BatchDispatcher:
         return null_count, shapes
 
     def _learn_cost(self, seconds: float, rows: int) -> None:
-        # The cheaper of the last two batches: a UDF whose cost changes is
-        # followed within two batches, and one batch slowed by something else
-        # (a busy machine, a worker's first import) does not make a cheap UDF
-        # fan out.
-        sample = seconds / rows
-        self._seconds_per_row = min(sample, self._last_seconds_per_row)
-        self._last_seconds_per_row = sample
+        self.costs.observe(rows, seconds)
 
-    def _fanned_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
+    def _fan_out_plan(self, length: int) -> FanOut | None:
+        """Return how to cut a batch of ``length`` rows over the pool, or None to run it whole."""
+        pool = self.pool
+        if self.always_fan_out:
+            slices = min(length, self._most_workers * pool.slices_per_worker)
+            return FanOut(self._most_workers, slices) if slices > 1 else None
+        return plan_fan_out(
+            self.costs,
+            length,
+            self._most_workers,
+            pool.slice_overhead_seconds,
+            pool.slices_per_worker,
+            unseen=self.kind == "native",
+        )
+
+    def _fanned_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int, plan: FanOut) -> Any:
         """Run a costly batch in slices, on this thread's worker and on idle ones at once; join in order.
 
         The slices are taken in row order by whichever worker is free, this
@@ -511,10 +656,7 @@ class BatchDispatcher:
         of the first failing one is raised, as the serial batch would have
         raised at its first failing row.
         """
-        wanted = length // MIN_SLICE_ROWS
-        if self._slice_seconds > 0:
-            wanted = min(wanted, int(self._seconds_per_row * length / self._slice_seconds))
-        wanted -= 1  # this thread runs slices itself
+        wanted = plan.workers - 1  # this thread runs slices itself
         slots = self._slots
         # This thread's own slot and worker first, as for any batch; the helpers' only if spare and idle.
         if slots is not None:
@@ -529,7 +671,9 @@ class BatchDispatcher:
         try:
             if slots is not None:
                 wanted = min(wanted, self._spare_slots(slots, wanted))
-            helpers = self.pool.take_idle(self.udf_id, self.name, wanted) if wanted > 0 else []
+            # A probe of a UDF whose cost nothing told yet uses the workers there are: it starts none.
+            grow = self.costs.known or not plan.probe
+            helpers = self.pool.take_idle(self.udf_id, self.name, wanted, grow=grow) if wanted > 0 else []
         except BaseException:
             self._give_back(own)
             raise
@@ -539,7 +683,9 @@ class BatchDispatcher:
         if not helpers:
             return self._batch(started, arguments, length, worker=own)
         self.stats.record_fanned(started, leased)
-        slices = _Slices(arguments, length, self._slice_count(length, len(helpers) + 1))
+        # The plan's slices per worker, for the workers there are.
+        per_worker = max(plan.slices // plan.workers, 1)
+        slices = _Slices(arguments, length, min(length, per_worker * (len(helpers) + 1)), probe=plan.probe)
         futures: list[concurrent.futures.Future[None]] = []
         try:
             executor = _fan_out_executor()
@@ -569,13 +715,6 @@ class BatchDispatcher:
             arrays = [array.cast(self.return_type) for array in arrays]
         return pa.concat_arrays(arrays)
 
-    def _slice_count(self, length: int, workers: int) -> int:
-        """How many slices a fanned-out batch of ``length`` rows is cut into, for ``workers`` workers."""
-        count = min(workers * self.pool.slices_per_worker, length // MIN_SLICE_ROWS)
-        if self._slice_seconds > 0:
-            count = min(count, int(self._seconds_per_row * length / (SLICE_SPLIT_RATIO * self._slice_seconds)))
-        return max(count, workers)
-
     def _spare_slots(self, slots: threading.BoundedSemaphore, wanted: int) -> int:
         """Take up to ``wanted`` of this UDF's max_workers slots without waiting; return how many."""
         taken = 0
@@ -602,7 +741,7 @@ class BatchDispatcher:
                     result = self._status_of(worker, length, request, outputs)
                     slices.done(index, self._array_of(result, outputs))
                 except WorkerFailure as failure:
-                    error = failure.for_udf(self.name)
+                    error = _rows_of_the_batch(failure, slices.start(index)).for_udf(self.name)
                     error.__suppress_context__ = True
                     slices.fail(index, error)
                     return

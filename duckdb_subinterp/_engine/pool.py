@@ -239,11 +239,14 @@ class WorkerPool(ABC):
         ValueError: ``size`` is not a positive int, or ``timeout`` not a positive number.
     """
 
-    # What running one more slice of a batch costs on this backend: slicing,
-    # a hand-off to a helper thread, the switch or round trip to the worker,
-    # joining the results. A batch fans out only where each slice does at
-    # least FAN_OUT_WORK_RATIO times this much work of its own.
+    # What running one more slice of a batch costs on this backend besides the
+    # slice's own call: cutting the batch, a hand-off to a helper thread,
+    # joining the results. A fan-out must save more than its slices cost (_costs).
     slice_overhead_seconds: float = 1e-3
+    # What running a batch on this backend costs beyond the batch's own work
+    # (reading the arguments, the switch or round trip, the result): where
+    # backend="auto" has not timed a batch on the pool, it predicts one so.
+    round_trip_seconds: float = 1e-3
     # Slices per worker of a fanned-out batch, taken by whichever worker is
     # free: more balance a slower worker out, each costs one more round trip.
     slices_per_worker: int = 1
@@ -402,11 +405,11 @@ class WorkerPool(ABC):
         """Tell whether a worker that runs batches again has ``udf_id`` loaded; called with the lock held."""
         return any(udf_id in worker.loaded and not worker.broken for worker in (*self._idle, *self._busy))
 
-    def take_idle(self, udf_id: int, udf_name: str, count: int) -> list[Worker]:
+    def take_idle(self, udf_id: int, udf_name: str, count: int, *, grow: bool = True) -> list[Worker]:
         """Take up to ``count`` idle workers with ``udf_id`` loaded, without waiting (a batch's fan-out).
 
-        Where the pool is not full, one more worker starts in the background
-        meanwhile, for the batches that follow. Where the UDF failed to load
+        Where the pool is not full (and ``grow``), one more worker starts in the
+        background meanwhile, for the batches that follow. Where the UDF failed to load
         in a worker, only workers that have it are taken, and one more to
         try as LOAD_RETRIES allow.
         """
@@ -425,7 +428,7 @@ class WorkerPool(ABC):
             for worker in taken:
                 self._idle.remove(worker)
             self._busy.update(taken)
-            grow = self._started < self.size and not self._growing
+            grow = grow and self._started < self.size and not self._growing
             if grow:
                 self._started += 1  # reserved, as _checkout does
                 self._growing = True

@@ -92,6 +92,7 @@ def create_function(
     backend: BackendName = "subinterpreters",
     pool: WorkerPool | None = None,
     max_workers: int | None = None,
+    fan_out: bool = True,
     max_concurrency: int = 32,
     retries: int = 0,
     retry_backoff: float = 0.1,
@@ -124,6 +125,8 @@ def create_function(
             function loads in one, else processes, with a warning) or ``"inline"`` (DuckDB's own machinery).
         pool: The pool to run on; None for the backend's shared pool (``default_pool``).
         max_workers: At most that many batches of this UDF at once, across all DuckDB threads; None: no cap.
+        fan_out: False runs every batch whole, in one call of a vectorized function, never cut into slices
+            for idle workers (a metered or rate-limited service, where the number of calls matters).
         max_concurrency: An async UDF's calls in flight at once, per worker.
         retries: How many times an async UDF's call that raised one of ``retry_on`` is called again.
         retry_backoff: Seconds before the first retry, doubled for each further one (with jitter).
@@ -171,12 +174,15 @@ def create_function(
         raise UDFRegistrationError(
             f"UDF {name!r}: max_workers must be a positive int (or None for no cap), got {max_workers!r}"
         )
+    if not isinstance(fan_out, bool):
+        raise UDFRegistrationError(f"UDF {name!r}: fan_out must be True or False, got {fan_out!r}")
     # timeout= of an async def UDF is a limit per call (AsyncOptions.call_timeout), not the pool's.
     options = AsyncOptions(max_concurrency, retries, retry_backoff, retry_on, call_timeout=timeout)
     registration = validate(
         name, function, parameters, return_type, type, null_handling, exception_handling, side_effects
     )
-    registration = replace(registration, max_workers=max_workers, asynchronous=async_options(registration, options))
+    asynchronous = async_options(registration, options)
+    registration = replace(registration, max_workers=max_workers, fan_out=fan_out, asynchronous=asynchronous)
     prepared = backend_type().prepare(registration, pool)
     entry = CatalogEntry.create(name, prepared, None)
     entry.recipe = _recipe(entry, function, parameters, return_type, options, pool, prepared.backend, registration)
@@ -197,6 +203,7 @@ class _Recipe(NamedTuple):
     exception_handling: Any
     side_effects: Any
     max_workers: int | None
+    fan_out: bool
     options: AsyncOptions  # as create_function was given them
     pool: weakref.ReferenceType[WorkerPool] | None  # None: the backend's default pool
     backend: str  # the one that took it first (backend="auto" chose one)
@@ -222,7 +229,9 @@ class _Recipe(NamedTuple):
             self.side_effects,
         )
         asynchronous = async_options(registration, self.options)
-        registration = replace(registration, max_workers=self.max_workers, asynchronous=asynchronous)
+        registration = replace(
+            registration, max_workers=self.max_workers, fan_out=self.fan_out, asynchronous=asynchronous
+        )
         return BACKENDS[cast(BackendName, self.backend)]().prepare(registration, pool)
 
 
@@ -253,6 +262,7 @@ def _recipe(
         registration.exception_handling,
         registration.side_effects,
         registration.max_workers,
+        registration.fan_out,
         options,
         None if pool is None else weakref.ref(pool),
         backend,
@@ -331,8 +341,11 @@ def udf_stats(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, float]:
 
     Returns:
         ``batches``, ``rows``, ``slices``, ``fanned_batches``, ``worker_seconds``, ``wait_seconds``,
-        ``elapsed_seconds`` and ``parallelism`` (worker time over elapsed time); an async UDF's also
-        ``calls``, ``retries``, ``timeouts`` and ``peak_concurrency``.
+        ``elapsed_seconds`` and ``parallelism`` (worker time over elapsed time); where its batches ran
+        (``in_thread_batches``: in the calling DuckDB thread, under ``backend="auto"``); what a call costs
+        on a worker as the dispatcher learned it (``per_call_seconds`` + ``per_row_seconds`` x rows, 0
+        until a batch ran on the pool); an async UDF's also ``calls``, ``retries``, ``timeouts`` and
+        ``peak_concurrency``.
 
     Raises:
         KeyError: No UDF of that name runs on a pool of this package on ``con`` (DuckDB's own, or
@@ -344,7 +357,12 @@ def udf_stats(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, float]:
         print(duckdb_subinterp.udf_stats(con, "slugify")["parallelism"])
         ```
     """
-    return _dispatcher(con, name).stats.as_dict()
+    dispatcher = _dispatcher(con, name)
+    dispatcher.drain_settled()
+    counters = dispatcher.stats.as_dict()
+    per_call, per_row, _ = dispatcher.costs.fit()
+    counters.update(per_call_seconds=per_call, per_row_seconds=per_row)
+    return counters
 
 
 _dispatcher = connections.dispatcher

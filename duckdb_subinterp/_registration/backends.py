@@ -21,9 +21,11 @@ from dataclasses import replace
 from typing import ClassVar
 
 from duckdb_subinterp._backends.inline import InlinePool
+from duckdb_subinterp._backends.inthread import InThread
 from duckdb_subinterp._backends.processes.pool import ProcessPool
 from duckdb_subinterp._backends.ray.pool import RayPool
 from duckdb_subinterp._backends.subinterpreters import InterpreterPool
+from duckdb_subinterp._engine.arrow import ResultLayout
 from duckdb_subinterp._engine.dispatch import BatchDispatcher
 from duckdb_subinterp._engine.pool import WorkerFailure, WorkerPool
 from duckdb_subinterp._errors import BackendFallbackWarning, ModuleNotIsolatedError, UDFRegistrationError
@@ -46,7 +48,7 @@ class Backend:
     # the benchmark, which make their own pools, leave it out.
     needs_cluster: ClassVar[bool] = False
 
-    def prepare(self, registration: Registration, pool: WorkerPool | None) -> Prepared:
+    def prepare(self, registration: Registration, pool: WorkerPool | None, *, in_thread: bool = False) -> Prepared:
         """Return what DuckDB is to call for ``registration``, and how."""
         raise NotImplementedError
 
@@ -57,7 +59,8 @@ class _PooledBackend(Backend):
     def _pool(self, pool: WorkerPool | None) -> WorkerPool:
         return pool if pool is not None else default_pool(self.name)
 
-    def prepare(self, registration: Registration, pool: WorkerPool | None) -> Prepared:
+    def prepare(self, registration: Registration, pool: WorkerPool | None, *, in_thread: bool = False) -> Prepared:
+        """Return the dispatcher of ``registration`` on ``pool``; ``in_thread``: it may also run batches here (auto)."""
         if registration.type == "arrow" and not self.accepts_arrow_udfs:
             raise UDFRegistrationError(
                 f"UDF {registration.name!r}: type='arrow' hands pyarrow arrays to the function, and pyarrow cannot "
@@ -86,7 +89,9 @@ class _PooledBackend(Backend):
             registration.return_type,
             kind=registration.type,
             max_workers=registration.max_workers,
+            fan_out=registration.fan_out,
             asynchronous=registration.asynchronous is not None,
+            in_thread=self._in_thread(registration, udf_id, layout) if in_thread else None,
         )
         weakref.finalize(dispatcher, pool.unregister, udf_id)
         signature = _signature_for_duckdb(registration)
@@ -108,11 +113,26 @@ class _PooledBackend(Backend):
             # which then also leaves NULL rows out itself (see compute_arrow).
             errors_to_null = registration.exception_handling == "return_null"
             nulls = "special" if errors_to_null else registration.null_handling
-            return Prepared(dispatcher, True, nulls, "default", dispatcher, signature, self.name)
+            target = dispatcher.settled_call() or dispatcher
+            return Prepared(target, True, nulls, "default", dispatcher, signature, self.name)
         # Native and vectorized UDFs apply null and exception handling in
         # the worker (per row, as DuckDB's native UDFs do), so DuckDB
         # passes every row through.
         return Prepared(dispatcher, True, "special", "default", dispatcher, signature, self.name)
+
+    def _in_thread(self, registration: Registration, udf_id: int, layout: ResultLayout) -> InThread | None:
+        """Return how a batch runs in the calling thread: with the function object itself, as DuckDB's own would."""
+        if registration.asynchronous is not None:
+            return None  # awaited on a worker's event loop; a costly I/O-bound call belongs on the pool
+        itself = replace(registration, shipped=registration.function, module_source=None)
+        return InThread(
+            udf_id,
+            tuple(itself.spec()),
+            registration.function,
+            return_type=layout.arrow_type if registration.type == "arrow" else None,
+            errors_to_null=registration.exception_handling == "return_null",
+            special_nulls=registration.null_handling == "special",
+        )
 
     def _load_once(self, pool: WorkerPool, udf_id: int, name: str) -> None:
         """Load the UDF in one worker now, so import problems surface at registration."""
@@ -139,7 +159,7 @@ class InlineBackend(_PooledBackend):
     def _pool(self, pool: WorkerPool | None) -> WorkerPool:
         return InlinePool()
 
-    def prepare(self, registration: Registration, pool: WorkerPool | None) -> Prepared:
+    def prepare(self, registration: Registration, pool: WorkerPool | None, *, in_thread: bool = False) -> Prepared:
         options = registration.asynchronous
         if registration.type == "vectorized" or (options is not None and registration.type == "native"):
             # DuckDB calls a native UDF once per row: an async one goes
@@ -191,7 +211,7 @@ class AutoBackend(Backend):
 
     name = "auto"
 
-    def prepare(self, registration: Registration, pool: WorkerPool | None) -> Prepared:
+    def prepare(self, registration: Registration, pool: WorkerPool | None, *, in_thread: bool = False) -> Prepared:
         if pool is not None:
             raise UDFRegistrationError(
                 f"UDF {registration.name!r}: backend='auto' chooses the pool itself; pass the backend that fits "
@@ -199,12 +219,12 @@ class AutoBackend(Backend):
             )
         if registration.type == "arrow":
             # Not a fallback: arrow UDFs need pyarrow, which only worker processes can load.
-            return ProcessBackend().prepare(registration, None)
+            return self._placed(ProcessBackend().prepare(registration, None, in_thread=True))
         version = registration.version()
         refused = _refusals.get(version)
         if refused is None:
             try:
-                return SubinterpreterBackend().prepare(registration, None)
+                return self._placed(SubinterpreterBackend().prepare(registration, None, in_thread=True))
             except ModuleNotIsolatedError as refusal:
                 # Trying again would run the module's top-level code once more, in a fresh interpreter.
                 refused = _refusals[version] = refusal.module
@@ -217,7 +237,11 @@ class AutoBackend(Backend):
             ),
             stacklevel=3,  # the create_function call
         )
-        return ProcessBackend().prepare(registration, None)
+        return self._placed(ProcessBackend().prepare(registration, None, in_thread=True))
+
+    def _placed(self, prepared: Prepared) -> Prepared:
+        # Set up again (see connections) by auto, which places it again.
+        return prepared._replace(backend=self.name)
 
 
 # backend='auto': the module that refused per-GIL interpreters, by the version of the UDF's code.

@@ -71,6 +71,7 @@ class Registration:
     exception_handling: str
     side_effects: bool
     max_workers: int | None = None  # batches of this UDF at once, across DuckDB threads
+    fan_out: bool = True  # a costly batch may be cut into slices for idle workers
     module_source: tuple[str, str, str, str, bool] | None = None
     asynchronous: AsyncOptions | None = None  # an async def UDF's options, as the workers take them
 

@@ -167,14 +167,32 @@ class ArrowResult:
 def compute_arrow(
     udf: LoadedUdf, length: int, columns: Sequence[tuple[Any, ...]], descriptors: Sequence[Any] | None
 ) -> ArrowResult | PickledResult:
+    """Call an arrow UDF in a worker process over the rows DuckDB passed; see ``call_arrow_udf``."""
+    from duckdb_subinterp._engine.arrow import result_arrow_type  # imports pyarrow and duckdb: arrow UDFs only
+
+    spec = udf.spec
+    arrays = [
+        _input_array(descriptor, length, column)
+        for descriptor, column in zip(descriptors or spec.arg_descriptors, columns, strict=True)
+    ]
+    return_type = result_arrow_type(spec.return_descriptor)
+    fits, result = call_arrow_udf(udf.function, arrays, length, return_type, spec.errors_to_null, spec.special_nulls)
+    return ArrowResult(result) if fits else PickledResult.of(("object", result), udf, None)
+
+
+def call_arrow_udf(
+    function: Any, arrays: Sequence[Any], length: int, return_type: Any, errors_to_null: bool, special_nulls: bool
+) -> tuple[bool, Any]:
     """Call an arrow UDF as DuckDB does, with the rows DuckDB passed (it left out NULL ones itself).
 
     The arguments are the columns of a table named c0, c1..., as DuckDB's
-    own arrow UDFs get them. A result that is an array of the return type
-    and of the batch's length is written into the outputs; anything else
-    (another type, another length, a table of several columns, a list,
-    None) goes back to the main side as it is, where DuckDB converts and
-    checks it exactly as it does its own arrow UDFs' results.
+    own arrow UDFs get them. Return (True, the array) for an array of the
+    return type and of the batch's length; else (False, the result as it
+    is: another type, another length, a table of several columns, a list,
+    None), which DuckDB converts and checks exactly as it does its own
+    arrow UDFs' results. A worker process writes the array into its
+    outputs; backend="auto" calls this in the calling thread too
+    (``_backends.inthread``).
 
     Under exception_handling='return_null' with null_handling='default',
     DuckDB passes every row (it checks no NULL result after a failed call,
@@ -184,15 +202,7 @@ def compute_arrow(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from duckdb_subinterp._engine.arrow import result_arrow_type  # imports pyarrow and duckdb: arrow UDFs only
-
-    spec = udf.spec
-    arrays = [
-        _input_array(descriptor, length, column)
-        for descriptor, column in zip(descriptors or spec.arg_descriptors, columns, strict=True)
-    ]
-    return_type = result_arrow_type(spec.return_descriptor)
-    filters_nulls = spec.errors_to_null and not spec.special_nulls
+    filters_nulls = errors_to_null and not special_nulls
     valid = None
     if filters_nulls and any(array.null_count for array in arrays):
         valid = pc.is_valid(arrays[0])
@@ -201,21 +211,21 @@ def compute_arrow(
         arrays = [array.filter(valid) for array in arrays]
     arguments = pa.Table.from_arrays(arrays, names=[f"c{index}" for index in range(len(arrays))]).columns
     try:
-        result = udf.function(*arguments)
+        result = function(*arguments)
     except UDF_ERRORS as error:
-        if not spec.errors_to_null or length < 0:
+        if not errors_to_null or length < 0:
             raise raised(error) from None
-        return ArrowResult(pa.nulls(length, return_type))
+        return True, pa.nulls(length, return_type)
     if filters_nulls:
-        return ArrowResult(_restored(result, len(arrays[0]) if arrays else length, return_type, valid))
+        return True, _restored(result, len(arrays[0]) if arrays else length, return_type, valid)
     array = result.column(0) if isinstance(result, pa.Table) and result.num_columns == 1 else result
     if isinstance(array, pa.ChunkedArray) and array.type.equals(return_type):
         # Over 2 GiB of text it cannot: DuckDB takes the chunks as they are.
         with contextlib.suppress(pa.ArrowInvalid, pa.ArrowCapacityError):
             array = array.combine_chunks()
     if isinstance(array, pa.Array) and array.type.equals(return_type) and len(array) == length:
-        return ArrowResult(array)
-    return PickledResult.of(("object", result), udf, None)
+        return True, array
+    return False, result
 
 
 def _restored(result: Any, kept: int, return_type: Any, valid: Any) -> Any:

@@ -426,6 +426,8 @@ class RayPool(WorkerPool):
     # Fan-out: a hand-off to a helper thread and a Ray round trip per slice
     # (~1-1.5 ms with 16 KB of data on a local cluster, measured ad hoc).
     slice_overhead_seconds = 1.5e-3
+    # bench/ray_bench.py: 1.3 to 1.7 ms a batch over processes' on a local cluster
+    round_trip_seconds = 1.5e-3
 
     def __init__(
         self,

@@ -1,0 +1,269 @@
+"""What a UDF's calls cost, learned from its own calls, and the decisions that follow from it.
+
+A call of ``n`` rows takes ``per_call + per_row * n`` seconds: a service
+call or a model's set-up is paid once a call, a pure-Python loop once a
+row. The dispatcher times every batch and every slice it runs (their sizes
+differ: full batches, a table's last batch, slices of all sizes), and
+``CallCosts`` fits the two parts from the recent ones. As Dask's work
+stealing does, every decision weighs the time it saves against what moving
+the work costs, from these measurements, and does nothing where moving
+costs more:
+
+- ``FanOutPlan``: cut a batch into slices for idle workers only where
+  ``per_call`` (paid again by every slice) and the backend's cost of one
+  more slice leave a saving; slices go down to one row where rows are
+  costly. While only one size has been seen the two parts cannot be told
+  apart: a batch is then cut into one slice per worker at most, which costs
+  no wall time even if the cost is all per call (the slices run at once),
+  and tells the two parts apart for the next batch.
+- ``Placement`` (``backend="auto"``): run a batch in the calling DuckDB
+  thread, as DuckDB's own UDFs do, or on the pool, from the measured cost
+  of each and how many DuckDB threads call at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import NamedTuple
+
+# Samples a fit uses: the most recent calls, so a UDF whose cost changes is
+# followed within a few batches.
+WINDOW = 16
+# A fan-out must save this share of the batch's predicted time, and more
+# than the cost of the slices it adds, or the batch runs whole.
+MIN_SAVING = 0.1
+# The extra calls of a finer cut (slices beyond one per worker, which let a
+# worker on a busier core take fewer) may cost this share of a worker's work.
+BALANCE_SHARE = 0.1
+
+
+class CallCosts:
+    """The per-call and per-row seconds of one UDF's calls on one kind of worker."""
+
+    __slots__ = ("_fitted", "_per_call", "_per_row", "_samples", "_split")
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[int, float]] = deque(maxlen=WINDOW)
+        self._fitted = True  # nothing to fit yet
+        self._per_call = 0.0
+        self._per_row = 0.0
+        self._split = False  # whether the two parts were told apart (samples of different sizes)
+
+    def observe(self, rows: int, seconds: float) -> None:
+        """Add a call of ``rows`` rows that took ``seconds`` (the hot path: O(1), no fit)."""
+        if rows > 0:
+            self._samples.append((rows, seconds))
+            self._fitted = False
+
+    @property
+    def known(self) -> bool:
+        """Tell whether any call was timed."""
+        return bool(self._samples)
+
+    def __len__(self) -> int:
+        """Return how many recent calls the fit uses."""
+        return len(self._samples)
+
+    def last_per_row(self) -> float:
+        """Return seconds per row of the cheaper of the last two calls: a quick look, no fit."""
+        samples = self._samples
+        if not samples:
+            return 0.0
+        rows, seconds = samples[-1]
+        last = seconds / rows
+        if len(samples) > 1:
+            rows, seconds = samples[-2]
+            last = min(last, seconds / rows)
+        return last
+
+    def fit(self) -> tuple[float, float, bool]:
+        """Return (per_call, per_row, split): the two parts of a call's seconds, and whether they were told apart."""
+        if not self._fitted:
+            self._per_call, self._per_row, self._split = _fit(list(self._samples))
+            self._fitted = True
+        return self._per_call, self._per_row, self._split
+
+    def predict(self, rows: int) -> float:
+        """Return the seconds a call of ``rows`` rows should take (0 before any call was timed)."""
+        per_call, per_row, _ = self.fit()
+        return per_call + per_row * rows
+
+
+def _fit(samples: list[tuple[int, float]]) -> tuple[float, float, bool]:
+    """Fit seconds = per_call + per_row * rows, both >= 0, robustly; split is False where all sizes were alike."""
+    if not samples:
+        return 0.0, 0.0, False
+    sizes = [rows for rows, _ in samples]
+    if max(sizes) < 1.25 * min(sizes):
+        # One size: the parts cannot be told apart. Read it all as per row
+        # (what slicing would divide); FanOutPlan allows for the other case.
+        return 0.0, _median([seconds / rows for rows, seconds in samples]), False
+    per_call, per_row = _least_squares(samples)
+    # One pass without the samples far off the line (a batch slowed by
+    # something else: a busy core, a worker's first import).
+    residuals = [abs(seconds - per_call - per_row * rows) for rows, seconds in samples]
+    spread = _median(residuals)
+    kept = [sample for sample, residual in zip(samples, residuals, strict=True) if residual <= 3 * spread]
+    if len(kept) >= 3 and len(kept) < len(samples):
+        kept_sizes = [rows for rows, _ in kept]
+        if max(kept_sizes) >= 1.25 * min(kept_sizes):
+            per_call, per_row = _least_squares(kept)
+    return per_call, per_row, True
+
+
+def _least_squares(samples: list[tuple[int, float]]) -> tuple[float, float]:
+    count = len(samples)
+    mean_rows = sum(rows for rows, _ in samples) / count
+    mean_seconds = sum(seconds for _, seconds in samples) / count
+    covariance = sum((rows - mean_rows) * (seconds - mean_seconds) for rows, seconds in samples)
+    variance = sum((rows - mean_rows) ** 2 for rows, _ in samples)
+    per_row = covariance / variance if variance else 0.0
+    per_call = mean_seconds - per_row * mean_rows
+    if per_row < 0:  # costs do not fall with more rows: all per call
+        return max(mean_seconds, 0.0), 0.0
+    if per_call < 0:  # a line through the origin, fitted as such
+        return 0.0, sum(rows * seconds for rows, seconds in samples) / sum(rows * rows for rows, _ in samples)
+    return per_call, per_row
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+class FanOut(NamedTuple):
+    """How to cut one batch: into ``slices`` for up to ``workers`` workers (this thread's included).
+
+    ``probe``: one slice per worker, the last of half the others' size (see the module docstring).
+    """
+
+    workers: int
+    slices: int
+    probe: bool = False
+
+
+def plan_fan_out(
+    costs: CallCosts,
+    rows: int,
+    max_workers: int,
+    slice_seconds: float,
+    slices_per_worker: int,
+    *,
+    unseen: bool = False,
+) -> FanOut | None:
+    """Return how to cut a batch of ``rows`` rows for at most ``max_workers`` workers, or None to run it whole.
+
+    ``slice_seconds`` is what one more slice costs besides its call (handing
+    it to a helper thread, joining its result): the backend's own figure.
+    ``unseen``: cut the first batch too, before any cost is known (a native
+    UDF, whose rows never see how a batch is cut; a vectorized UDF sees its
+    slice as the batch, so its first batch runs whole).
+    """
+    if max_workers < 2 or rows < 2:
+        return None
+    if not costs.known:
+        if not unseen:
+            return None
+        # The first batch of a native UDF: nothing is known. One slice per
+        # worker costs no wall time whatever the cost is, and tells it.
+        workers = min(max_workers, rows)
+        return FanOut(workers, workers, probe=True)
+    whole = costs.last_per_row() * rows
+    if whole < 2 * slice_seconds / MIN_SAVING:  # the quick look: too cheap to cut (no fit); see Placement
+        return None
+    per_call, per_row, split = costs.fit()
+    whole = per_call + per_row * rows
+    best: FanOut | None = None
+    best_seconds = whole
+    for workers in range(2, min(max_workers, rows) + 1):
+        if not split:
+            # Unknown parts: at worst every slice costs a whole call, run at
+            # once. The last slice is half the others: (workers - 0.5) shares.
+            seconds = per_row * rows / (workers - 0.5) + slice_seconds * (workers - 1)
+            slices = workers
+        else:
+            share = per_row * rows / workers
+            per_worker = 1
+            # Finer cuts balance uneven workers, where their calls cost little beside the work.
+            while (
+                per_worker < slices_per_worker
+                and (per_worker + 1) * (per_call + slice_seconds) <= BALANCE_SHARE * share
+                and (per_worker + 1) * workers <= rows
+            ):
+                per_worker += 1
+            seconds = per_worker * per_call + share + slice_seconds * (per_worker * workers - 1)
+            slices = per_worker * workers
+        if seconds < best_seconds:
+            best, best_seconds = FanOut(workers, slices), seconds
+    if best is None or whole - best_seconds < max(MIN_SAVING * whole, 2 * slice_seconds):
+        return None
+    return best if split else best._replace(probe=True)
+
+
+class Placement:
+    """Where ``backend="auto"`` runs a batch: in the calling DuckDB thread, or on its pool.
+
+    In the calling thread a pure-Python batch holds the main GIL, so DuckDB's
+    threads take turns; on the pool a batch costs a round trip more but runs
+    beside the others (``parallel`` of them: DuckDB threads calling at once,
+    or the slices of a fan-out). The cost here is measured per row from the
+    cheaper of the last two batches run here, divided by the threads that
+    called at once (turns taken show in that time; a UDF that releases the
+    GIL, numpy's or pyarrow's, shows that it did). The cost on the pool is
+    the worker-side cost model of the pool's own batches (``CallCosts``,
+    which waiting for a worker or starting one does not inflate) plus the
+    backend's round trip; before three batches ran there, the cost here
+    plus the round trip. The pool is chosen when its cost divided by
+    ``parallel`` beats the cost here by MIN_SAVING. Every EXPLORE_EVERY
+    batches, the place not chosen runs one batch where it could win (by the
+    prediction from here, or its own cost within twice the other's), so both
+    stay measured as costs change.
+    """
+
+    EXPLORE_EVERY = 32
+
+    __slots__ = ("_batches", "_here", "_last_here", "pool", "round_trip")
+
+    def __init__(self, round_trip: float, pool: CallCosts | None = None) -> None:
+        self.round_trip = round_trip
+        self.pool = pool if pool is not None else CallCosts()
+        self._here = self._last_here = math.inf  # seconds per row; inf: not measured yet
+        self._batches = 0
+
+    def observe_here(self, rows: int, seconds: float, calling: int) -> None:
+        """Add a batch that ran here, ``calling`` DuckDB threads calling at once."""
+        sample = seconds / max(calling, 1) / rows
+        self._here, self._last_here = min(sample, self._last_here), sample
+
+    def _pool_cost(self, rows: int) -> tuple[float, float]:
+        """Return the predicted and the measured seconds of a batch on the pool (measured: inf if too few)."""
+        predicted = self._here * rows + self.round_trip
+        measured = self.pool.predict(rows) + self.round_trip if len(self.pool) >= 3 else math.inf
+        return predicted, measured
+
+    def on_pool(self, rows: int, parallel: int) -> bool:
+        """Tell whether a batch of ``rows`` rows runs on the pool, where ``parallel`` batches run at once."""
+        if self._here == math.inf:
+            return False  # where DuckDB's own would run it, until its cost is known
+        here = self._here * rows
+        predicted, measured = self._pool_cost(rows)
+        parallel = max(parallel, 1)
+        pool = (measured if measured != math.inf else predicted) / parallel
+        chosen = pool < (1 - MIN_SAVING) * here
+        self._batches += 1
+        if self._batches % self.EXPLORE_EVERY == 0:
+            could_win = predicted / parallel < (1 - MIN_SAVING) * here or 0.5 * here < pool < 2 * here
+            if could_win:
+                return not chosen  # time the other place again, as costs change
+        return chosen
+
+    def settled_here(self, rows: int, parallel: int) -> bool:
+        """Tell whether the pool is far off for such a batch (twice the cost here or more): no need to look often."""
+        predicted, measured = self._pool_cost(rows)
+        return min(predicted, measured) / max(parallel, 1) >= 2 * self._here * rows
+
+    def here_per_row(self) -> float:
+        """Return the seconds a row costs here, per calling thread; inf before a batch ran here."""
+        return self._here

@@ -1,0 +1,120 @@
+"""The cost model of a UDF's calls, and the fan-out and placement decisions it makes (no timing: fed figures)."""
+
+from __future__ import annotations
+
+import pytest
+
+from duckdb_subinterp._engine.costs import CallCosts, FanOut, Placement, plan_fan_out
+
+SLICE = 100e-6  # what one more slice costs on interpreters
+
+
+def costs_of(*samples: tuple[int, float]) -> CallCosts:
+    costs = CallCosts()
+    for rows, seconds in samples:
+        costs.observe(rows, seconds)
+    return costs
+
+
+def test_per_call_and_per_row_parts_are_told_apart():
+    per_call, per_row, split = costs_of((2048, 0.2), (1024, 0.2), (2048, 0.2), (683, 0.2)).fit()
+    assert split
+    assert per_call == pytest.approx(0.2)
+    assert per_row == pytest.approx(0.0, abs=1e-9)
+    per_call, per_row, _ = costs_of((2048, 0.4196), (1024, 0.2148), (512, 0.1124)).fit()
+    assert per_call == pytest.approx(0.01, abs=1e-3)
+    assert per_row == pytest.approx(0.2e-3, rel=0.01)
+
+
+def test_one_size_alone_cannot_be_split():
+    assert costs_of((2048, 1.0), (2048, 1.1)).fit()[2] is False
+
+
+def test_a_batch_slowed_by_something_else_does_not_move_the_fit():
+    samples = [(2048, 2.048e-3), (1024, 1.024e-3), (512, 0.512e-3), (2048, 2.048e-3), (256, 0.256e-3)]
+    per_call, per_row, _ = costs_of(*samples, (2048, 40e-3)).fit()
+    assert per_row == pytest.approx(1e-6, rel=0.05)
+    assert per_call < 0.1e-3
+
+
+def test_the_fit_follows_a_udf_whose_cost_changes():
+    costs = costs_of(*[(rows, rows * 1e-6) for rows in (2048, 1024) * 8])
+    assert costs.predict(2048) == pytest.approx(2.048e-3)
+    for rows in (2048, 1024) * 8:
+        costs.observe(rows, rows * 10e-6)
+    assert costs.predict(2048) == pytest.approx(20.48e-3)
+
+
+def test_a_native_udfs_first_batch_is_cut_once_per_worker_the_last_slice_half_the_others():
+    assert plan_fan_out(CallCosts(), 2048, 4, SLICE, 3, unseen=True) == FanOut(4, 4, probe=True)
+    assert plan_fan_out(CallCosts(), 3, 4, SLICE, 3, unseen=True) == FanOut(3, 3, probe=True)
+    assert plan_fan_out(CallCosts(), 1, 4, SLICE, 3, unseen=True) is None
+    assert plan_fan_out(CallCosts(), 2048, 1, SLICE, 3, unseen=True) is None
+    assert plan_fan_out(CallCosts(), 2048, 4, SLICE, 3) is None  # a vectorized UDF's runs whole
+
+
+def test_cheap_batches_run_whole():
+    assert plan_fan_out(costs_of((2048, 80e-6), (1024, 45e-6)), 2048, 4, SLICE, 3) is None
+
+
+def test_a_cost_paid_per_call_is_not_cut():
+    costs = costs_of((2048, 0.2), (1024, 0.2))
+    assert plan_fan_out(costs, 2048, 4, SLICE, 3) is None
+
+
+def test_an_unsplit_cost_is_cut_once_per_worker_in_sizes_that_split_it():
+    plan = plan_fan_out(costs_of((2048, 0.2), (2048, 0.2)), 2048, 4, SLICE, 3)
+    assert plan is not None
+    assert plan.slices == plan.workers
+    assert plan.probe
+
+
+def test_few_costly_rows_are_cut_down_to_one_row():
+    costs = costs_of((50, 1.0), (25, 0.5), (17, 0.34))  # 20 ms a row
+    plan = plan_fan_out(costs, 50, 2, SLICE, 3)
+    assert plan == FanOut(2, 6)
+    plan = plan_fan_out(costs, 2, 2, SLICE, 3)
+    assert plan == FanOut(2, 2)
+
+
+def test_slices_per_worker_stay_few_where_each_call_costs():
+    costs = costs_of((2048, 0.05 + 2048 * 1e-4), (1024, 0.05 + 1024 * 1e-4))  # 50 ms a call, 0.1 ms a row
+    plan = plan_fan_out(costs, 2048, 2, SLICE, 3)
+    assert plan == FanOut(2, 2)
+
+
+def test_placement_stays_in_the_calling_thread_for_cheap_batches():
+    placement = Placement(round_trip=350e-6)
+    assert not placement.on_pool(2048, parallel=2)  # nothing known: where DuckDB's own runs it
+    placement.observe_here(2048, 130e-6, calling=1)
+    assert not placement.on_pool(2048, parallel=1)
+    assert not placement.on_pool(2048, parallel=2)
+
+
+def test_placement_moves_costly_batches_to_the_pool_where_they_run_at_once():
+    placement = Placement(round_trip=350e-6)
+    placement.observe_here(2048, 5e-3, calling=1)
+    assert not placement.on_pool(2048, parallel=1)  # one at a time: the round trip is all it adds
+    assert placement.on_pool(2048, parallel=2)
+    for rows in (2048, 1024, 2048):  # measured there: much slower than thought
+        placement.pool.observe(rows, rows * 10e-6)
+    assert not placement.on_pool(2048, parallel=2)
+
+
+def test_placement_sees_a_udf_that_releases_the_gil():
+    placement = Placement(round_trip=350e-6)
+    # Two threads at once, each batch as fast as alone: no turns taken, nothing to gain on the pool.
+    placement.observe_here(2048, 1e-3, calling=2)
+    for rows in (2048, 1024, 2048):
+        placement.pool.observe(rows, rows * 1e-3 / 2048)
+    assert not placement.on_pool(2048, parallel=2)
+
+
+def test_placement_times_a_close_other_place_again_now_and_then():
+    placement = Placement(round_trip=30e-6)
+    placement.observe_here(2048, 100e-6, calling=1)
+    choices = [placement.on_pool(2048, parallel=1) for _ in range(Placement.EXPLORE_EVERY * 2)]
+    assert choices.count(True) == 2  # here, but the pool (predicted 130 us) is timed once every 32 batches
+    placement = Placement(round_trip=350e-6)
+    placement.observe_here(2048, 100e-6, calling=1)
+    assert not any(placement.on_pool(2048, parallel=1) for _ in range(Placement.EXPLORE_EVERY * 2))

@@ -1,0 +1,109 @@
+"""backend="auto" places each batch: in the calling DuckDB thread, as DuckDB's own UDF, or on the pool."""
+
+from __future__ import annotations
+
+import warnings
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import udf_module
+
+import duckdb_subinterp
+from duckdb_subinterp import examples
+from duckdb_subinterp._registration.api import _dispatcher
+
+ROWS = 200_000
+
+
+@pytest.fixture
+def con():
+    connection = duckdb.connect()
+    connection.execute("SET threads=2")
+    yield connection
+    connection.close()
+
+
+def auto(con, name, function, *args, **options):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", duckdb_subinterp.BackendFallbackWarning)
+        duckdb_subinterp.create_function(con, name, function, *args, backend="auto", **options)
+
+
+def add_one_arrow(x):
+    return pc.add(x, 1)
+
+
+def test_a_cheap_arrow_udf_runs_in_the_calling_thread_as_duckdbs_own(con):
+    con.create_function("own", add_one_arrow, ["BIGINT"], "BIGINT", type="arrow")
+    auto(con, "mine", add_one_arrow, ["BIGINT"], "BIGINT", type="arrow")
+    query = "SELECT sum({}(i)), count({}(i)) FROM range({}) t(i)"
+    assert (
+        con.sql(query.format("mine", "mine", ROWS)).fetchall() == con.sql(query.format("own", "own", ROWS)).fetchall()
+    )
+    stats = duckdb_subinterp.udf_stats(con, "mine")
+    assert stats["batches"] == stats["in_thread_batches"] > 0
+    assert stats["rows"] == ROWS  # every batch counted, the settled ones too (DuckDB calls it once a row)
+
+
+def test_its_errors_and_nulls_are_those_of_the_pool_path(con):
+    def fails_on_odd(x):
+        if pc.any(pc.equal(pc.bit_wise_and(x, 1), 1)).as_py():
+            raise ValueError("an odd value")
+        return x
+
+    auto(con, "mine", fails_on_odd, ["BIGINT"], "BIGINT", type="arrow")
+    with pytest.raises(duckdb.InvalidInputException, match=r"ValueError: an odd value\n\(raised in UDF 'mine'\)"):
+        con.sql("SELECT sum(mine(i)) FROM range(10) t(i)").fetchall()
+    con.create_function("own", fails_on_odd, ["BIGINT"], "BIGINT", type="arrow", exception_handling="return_null")
+    auto(con, "nulls", fails_on_odd, ["BIGINT"], "BIGINT", type="arrow", exception_handling="return_null")
+    query = "SELECT list({}(CASE WHEN i % 3 = 0 THEN NULL ELSE i * 2 END) ORDER BY i) FROM range(5000) t(i)"
+    assert con.sql(query.format("nulls")).fetchall() == con.sql(query.format("own")).fetchall()
+    assert duckdb_subinterp.udf_stats(con, "nulls")["in_thread_batches"] > 0
+
+
+def test_a_result_duckdb_converts_or_refuses_goes_to_duckdb_as_it_is(con):
+    def as_list(x):
+        return x.to_pylist()
+
+    def wrong_length(x):
+        return pa.array([1])
+
+    con.create_function("own", as_list, ["BIGINT"], "BIGINT", type="arrow")
+    auto(con, "mine", as_list, ["BIGINT"], "BIGINT", type="arrow")
+    assert (
+        con.sql("SELECT sum(mine(i)) FROM range(5000) t(i)").fetchall()
+        == con.sql("SELECT sum(own(i)) FROM range(5000) t(i)").fetchall()
+    )
+    con.create_function("own_short", wrong_length, ["BIGINT"], "BIGINT", type="arrow")
+    auto(con, "short", wrong_length, ["BIGINT"], "BIGINT", type="arrow")
+    with pytest.raises(duckdb.InvalidInputException) as own:
+        con.sql("SELECT sum(own_short(i)) FROM range(5000) t(i)").fetchall()
+    with pytest.raises(duckdb.InvalidInputException) as mine:
+        con.sql("SELECT sum(short(i)) FROM range(5000) t(i)").fetchall()
+    assert str(mine.value) == str(own.value)
+
+
+def test_a_class_udf_in_the_calling_thread_has_its_own_instance(con):
+    auto(con, "counted", udf_module.Counter, ["BIGINT"], "BIGINT")
+    assert con.sql("SELECT sum(counted(i)) FROM range(5000) t(i)").fetchall() == [(sum(range(5000)),)]
+
+
+def test_a_costly_udf_moves_to_the_pool_where_batches_run_at_once(con):
+    con.execute("CREATE TABLE t AS SELECT i::DOUBLE AS x FROM range(3 * 122880) r(i)")  # 3 row groups: 2 threads
+    con.create_function("own", examples.newton_sqrt)
+    auto(con, "costly", examples.newton_sqrt)  # ~2 us a row, holding the GIL
+    query = "SELECT list({}(x) ORDER BY x) FROM t"  # each alone: DuckDB's own would take the GIL from ours
+    assert con.sql(query.format("costly")).fetchall() == con.sql(query.format("own")).fetchall()
+    stats = duckdb_subinterp.udf_stats(con, "costly")
+    # How many depends on the cores' load (bench/dispatch.py measures the speed); that it moves does not.
+    assert stats["in_thread_batches"] < stats["batches"] - 10
+    assert stats["per_row_seconds"] > 0
+
+
+def test_explicit_backends_never_run_in_the_calling_thread(con):
+    duckdb_subinterp.create_function(con, "mine", udf_module.add_one, backend="subinterpreters")
+    con.sql("SELECT sum(mine(i)) FROM range(20000) t(i)").fetchall()
+    assert duckdb_subinterp.udf_stats(con, "mine")["in_thread_batches"] == 0
+    assert _dispatcher(con, "mine")._in_thread is None
