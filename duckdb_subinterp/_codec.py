@@ -29,11 +29,22 @@ time64         data (microseconds)                  datetime.time
 timestamp      data, time zone name or None         datetime.datetime
 interval       data (month, day, nanosecond)        datetime.timedelta
 enum           indices (labels in the descriptor)   str
+bit            offsets, data (DuckDB's bit layout)  str of '0' and '1'
+bignum         offsets, data (DuckDB's varint)      str of the integer
+time_ns        data (nanoseconds)                   datetime.time
+timetz         data (DuckDB's 64-bit time + offset) datetime.time, aware
+geometry       offsets, data (WKB)                  bytes
+null           (nothing)                            None
 list           offsets, child column                list
 array          child column                         tuple
 struct         one column per field                 dict
 map            offsets, entries column (struct)     dict
+union          type ids, one column per member      the member's value
+python         pickled list of values               the values
 =============  ===================================  ==============================
+
+Every value is the one DuckDB's own ``create_function`` passes. ``python``
+columns carry values DuckDB itself converted (see ``ROW_DESCRIPTOR``).
 """
 
 from __future__ import annotations
@@ -43,6 +54,8 @@ import decimal
 import itertools
 import math
 import operator
+import pickle
+import struct
 import uuid
 from array import array
 from collections.abc import Buffer, Callable, Iterable, Sequence
@@ -444,6 +457,91 @@ def _decode_map(
     )
 
 
+def _decode_union(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[Any], valid: list[bool] | None
+) -> Sequence[Any]:
+    # A sparse union: every member column is as long as the union, and the
+    # union's offset applies to them as to its type ids (as a STRUCT's to its
+    # fields). A union has no validity of its own: a NULL is its member's.
+    _, _, members, codes = descriptor
+    type_ids = fixed_values(buffers[0], "b", offset, length)
+    columns = [
+        _decode_range(member, child, offset, offset + length)
+        for member, child in zip(members, buffers[1:], strict=True)
+    ]
+    present = set(type_ids)
+    if len(present) == 1:
+        return columns[codes.index(present.pop())]
+    by_code = {code: columns[codes.index(code)] for code in present}
+    return [by_code[code][row] for row, code in enumerate(type_ids)]
+
+
+def _decode_null(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[Any], valid: list[bool] | None
+) -> Sequence[Any]:
+    return [None] * length
+
+
+def _decode_bit(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+) -> Sequence[Any]:
+    # DuckDB's BIT: a byte holding how many leading bits of the next byte are padding, then the bits.
+    return _convert(_bit_text, _decode_binary(descriptor, length, offset, buffers, None), valid)
+
+
+def _bit_text(raw: bytes) -> str:
+    bits = len(raw) * 8 - 8
+    return format(int.from_bytes(raw[1:], "big"), f"0{bits}b")[raw[0] :] if raw else ""
+
+
+def _decode_bignum(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+) -> Sequence[Any]:
+    # DuckDB's own UDFs get BIGNUM as the text of the integer.
+    return _convert(_bignum_text, _decode_binary(descriptor, length, offset, buffers, None), valid)
+
+
+def _bignum_text(raw: bytes) -> str:
+    # Three header bytes (the sign bit, then the byte count), then the magnitude, big-endian;
+    # a negative number has every byte inverted, header included.
+    if raw[0] & 0x80:
+        return str(int.from_bytes(raw[3:], "big"))
+    return str(-((1 << (8 * (len(raw) - 3))) - 1 - int.from_bytes(raw[3:], "big")))
+
+
+def _decode_time_ns(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+) -> Sequence[Any]:
+    # Nanoseconds are truncated, as DuckDB's own UDFs see them.
+    return _convert(
+        lambda nanos: _time_from_microseconds(nanos // 1000), fixed_values(buffers[0], "q", offset, length), valid
+    )
+
+
+_TIMETZ_MAX_OFFSET = 16 * 60 * 60 - 1  # seconds: DuckDB's TIMETZ offsets lie within +-15:59:59
+
+
+def _decode_timetz(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+) -> Sequence[Any]:
+    # DuckDB's 64 bits (its lossless Arrow export): microseconds above, the offset below, stored as
+    # _TIMETZ_MAX_OFFSET - seconds east of UTC so that values sort by instant.
+    def to_time(bits: int) -> datetime.time | str:
+        micros, stored = bits >> 24, bits & 0xFFFFFF
+        east = datetime.timedelta(seconds=_TIMETZ_MAX_OFFSET - stored)
+        local = _time_from_microseconds(micros)
+        return local.replace(tzinfo=datetime.timezone(east)) if isinstance(local, datetime.time) else local
+
+    return _convert(to_time, fixed_values(buffers[0], "Q", offset, length), valid)
+
+
+def _decode_python(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+) -> Sequence[Any]:
+    values: list[Any] = pickle.loads(buffers[0])
+    return values[offset : offset + length]
+
+
 _NESTED_KINDS = frozenset({"list", "array", "struct", "map"})
 
 # A decoder gets the column after (offset, validity): buffers, and also a
@@ -467,6 +565,14 @@ _DECODERS: dict[str, Decoder] = {
     "array": _decode_array,
     "struct": _decode_struct,
     "map": _decode_map,
+    "union": _decode_union,
+    "null": _decode_null,
+    "bit": _decode_bit,
+    "bignum": _decode_bignum,
+    "time_ns": _decode_time_ns,
+    "timetz": _decode_timetz,
+    "geometry": _decode_binary,
+    "python": _decode_python,
 }
 
 
@@ -911,6 +1017,144 @@ def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buf
     return [bounds], [entries]
 
 
+def _unique(keys: list[Any]) -> bool:
+    """Tell whether ``keys`` holds no key twice (nested keys compared by value); False where it cannot tell."""
+
+    def hashable(key: Any) -> Any:
+        if isinstance(key, (list, tuple)):
+            return (type(key) is tuple, *map(hashable, key))
+        if isinstance(key, dict):
+            return frozenset((name, hashable(item)) for name, item in key.items())
+        return key
+
+    try:
+        return len(set(map(hashable, keys))) == len(keys)
+    except Exception:  # an unhashable key, or one whose __hash__ or __eq__ raises
+        return False
+
+
+def _encode_bit(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    # Text of bits travels as text; DuckDB casts it, as it casts a str its own UDFs return.
+    for index, value in enumerate(values):
+        if value is not None and (type(value) is not str or not value or value.strip("01")):
+            raise _misfit(value, index, "is not a str of '0' and '1' (DuckDB converts it)")
+    return _encode_utf8(("utf8", "i"), values, null_count)
+
+
+# The ints DuckDB's own UDFs take for a BIGNUM: those of its 128-bit types (wider ones it refuses).
+_BIGNUM_RANGE = (_INT128_MIN, _UINT128_MAX)
+
+
+def _encode_bignum(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    checked = _checked_ints(("bignum", "i", "BIGNUM"), values, *_BIGNUM_RANGE)
+    texts = ["" if value is None else str(number) for value, number in zip(values, checked, strict=True)]
+    return _encode_utf8(("utf8", "i"), texts, 0)
+
+
+def _encode_time_ns(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    nanos = array("q")
+    for index, value in enumerate(values):
+        if value is None:
+            nanos.append(0)
+        elif type(value) is datetime.time and value.tzinfo is None:
+            # An aware time is a TIMETZ to DuckDB's own UDFs, which do not cast that to TIME_NS.
+            micros = ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+            nanos.append(micros * 1000)
+        else:
+            raise _misfit(value, index, "is not a naive datetime.time")
+    return [nanos]
+
+
+def _encode_timetz(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    texts = [None if value is None else _timetz_text(value, index) for index, value in enumerate(values)]
+    return _encode_utf8(("utf8", "i"), _without_nulls(texts, null_count, ""), 0)
+
+
+def _timetz_text(value: Any, index: int) -> str:
+    """Return DuckDB's text of a TIMETZ, which it casts back; a naive time is at UTC, as in DuckDB."""
+    if type(value) is not datetime.time:
+        raise _misfit(value, index, "is not a datetime.time")
+    east = 0
+    if value.tzinfo is not None:
+        offset = value.utcoffset() if type(value.tzinfo) is datetime.timezone else None
+        # DuckDB's own UDFs refuse a negative or sub-second offset, and garble one past
+        # 15:59:59: only the ones it keeps are written here, it converts the others itself.
+        if offset is None or offset.microseconds or not 0 <= offset.total_seconds() <= _TIMETZ_MAX_OFFSET:
+            raise _misfit(value, index, "has an offset DuckDB converts itself")
+        east = offset.seconds
+    hours, rest = divmod(east, 3600)
+    return f"{value.replace(tzinfo=None).isoformat()}+{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _encode_geometry(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    # WKB travels as a BLOB, which DuckDB casts to GEOMETRY as it casts its own UDFs' bytes;
+    # what it would refuse (or text, which it parses) it converts itself, for its own error.
+    def encode(index: int, value: Any) -> bytes:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise _misfit(value, index, "is not bytes")
+        raw = bytes(value)
+        try:
+            if _wkb_end(raw, 0, 0) == len(raw):
+                return raw
+        except (IndexError, ValueError, struct.error):
+            pass
+        raise _misfit(value, index, "is not WKB the codec checked (DuckDB converts it)")
+
+    return _encode_variable(descriptor, values, null_count, encode)
+
+
+def _wkb_end(raw: bytes, position: int, depth: int, dimensions: int | None = None) -> int:
+    """Return where the WKB geometry starting at ``position`` ends; raise ValueError where it is not plain WKB.
+
+    Plain ISO WKB only (2D, Z, M, ZM), not EWKB's flags, with the members of a
+    collection of their parent's dimensions and (in MULTI* ones) kind, as
+    DuckDB requires: anything else goes to DuckDB, which decides. A check of
+    structure, not of geometry (DuckDB checks no more).
+    """
+    if depth > 32:
+        raise ValueError("nested too deeply")
+    order = raw[position]
+    if order not in (0, 1):
+        raise ValueError("byte order")
+    endian = "<" if order else ">"
+    code = int(struct.unpack_from(endian + "I", raw, position + 1)[0])
+    position += 5
+    own_dimensions, kind = divmod(code, 1000)
+    if own_dimensions > 3 or not 1 <= kind <= 7 or dimensions not in (None, own_dimensions):
+        raise ValueError("geometry type")
+    point = 8 * (2 + (own_dimensions in (1, 2)) + 2 * (own_dimensions == 3))
+
+    def count_at(at: int) -> int:
+        (count,) = struct.unpack_from(endian + "I", raw, at)
+        return int(count)
+
+    if kind == 1:
+        end = position + point
+    elif kind == 2:
+        end = position + 4 + count_at(position) * point
+    elif kind == 3:
+        end = position + 4
+        for _ in range(count_at(position)):
+            end += 4 + count_at(end) * point
+    else:
+        end = position + 4
+        for _ in range(count_at(position)):
+            member = end
+            end = _wkb_end(raw, end, depth + 1, own_dimensions)
+            member_kind = int(struct.unpack_from("<I" if raw[member] else ">I", raw, member + 1)[0]) % 1000
+            if kind != 7 and member_kind != kind - 3:
+                raise ValueError("member type")
+    if end > len(raw):
+        raise ValueError("truncated")
+    return end
+
+
+def _encode_union(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    # DuckDB's own UDFs pick a UNION's member by the value's DuckDB type, then by what casts
+    # (a float to the first DOUBLE member, an int to a VARCHAR one first...): DuckDB converts.
+    raise ResultTypeError("UNION results are converted by DuckDB")
+
+
 _ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any], int], list[Buffer]]] = {
     "number": _encode_number,
     "bool": _encode_bool,
@@ -924,6 +1168,12 @@ _ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any], int], list[Buffer]]] =
     "time64": _encode_time64,
     "timestamp": _encode_timestamp,
     "interval": _encode_interval,
+    "bit": _encode_bit,
+    "bignum": _encode_bignum,
+    "time_ns": _encode_time_ns,
+    "timetz": _encode_timetz,
+    "geometry": _encode_geometry,
+    "union": _encode_union,
 }
 
 _NESTED_ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any]], tuple[list[Buffer], list[EncodedColumn]]]] = {
