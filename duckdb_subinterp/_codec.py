@@ -110,7 +110,15 @@ def pack_bits(flags: Iterable[Any]) -> bytearray:
 
 
 def _misfit(value: Any, index: int, expected: str) -> ResultTypeError:
-    return ResultTypeError(f"value {value!r} of type {type(value).__name__} at row {index} {expected}")
+    return ResultTypeError(f"value {_shown(value)} of type {type(value).__name__} at row {index} {expected}")
+
+
+def _shown(value: Any) -> str:
+    """Return ``repr(value)``, or a stand-in where the value's own __repr__ fails."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
 
 
 # ---------------------------------------------------------------------------
@@ -641,31 +649,71 @@ def write_bytes(target: memoryview, raw: memoryview) -> None:
 _NO_BYTES = memoryview(b"")
 
 
-def encode_column(descriptor: Descriptor, values: Sequence[Any]) -> EncodedColumn:
-    """Encode Python values (``None`` for NULL) into Arrow buffers of ``descriptor``'s layout."""
+def encode_column(descriptor: Descriptor, values: Sequence[Any], *, in_dict: bool = False) -> EncodedColumn:
+    """Encode Python values (``None`` for NULL) into Arrow buffers of ``descriptor``'s layout.
+
+    ``in_dict``: the values are a STRUCT's fields or a MAP's keys or values
+    (or lie below one), which DuckDB's own UDFs convert by other rules than
+    the values of a column or a LIST (see ``_check_in_dict``).
+    """
     kind = descriptor[0]
-    if kind == "number" and descriptor[1] in "fd":
+    if in_dict:
+        _check_in_dict(descriptor, values)
+    if (kind == "number" and descriptor[1] in "fd") or kind == "decimal":
         values = nan_to_none(values)
-    null_count = values.count(None) if isinstance(values, list) else 0
+    null_count = _none_count(values) if isinstance(values, list) else 0
     validity = pack_bits(map(operator.is_not, values, itertools.repeat(None))) if null_count else None
     if kind in _NESTED_ENCODERS:
-        buffers, children = _NESTED_ENCODERS[kind](descriptor, values)
+        buffers, children = _NESTED_ENCODERS[kind](descriptor, values, in_dict)
         return EncodedColumn(null_count, validity, buffers, children, len(values))
     return EncodedColumn(null_count, validity, _ENCODERS[kind](descriptor, values, null_count), None, len(values))
 
 
+def _none_count(values: list[Any]) -> int:
+    """Count the NULLs (None, by identity: DuckDB's own UDFs never ask a value whether it equals None)."""
+    try:
+        # list.count compares with ==, but finds None by identity first: exact for every type
+        # whose __eq__ is not None's, in one C loop.
+        return values.count(None)
+    except Exception:  # a value whose __eq__ raises
+        return sum(map(operator.is_, values, itertools.repeat(None)))
+
+
+def _check_in_dict(descriptor: Descriptor, values: Sequence[Any]) -> None:
+    """Refuse what DuckDB's own UDFs convert otherwise inside a STRUCT or MAP than in a column or LIST.
+
+    There they refuse a float for a DECIMAL, a datetime for a DATE and WKB
+    bytes for a GEOMETRY, and take an aware datetime's instant (not its wall
+    time) for a TIMESTAMP: such results go to DuckDB to convert.
+    """
+    kind = descriptor[0]
+    if kind not in ("decimal", "date32", "timestamp", "geometry") or (kind == "timestamp" and descriptor[2]):
+        return
+    for index, value in enumerate(values):
+        if value is None:
+            continue
+        if (
+            (kind == "decimal" and isinstance(value, float))
+            or (kind == "date32" and type(value) is not datetime.date)
+            or (kind == "timestamp" and isinstance(value, datetime.datetime) and value.tzinfo is not None)
+            or kind == "geometry"
+        ):
+            raise _misfit(value, index, "inside a STRUCT or MAP is converted by DuckDB")
+
+
 def nan_to_none(values: Sequence[Any]) -> Sequence[Any]:
-    """Make NaN results NULL, as DuckDB's own UDFs do for FLOAT and DOUBLE."""
+    """Make float NaN results NULL, as DuckDB's own UDFs do (for FLOAT, DOUBLE and DECIMAL)."""
     try:
         # One C loop: a NaN anywhere makes the sum NaN (so does inf - inf,
         # which the scan then finds harmless); filter() skips the NULLs (and
         # zeros, which change nothing). ~10 us a batch against ~30 for the scan.
         total = sum(filter(None, values))
-    except TypeError:
+    except Exception:  # a value that does not add up (a str, a Decimal beside a float, a hostile __add__)
         total = math.nan
     if total == total:
         return values
-    return [None if value != value else value for value in values]
+    # Only a float's NaN is NULL: DuckDB converts any other value (Decimal('NaN')...) itself.
+    return [None if isinstance(value, float) and value != value else value for value in values]
 
 
 def _without_nulls(values: Sequence[Any], null_count: int, filler: Any) -> Sequence[Any]:
@@ -683,9 +731,7 @@ def _encode_number(descriptor: Descriptor, values: Sequence[Any], null_count: in
     ):
         # Same layout: the buffer is copied once, straight into the output.
         return [values]
-    if typecode in "bhilqBHILQ" and any(type(value) is bool for value in values):
-        # DuckDB's own UDFs refuse a bool where an integer is declared; array() would take it.
-        _raise_first_misfit(descriptor, values, TypeError("bool"))
+    _check_number_types(descriptor, values)
     try:
         return [array(typecode, values)]
     except (TypeError, OverflowError) as error:
@@ -693,16 +739,37 @@ def _encode_number(descriptor: Descriptor, values: Sequence[Any], null_count: in
         raise
 
 
+# The ints a FLOAT or DOUBLE result takes as they are. DuckDB's own UDFs read an int as a BIGINT or
+# UBIGINT and cast it (correctly rounded, as float(int) is); wider ints go through its 128-bit types,
+# whose conversion rounds otherwise, and a FLOAT from an int beyond 2**53 would be rounded twice
+# here: DuckDB converts those itself.
+_FLOAT_INTS = {"d": (-(1 << 63), (1 << 64) - 1), "f": (-(1 << 53), 1 << 53)}
+
+
+def _check_number_types(descriptor: Descriptor, values: Sequence[Any]) -> None:
+    """Refuse what DuckDB's own UDFs do not take as a number of the type: array() would take it."""
+    typecode = descriptor[1]
+    floating = typecode in "fd"
+    types = set(map(type, values))
+    if types == ({float} if floating else {int}) or not types:
+        return
+    for index, value in enumerate(values):
+        # A bool is refused (DuckDB: a type mismatch), an object that only converts (a numpy
+        # scalar, a Fraction, a Decimal) is DuckDB's to convert or refuse; int subclasses are ints.
+        if type(value) is bool or not isinstance(value, (int, float) if floating else int):
+            raise _misfit(value, index, f"cannot be stored as {descriptor[2]}")
+        if floating and isinstance(value, int) and not _FLOAT_INTS[typecode][0] <= value <= _FLOAT_INTS[typecode][1]:
+            raise ResultTypeError(f"int at row {index} is converted to {descriptor[2]} by DuckDB")
+
+
 def _raise_first_misfit(descriptor: Descriptor, values: Sequence[Any], error: Exception) -> None:
     """Name the first value that ``array`` refused, so the message points at the row."""
     typecode = descriptor[1]
     for index, value in enumerate(values):
         try:
-            if type(value) is bool and typecode in "bhilqBHILQ":
-                raise TypeError("bool")
             array(typecode, [value])
         except OverflowError:
-            raise OverflowError(f"value {value!r} at row {index} is out of range for {descriptor[2]}") from error
+            raise OverflowError(f"value {_shown(value)} at row {index} is out of range for {descriptor[2]}") from error
         except TypeError:
             raise _misfit(value, index, f"cannot be stored as {descriptor[2]}") from error
 
@@ -755,10 +822,15 @@ def _encode_decimal(descriptor: Descriptor, values: Sequence[Any], null_count: i
         if value is None:
             unscaled.append(0)
             continue
-        if type(value) is bool or not isinstance(value, (decimal.Decimal, int, float, str)):
+        if isinstance(value, float):
+            # DuckDB's own UDFs cast a float as a DOUBLE: its own rounding, not the decimal text's.
+            unscaled.append(_decimal_from_double(value, precision, scale, index, sql_name))
+            continue
+        # A str is DuckDB's to parse (its rules for text are not Decimal's: '1_000').
+        if type(value) is bool or not isinstance(value, (decimal.Decimal, int)):
             raise _misfit(value, index, f"cannot be stored as {sql_name}")
         try:
-            exact = _DECIMAL_CONTEXT.create_decimal(repr(value) if isinstance(value, float) else value)
+            exact = _DECIMAL_CONTEXT.create_decimal(value)
             # Halves round away from zero, as DuckDB's cast does.
             number = int(exact.quantize(quantum, context=_DECIMAL_CONTEXT).scaleb(scale, _DECIMAL_CONTEXT))
         except (decimal.InvalidOperation, ValueError, OverflowError):
@@ -767,6 +839,29 @@ def _encode_decimal(descriptor: Descriptor, values: Sequence[Any], null_count: i
             raise OverflowError(f"value {value!r} at row {index} is out of range for {sql_name}")
         unscaled.append(number)
     return [_int128_bytes(unscaled)]
+
+
+# DuckDB's NumericHelper::DOUBLE_POWERS_OF_TEN: each the double nearest 10**n, as float() gives it.
+_DOUBLE_POWERS_OF_TEN = tuple(float(10**exponent) for exponent in range(39))
+
+
+def _decimal_from_double(value: float, precision: int, scale: int, index: int, sql_name: str) -> int:
+    """Return the unscaled DECIMAL DuckDB's DOUBLE cast makes of ``value`` (its DoubleToDecimalCast).
+
+    The double is multiplied by 10**scale in double arithmetic, rounded half
+    away from zero (C's round()), checked against 10**precision as a double,
+    and converted exactly: 1.005 gives 1.00 at scale 2 (1.005 * 100 is
+    100.49999999999999), and 1e30 gives 1000000000000000019884624838656.
+    """
+    scaled = value * _DOUBLE_POWERS_OF_TEN[scale]
+    whole = math.trunc(scaled) if math.isfinite(scaled) else scaled
+    if math.isfinite(scaled) and abs(scaled - whole) >= 0.5:
+        whole += 1 if scaled > 0 else -1
+    bound = _DOUBLE_POWERS_OF_TEN[precision]
+    if not math.isfinite(whole) or not -bound < whole < bound:
+        # DuckDB refuses it, in its own words (the value goes to DuckDB to convert).
+        raise OverflowError(f"value {value!r} at row {index} is out of range for {sql_name}")
+    return int(whole)
 
 
 # The most bytes of text or blobs one batch's result can hold: the codec
@@ -937,7 +1032,9 @@ def _encode_interval(descriptor: Descriptor, values: Sequence[Any], null_count: 
     return [packed]
 
 
-def _encode_list(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
+def _encode_list(
+    descriptor: Descriptor, values: Sequence[Any], in_dict: bool
+) -> tuple[list[Buffer], list[EncodedColumn]]:
     items: list[Any] = []
     for index, value in enumerate(values):
         if value is not None and not isinstance(value, (list, tuple)):
@@ -947,10 +1044,12 @@ def _encode_list(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Bu
         if value:
             items.extend(value)
     bounds = array(descriptor[1], itertools.accumulate(lengths, initial=0))
-    return [bounds], [encode_column(descriptor[2], items)]
+    return [bounds], [encode_column(descriptor[2], items, in_dict=in_dict)]
 
 
-def _encode_array(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
+def _encode_array(
+    descriptor: Descriptor, values: Sequence[Any], in_dict: bool
+) -> tuple[list[Buffer], list[EncodedColumn]]:
     size = descriptor[1]
     items: list[Any] = []
     for index, value in enumerate(values):
@@ -962,10 +1061,12 @@ def _encode_array(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[B
         if len(value) != size:
             raise ResultTypeError(f"array size mismatch at row {index}: expected {size} items, got {len(value)}")
         items.extend(value)
-    return [], [encode_column(descriptor[2], items)]
+    return [], [encode_column(descriptor[2], items, in_dict=in_dict)]
 
 
-def _encode_struct(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
+def _encode_struct(
+    descriptor: Descriptor, values: Sequence[Any], in_dict: bool
+) -> tuple[list[Buffer], list[EncodedColumn]]:
     names = descriptor[1]
     width = len(names)
     expected = set(names)
@@ -976,18 +1077,22 @@ def _encode_struct(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[
         elif isinstance(value, dict):
             if value.keys() != expected:
                 raise ResultTypeError(
-                    f"value {value!r} at row {index} does not have exactly the fields {', '.join(names)}"
+                    f"value {_shown(value)} at row {index} does not have exactly the fields {', '.join(names)}"
                 )
             rows.append(tuple(value[name] for name in names))
-        elif isinstance(value, (tuple, list)) and len(value) == width:
-            rows.append(tuple(value))
+        elif isinstance(value, tuple) and len(value) == width:
+            # A tuple in field order, as DuckDB's own UDFs take it (not a list: DuckDB refuses that).
+            rows.append(value)
         else:
             raise _misfit(value, index, f"is not a dict with the fields {', '.join(names)}")
     columns = list(zip(*rows, strict=True)) if rows else [()] * width
-    return [], [encode_column(field, list(column)) for field, column in zip(descriptor[2], columns, strict=True)]
+    fields = zip(descriptor[2], columns, strict=True)
+    return [], [encode_column(field, list(column), in_dict=True) for field, column in fields]
 
 
-def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
+def _encode_map(
+    descriptor: Descriptor, values: Sequence[Any], in_dict: bool
+) -> tuple[list[Buffer], list[EncodedColumn]]:
     keys: list[Any] = []
     items: list[Any] = []
     lengths = []
@@ -997,9 +1102,14 @@ def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buf
             continue
         if not isinstance(value, dict):
             raise _misfit(value, index, "is not a dict")
-        if value.keys() == {"key", "value"} and isinstance(value["key"], list) and isinstance(value["value"], list):
-            # DuckDB's own UDFs read {"key": [...], "value": [...]} as parallel lists.
-            pairs = list(zip(value["key"], value["value"], strict=True))
+        if value.keys() == {"key", "value"}:
+            # DuckDB's own UDFs read {"key": [...], "value": [...]} as parallel lists (any sequences of
+            # one length, by its own test: left to DuckDB but for two lists), whose keys may repeat,
+            # which DuckDB refuses in its words ("Map keys must be unique"): it converts those too.
+            keys_given, items_given = value["key"], value["value"]
+            if type(keys_given) is not list or type(items_given) is not list or not _unique(keys_given):
+                raise ResultTypeError(f"map at row {index} is converted by DuckDB")
+            pairs = list(zip(keys_given, items_given, strict=True))
         else:
             pairs = list(value.items())
         for key, _ in pairs:
@@ -1011,9 +1121,8 @@ def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buf
         items.extend(item for _, item in pairs)
         lengths.append(len(pairs))
     bounds = array("i", itertools.accumulate(lengths, initial=0))
-    entries = EncodedColumn(
-        0, None, [], [encode_column(descriptor[1], keys), encode_column(descriptor[2], items)], len(keys)
-    )
+    children = [encode_column(descriptor[1], keys, in_dict=True), encode_column(descriptor[2], items, in_dict=True)]
+    entries = EncodedColumn(0, None, [], children, len(keys))
     return [bounds], [entries]
 
 
@@ -1176,7 +1285,7 @@ _ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any], int], list[Buffer]]] =
     "union": _encode_union,
 }
 
-_NESTED_ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any]], tuple[list[Buffer], list[EncodedColumn]]]] = {
+_NESTED_ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any], bool], tuple[list[Buffer], list[EncodedColumn]]]] = {
     "list": _encode_list,
     "array": _encode_array,
     "struct": _encode_struct,
