@@ -17,6 +17,7 @@ DuckDB's value or DuckDB's error, exactly as DuckDB's own UDF would.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -26,7 +27,7 @@ import pickle
 import sys
 import traceback
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, final
 
 from duckdb_subinterp._codec import (
@@ -481,6 +482,7 @@ def call_per_row(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, sk
         # As map() above and the compiled loop do: as many rows as the shortest column.
         rows: Any = zip(*arguments, strict=False) if arguments else ((),) * length
         results = []
+        failed = set()  # rows exception_handling="return_null" made NULL: not the function's None
         for row in rows:
             if skip_nulls and None in row:
                 results.append(None)
@@ -490,8 +492,12 @@ def call_per_row(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, sk
             except UDF_ERRORS as error:
                 if not spec.errors_to_null:
                     raise _raised(error) from None
+                failed.add(len(results))
                 results.append(None)
-    if not spec.special_nulls and not spec.errors_to_null:
+        if not spec.special_nulls:
+            _check_no_null_results(results, arguments, failed)
+        return results
+    if not spec.special_nulls:
         _check_no_null_results(results, arguments)
     return results
 
@@ -510,12 +516,19 @@ DUCKDB_SENTENCES = (
 )
 
 
-def _check_no_null_results(results: list[Any], arguments: list[Sequence[Any]]) -> None:
-    """Under null_handling="default" a row whose arguments are all non-NULL must not produce None."""
-    if None not in results:
-        return
+def _check_no_null_results(
+    results: list[Any], arguments: list[Sequence[Any]], failed: Container[int] = frozenset()
+) -> None:
+    """Under null_handling="default" a row whose arguments are all non-NULL must not produce None.
+
+    Also under exception_handling="return_null", as in DuckDB: only the rows
+    whose call raised (``failed``) are NULL without an error.
+    """
+    with contextlib.suppress(Exception):  # a result whose __eq__ raises: None is found by identity below
+        if None not in results:
+            return
     for index, value in enumerate(results):
-        if value is None and all(argument[index] is not None for argument in arguments):
+        if value is None and index not in failed and all(argument[index] is not None for argument in arguments):
             raise _null_result(index)
 
 
@@ -536,7 +549,7 @@ def call_per_row_compiled(udf: LoadedUdf, arguments: list[Sequence[Any]], length
             length,
             skip_nulls,
             spec.errors_to_null,
-            not spec.special_nulls and not spec.errors_to_null,
+            not spec.special_nulls,  # the loop leaves rows made NULL by an exception out of it
             UDF_ERRORS,
         )
     except UDF_ERRORS as error:  # under exception_handling="return_null" the loop made these None
