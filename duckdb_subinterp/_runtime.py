@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, final
 from duckdb_subinterp._codec import (
     Descriptor,
     EncodedColumn,
-    ResultTypeError,
     Typecode,
     decode_column,
     encode_column,
@@ -380,9 +379,10 @@ class Runtime:
         """Encode a batch's results in the UDF's return type, or pickle them for DuckDB to convert."""
         try:
             return self.codec.encode(udf.spec.return_descriptor, values)
-        except (ResultTypeError, OverflowError, ValueError, TypeError) as error:
-            # Not a value of the type as the codec takes it: DuckDB decides
-            # (a str for a number is cast, a bool for a BIGINT is refused...).
+        except Exception as error:
+            # Not a value of the type as the codec takes it (its own errors, or any a value's
+            # methods raise: an __eq__ that fails): DuckDB decides (a str for a number is cast,
+            # a bool for a BIGINT is refused, an object it cannot transform is named...).
             return PickledResult.of(("values", values), udf, error)
 
     def deliver_pickled(self, payload: tuple[str, Any], udf: LoadedUdf | None = None) -> None:
