@@ -457,6 +457,19 @@ class PickledResult:
         try:
             return cls(pickle.dumps(payload, protocol=5))
         except Exception as error:
+            kind, values = payload
+            if kind == "values":
+                # DuckDB's own UDFs read a memoryview as the bytes it shows; pickle refuses it.
+                with contextlib.suppress(Exception):
+                    return cls(pickle.dumps(("values", _without_memoryviews(values)), protocol=5))
+            stranger = _first_unpicklable(values) if kind == "values" else None
+            if stranger is not None and type(stranger) not in _DUCKDB_CONVERTS:
+                # What DuckDB's own UDFs say of a value they do not know (and this one cannot
+                # travel to DuckDB to say it: a class of __main__, an object holding a lock...).
+                raise UdfResultInvalid(
+                    f"Not implemented Error: Unable to transform python value of type '{type(stranger)}' to DuckDB "
+                    "LogicalType"
+                ) from None
             what = f" {udf.spec.return_type_name}" if udf is not None else ""
             detail = f"{cause}; " if cause is not None else ""
             raise UdfResultInvalid(
@@ -466,6 +479,42 @@ class PickledResult:
 
     def write_into(self, targets: Sequence[memoryview]) -> None:
         write_bytes(targets[0], memoryview(self.data))
+
+
+# Types DuckDB's own UDFs convert (or look into): a value of another type that cannot be pickled is named in
+# DuckDB's words, as one it cannot transform.
+_DUCKDB_CONVERTS = frozenset({type(None), bool, int, float, str, bytes, bytearray, memoryview, list, tuple, dict})
+
+
+def _without_memoryviews(value: Any, depth: int = 0) -> Any:
+    """Return ``value`` with every memoryview (in lists, tuples and dicts too) made bytes."""
+    if isinstance(value, memoryview):
+        return value.tobytes()
+    if depth > 20:
+        return value
+    if type(value) is list:
+        return [_without_memoryviews(item, depth + 1) for item in value]
+    if type(value) is tuple:
+        return tuple(_without_memoryviews(item, depth + 1) for item in value)
+    if type(value) is dict:
+        return {
+            _without_memoryviews(key, depth + 1): _without_memoryviews(item, depth + 1) for key, item in value.items()
+        }
+    return value
+
+
+def _first_unpicklable(values: Any, depth: int = 0) -> Any:
+    """Return the first value (looking into lists, tuples and dicts) that pickle refuses; None if none."""
+    items = [*values.keys(), *values.values()] if isinstance(values, dict) else values
+    for value in items:
+        try:
+            pickle.dumps(value, protocol=5)
+        except Exception:
+            if isinstance(value, (list, tuple, dict)) and depth < 20:
+                inner = _first_unpicklable(value, depth + 1)
+                return value if inner is None else inner
+            return value
+    return None
 
 
 def call_per_row(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, skip_nulls: bool) -> list[Any]:
