@@ -57,16 +57,38 @@ def udf_execution_error(type_name: str, message: str) -> UDFExecutionError:
     with _named_errors_lock:
         error_type = _named_errors.get(type_name)
         if error_type is None:
-            builtin = getattr(builtins, type_name, None)
-            bases: tuple[type, ...] = (UDFExecutionError,)
-            if isinstance(builtin, type) and issubclass(builtin, Exception) and not issubclass(builtin, UDFError):
-                bases = (UDFExecutionError, builtin)
-            try:
-                error_type = type(type_name, bases, {"__module__": __name__})
-            except TypeError:  # a builtin whose layout cannot be combined
-                error_type = type(type_name, (UDFExecutionError,), {"__module__": __name__})
-            _named_errors[type_name] = error_type
+            error_type = _named_errors[type_name] = _named_error_type(type_name)
     return error_type(message)
+
+
+def _message_only_init(self: BaseException, message: str) -> None:
+    BaseException.__init__(self, message)
+
+
+def _named_error_type(type_name: str) -> type[UDFExecutionError]:
+    """Return a class named ``type_name``, deriving from that builtin too where it can be made from a message.
+
+    A builtin whose constructor takes more than a message (UnicodeDecodeError's
+    five arguments) gets a constructor that takes the message alone; one that
+    checks its arguments in ``__new__`` as well (ExceptionGroup's) is left out.
+    """
+    builtin = getattr(builtins, type_name, None)
+    candidates: list[tuple[tuple[type, ...], dict[str, object]]] = []
+    namespace: dict[str, object] = {"__module__": __name__}
+    if isinstance(builtin, type) and issubclass(builtin, Exception) and not issubclass(builtin, UDFError):
+        candidates += [
+            ((UDFExecutionError, builtin), namespace),
+            ((UDFExecutionError, builtin), {**namespace, "__init__": _message_only_init}),
+        ]
+    candidates.append(((UDFExecutionError,), namespace))
+    for bases, body in candidates:
+        try:
+            error_type = type(type_name, bases, body)
+            error_type("a message")  # made as the query's error will be
+        except TypeError:  # a layout that cannot be combined, a constructor that wants more
+            continue
+        return error_type
+    raise AssertionError("a plain UDFExecutionError subclass is always made")
 
 
 class UDFResultError(UDFError):
