@@ -95,6 +95,34 @@ class UDFResultError(UDFError):
     """The user's function returned a result that does not fit the UDF's declaration."""
 
 
+_refusal_errors: dict[type[Exception], type[UDFResultError]] = {}
+
+
+def refused_result_error(refusal: Exception, message: str) -> UDFResultError:
+    """Return the ``UDFResultError`` for a result DuckDB's conversion refused with ``refusal``.
+
+    DuckDB's own UDFs fail such a query with the class of ``refusal``
+    (``duckdb.TypeMismatchException``...); ours fail it with DuckDB's
+    ``InvalidInputException``, as every error a Python arrow UDF raises does.
+    Where the classes differ, the error is of a subclass named as DuckDB's
+    (and deriving from it), so the query's message names it:
+    ``...: TypeMismatchException: Mismatch Type Error: ...``.
+    """
+    refusal_type = type(refusal)
+    if refusal_type.__name__ == "InvalidInputException":
+        return UDFResultError(message)
+    with _named_errors_lock:
+        error_type = _refusal_errors.get(refusal_type)
+        if error_type is None:
+            namespace = {"__module__": __name__, "__init__": _message_only_init}
+            try:
+                error_type = type(refusal_type.__name__, (UDFResultError, refusal_type), namespace)
+            except TypeError:  # a layout that cannot be combined
+                error_type = type(refusal_type.__name__, (UDFResultError,), namespace)
+            _refusal_errors[refusal_type] = error_type
+    return error_type(message)
+
+
 class BrokenPoolError(UDFError):
     """The pool is closed or lost a worker; the query fails instead of waiting forever."""
 
