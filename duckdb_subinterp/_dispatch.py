@@ -73,6 +73,7 @@ from duckdb_subinterp._errors import (
     UDFExecutionError,
     UDFResultError,
     UnsupportedTypeError,
+    refused_result_error,
 )
 from duckdb_subinterp._pool import Worker, WorkerFailure, WorkerPool, wait_bound
 from duckdb_subinterp._runtime import (
@@ -635,9 +636,10 @@ class BatchDispatcher:
         try:
             return duckdb_conversion.to_array(value, self.duckdb_return_type)
         except duckdb.Error as error:
-            raise UDFResultError(
+            raise refused_result_error(
+                error,
                 f"{error} (UDF {self.name!r} returned values DuckDB converts to {self.duckdb_return_type}, "
-                "as for its own UDFs)"
+                "as for its own UDFs)",
             ) from None
 
     def _learn(self, sizes: Sequence[int], length: int) -> None:
