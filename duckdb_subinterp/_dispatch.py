@@ -341,7 +341,8 @@ class BatchDispatcher:
         length = len(arguments[0])
         if length == 0 and self.kind != "arrow":
             # DuckDB calls arrow UDFs with the rows it left after dropping NULL ones, none included.
-            return pa.array([], type=self.return_type)
+            # pa.nulls: pa.array([]) cannot make every type (a UNION's).
+            return pa.nulls(0, type=self.return_type)
         if self._fans_out and self._seconds_per_row * length >= self._fan_out_seconds:
             return self._fanned_batch(started, arguments, length)
         return self._batch(started, arguments, length)
