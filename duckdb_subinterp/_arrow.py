@@ -13,6 +13,7 @@ Python and pyarrow do the same, ~10 us a batch slower, with one warning.
 from __future__ import annotations
 
 import functools
+import pickle
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -83,6 +84,10 @@ _NESTED_IDS = frozenset({"list", "array", "struct", "map", "union"})
 SUPPORTED_TYPE_IDS = frozenset(
     {*_NUMBER_TYPECODES, *_SIMPLE_DESCRIPTORS, "hugeint", "uhugeint", "decimal", "enum", *_NESTED_IDS}
 )
+
+# The descriptor of an argument DuckDB converted itself, one row at a time: the values come pickled
+# (see _codec's "python" kind). For parameters whose type DuckDB's Arrow export does not carry whole.
+ROW_DESCRIPTOR: Descriptor = ("python",)
 
 OutputBlock: type[_arrowc.OutputBlock] | None
 read_stream: Callable[[CapsuleType], tuple[str, _arrowc.ArrowNode] | None] | None
@@ -211,6 +216,26 @@ def any_argument_plan(arrow_type: pa.DataType) -> ArgumentPlan:
     if descriptor[0] == "timestamp" and descriptor[2]:
         arrow_type = _without_zones(arrow_type) if arrow_type.tz is None else arrow_type
     return ArgumentPlan(arrow_type, descriptor, layout_signature(arrow_type))
+
+
+def loses_in_arrow(duckdb_type: duckdb.sqltypes.DuckDBPyType) -> bool:
+    """Tell whether DuckDB's Arrow export of ``duckdb_type`` drops part of its values (a TIMETZ's offset, at any depth).
+
+    DuckDB exports TIME WITH TIME ZONE as the local time alone, unless the
+    session sets ``arrow_lossless_conversion``: arguments of such types are
+    converted by DuckDB itself, a row at a time (see ``row_column``).
+    """
+    type_id = duckdb_type.id
+    if type_id == "time with time zone":
+        return True
+    if type_id not in _NESTED_IDS:
+        return False
+    return any(loses_in_arrow(child) for _, child in duckdb_type.children if isinstance(child, DuckDBPyType))
+
+
+def row_column(value: Any) -> tuple[Any, ...]:
+    """Return the column of one argument value DuckDB converted itself (``ROW_DESCRIPTOR``): the value, pickled."""
+    return (0, None, memoryview(pickle.dumps([value], protocol=5)))
 
 
 def _private_connection() -> duckdb.DuckDBPyConnection:
