@@ -57,6 +57,7 @@ import pyarrow as pa
 from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp._arrow import (
+    ROW_DESCRIPTOR,
     ArgumentPlan,
     ArgumentTooLarge,
     OutputBuffers,
@@ -66,6 +67,7 @@ from duckdb_subinterp._arrow import (
     column_buffers,
     duckdb_conversion,
     output_buffers_type,
+    row_column,
 )
 from duckdb_subinterp._errors import (
     BrokenPoolError,
@@ -395,15 +397,21 @@ class BatchDispatcher:
                 raise UnsupportedTypeError(f"UDF {self.name!r}: argument {index}: {error}") from None
         return plan
 
-    def call_row(self) -> Any:
-        """Run the function once for one row (a native UDF without arguments); return its value as it is.
+    def call_row(self, *arguments: Any) -> Any:
+        """Run the function once for one row; return its value as it is.
 
-        DuckDB converts the value itself, exactly as for its own UDF.
+        For a native UDF without arguments, and one whose arguments DuckDB
+        converts itself (see ``loses_in_arrow``): they come as Python values,
+        and go to the worker pickled. DuckDB converts the value returned
+        itself, exactly as for its own UDF.
         """
         started = time.perf_counter()
         layout = self.result_layout
         outputs = self._outputs(layout, 1, self._bytes_per_row)
-        payload = self._run(started, 1, (self.udf_id, 1, (), outputs.views(), None, MODE_PICKLED), outputs)
+        columns = tuple(map(row_column, arguments))
+        descriptors = (ROW_DESCRIPTOR,) * len(arguments) if arguments else None
+        request = (self.udf_id, 1, columns, outputs.views(), descriptors, MODE_PICKLED)
+        payload = self._run(started, 1, request, outputs)
         _, values = self._unpickled(payload)
         return values[0]
 
