@@ -39,6 +39,7 @@ from duckdb_subinterp._arrow import (
     descriptor_for,
     duckdb_create_function,
     duckdb_remove_function,
+    loses_in_arrow,
 )
 from duckdb_subinterp._connections import CatalogEntry, FunctionGone, Prepared
 from duckdb_subinterp._dispatch import BatchDispatcher
@@ -541,6 +542,14 @@ class _PooledBackend(Backend):
         if pool.closed:
             raise UDFRegistrationError(f"UDF {registration.name!r}: the pool {pool!r} is closed")
         spec = registration.spec()
+        # DuckDB's Arrow export drops a TIMETZ's offset: a UDF with such a parameter gets its arguments
+        # from DuckDB's own conversion, a row a call, and DuckDB applies its own NULL and exception
+        # handling to what the worker returns, as for its own UDFs (the worker just calls).
+        by_row = registration.type != "arrow" and any(
+            parameter is not None and loses_in_arrow(parameter) for parameter in registration.parameters
+        )
+        if by_row:
+            spec = spec._replace(special_nulls=True, errors_to_null=False)
         layout = registration.result_layout()
         udf_id = next(_udf_ids)
         pool.register(udf_id, tuple(spec))
@@ -563,6 +572,9 @@ class _PooledBackend(Backend):
         )
         weakref.finalize(dispatcher, pool.unregister, udf_id)
         signature = _signature_for_duckdb(registration)
+        if by_row:
+            nulls, exceptions = registration.null_handling, registration.exception_handling
+            return Prepared(dispatcher.call_row, False, nulls, exceptions, dispatcher, signature, self.name)
         if not registration.parameters and registration.type == "native":
             # DuckDB calls a native UDF without arguments once per row and says
             # how many rows only that way: each call runs one row in a worker.
