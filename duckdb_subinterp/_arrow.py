@@ -439,6 +439,11 @@ def column_buffers(
         array = argument.chunk(0) if argument.num_chunks == 1 else argument.combine_chunks()
     else:
         array = argument
+    if isinstance(array.type, pa.BaseExtensionType) and not array.type.equals(arrow_type):
+        # DuckDB's lossless export (SET arrow_lossless_conversion): UUID, HUGEINT and UHUGEINT in
+        # 16 bytes, BIT and BIGNUM as before; the codec reads their storage as it is.
+        array = array.storage
+        arrow_type = array.type
     array_type = array.type
     if not array_type.equals(arrow_type):
         target = _normalized(array_type)
@@ -485,6 +490,8 @@ def _column(node: tuple[Any, ...], descriptor: Descriptor) -> tuple[Any, ...]:
     _, offset, null_count, buffers, children, dictionary, format = node
     kind = descriptor[0]
     validity = buffers[0] if null_count else None
+    if kind == "uuid" and len(buffers) == 2:
+        return (offset, validity, buffers[1])  # 16 bytes a value (DuckDB's lossless export)
     if kind in ("utf8", "binary", "uuid"):
         return (offset, validity, buffers[1], buffers[2])
     if kind == "timestamp" and descriptor[2]:

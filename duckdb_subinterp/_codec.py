@@ -239,6 +239,10 @@ def _decode_binary(
 def _decode_uuid(
     descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
 ) -> Sequence[Any]:
+    if len(buffers) == 1:
+        # Its 16 bytes: DuckDB's lossless export (SET arrow_lossless_conversion, Arrow's uuid type).
+        raw = buffers[0].cast("B")[offset * 16 : (offset + length) * 16]
+        return _convert(lambda start: uuid.UUID(bytes=bytes(raw[start : start + 16])), range(0, length * 16, 16), valid)
     # DuckDB exports UUID as its text form.
     return _convert(uuid.UUID, _decode_utf8(descriptor, length, offset, buffers, None), valid)
 
