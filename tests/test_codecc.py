@@ -104,6 +104,11 @@ DECODE_CASES: dict[str, tuple[pa.DataType, st.SearchStrategy[Any]]] = {
     "TIMESTAMP_S": (pa.timestamp("s"), TICKS),
     "TIMESTAMP_MS": (pa.timestamp("ms"), TICKS),
     "TIMESTAMP_NS": (pa.timestamp("ns"), TICKS),
+    # Kinds the C path leaves to the Python codec: the same values (or errors) either way.
+    "TIME_NS": (pa.time64("ns"), st.integers(0, 86_400_000_000_000 - 1)),
+    "BIT": (pa.binary(), st.text("01", min_size=1, max_size=20).map(lambda bits: bytes([0]) + bits.encode())),
+    "BIGNUM": (pa.binary(), st.binary(min_size=3, max_size=20)),
+    "GEOMETRY": (pa.binary(), st.binary(max_size=30)),
 }
 
 
@@ -316,6 +321,12 @@ EXACT: dict[str, st.SearchStrategy[Any]] = {
         ),
         st.dates(datetime.date(1677, 9, 22), datetime.date(2262, 4, 11)),
     ),
+    # Kinds the C path leaves to the Python codec.
+    "TIME_NS": TIMES,
+    "BIT": st.text("01", min_size=1, max_size=20),
+    "BIGNUM": st.integers(),
+    "TIMETZ": st.times(timezones=st.sampled_from([None, UTC, PLUS_FIVE])),
+    "GEOMETRY": st.binary(max_size=30),
 }
 # Values it hands back: out of range, subclasses, DuckDB's text, errors.
 OTHERS: dict[str, st.SearchStrategy[Any]] = {
