@@ -729,7 +729,8 @@ def _without_nulls(values: Sequence[Any], null_count: int, filler: Any) -> Seque
 def _encode_number(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     typecode = descriptor[1]
     if null_count:
-        values = _without_nulls(values, null_count, 0)
+        # A filler of the column's own type: a batch of floats with NULLs stays all floats.
+        values = _without_nulls(values, null_count, 0.0 if typecode in "fd" else 0)
     elif (isinstance(values, memoryview) and values.format == typecode) or (
         isinstance(values, array) and values.typecode == typecode
     ):
@@ -757,6 +758,11 @@ def _check_number_types(descriptor: Descriptor, values: Sequence[Any]) -> None:
     types = set(map(type, values))
     if types == ({float} if floating else {int}) or not types:
         return
+    if floating and types == {float, int}:
+        # Ints beside floats (x // 2 and x / 2 in one batch): in range if the extremes are (two C loops).
+        low, high = _FLOAT_INTS[typecode]
+        if low <= min(values) and max(values) <= high:
+            return
     for index, value in enumerate(values):
         # A bool is refused (DuckDB: a type mismatch), an object that only converts (a numpy
         # scalar, a Fraction, a Decimal) is DuckDB's to convert or refuse; int subclasses are ints.
