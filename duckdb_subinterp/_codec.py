@@ -29,11 +29,22 @@ time64         data (microseconds)                  datetime.time
 timestamp      data, time zone name or None         datetime.datetime
 interval       data (month, day, nanosecond)        datetime.timedelta
 enum           indices (labels in the descriptor)   str
+bit            offsets, data (DuckDB's bit layout)  str of '0' and '1'
+bignum         offsets, data (DuckDB's varint)      str of the integer
+time_ns        data (nanoseconds)                   datetime.time
+timetz         data (DuckDB's 64-bit time + offset) datetime.time, aware
+geometry       offsets, data (WKB)                  bytes
+null           (nothing)                            None
 list           offsets, child column                list
 array          child column                         tuple
 struct         one column per field                 dict
 map            offsets, entries column (struct)     dict
+union          type ids, one column per member      the member's value
+python         pickled list of values               the values
 =============  ===================================  ==============================
+
+Every value is the one DuckDB's own ``create_function`` passes. ``python``
+columns carry values DuckDB itself converted (see ``ROW_DESCRIPTOR``).
 """
 
 from __future__ import annotations
@@ -43,6 +54,8 @@ import decimal
 import itertools
 import math
 import operator
+import pickle
+import struct
 import uuid
 from array import array
 from collections.abc import Buffer, Callable, Iterable, Sequence
@@ -97,7 +110,15 @@ def pack_bits(flags: Iterable[Any]) -> bytearray:
 
 
 def _misfit(value: Any, index: int, expected: str) -> ResultTypeError:
-    return ResultTypeError(f"value {value!r} of type {type(value).__name__} at row {index} {expected}")
+    return ResultTypeError(f"value {_shown(value)} of type {type(value).__name__} at row {index} {expected}")
+
+
+def _shown(value: Any) -> str:
+    """Return ``repr(value)``, or a stand-in where the value's own __repr__ fails."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
 
 
 # ---------------------------------------------------------------------------
@@ -218,6 +239,10 @@ def _decode_binary(
 def _decode_uuid(
     descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
 ) -> Sequence[Any]:
+    if len(buffers) == 1:
+        # Its 16 bytes: DuckDB's lossless export (SET arrow_lossless_conversion, Arrow's uuid type).
+        raw = buffers[0].cast("B")[offset * 16 : (offset + length) * 16]
+        return _convert(lambda start: uuid.UUID(bytes=bytes(raw[start : start + 16])), range(0, length * 16, 16), valid)
     # DuckDB exports UUID as its text form.
     return _convert(uuid.UUID, _decode_utf8(descriptor, length, offset, buffers, None), valid)
 
@@ -444,6 +469,91 @@ def _decode_map(
     )
 
 
+def _decode_union(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[Any], valid: list[bool] | None
+) -> Sequence[Any]:
+    # A sparse union: every member column is as long as the union, and the
+    # union's offset applies to them as to its type ids (as a STRUCT's to its
+    # fields). A union has no validity of its own: a NULL is its member's.
+    _, _, members, codes = descriptor
+    type_ids = fixed_values(buffers[0], "b", offset, length)
+    columns = [
+        _decode_range(member, child, offset, offset + length)
+        for member, child in zip(members, buffers[1:], strict=True)
+    ]
+    present = set(type_ids)
+    if len(present) == 1:
+        return columns[codes.index(present.pop())]
+    by_code = {code: columns[codes.index(code)] for code in present}
+    return [by_code[code][row] for row, code in enumerate(type_ids)]
+
+
+def _decode_null(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[Any], valid: list[bool] | None
+) -> Sequence[Any]:
+    return [None] * length
+
+
+def _decode_bit(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+) -> Sequence[Any]:
+    # DuckDB's BIT: a byte holding how many leading bits of the next byte are padding, then the bits.
+    return _convert(_bit_text, _decode_binary(descriptor, length, offset, buffers, None), valid)
+
+
+def _bit_text(raw: bytes) -> str:
+    bits = len(raw) * 8 - 8
+    return format(int.from_bytes(raw[1:], "big"), f"0{bits}b")[raw[0] :] if raw else ""
+
+
+def _decode_bignum(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+) -> Sequence[Any]:
+    # DuckDB's own UDFs get BIGNUM as the text of the integer.
+    return _convert(_bignum_text, _decode_binary(descriptor, length, offset, buffers, None), valid)
+
+
+def _bignum_text(raw: bytes) -> str:
+    # Three header bytes (the sign bit, then the byte count), then the magnitude, big-endian;
+    # a negative number has every byte inverted, header included.
+    if raw[0] & 0x80:
+        return str(int.from_bytes(raw[3:], "big"))
+    return str(-((1 << (8 * (len(raw) - 3))) - 1 - int.from_bytes(raw[3:], "big")))
+
+
+def _decode_time_ns(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+) -> Sequence[Any]:
+    # Nanoseconds are truncated, as DuckDB's own UDFs see them.
+    return _convert(
+        lambda nanos: _time_from_microseconds(nanos // 1000), fixed_values(buffers[0], "q", offset, length), valid
+    )
+
+
+_TIMETZ_MAX_OFFSET = 16 * 60 * 60 - 1  # seconds: DuckDB's TIMETZ offsets lie within +-15:59:59
+
+
+def _decode_timetz(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+) -> Sequence[Any]:
+    # DuckDB's 64 bits (its lossless Arrow export): microseconds above, the offset below, stored as
+    # _TIMETZ_MAX_OFFSET - seconds east of UTC so that values sort by instant.
+    def to_time(bits: int) -> datetime.time | str:
+        micros, stored = bits >> 24, bits & 0xFFFFFF
+        east = datetime.timedelta(seconds=_TIMETZ_MAX_OFFSET - stored)
+        local = _time_from_microseconds(micros)
+        return local.replace(tzinfo=datetime.timezone(east)) if isinstance(local, datetime.time) else local
+
+    return _convert(to_time, fixed_values(buffers[0], "Q", offset, length), valid)
+
+
+def _decode_python(
+    descriptor: Descriptor, length: int, offset: int, buffers: list[memoryview], valid: list[bool] | None
+) -> Sequence[Any]:
+    values: list[Any] = pickle.loads(buffers[0])
+    return values[offset : offset + length]
+
+
 _NESTED_KINDS = frozenset({"list", "array", "struct", "map"})
 
 # A decoder gets the column after (offset, validity): buffers, and also a
@@ -467,6 +577,14 @@ _DECODERS: dict[str, Decoder] = {
     "array": _decode_array,
     "struct": _decode_struct,
     "map": _decode_map,
+    "union": _decode_union,
+    "null": _decode_null,
+    "bit": _decode_bit,
+    "bignum": _decode_bignum,
+    "time_ns": _decode_time_ns,
+    "timetz": _decode_timetz,
+    "geometry": _decode_binary,
+    "python": _decode_python,
 }
 
 
@@ -535,31 +653,71 @@ def write_bytes(target: memoryview, raw: memoryview) -> None:
 _NO_BYTES = memoryview(b"")
 
 
-def encode_column(descriptor: Descriptor, values: Sequence[Any]) -> EncodedColumn:
-    """Encode Python values (``None`` for NULL) into Arrow buffers of ``descriptor``'s layout."""
+def encode_column(descriptor: Descriptor, values: Sequence[Any], *, in_dict: bool = False) -> EncodedColumn:
+    """Encode Python values (``None`` for NULL) into Arrow buffers of ``descriptor``'s layout.
+
+    ``in_dict``: the values are a STRUCT's fields or a MAP's keys or values
+    (or lie below one), which DuckDB's own UDFs convert by other rules than
+    the values of a column or a LIST (see ``_check_in_dict``).
+    """
     kind = descriptor[0]
-    if kind == "number" and descriptor[1] in "fd":
+    if in_dict:
+        _check_in_dict(descriptor, values)
+    if (kind == "number" and descriptor[1] in "fd") or kind == "decimal":
         values = nan_to_none(values)
-    null_count = values.count(None) if isinstance(values, list) else 0
+    null_count = _none_count(values) if isinstance(values, list) else 0
     validity = pack_bits(map(operator.is_not, values, itertools.repeat(None))) if null_count else None
     if kind in _NESTED_ENCODERS:
-        buffers, children = _NESTED_ENCODERS[kind](descriptor, values)
+        buffers, children = _NESTED_ENCODERS[kind](descriptor, values, in_dict)
         return EncodedColumn(null_count, validity, buffers, children, len(values))
     return EncodedColumn(null_count, validity, _ENCODERS[kind](descriptor, values, null_count), None, len(values))
 
 
+def _none_count(values: list[Any]) -> int:
+    """Count the NULLs (None, by identity: DuckDB's own UDFs never ask a value whether it equals None)."""
+    try:
+        # list.count compares with ==, but finds None by identity first: exact for every type
+        # whose __eq__ is not None's, in one C loop.
+        return values.count(None)
+    except Exception:  # a value whose __eq__ raises
+        return sum(map(operator.is_, values, itertools.repeat(None)))
+
+
+def _check_in_dict(descriptor: Descriptor, values: Sequence[Any]) -> None:
+    """Refuse what DuckDB's own UDFs convert otherwise inside a STRUCT or MAP than in a column or LIST.
+
+    There they refuse a float for a DECIMAL, a datetime for a DATE and WKB
+    bytes for a GEOMETRY, and take an aware datetime's instant (not its wall
+    time) for a TIMESTAMP: such results go to DuckDB to convert.
+    """
+    kind = descriptor[0]
+    if kind not in ("decimal", "date32", "timestamp", "geometry") or (kind == "timestamp" and descriptor[2]):
+        return
+    for index, value in enumerate(values):
+        if value is None:
+            continue
+        if (
+            (kind == "decimal" and isinstance(value, float))
+            or (kind == "date32" and type(value) is not datetime.date)
+            or (kind == "timestamp" and isinstance(value, datetime.datetime) and value.tzinfo is not None)
+            or kind == "geometry"
+        ):
+            raise _misfit(value, index, "inside a STRUCT or MAP is converted by DuckDB")
+
+
 def nan_to_none(values: Sequence[Any]) -> Sequence[Any]:
-    """Make NaN results NULL, as DuckDB's own UDFs do for FLOAT and DOUBLE."""
+    """Make float NaN results NULL, as DuckDB's own UDFs do (for FLOAT, DOUBLE and DECIMAL)."""
     try:
         # One C loop: a NaN anywhere makes the sum NaN (so does inf - inf,
         # which the scan then finds harmless); filter() skips the NULLs (and
         # zeros, which change nothing). ~10 us a batch against ~30 for the scan.
         total = sum(filter(None, values))
-    except TypeError:
+    except Exception:  # a value that does not add up (a str, a Decimal beside a float, a hostile __add__)
         total = math.nan
     if total == total:
         return values
-    return [None if value != value else value for value in values]
+    # Only a float's NaN is NULL: DuckDB converts any other value (Decimal('NaN')...) itself.
+    return [None if isinstance(value, float) and value != value else value for value in values]
 
 
 def _without_nulls(values: Sequence[Any], null_count: int, filler: Any) -> Sequence[Any]:
@@ -571,15 +729,14 @@ def _without_nulls(values: Sequence[Any], null_count: int, filler: Any) -> Seque
 def _encode_number(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
     typecode = descriptor[1]
     if null_count:
-        values = _without_nulls(values, null_count, 0)
+        # A filler of the column's own type: a batch of floats with NULLs stays all floats.
+        values = _without_nulls(values, null_count, 0.0 if typecode in "fd" else 0)
     elif (isinstance(values, memoryview) and values.format == typecode) or (
         isinstance(values, array) and values.typecode == typecode
     ):
         # Same layout: the buffer is copied once, straight into the output.
         return [values]
-    if typecode in "bhilqBHILQ" and any(type(value) is bool for value in values):
-        # DuckDB's own UDFs refuse a bool where an integer is declared; array() would take it.
-        _raise_first_misfit(descriptor, values, TypeError("bool"))
+    _check_number_types(descriptor, values)
     try:
         return [array(typecode, values)]
     except (TypeError, OverflowError) as error:
@@ -587,16 +744,42 @@ def _encode_number(descriptor: Descriptor, values: Sequence[Any], null_count: in
         raise
 
 
+# The ints a FLOAT or DOUBLE result takes as they are. DuckDB's own UDFs read an int as a BIGINT or
+# UBIGINT and cast it (correctly rounded, as float(int) is); wider ints go through its 128-bit types,
+# whose conversion rounds otherwise, and a FLOAT from an int beyond 2**53 would be rounded twice
+# here: DuckDB converts those itself.
+_FLOAT_INTS = {"d": (-(1 << 63), (1 << 64) - 1), "f": (-(1 << 53), 1 << 53)}
+
+
+def _check_number_types(descriptor: Descriptor, values: Sequence[Any]) -> None:
+    """Refuse what DuckDB's own UDFs do not take as a number of the type: array() would take it."""
+    typecode = descriptor[1]
+    floating = typecode in "fd"
+    types = set(map(type, values))
+    if types == ({float} if floating else {int}) or not types:
+        return
+    if floating and types == {float, int}:
+        # Ints beside floats (x // 2 and x / 2 in one batch): in range if the extremes are (two C loops).
+        low, high = _FLOAT_INTS[typecode]
+        if low <= min(values) and max(values) <= high:
+            return
+    for index, value in enumerate(values):
+        # A bool is refused (DuckDB: a type mismatch), an object that only converts (a numpy
+        # scalar, a Fraction, a Decimal) is DuckDB's to convert or refuse; int subclasses are ints.
+        if type(value) is bool or not isinstance(value, (int, float) if floating else int):
+            raise _misfit(value, index, f"cannot be stored as {descriptor[2]}")
+        if floating and isinstance(value, int) and not _FLOAT_INTS[typecode][0] <= value <= _FLOAT_INTS[typecode][1]:
+            raise ResultTypeError(f"int at row {index} is converted to {descriptor[2]} by DuckDB")
+
+
 def _raise_first_misfit(descriptor: Descriptor, values: Sequence[Any], error: Exception) -> None:
     """Name the first value that ``array`` refused, so the message points at the row."""
     typecode = descriptor[1]
     for index, value in enumerate(values):
         try:
-            if type(value) is bool and typecode in "bhilqBHILQ":
-                raise TypeError("bool")
             array(typecode, [value])
         except OverflowError:
-            raise OverflowError(f"value {value!r} at row {index} is out of range for {descriptor[2]}") from error
+            raise OverflowError(f"value {_shown(value)} at row {index} is out of range for {descriptor[2]}") from error
         except TypeError:
             raise _misfit(value, index, f"cannot be stored as {descriptor[2]}") from error
 
@@ -649,10 +832,15 @@ def _encode_decimal(descriptor: Descriptor, values: Sequence[Any], null_count: i
         if value is None:
             unscaled.append(0)
             continue
-        if type(value) is bool or not isinstance(value, (decimal.Decimal, int, float, str)):
+        if isinstance(value, float):
+            # DuckDB's own UDFs cast a float as a DOUBLE: its own rounding, not the decimal text's.
+            unscaled.append(_decimal_from_double(value, precision, scale, index, sql_name))
+            continue
+        # A str is DuckDB's to parse (its rules for text are not Decimal's: '1_000').
+        if type(value) is bool or not isinstance(value, (decimal.Decimal, int)):
             raise _misfit(value, index, f"cannot be stored as {sql_name}")
         try:
-            exact = _DECIMAL_CONTEXT.create_decimal(repr(value) if isinstance(value, float) else value)
+            exact = _DECIMAL_CONTEXT.create_decimal(value)
             # Halves round away from zero, as DuckDB's cast does.
             number = int(exact.quantize(quantum, context=_DECIMAL_CONTEXT).scaleb(scale, _DECIMAL_CONTEXT))
         except (decimal.InvalidOperation, ValueError, OverflowError):
@@ -661,6 +849,29 @@ def _encode_decimal(descriptor: Descriptor, values: Sequence[Any], null_count: i
             raise OverflowError(f"value {value!r} at row {index} is out of range for {sql_name}")
         unscaled.append(number)
     return [_int128_bytes(unscaled)]
+
+
+# DuckDB's NumericHelper::DOUBLE_POWERS_OF_TEN: each the double nearest 10**n, as float() gives it.
+_DOUBLE_POWERS_OF_TEN = tuple(float(10**exponent) for exponent in range(39))
+
+
+def _decimal_from_double(value: float, precision: int, scale: int, index: int, sql_name: str) -> int:
+    """Return the unscaled DECIMAL DuckDB's DOUBLE cast makes of ``value`` (its DoubleToDecimalCast).
+
+    The double is multiplied by 10**scale in double arithmetic, rounded half
+    away from zero (C's round()), checked against 10**precision as a double,
+    and converted exactly: 1.005 gives 1.00 at scale 2 (1.005 * 100 is
+    100.49999999999999), and 1e30 gives 1000000000000000019884624838656.
+    """
+    scaled = value * _DOUBLE_POWERS_OF_TEN[scale]
+    whole = math.trunc(scaled) if math.isfinite(scaled) else scaled
+    if math.isfinite(scaled) and abs(scaled - whole) >= 0.5:
+        whole += 1 if scaled > 0 else -1
+    bound = _DOUBLE_POWERS_OF_TEN[precision]
+    if not math.isfinite(whole) or not -bound < whole < bound:
+        # DuckDB refuses it, in its own words (the value goes to DuckDB to convert).
+        raise OverflowError(f"value {value!r} at row {index} is out of range for {sql_name}")
+    return int(whole)
 
 
 # The most bytes of text or blobs one batch's result can hold: the codec
@@ -831,7 +1042,9 @@ def _encode_interval(descriptor: Descriptor, values: Sequence[Any], null_count: 
     return [packed]
 
 
-def _encode_list(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
+def _encode_list(
+    descriptor: Descriptor, values: Sequence[Any], in_dict: bool
+) -> tuple[list[Buffer], list[EncodedColumn]]:
     items: list[Any] = []
     for index, value in enumerate(values):
         if value is not None and not isinstance(value, (list, tuple)):
@@ -841,10 +1054,12 @@ def _encode_list(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Bu
         if value:
             items.extend(value)
     bounds = array(descriptor[1], itertools.accumulate(lengths, initial=0))
-    return [bounds], [encode_column(descriptor[2], items)]
+    return [bounds], [encode_column(descriptor[2], items, in_dict=in_dict)]
 
 
-def _encode_array(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
+def _encode_array(
+    descriptor: Descriptor, values: Sequence[Any], in_dict: bool
+) -> tuple[list[Buffer], list[EncodedColumn]]:
     size = descriptor[1]
     items: list[Any] = []
     for index, value in enumerate(values):
@@ -856,10 +1071,12 @@ def _encode_array(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[B
         if len(value) != size:
             raise ResultTypeError(f"array size mismatch at row {index}: expected {size} items, got {len(value)}")
         items.extend(value)
-    return [], [encode_column(descriptor[2], items)]
+    return [], [encode_column(descriptor[2], items, in_dict=in_dict)]
 
 
-def _encode_struct(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
+def _encode_struct(
+    descriptor: Descriptor, values: Sequence[Any], in_dict: bool
+) -> tuple[list[Buffer], list[EncodedColumn]]:
     names = descriptor[1]
     width = len(names)
     expected = set(names)
@@ -870,18 +1087,22 @@ def _encode_struct(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[
         elif isinstance(value, dict):
             if value.keys() != expected:
                 raise ResultTypeError(
-                    f"value {value!r} at row {index} does not have exactly the fields {', '.join(names)}"
+                    f"value {_shown(value)} at row {index} does not have exactly the fields {', '.join(names)}"
                 )
             rows.append(tuple(value[name] for name in names))
-        elif isinstance(value, (tuple, list)) and len(value) == width:
-            rows.append(tuple(value))
+        elif isinstance(value, tuple) and len(value) == width:
+            # A tuple in field order, as DuckDB's own UDFs take it (not a list: DuckDB refuses that).
+            rows.append(value)
         else:
             raise _misfit(value, index, f"is not a dict with the fields {', '.join(names)}")
     columns = list(zip(*rows, strict=True)) if rows else [()] * width
-    return [], [encode_column(field, list(column)) for field, column in zip(descriptor[2], columns, strict=True)]
+    fields = zip(descriptor[2], columns, strict=True)
+    return [], [encode_column(field, list(column), in_dict=True) for field, column in fields]
 
 
-def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buffer], list[EncodedColumn]]:
+def _encode_map(
+    descriptor: Descriptor, values: Sequence[Any], in_dict: bool
+) -> tuple[list[Buffer], list[EncodedColumn]]:
     keys: list[Any] = []
     items: list[Any] = []
     lengths = []
@@ -891,9 +1112,14 @@ def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buf
             continue
         if not isinstance(value, dict):
             raise _misfit(value, index, "is not a dict")
-        if value.keys() == {"key", "value"} and isinstance(value["key"], list) and isinstance(value["value"], list):
-            # DuckDB's own UDFs read {"key": [...], "value": [...]} as parallel lists.
-            pairs = list(zip(value["key"], value["value"], strict=True))
+        if value.keys() == {"key", "value"}:
+            # DuckDB's own UDFs read {"key": [...], "value": [...]} as parallel lists (any sequences of
+            # one length, by its own test: left to DuckDB but for two lists), whose keys may repeat,
+            # which DuckDB refuses in its words ("Map keys must be unique"): it converts those too.
+            keys_given, items_given = value["key"], value["value"]
+            if type(keys_given) is not list or type(items_given) is not list or not _unique(keys_given):
+                raise ResultTypeError(f"map at row {index} is converted by DuckDB")
+            pairs = list(zip(keys_given, items_given, strict=True))
         else:
             pairs = list(value.items())
         for key, _ in pairs:
@@ -905,10 +1131,147 @@ def _encode_map(descriptor: Descriptor, values: Sequence[Any]) -> tuple[list[Buf
         items.extend(item for _, item in pairs)
         lengths.append(len(pairs))
     bounds = array("i", itertools.accumulate(lengths, initial=0))
-    entries = EncodedColumn(
-        0, None, [], [encode_column(descriptor[1], keys), encode_column(descriptor[2], items)], len(keys)
-    )
+    children = [encode_column(descriptor[1], keys, in_dict=True), encode_column(descriptor[2], items, in_dict=True)]
+    entries = EncodedColumn(0, None, [], children, len(keys))
     return [bounds], [entries]
+
+
+def _unique(keys: list[Any]) -> bool:
+    """Tell whether ``keys`` holds no key twice (nested keys compared by value); False where it cannot tell."""
+
+    def hashable(key: Any) -> Any:
+        if isinstance(key, (list, tuple)):
+            return (type(key) is tuple, *map(hashable, key))
+        if isinstance(key, dict):
+            return frozenset((name, hashable(item)) for name, item in key.items())
+        return key
+
+    try:
+        return len(set(map(hashable, keys))) == len(keys)
+    except Exception:  # an unhashable key, or one whose __hash__ or __eq__ raises
+        return False
+
+
+def _encode_bit(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    # Text of bits travels as text; DuckDB casts it, as it casts a str its own UDFs return.
+    for index, value in enumerate(values):
+        if value is not None and (type(value) is not str or not value or value.strip("01")):
+            raise _misfit(value, index, "is not a str of '0' and '1' (DuckDB converts it)")
+    return _encode_utf8(("utf8", "i"), values, null_count)
+
+
+# The ints DuckDB's own UDFs take for a BIGNUM: those of its 128-bit types (wider ones it refuses).
+_BIGNUM_RANGE = (_INT128_MIN, _UINT128_MAX)
+
+
+def _encode_bignum(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    checked = _checked_ints(("bignum", "i", "BIGNUM"), values, *_BIGNUM_RANGE)
+    texts = ["" if value is None else str(number) for value, number in zip(values, checked, strict=True)]
+    return _encode_utf8(("utf8", "i"), texts, 0)
+
+
+def _encode_time_ns(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    nanos = array("q")
+    for index, value in enumerate(values):
+        if value is None:
+            nanos.append(0)
+        elif type(value) is datetime.time and value.tzinfo is None:
+            # An aware time is a TIMETZ to DuckDB's own UDFs, which do not cast that to TIME_NS.
+            micros = ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+            nanos.append(micros * 1000)
+        else:
+            raise _misfit(value, index, "is not a naive datetime.time")
+    return [nanos]
+
+
+def _encode_timetz(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    texts = [None if value is None else _timetz_text(value, index) for index, value in enumerate(values)]
+    return _encode_utf8(("utf8", "i"), _without_nulls(texts, null_count, ""), 0)
+
+
+def _timetz_text(value: Any, index: int) -> str:
+    """Return DuckDB's text of a TIMETZ, which it casts back; a naive time is at UTC, as in DuckDB."""
+    if type(value) is not datetime.time:
+        raise _misfit(value, index, "is not a datetime.time")
+    east = 0
+    if value.tzinfo is not None:
+        offset = value.utcoffset() if type(value.tzinfo) is datetime.timezone else None
+        # DuckDB's own UDFs refuse a negative or sub-second offset, and garble one past
+        # 15:59:59: only the ones it keeps are written here, it converts the others itself.
+        if offset is None or offset.microseconds or not 0 <= offset.total_seconds() <= _TIMETZ_MAX_OFFSET:
+            raise _misfit(value, index, "has an offset DuckDB converts itself")
+        east = offset.seconds
+    hours, rest = divmod(east, 3600)
+    return f"{value.replace(tzinfo=None).isoformat()}+{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _encode_geometry(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    # WKB travels as a BLOB, which DuckDB casts to GEOMETRY as it casts its own UDFs' bytes;
+    # what it would refuse (or text, which it parses) it converts itself, for its own error.
+    def encode(index: int, value: Any) -> bytes:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise _misfit(value, index, "is not bytes")
+        raw = bytes(value)
+        try:
+            if _wkb_end(raw, 0, 0) == len(raw):
+                return raw
+        except (IndexError, ValueError, struct.error):
+            pass
+        raise _misfit(value, index, "is not WKB the codec checked (DuckDB converts it)")
+
+    return _encode_variable(descriptor, values, null_count, encode)
+
+
+def _wkb_end(raw: bytes, position: int, depth: int, dimensions: int | None = None) -> int:
+    """Return where the WKB geometry starting at ``position`` ends; raise ValueError where it is not plain WKB.
+
+    Plain ISO WKB only (2D, Z, M, ZM), not EWKB's flags, with the members of a
+    collection of their parent's dimensions and (in MULTI* ones) kind, as
+    DuckDB requires: anything else goes to DuckDB, which decides. A check of
+    structure, not of geometry (DuckDB checks no more).
+    """
+    if depth > 32:
+        raise ValueError("nested too deeply")
+    order = raw[position]
+    if order not in (0, 1):
+        raise ValueError("byte order")
+    endian = "<" if order else ">"
+    code = int(struct.unpack_from(endian + "I", raw, position + 1)[0])
+    position += 5
+    own_dimensions, kind = divmod(code, 1000)
+    if own_dimensions > 3 or not 1 <= kind <= 7 or dimensions not in (None, own_dimensions):
+        raise ValueError("geometry type")
+    point = 8 * (2 + (own_dimensions in (1, 2)) + 2 * (own_dimensions == 3))
+
+    def count_at(at: int) -> int:
+        (count,) = struct.unpack_from(endian + "I", raw, at)
+        return int(count)
+
+    if kind == 1:
+        end = position + point
+    elif kind == 2:
+        end = position + 4 + count_at(position) * point
+    elif kind == 3:
+        end = position + 4
+        for _ in range(count_at(position)):
+            end += 4 + count_at(end) * point
+    else:
+        end = position + 4
+        for _ in range(count_at(position)):
+            member = end
+            end = _wkb_end(raw, end, depth + 1, own_dimensions)
+            member_kind = int(struct.unpack_from("<I" if raw[member] else ">I", raw, member + 1)[0]) % 1000
+            if kind != 7 and member_kind != kind - 3:
+                raise ValueError("member type")
+    if end > len(raw):
+        raise ValueError("truncated")
+    return end
+
+
+def _encode_union(descriptor: Descriptor, values: Sequence[Any], null_count: int) -> list[Buffer]:
+    # DuckDB's own UDFs pick a UNION's member by the value's DuckDB type, then by what casts
+    # (a float to the first DOUBLE member, an int to a VARCHAR one first...): DuckDB converts.
+    raise ResultTypeError("UNION results are converted by DuckDB")
 
 
 _ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any], int], list[Buffer]]] = {
@@ -924,9 +1287,15 @@ _ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any], int], list[Buffer]]] =
     "time64": _encode_time64,
     "timestamp": _encode_timestamp,
     "interval": _encode_interval,
+    "bit": _encode_bit,
+    "bignum": _encode_bignum,
+    "time_ns": _encode_time_ns,
+    "timetz": _encode_timetz,
+    "geometry": _encode_geometry,
+    "union": _encode_union,
 }
 
-_NESTED_ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any]], tuple[list[Buffer], list[EncodedColumn]]]] = {
+_NESTED_ENCODERS: dict[str, Callable[[Descriptor, Sequence[Any], bool], tuple[list[Buffer], list[EncodedColumn]]]] = {
     "list": _encode_list,
     "array": _encode_array,
     "struct": _encode_struct,

@@ -765,11 +765,29 @@ encode_number(char code, PyObject *values)
                 number = PyFloat_AS_DOUBLE(value);
             }
             else if (PyLong_CheckExact(value)) {
-                number = PyLong_AsDouble(value);
-                /* _codec.nan_to_none sums the results: ints that add up past a double's range raise there
-                   when a float follows. Below 2**960 each, no batch's sum comes near it. */
-                if ((number == -1.0 && PyErr_Occurred()) || fabs(number) >= 0x1p960) {
+                /* The ints _codec._FLOAT_INTS takes: those of a BIGINT or UBIGINT, which DuckDB's own UDFs
+                   convert as this does (correctly rounded); for FLOAT only up to 2**53, below which the
+                   double is exact and rounding it to a float rounds once. */
+                int overflow;
+                long long wide = PyLong_AsLongLongAndOverflow(value, &overflow);
+                if (overflow > 0) {
+                    unsigned long long unsigned_wide = PyLong_AsUnsignedLongLong(value);
+                    if (unsigned_wide == (unsigned long long)-1 && PyErr_Occurred()) {
+                        goto fall_back;
+                    }
+                    if (code == 'f') {
+                        goto fall_back;
+                    }
+                    number = (double)unsigned_wide;
+                }
+                else if (overflow < 0 || (wide == -1 && PyErr_Occurred())) {
                     goto fall_back;
+                }
+                else if (code == 'f' && (wide > (INT64_C(1) << 53) || wide < -(INT64_C(1) << 53))) {
+                    goto fall_back;
+                }
+                else {
+                    number = (double)wide;
                 }
             }
             else if (value == Py_None) {

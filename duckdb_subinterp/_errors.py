@@ -47,6 +47,10 @@ class UDFExecutionError(UDFError):
     UDFs do, and code that matches on that keeps working.
     """
 
+    # The module that refused to load in a per-GIL interpreter when the
+    # function imported it while running, if that is what failed.
+    refused_module: str | None = None
+
 
 _named_errors: dict[str, type[UDFExecutionError]] = {}
 _named_errors_lock = threading.Lock()
@@ -57,20 +61,70 @@ def udf_execution_error(type_name: str, message: str) -> UDFExecutionError:
     with _named_errors_lock:
         error_type = _named_errors.get(type_name)
         if error_type is None:
-            builtin = getattr(builtins, type_name, None)
-            bases: tuple[type, ...] = (UDFExecutionError,)
-            if isinstance(builtin, type) and issubclass(builtin, Exception) and not issubclass(builtin, UDFError):
-                bases = (UDFExecutionError, builtin)
-            try:
-                error_type = type(type_name, bases, {"__module__": __name__})
-            except TypeError:  # a builtin whose layout cannot be combined
-                error_type = type(type_name, (UDFExecutionError,), {"__module__": __name__})
-            _named_errors[type_name] = error_type
+            error_type = _named_errors[type_name] = _named_error_type(type_name)
     return error_type(message)
+
+
+def _message_only_init(self: BaseException, message: str) -> None:
+    BaseException.__init__(self, message)
+
+
+def _named_error_type(type_name: str) -> type[UDFExecutionError]:
+    """Return a class named ``type_name``, deriving from that builtin too where it can be made from a message.
+
+    A builtin whose constructor takes more than a message (UnicodeDecodeError's
+    five arguments) gets a constructor that takes the message alone; one that
+    checks its arguments in ``__new__`` as well (ExceptionGroup's) is left out.
+    """
+    builtin = getattr(builtins, type_name, None)
+    candidates: list[tuple[tuple[type, ...], dict[str, object]]] = []
+    namespace: dict[str, object] = {"__module__": __name__}
+    if isinstance(builtin, type) and issubclass(builtin, Exception) and not issubclass(builtin, UDFError):
+        candidates += [
+            ((UDFExecutionError, builtin), namespace),
+            ((UDFExecutionError, builtin), {**namespace, "__init__": _message_only_init}),
+        ]
+    candidates.append(((UDFExecutionError,), namespace))
+    for bases, body in candidates:
+        try:
+            error_type = type(type_name, bases, body)
+            error_type("a message")  # made as the query's error will be
+        except TypeError:  # a layout that cannot be combined, a constructor that wants more
+            continue
+        return error_type
+    raise AssertionError("a plain UDFExecutionError subclass is always made")
 
 
 class UDFResultError(UDFError):
     """The user's function returned a result that does not fit the UDF's declaration."""
+
+
+_refusal_errors: dict[type[Exception], type[UDFResultError]] = {}
+
+
+def refused_result_error(refusal: Exception, message: str) -> UDFResultError:
+    """Return the ``UDFResultError`` for a result DuckDB's conversion refused with ``refusal``.
+
+    DuckDB's own UDFs fail such a query with the class of ``refusal``
+    (``duckdb.TypeMismatchException``...); ours fail it with DuckDB's
+    ``InvalidInputException``, as every error a Python arrow UDF raises does.
+    Where the classes differ, the error is of a subclass named as DuckDB's
+    (and deriving from it), so the query's message names it:
+    ``...: TypeMismatchException: Mismatch Type Error: ...``.
+    """
+    refusal_type = type(refusal)
+    if refusal_type.__name__ == "InvalidInputException":
+        return UDFResultError(message)
+    with _named_errors_lock:
+        error_type = _refusal_errors.get(refusal_type)
+        if error_type is None:
+            namespace = {"__module__": __name__, "__init__": _message_only_init}
+            try:
+                error_type = type(refusal_type.__name__, (UDFResultError, refusal_type), namespace)
+            except TypeError:  # a layout that cannot be combined
+                error_type = type(refusal_type.__name__, (UDFResultError,), namespace)
+            _refusal_errors[refusal_type] = error_type
+    return error_type(message)
 
 
 class BrokenPoolError(UDFError):

@@ -12,7 +12,8 @@ def scramble(value):
     if isinstance(value, float):
         return value / 2
     if isinstance(value, bytes):
-        return value[::-1]
+        # WKB (a GEOMETRY's) stays as it is: reversed, it would not be a geometry.
+        return value if value[:1] in (b"\x00", b"\x01") else value[::-1]
     # A str may be an ENUM label or DuckDB's text of a date: left as it is.
     if isinstance(value, list):
         return [scramble(item) for item in reversed(value)]

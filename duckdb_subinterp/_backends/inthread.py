@@ -71,12 +71,16 @@ class InThread:
                 return function(*arguments)
             except UDF_ERRORS as error:
                 raise self._failure(raised(error)) from None
-        from duckdb_subinterp._backends.processes.arrow_udfs import call_arrow_udf  # pyarrow: arrow UDFs only
+        import pyarrow as pa
+
+        from duckdb_subinterp._backends.processes import arrow_udfs  # pyarrow: arrow UDFs only
 
         # Exceptions become NULLs: NULL rows are left out and put back by position, one chunk each.
         arrays = [argument.combine_chunks() for argument in arguments]
         try:
-            return call_arrow_udf(function, arrays, length, self._return_type, True, self._special_nulls)[1]
+            if pa.types.is_union(self._return_type):  # DuckDB converts it, whatever it is
+                return arrow_udfs.call_arrow_object(function, arrays, length, True, self._special_nulls)
+            return arrow_udfs.call_arrow_udf(function, arrays, length, self._return_type, True, self._special_nulls)[1]
         except Exception as error:  # the runtime's UdfRaised, UdfResultInvalid
             raise self._failure(error) from None
 

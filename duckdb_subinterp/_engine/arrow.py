@@ -13,6 +13,7 @@ Python and pyarrow do the same, ~10 us a batch slower, with one warning.
 from __future__ import annotations
 
 import functools
+import pickle
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute
 from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp._codec import MAX_BATCH_BYTES, Descriptor
@@ -67,8 +69,14 @@ _SIMPLE_DESCRIPTORS: dict[str, Descriptor] = {
     "interval": ("interval",),
     "timestamp with time zone": ("timestamp", "us", True),
     **{type_id: ("timestamp", unit, False) for type_id, unit in _TIMESTAMP_UNITS.items()},
+    "bit": ("bit", "i"),
+    "bignum": ("bignum", "i"),
+    "time_ns": ("time_ns",),
+    "time with time zone": ("timetz",),
+    "geometry": ("geometry", "i"),
+    "null": ("null",),
 }
-_NESTED_IDS = frozenset({"list", "array", "struct", "map"})
+_NESTED_IDS = frozenset({"list", "array", "struct", "map", "union"})
 
 # DuckDB type ids the codec carries; DuckDB's Arrow export alone is not
 # enough to tell (BIT also travels as Arrow binary but is not bytes, UUID
@@ -76,6 +84,10 @@ _NESTED_IDS = frozenset({"list", "array", "struct", "map"})
 SUPPORTED_TYPE_IDS = frozenset(
     {*_NUMBER_TYPECODES, *_SIMPLE_DESCRIPTORS, "hugeint", "uhugeint", "decimal", "enum", *_NESTED_IDS}
 )
+
+# The descriptor of an argument DuckDB converted itself, one row at a time: the values come pickled
+# (see _codec's "python" kind). For parameters whose type DuckDB's Arrow export does not carry whole.
+ROW_DESCRIPTOR: Descriptor = ("python",)
 
 OutputBlock: type[_arrowc.OutputBlock] | None
 read_stream: Callable[[CapsuleType], tuple[str, _arrowc.ArrowNode] | None] | None
@@ -146,6 +158,15 @@ def descriptor_for(duckdb_type: duckdb.sqltypes.DuckDBPyType) -> Descriptor:
     if type_id == "map":
         key, value = cast(DuckDBPyType, children["key"]), cast(DuckDBPyType, children["value"])
         return ("map", descriptor_for(key), descriptor_for(value))
+    if type_id == "union":
+        # The first child is DuckDB's tag; the members follow, their Arrow type codes 0, 1...
+        members = [(name, cast(DuckDBPyType, child)) for name, child in duckdb_type.children[1:]]
+        return (
+            "union",
+            tuple(name for name, _ in members),
+            tuple(descriptor_for(child) for _, child in members),
+            tuple(range(len(members))),
+        )
     fields = [(name, cast(DuckDBPyType, child)) for name, child in duckdb_type.children]
     return ("struct", tuple(name for name, _ in fields), tuple(descriptor_for(child) for _, child in fields))
 
@@ -181,20 +202,40 @@ def any_argument_plan(arrow_type: pa.DataType) -> ArgumentPlan:
     if pa.types.is_null(arrow_type):
         # A NULL literal: every value is NULL whatever the type.
         arrow_type = pa.int8()
-    elif pa.types.is_dictionary(arrow_type):
-        arrow_type = pa.string()  # an ENUM: its labels, as text
-    arrow_type = _normalized(arrow_type)
+    # ENUMs (dictionaries, nested ones too) as their labels, as text.
+    arrow_type = _normalized(arrow_type, labels=True)
     if arrow_type == pa.decimal128(38, 0):
         duckdb_type = duckdb.sqltype("HUGEINT")
     else:
         with _type_lock:
             connection = _private_connection()
-            table = pa.table({"value": pa.array([], type=arrow_type)})
+            # pa.nulls: pa.array([]) cannot make every type (a union).
+            table = pa.table({"value": pa.nulls(0, type=arrow_type)})
             duckdb_type = connection.from_arrow(table).types[0]
     descriptor = descriptor_for(duckdb_type)
     if descriptor[0] == "timestamp" and descriptor[2]:
         arrow_type = _without_zones(arrow_type) if arrow_type.tz is None else arrow_type
     return ArgumentPlan(arrow_type, descriptor, layout_signature(arrow_type))
+
+
+def loses_in_arrow(duckdb_type: duckdb.sqltypes.DuckDBPyType) -> bool:
+    """Tell whether DuckDB's Arrow export of ``duckdb_type`` drops part of its values (a TIMETZ's offset, at any depth).
+
+    DuckDB exports TIME WITH TIME ZONE as the local time alone, unless the
+    session sets ``arrow_lossless_conversion``: arguments of such types are
+    converted by DuckDB itself, a row at a time (see ``row_column``).
+    """
+    type_id = duckdb_type.id
+    if type_id == "time with time zone":
+        return True
+    if type_id not in _NESTED_IDS:
+        return False
+    return any(loses_in_arrow(child) for _, child in duckdb_type.children if isinstance(child, DuckDBPyType))
+
+
+def row_column(value: Any) -> tuple[Any, ...]:
+    """Return the column of one argument value DuckDB converted itself (``ROW_DESCRIPTOR``): the value, pickled."""
+    return (0, None, memoryview(pickle.dumps([value], protocol=5)))
 
 
 def _private_connection() -> duckdb.DuckDBPyConnection:
@@ -212,25 +253,53 @@ class DuckDBConversion:
     For results the codec does not take as they are: a ``str`` for a BIGINT
     is cast, ``bytes`` for a VARCHAR decoded, a bool for a BIGINT refused,
     all exactly as DuckDB's native UDF does, because DuckDB does it: the
-    values go through an identity native UDF on the package's own
-    connection. A slow path (a query a batch), taken only for such results.
+    values go through an identity native UDF on a connection of the
+    package's own. A slow path (a query a batch), taken only for such results.
+
+    The array has the Arrow type the codec gives the same return type
+    (``result_arrow_type``: the query casts to ``carrier_sql``), so that
+    DuckDB reads both alike and the slices of a batch join; a type holding a
+    UNION has no such carrier, and travels in DuckDB's lossless Arrow types
+    (``arrow_lossless_conversion``), which DuckDB reads back exactly.
     """
 
     def __init__(self) -> None:
         self._values: Sequence[Any] = ()
-        self._functions: dict[str, str] = {}
+        self._functions: dict[tuple[bool, str], str] = {}
+        self._lossless_connection: duckdb.DuckDBPyConnection | None = None
 
     def _value(self, index: int) -> Any:
         return self._values[index]
 
+    def _connection(self, lossless: bool) -> duckdb.DuckDBPyConnection:
+        """Return the connection to convert on (call with ``_type_lock`` held)."""
+        if not lossless:
+            return _private_connection()
+        if self._lossless_connection is None:
+            self._lossless_connection = duckdb.connect()
+            self._lossless_connection.execute("SET threads=1")
+            self._lossless_connection.execute("SET arrow_lossless_conversion=true")
+        return self._lossless_connection
+
+    def arrow_type(self, duckdb_type: duckdb.sqltypes.DuckDBPyType) -> pa.DataType:
+        """Return the Arrow type ``to_array`` gives results of ``duckdb_type``."""
+        carrier = carrier_sql(duckdb_type)
+        with _type_lock:
+            connection = self._connection(lossless=carrier is None)
+            relation = connection.sql(f"SELECT CAST(NULL AS {carrier or duckdb_type}) AS value")
+            return relation.to_arrow_table().schema.field(0).type
+
     def to_array(self, values: Sequence[Any], duckdb_type: duckdb.sqltypes.DuckDBPyType) -> pa.Array:
         """Convert ``values`` to ``duckdb_type``; DuckDB's error (a duckdb.Error) where it refuses one."""
         type_name = str(duckdb_type)
+        carrier = carrier_sql(duckdb_type)
+        lossless = carrier is None
         with _type_lock:
-            connection = _private_connection()
-            function = self._functions.get(type_name)
+            connection = self._connection(lossless)
+            function = self._functions.get((lossless, type_name))
             if function is None:
-                function = self._functions[type_name] = f"duckdb_subinterp_value_{len(self._functions)}"
+                function = f"duckdb_subinterp_value_{len(self._functions)}"
+                self._functions[lossless, type_name] = function
                 duckdb_create_function(
                     connection,
                     function,
@@ -240,33 +309,82 @@ class DuckDBConversion:
                     null_handling=duckdb.func.FunctionNullHandling.SPECIAL,
                 )
             self._values = values
+            converted = f"{function}(i)" if lossless else f"CAST({function}(i) AS {carrier})"
             try:
-                table = connection.sql(f"SELECT {function}(i) FROM range({len(values)}) t(i)").to_arrow_table()
+                table = connection.sql(f"SELECT {converted} FROM range({len(values)}) t(i)").to_arrow_table()
             finally:
                 self._values = ()
         return table.column(0).combine_chunks()
+
+
+# DuckDB types whose results the codec hands DuckDB as text, and GEOMETRY's as WKB (see result_arrow_type).
+_TEXT_CARRIED = frozenset({"bit", "bignum", "time with time zone", "uhugeint", "uuid", "enum"})
+
+
+def carrier_sql(duckdb_type: duckdb.sqltypes.DuckDBPyType) -> str | None:
+    """Return the SQL type whose Arrow export is ``result_arrow_type`` of ``duckdb_type``; None with a UNION inside."""
+    type_id = duckdb_type.id
+    if type_id in _TEXT_CARRIED:
+        return "VARCHAR"
+    if type_id == "geometry":
+        return "BLOB"
+    if type_id == "union":
+        return None
+    if type_id not in _NESTED_IDS:
+        return str(duckdb_type)
+    children = dict(duckdb_type.children)
+    if type_id in ("list", "array"):
+        child = carrier_sql(cast(DuckDBPyType, children["child"]))
+        if child is None:
+            return None
+        return f"{child}[]" if type_id == "list" else f"{child}[{children['size']}]"
+    if type_id == "map":
+        key, value = (
+            carrier_sql(cast(DuckDBPyType, children["key"])),
+            carrier_sql(cast(DuckDBPyType, children["value"])),
+        )
+        return None if key is None or value is None else f"MAP({key}, {value})"
+    fields = [(name, carrier_sql(cast(DuckDBPyType, child))) for name, child in duckdb_type.children]
+    if any(field is None for _, field in fields):
+        return None
+    return "STRUCT(" + ", ".join('"' + name.replace('"', '""') + f'" {field}' for name, field in fields) + ")"
 
 
 duckdb_conversion = DuckDBConversion()
 
 
 @functools.cache
-def _normalized(arrow_type: pa.DataType) -> pa.DataType:
-    """Return ``arrow_type`` with the layouts the codec reads: string, binary, list (time zones kept)."""
+def _normalized(arrow_type: pa.DataType, *, labels: bool = False) -> pa.DataType:
+    """Return ``arrow_type`` with the layouts the codec reads: string, binary, list (time zones kept).
+
+    With ``labels``, dictionaries (DuckDB's ENUMs) become their values' type,
+    at any depth: an ANY argument gets an ENUM's labels, as text.
+    """
+    if labels and pa.types.is_dictionary(arrow_type):
+        return _normalized(arrow_type.value_type, labels=labels)
     if pa.types.is_string_view(arrow_type) or pa.types.is_large_string(arrow_type):
         return pa.string()
     if pa.types.is_binary_view(arrow_type) or pa.types.is_large_binary(arrow_type):
         return pa.binary()
     if pa.types.is_map(arrow_type):
-        return pa.map_(_normalized(arrow_type.key_type), _normalized(arrow_type.item_type))
+        key, item = arrow_type.key_field, arrow_type.item_field
+        normalized_key = key.with_type(_normalized(key.type, labels=labels))
+        normalized_item = item.with_type(_normalized(item.type, labels=labels))
+        if normalized_key.equals(key) and normalized_item.equals(item):
+            return arrow_type  # as it is: a map of NULLs (MAP {}) cannot be made again
+        return pa.map_(normalized_key, normalized_item)
     if pa.types.is_large_list(arrow_type) or pa.types.is_list_view(arrow_type) or pa.types.is_list(arrow_type):
-        return pa.list_(arrow_type.value_field.with_type(_normalized(arrow_type.value_type)))
+        return pa.list_(arrow_type.value_field.with_type(_normalized(arrow_type.value_type, labels=labels)))
     if pa.types.is_large_list_view(arrow_type):
-        return pa.list_(arrow_type.value_field.with_type(_normalized(arrow_type.value_type)))
+        return pa.list_(arrow_type.value_field.with_type(_normalized(arrow_type.value_type, labels=labels)))
     if pa.types.is_fixed_size_list(arrow_type):
-        return pa.list_(arrow_type.value_field.with_type(_normalized(arrow_type.value_type)), arrow_type.list_size)
+        value_field = arrow_type.value_field.with_type(_normalized(arrow_type.value_type, labels=labels))
+        return pa.list_(value_field, arrow_type.list_size)
     if pa.types.is_struct(arrow_type):
-        return pa.struct([field.with_type(_normalized(field.type)) for field in arrow_type])
+        return pa.struct([field.with_type(_normalized(field.type, labels=labels)) for field in arrow_type])
+    if pa.types.is_union(arrow_type) and arrow_type.mode == "sparse":
+        fields = [field.with_type(_normalized(field.type, labels=labels)) for field in arrow_type]
+        return pa.sparse_union(fields, arrow_type.type_codes)
     return arrow_type
 
 
@@ -283,6 +401,9 @@ def _without_zones(arrow_type: pa.DataType) -> pa.DataType:
         return pa.list_(_without_zones(arrow_type.value_type), arrow_type.list_size)
     if pa.types.is_struct(arrow_type):
         return pa.struct([(field.name, _without_zones(field.type)) for field in arrow_type])
+    if pa.types.is_union(arrow_type) and arrow_type.mode == "sparse":
+        fields = [(field.name, _without_zones(field.type)) for field in arrow_type]
+        return pa.sparse_union([pa.field(name, field_type) for name, field_type in fields], arrow_type.type_codes)
     return arrow_type
 
 
@@ -318,6 +439,11 @@ def column_buffers(
         array = argument.chunk(0) if argument.num_chunks == 1 else argument.combine_chunks()
     else:
         array = argument
+    if isinstance(array.type, pa.BaseExtensionType) and not array.type.equals(arrow_type):
+        # DuckDB's lossless export (SET arrow_lossless_conversion): UUID, HUGEINT and UHUGEINT in
+        # 16 bytes, BIT and BIGNUM as before; the codec reads their storage as it is.
+        array = array.storage
+        arrow_type = array.type
     array_type = array.type
     if not array_type.equals(arrow_type):
         target = _normalized(array_type)
@@ -339,7 +465,24 @@ def column_buffers(
         read = read_stream(pa.chunked_array([array]).__arrow_c_stream__())
         if read is not None:
             return _column(read[1], descriptor)
-    return _column(_node_of(array), descriptor)
+    column = _column(_node_of(array), descriptor)
+    if descriptor[0] == "union":
+        # A union has no validity bitmap of its own (a NULL is its member's), but the worker
+        # leaves NULL rows out by the bitmap, as DuckDB does by the value: make one.
+        column = (column[0], _logical_validity(array, column[0]), *column[2:])
+    return column
+
+
+def _logical_validity(array: pa.Array, offset: int) -> memoryview | None:
+    """Return the validity bitmap of ``array``'s values, starting at bit ``offset``; None without NULLs."""
+    import numpy
+
+    valid = pa.compute.is_valid(array)
+    if valid.false_count == 0:
+        return None
+    bits = numpy.zeros(offset + len(array), dtype=bool)
+    bits[offset:] = valid.to_numpy(zero_copy_only=False)
+    return memoryview(numpy.packbits(bits, bitorder="little").tobytes())  # a view: what crosses to a worker
 
 
 def _column(node: tuple[Any, ...], descriptor: Descriptor) -> tuple[Any, ...]:
@@ -347,6 +490,8 @@ def _column(node: tuple[Any, ...], descriptor: Descriptor) -> tuple[Any, ...]:
     _, offset, null_count, buffers, children, dictionary, format = node
     kind = descriptor[0]
     validity = buffers[0] if null_count else None
+    if kind == "uuid" and len(buffers) == 2:
+        return (offset, validity, buffers[1])  # 16 bytes a value (DuckDB's lossless export)
     if kind in ("utf8", "binary", "uuid"):
         return (offset, validity, buffers[1], buffers[2])
     if kind == "timestamp" and descriptor[2]:
@@ -356,6 +501,13 @@ def _column(node: tuple[Any, ...], descriptor: Descriptor) -> tuple[Any, ...]:
         if dictionary[0] != len(descriptor[3]):
             raise UnsupportedType(f"ENUM column has {dictionary[0]} labels, expected {len(descriptor[3])}")
         return (offset, validity, buffers[1])
+    if kind in ("bit", "bignum", "geometry"):
+        return (offset, validity, buffers[1], buffers[2])
+    if kind == "null":
+        return (offset, None)
+    if kind == "union":
+        # No validity bitmap: a union's first buffer is its type ids.
+        return (offset, None, buffers[1], *map(_column, children, descriptor[2]))
     if kind == "list":
         return (offset, validity, buffers[1], _column(children[0], descriptor[2]))
     if kind == "array":
@@ -377,11 +529,13 @@ def _column(node: tuple[Any, ...], descriptor: Descriptor) -> tuple[Any, ...]:
 def _node_of(array: pa.Array) -> tuple[Any, ...]:
     """Return ``array`` as ``read_stream`` would: offsets of children their own, buffers as views."""
     arrow_type = array.type
+    if isinstance(arrow_type, pa.BaseExtensionType):  # DuckDB's opaque types, geoarrow.wkb...: their storage
+        return _node_of(array.storage)
     if pa.types.is_dictionary(arrow_type):
         indices = array.indices
         return (*_node_of(indices)[:5], _node_of(array.dictionary), "")
-    if pa.types.is_struct(arrow_type):
-        # field() applies the struct's offset to the child; take it back out.
+    if pa.types.is_struct(arrow_type) or pa.types.is_union(arrow_type):
+        # field() applies the struct's (or sparse union's) offset to the child; take it back out.
         children: tuple[Any, ...] = tuple(
             _with_offset(_node_of(child), child.offset - array.offset)
             for child in map(array.field, range(arrow_type.num_fields))
@@ -430,6 +584,12 @@ def result_arrow_type(descriptor: Descriptor) -> pa.DataType:
     if kind == "int128":
         # DuckDB reads decimal128 as signed: UHUGEINT goes back as text.
         return pa.decimal128(38, 0) if descriptor[1] else pa.string()
+    if kind in ("bit", "bignum", "timetz"):
+        return pa.string()  # DuckDB's text of them, which it casts back
+    if kind == "time_ns":
+        return pa.time64("ns")
+    if kind == "geometry":
+        return pa.binary()  # WKB, which DuckDB casts to GEOMETRY
     if kind == "decimal":
         return pa.decimal128(descriptor[1], descriptor[2])
     if kind in ("utf8", "uuid", "enum"):
@@ -454,7 +614,22 @@ def result_arrow_type(descriptor: Descriptor) -> pa.DataType:
         )
     if kind == "map":
         return pa.map_(result_arrow_type(descriptor[1]), result_arrow_type(descriptor[2]))
+    # union: DuckDB converts every such result itself (see ResultLayout).
     raise UnsupportedType(f"no result type for descriptor {descriptor!r}")
+
+
+def converted_by_duckdb(descriptor: Descriptor) -> bool:
+    """Tell whether results of ``descriptor`` always go to DuckDB to convert (a UNION, at any depth)."""
+    kind = descriptor[0]
+    if kind == "union":
+        return True
+    if kind in ("list", "array"):
+        return converted_by_duckdb(descriptor[2])
+    if kind == "map":
+        return converted_by_duckdb(descriptor[1]) or converted_by_duckdb(descriptor[2])
+    if kind == "struct":
+        return any(map(converted_by_duckdb, descriptor[2]))
+    return False
 
 
 def _children_types(arrow_type: pa.DataType) -> list[pa.DataType]:
@@ -469,6 +644,8 @@ def _children_types(arrow_type: pa.DataType) -> list[pa.DataType]:
 
 def _buffer_count(arrow_type: pa.DataType) -> int:
     """Return how many buffers one node of ``arrow_type`` has, validity included."""
+    if isinstance(arrow_type, pa.BaseExtensionType):
+        return _buffer_count(arrow_type.storage_type)
     if pa.types.is_struct(arrow_type) or pa.types.is_fixed_size_list(arrow_type):
         return 1
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
@@ -495,7 +672,11 @@ class ResultLayout:
     __slots__ = ("_boolean", "arrow_type", "buffer_count", "nested", "nodes", "plan", "status_slots", "width")
 
     def __init__(self, descriptor: Descriptor, sql_name: str) -> None:
-        self.arrow_type = result_arrow_type(descriptor)
+        # A result DuckDB always converts has the type of its conversion; its buffers are never written.
+        if converted_by_duckdb(descriptor):
+            self.arrow_type = duckdb_conversion.arrow_type(duckdb.sqltype(sql_name))
+        else:
+            self.arrow_type = result_arrow_type(descriptor)
         self.nodes: list[pa.DataType] = []
         self._walk(self.arrow_type)
         self.buffer_count = sum(map(_buffer_count, self.nodes))

@@ -59,6 +59,7 @@ import pyarrow as pa
 from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp._engine.arrow import (
+    ROW_DESCRIPTOR,
     ArgumentPlan,
     ArgumentTooLarge,
     OutputBuffers,
@@ -68,6 +69,7 @@ from duckdb_subinterp._engine.arrow import (
     column_buffers,
     duckdb_conversion,
     output_buffers_type,
+    row_column,
 )
 from duckdb_subinterp._engine.costs import MIN_SAVING, CallCosts, FanOut, Placement, plan_fan_out
 from duckdb_subinterp._engine.pool import Worker, WorkerFailure, WorkerPool, wait_bound
@@ -77,6 +79,7 @@ from duckdb_subinterp._errors import (
     UDFExecutionError,
     UDFResultError,
     UnsupportedTypeError,
+    refused_result_error,
 )
 from duckdb_subinterp._worker.protocol import (
     COUNTERS_SLOT,
@@ -387,6 +390,9 @@ class BatchDispatcher:
         self._settled: Callable[[], _direct.SettledCall | None] = lambda: None  # see settled_call
         # The DuckDB threads in a call now: how many call at once.
         self._calling: set[int] = set()
+        # backend="auto" on per-GIL interpreters: called with the module that refused to load in one
+        # while the function ran; sets the UDF up on processes and returns what DuckDB calls now.
+        self.on_import_refused: Callable[[str], Callable[..., Any]] | None = None
 
     def __call__(self, *arguments: pa.ChunkedArray) -> Any:
         started = time.perf_counter()
@@ -395,10 +401,18 @@ class BatchDispatcher:
         length = len(arguments[0])
         if length == 0 and self.kind != "arrow":
             # DuckDB calls arrow UDFs with the rows it left after dropping NULL ones, none included.
-            return pa.array([], type=self.return_type)
-        if self._in_thread is not None:
-            return self._placed_batch(started, arguments, length)
-        return self._pooled_batch(started, arguments, length)
+            # pa.nulls: pa.array([]) cannot make every type (a UNION's).
+            return pa.nulls(0, type=self.return_type)
+        try:
+            if self._in_thread is not None:
+                return self._placed_batch(started, arguments, length)
+            return self._pooled_batch(started, arguments, length)
+        except UDFExecutionError as error:
+            if self.on_import_refused is None or error.refused_module is None:
+                raise
+            # backend="auto": the function imported a module that refuses per-GIL interpreters
+            # while running, where registration could not see it: it runs on processes now.
+            return self.on_import_refused(error.refused_module)(*arguments)
 
     def _pooled_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
         """Run a batch on the pool: whole, or cut into slices for idle workers where that pays."""
@@ -530,15 +544,26 @@ class BatchDispatcher:
                 raise UnsupportedTypeError(f"UDF {self.name!r}: argument {index}: {error}") from None
         return plan
 
-    def call_row(self) -> Any:
-        """Run the function once for one row (a native UDF without arguments); return its value as it is.
+    def call_row(self, *arguments: Any) -> Any:
+        """Run the function once for one row; return its value as it is.
 
-        DuckDB converts the value itself, exactly as for its own UDF.
+        For a native UDF without arguments, and one whose arguments DuckDB
+        converts itself (see ``loses_in_arrow``): they come as Python values,
+        and go to the worker pickled. DuckDB converts the value returned
+        itself, exactly as for its own UDF.
         """
         started = time.perf_counter()
         layout = self.result_layout
         outputs = self._outputs(layout, 1, self._bytes_per_row)
-        payload = self._run(started, 1, BatchRequest(self.udf_id, 1, (), outputs.views(), None, MODE_PICKLED), outputs)
+        columns = tuple(map(row_column, arguments))
+        descriptors = (ROW_DESCRIPTOR,) * len(arguments) if arguments else None
+        request = BatchRequest(self.udf_id, 1, columns, outputs.views(), descriptors, MODE_PICKLED)
+        try:
+            payload = self._run(started, 1, request, outputs)
+        except UDFExecutionError as error:
+            if self.on_import_refused is None or error.refused_module is None:
+                raise
+            return self.on_import_refused(error.refused_module)(*arguments)  # see __call__
         _, values = self._unpickled(payload)
         return values[0]
 
@@ -775,9 +800,10 @@ class BatchDispatcher:
         try:
             return duckdb_conversion.to_array(value, self.duckdb_return_type)
         except duckdb.Error as error:
-            raise UDFResultError(
+            raise refused_result_error(
+                error,
                 f"{error} (UDF {self.name!r} returned values DuckDB converts to {self.duckdb_return_type}, "
-                "as for its own UDFs)"
+                "as for its own UDFs)",
             ) from None
 
     def _learn(self, sizes: Sequence[int], length: int) -> None:

@@ -41,7 +41,7 @@ from duckdb_subinterp._errors import (
     udf_execution_error,
 )
 from duckdb_subinterp._worker.protocol import DUCKDB_SENTENCES, FIELD_SEPARATOR, BatchRequest
-from duckdb_subinterp._worker.runtime import write_output
+from duckdb_subinterp._worker.runtime import describe_import_refusal, write_output
 
 DEFAULT_TIMEOUT = 600.0
 # How long close() lets a running batch finish before it stops the worker
@@ -105,7 +105,18 @@ class WorkerFailure(Exception):
         """
         if self.error_type is UDFExecutionError and self.text.count(FIELD_SEPARATOR) == 2:
             type_name, message, frames = self.text.split(FIELD_SEPARATOR)
-            return udf_execution_error(type_name, f"{message}\n(raised in UDF {udf_name!r})\n{frames}")
+            refused = describe_import_refusal(f"{message}\n{frames}")  # numpy wraps the refusal in its own
+            if refused is not None:
+                # Imported inside the function: registration, which loads the UDF's module in a
+                # worker to see such refusals (and backend='auto' with it), did not run this import.
+                message += (
+                    f" (imported while the UDF ran: register it with backend='processes', or import "
+                    f"{refused.partition('.')[0]!r} at the top of the UDF's module, where registration sees it and "
+                    "backend='auto' falls back to processes)"
+                )
+            error = udf_execution_error(type_name, f"{message}\n(raised in UDF {udf_name!r})\n{frames}")
+            error.refused_module = refused  # backend="auto" runs the batch on processes instead
+            return error
         if self.error_type is UDFRegistrationError:
             return self.error_type(f"UDF {udf_name!r}: a worker cannot load it: {self.text}")
         if self.text.startswith(DUCKDB_SENTENCES):

@@ -34,7 +34,7 @@ from duckdb_subinterp._options import (
     UdfType,
 )
 from duckdb_subinterp._registration import connections
-from duckdb_subinterp._registration.backends import BACKENDS
+from duckdb_subinterp._registration.backends import BACKENDS, AutoBackend
 from duckdb_subinterp._registration.connections import CatalogEntry, FunctionGone, Prepared
 from duckdb_subinterp._registration.validation import Registration, async_options, validate
 
@@ -188,6 +188,8 @@ def create_function(
     entry.recipe = _recipe(entry, function, parameters, return_type, options, pool, prepared.backend, registration)
     _duckdb_register(con, registration, entry, prepared)
     connections.add(con, entry)
+    if backend_type is AutoBackend:
+        AutoBackend.watch_imports(entry, registration)
     return con
 
 

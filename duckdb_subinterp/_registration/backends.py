@@ -12,25 +12,27 @@ lazily (``default_pool``); at exit every pool is closed by
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import threading
 import warnings
 import weakref
+from collections.abc import Callable
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from duckdb_subinterp._backends.inline import InlinePool
 from duckdb_subinterp._backends.inthread import InThread
 from duckdb_subinterp._backends.processes.pool import ProcessPool
 from duckdb_subinterp._backends.ray.pool import RayPool
 from duckdb_subinterp._backends.subinterpreters import InterpreterPool
-from duckdb_subinterp._engine.arrow import ResultLayout
+from duckdb_subinterp._engine.arrow import ResultLayout, loses_in_arrow
 from duckdb_subinterp._engine.dispatch import BatchDispatcher
 from duckdb_subinterp._engine.pool import WorkerFailure, WorkerPool
 from duckdb_subinterp._errors import BackendFallbackWarning, ModuleNotIsolatedError, UDFRegistrationError
 from duckdb_subinterp._options import BackendName
-from duckdb_subinterp._registration.connections import Prepared
+from duckdb_subinterp._registration.connections import CatalogEntry, Prepared
 from duckdb_subinterp._registration.signatures import duckdb_signature
 from duckdb_subinterp._registration.validation import Registration
 from duckdb_subinterp._worker.runtime import describe_import_refusal, is_class_udf, warn_if_codec_not_compiled
@@ -71,6 +73,14 @@ class _PooledBackend(Backend):
         if pool.closed:
             raise UDFRegistrationError(f"UDF {registration.name!r}: the pool {pool!r} is closed")
         spec = registration.spec()
+        # DuckDB's Arrow export drops a TIMETZ's offset: a UDF with such a parameter gets its arguments
+        # from DuckDB's own conversion, a row a call, and DuckDB applies its own NULL and exception
+        # handling to what the worker returns, as for its own UDFs (the worker just calls).
+        by_row = registration.type != "arrow" and any(
+            parameter is not None and loses_in_arrow(parameter) for parameter in registration.parameters
+        )
+        if by_row:
+            spec = spec._replace(special_nulls=True, errors_to_null=False)
         layout = registration.result_layout()
         udf_id = next(_udf_ids)
         pool.register(udf_id, tuple(spec))
@@ -95,6 +105,9 @@ class _PooledBackend(Backend):
         )
         weakref.finalize(dispatcher, pool.unregister, udf_id)
         signature = _signature_for_duckdb(registration)
+        if by_row:
+            nulls, exceptions = registration.null_handling, registration.exception_handling
+            return Prepared(dispatcher.call_row, False, nulls, exceptions, dispatcher, signature, self.name)
         if not registration.parameters and registration.type == "native":
             # DuckDB calls a native UDF without arguments once per row and says
             # how many rows only that way: each call runs one row in a worker.
@@ -242,6 +255,44 @@ class AutoBackend(Backend):
     def _placed(self, prepared: Prepared) -> Prepared:
         # Set up again (see connections) by auto, which places it again.
         return prepared._replace(backend=self.name)
+
+    @classmethod
+    def watch_imports(cls, entry: CatalogEntry, registration: Registration) -> None:
+        """Move ``entry``'s UDF to processes if its function imports a module that refuses interpreters as it runs.
+
+        Registration loads the UDF's module in an interpreter and sees the
+        modules it imports; one the function imports only when called
+        (``import numpy`` in its body) is seen at the first batch that runs
+        on an interpreter: that batch runs again on processes, and the UDF
+        stays there, with one BackendFallbackWarning, as at registration.
+        """
+        dispatcher = entry.dispatcher
+        if dispatcher is not None and isinstance(dispatcher.pool, InterpreterPool):
+            dispatcher.on_import_refused = functools.partial(cls._fall_back, entry, registration, dispatcher)
+
+    @classmethod
+    def _fall_back(
+        cls, entry: CatalogEntry, registration: Registration, refusing: BatchDispatcher, module: str
+    ) -> Callable[..., Any]:
+        with _fallback_lock:
+            if entry.dispatcher is refusing:  # the first batch to see it: the others find it moved
+                _refusals[registration.version()] = module
+                warnings.warn(
+                    BackendFallbackWarning(
+                        f"UDF {registration.name!r}: module {module!r}, which the function imported as it ran, "
+                        "refuses to load in a per-GIL interpreter; running the UDF on backend='processes' from "
+                        "now on (import it at the top of the UDF's module to decide at registration, or pass "
+                        "backend='processes')",
+                        registration.name,
+                        module,
+                    ),
+                    stacklevel=2,
+                )
+                entry.switch(cls()._placed(ProcessBackend().prepare(registration, None, in_thread=True)))
+            return entry.func
+
+
+_fallback_lock = threading.Lock()
 
 
 # backend='auto': the module that refused per-GIL interpreters, by the version of the UDF's code.

@@ -108,6 +108,12 @@ class CatalogEntry(functools.partial[Any]):
         # where None would make an empty one per entry.
         cast(Any, self).__setstate__((target, (), _NO_KEYWORDS, None))
 
+    def switch(self, prepared: Prepared) -> None:
+        """Call ``prepared``'s target from now on (backend="auto" moving a UDF to processes)."""
+        with _state_lock:
+            self.dispatcher = prepared.dispatcher
+            self._retarget(prepared.target)
+
     def release(self) -> None:
         """The registering connection is gone: free the dispatcher; set the UDF up again if it is called."""
         with _state_lock:

@@ -174,10 +174,12 @@ class AsyncUdf:
                 run(lambda: self._rows(rows, todo, results, failures, spec.errors_to_null, counters))
         finally:
             self._report(counters)
-        if failures:
+        if failures and not spec.errors_to_null:
             raise UdfRaised(min(failures)[1])
-        if not spec.special_nulls and not spec.errors_to_null:
-            _check_no_null_results(results, arguments)
+        if not spec.special_nulls:
+            # Rows whose call failed for good are NULL under exception_handling="return_null"; a None
+            # the function returned is an error, as in DuckDB.
+            _check_no_null_results(results, arguments, {index for index, _ in failures})
         return results
 
     # -- coroutines ------------------------------------------------------------------
@@ -194,7 +196,8 @@ class AsyncUdf:
         """Call every row of ``todo``, at most ``max_concurrency`` at once, until one fails for good.
 
         ``failures`` gets (row index, UdfRaised text) of each row that did;
-        the tasks still running then are cancelled by run().
+        the tasks still running then are cancelled by run(). Under
+        ``errors_to_null`` every row runs, and a failed one's text is empty.
         """
         pending = iter(todo)  # shared: each task takes the next row when it is free
 
@@ -203,14 +206,16 @@ class AsyncUdf:
                 outcome = await self._attempts(rows[index], counters)
                 if type(outcome) is not _Failure:
                     results[index] = outcome
-                elif not errors_to_null:  # results[index] stays None otherwise
+                elif errors_to_null:  # results[index] stays None; the row is noted, the batch goes on
+                    failures.append((index, ""))
+                else:
                     failures.append((index, _row_failure_text(outcome, index, rows[index])))
                     return
                 outcome = None
 
         loop = asyncio.get_running_loop()
         running = {loop.create_task(take_rows()) for _ in range(min(self.max_concurrency, len(todo)))}
-        while running and not failures:
+        while running and (errors_to_null or not failures):
             _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
 
     async def _attempts(self, arguments: Sequence[Any], counters: _Counters) -> Any:

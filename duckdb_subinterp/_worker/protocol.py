@@ -12,9 +12,10 @@ in DuckDB's words where DuckDB has some (``DUCKDB_SENTENCES``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any, NamedTuple
 
 from duckdb_subinterp._codec import Descriptor
@@ -169,12 +170,19 @@ DUCKDB_SENTENCES = (
 )
 
 
-def check_no_null_results(results: list[Any], arguments: list[Sequence[Any]]) -> None:
-    """Under null_handling="default" a row whose arguments are all non-NULL must not produce None."""
-    if None not in results:
-        return
+def check_no_null_results(
+    results: list[Any], arguments: list[Sequence[Any]], failed: Container[int] = frozenset()
+) -> None:
+    """Under null_handling="default" a row whose arguments are all non-NULL must not produce None.
+
+    Also under exception_handling="return_null", as in DuckDB: only the rows
+    whose call raised (``failed``) are NULL without an error.
+    """
+    with contextlib.suppress(Exception):  # a result whose __eq__ raises: None is found by identity below
+        if None not in results:
+            return
     for index, value in enumerate(results):
-        if value is None and all(argument[index] is not None for argument in arguments):
+        if value is None and index not in failed and all(argument[index] is not None for argument in arguments):
             raise null_result(index)
 
 

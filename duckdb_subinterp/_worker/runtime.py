@@ -21,6 +21,7 @@ of ``_worker.protocol``; the codec's own code is in ``_codec``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -36,7 +37,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast, final
 from duckdb_subinterp._codec import (
     Descriptor,
     EncodedColumn,
-    ResultTypeError,
     Typecode,
     decode_column,
     encode_column,
@@ -298,9 +298,10 @@ class Runtime:
         """Encode a batch's results in the UDF's return type, or pickle them for DuckDB to convert."""
         try:
             return self.codec.encode(udf.spec.return_descriptor, values)
-        except (ResultTypeError, OverflowError, ValueError, TypeError) as error:
-            # Not a value of the type as the codec takes it: DuckDB decides
-            # (a str for a number is cast, a bool for a BIGINT is refused...).
+        except Exception as error:
+            # Not a value of the type as the codec takes it (its own errors, or any a value's
+            # methods raise: an __eq__ that fails): DuckDB decides (a str for a number is cast,
+            # a bool for a BIGINT is refused, an object it cannot transform is named...).
             return PickledResult.of(("values", values), udf, error)
 
     def deliver_pickled(self, payload: tuple[str, Any], udf: LoadedUdf | None = None) -> None:
@@ -564,6 +565,19 @@ class PickledResult:
         try:
             return cls(pickle.dumps(payload, protocol=5))
         except Exception as error:
+            kind, values = payload
+            if kind == "values":
+                # DuckDB's own UDFs read a memoryview as the bytes it shows; pickle refuses it.
+                with contextlib.suppress(Exception):
+                    return cls(pickle.dumps(("values", _without_memoryviews(values)), protocol=5))
+            stranger = _first_unpicklable(values) if kind == "values" else None
+            if stranger is not None and type(stranger) not in _DUCKDB_CONVERTS:
+                # What DuckDB's own UDFs say of a value they do not know (and this one cannot
+                # travel to DuckDB to say it: a class of __main__, an object holding a lock...).
+                raise UdfResultInvalid(
+                    f"Not implemented Error: Unable to transform python value of type '{type(stranger)}' to DuckDB "
+                    "LogicalType"
+                ) from None
             what = f" {udf.spec.return_type_name}" if udf is not None else ""
             detail = f"{cause}; " if cause is not None else ""
             raise UdfResultInvalid(
@@ -573,6 +587,42 @@ class PickledResult:
 
     def write_into(self, targets: Sequence[memoryview]) -> None:
         write_bytes(targets[0], memoryview(self.data))
+
+
+# Types DuckDB's own UDFs convert (or look into): a value of another type that cannot be pickled is named in
+# DuckDB's words, as one it cannot transform.
+_DUCKDB_CONVERTS = frozenset({type(None), bool, int, float, str, bytes, bytearray, memoryview, list, tuple, dict})
+
+
+def _without_memoryviews(value: Any, depth: int = 0) -> Any:
+    """Return ``value`` with every memoryview (in lists, tuples and dicts too) made bytes."""
+    if isinstance(value, memoryview):
+        return value.tobytes()
+    if depth > 20:
+        return value
+    if type(value) is list:
+        return [_without_memoryviews(item, depth + 1) for item in value]
+    if type(value) is tuple:
+        return tuple(_without_memoryviews(item, depth + 1) for item in value)
+    if type(value) is dict:
+        return {
+            _without_memoryviews(key, depth + 1): _without_memoryviews(item, depth + 1) for key, item in value.items()
+        }
+    return value
+
+
+def _first_unpicklable(values: Any, depth: int = 0) -> Any:
+    """Return the first value (looking into lists, tuples and dicts) that pickle refuses; None if none."""
+    items = [*values.keys(), *values.values()] if isinstance(values, dict) else values
+    for value in items:
+        try:
+            pickle.dumps(value, protocol=5)
+        except Exception:
+            if isinstance(value, (list, tuple, dict)) and depth < 20:
+                inner = _first_unpicklable(value, depth + 1)
+                return value if inner is None else inner
+            return value
+    return None
 
 
 def call_per_row(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, skip_nulls: bool) -> list[Any]:
@@ -589,6 +639,7 @@ def call_per_row(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, sk
         # As map() above and the compiled loop do: as many rows as the shortest column.
         rows: Any = zip(*arguments, strict=False) if arguments else ((),) * length
         results = []
+        failed = set()  # rows exception_handling="return_null" made NULL: not the function's None
         for row in rows:
             if skip_nulls and None in row:
                 results.append(None)
@@ -598,8 +649,12 @@ def call_per_row(udf: LoadedUdf, arguments: list[Sequence[Any]], length: int, sk
             except UDF_ERRORS as error:
                 if not spec.errors_to_null:
                     raise _raised(error) from None
+                failed.add(len(results))
                 results.append(None)
-    if not spec.special_nulls and not spec.errors_to_null:
+        if not spec.special_nulls:
+            _check_no_null_results(results, arguments, failed)
+        return results
+    if not spec.special_nulls:
         _check_no_null_results(results, arguments)
     return results
 
@@ -614,7 +669,7 @@ def call_per_row_compiled(udf: LoadedUdf, arguments: list[Sequence[Any]], length
             length,
             skip_nulls,
             spec.errors_to_null,
-            not spec.special_nulls and not spec.errors_to_null,
+            not spec.special_nulls,  # the loop leaves rows made NULL by an exception out of it
             UDF_ERRORS,
         )
     except UDF_ERRORS as error:  # under exception_handling="return_null" the loop made these None

@@ -80,6 +80,19 @@ def _input_array(descriptor: tuple[Any, ...], length: int, column: tuple[Any, ..
         index_type = result_arrow_type(("number", descriptor[1]))
         indices = pa.Array.from_buffers(index_type, length, [bitmap, wrap(rest[0])], offset=offset)
         return pa.DictionaryArray.from_arrays(indices, pa.array(descriptor[3], pa.string()))
+    if kind == "union":  # sparse: every member as long as the union, which has no validity
+        type_ids, *children = rest
+        members = [
+            _input_array(member, offset + length, child) for member, child in zip(descriptor[2], children, strict=True)
+        ]
+        fields = [pa.field(name, member.type) for name, member in zip(descriptor[1], members, strict=True)]
+        arrow_type = pa.sparse_union(fields, list(descriptor[3]))
+        return pa.Array.from_buffers(arrow_type, length, [None, wrap(type_ids)], offset=offset, children=members)
+    if kind == "null":
+        return pa.nulls(length)
+    if kind == "bignum":  # DuckDB's opaque Arrow type over its bytes, as its own arrow UDFs get it
+        storage = pa.Array.from_buffers(pa.binary(), length, [bitmap, *map(wrap, rest)], offset=offset)
+        return pa.ExtensionArray.from_storage(pa.opaque(pa.binary(), "bignum", "DuckDB"), storage)
     if kind == "timestamp" and descriptor[2]:
         data, zone = rest
         arrow_type = pa.timestamp(descriptor[1], tz=zone)
@@ -88,6 +101,10 @@ def _input_array(descriptor: tuple[Any, ...], length: int, column: tuple[Any, ..
         arrow_type = pa.decimal128(38, 0)  # DuckDB exports HUGEINT and UHUGEINT alike
     elif kind == "uuid":
         arrow_type = pa.string()  # DuckDB hands UUIDs to arrow UDFs as text
+    elif kind == "bit":
+        arrow_type = pa.binary()  # DuckDB's bytes of it
+    elif kind == "timetz":
+        arrow_type = pa.time64("us")  # the local time: DuckDB's Arrow export drops the offset
     else:
         arrow_type = result_arrow_type(descriptor)
     return pa.Array.from_buffers(arrow_type, length, [bitmap, *map(wrap, rest)], offset=offset)
@@ -168,16 +185,52 @@ def compute_arrow(
     udf: LoadedUdf, length: int, columns: Sequence[tuple[Any, ...]], descriptors: Sequence[Any] | None
 ) -> ArrowResult | PickledResult:
     """Call an arrow UDF in a worker process over the rows DuckDB passed; see ``call_arrow_udf``."""
-    from duckdb_subinterp._engine.arrow import result_arrow_type  # imports pyarrow and duckdb: arrow UDFs only
+    from duckdb_subinterp._engine.arrow import converted_by_duckdb, result_arrow_type  # pyarrow: arrow UDFs only
 
     spec = udf.spec
     arrays = [
         _input_array(descriptor, length, column)
         for descriptor, column in zip(descriptors or spec.arg_descriptors, columns, strict=True)
     ]
+    if converted_by_duckdb(spec.return_descriptor):
+        # A UNION result has no layout of the codec's: it goes back as it is, DuckDB converts it.
+        result = call_arrow_object(udf.function, arrays, length, spec.errors_to_null, spec.special_nulls)
+        return PickledResult.of(("object", result), udf, None)
     return_type = result_arrow_type(spec.return_descriptor)
     fits, result = call_arrow_udf(udf.function, arrays, length, return_type, spec.errors_to_null, spec.special_nulls)
     return ArrowResult(result) if fits else PickledResult.of(("object", result), udf, None)
+
+
+def call_arrow_object(
+    function: Any, arrays: Sequence[Any], length: int, errors_to_null: bool, special_nulls: bool
+) -> Any:
+    """Call an arrow UDF whose result DuckDB converts whatever it is (a UNION's); return the result as it is.
+
+    Under exception_handling='return_null' a failed call's NULLs are of
+    Arrow's null type (DuckDB's own arrow UDFs return pyarrow.nulls too).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    valid = None
+    if errors_to_null and not special_nulls and any(array.null_count for array in arrays):
+        valid = pc.is_valid(arrays[0])
+        for array in arrays[1:]:
+            valid = pc.and_(valid, pc.is_valid(array))
+        arrays = [array.filter(valid) for array in arrays]
+    arguments = pa.Table.from_arrays(arrays, names=[f"c{index}" for index in range(len(arrays))]).columns
+    try:
+        result = function(*arguments)
+    except UDF_ERRORS as error:
+        if not errors_to_null or length < 0:
+            raise raised(error) from None
+        return pa.nulls(length)
+    if valid is not None:
+        column = result.column(0) if isinstance(result, pa.Table) and result.num_columns == 1 else result
+        if isinstance(column, (pa.Array, pa.ChunkedArray)) and len(column) == len(arrays[0]):
+            positions = pc.subtract(pc.cumulative_sum(pc.cast(valid, pa.int64())), 1)
+            result = column.take(pc.if_else(valid, positions, pa.scalar(None, pa.int64())))
+    return result
 
 
 def call_arrow_udf(
