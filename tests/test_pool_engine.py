@@ -410,7 +410,6 @@ class CountingTime:
         return time.monotonic()
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: the wait spins once the backoff passed")
 def test_a_checkout_waiting_for_the_worker_that_has_the_udf_sleeps_rather_than_spins(make_pool, monkeypatch):
     # After its own load failed, a checkout waits for a worker that has the UDF;
     # once the backoff's time has passed, it must go on sleeping, not poll.

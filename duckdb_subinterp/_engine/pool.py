@@ -374,7 +374,10 @@ class WorkerPool(ABC):
                             f"UDF {udf_name!r}: no worker that has it loaded became free within {self.timeout:g} s "
                             "(it failed to load in others); pass a larger timeout= to the pool"
                         )
-                    wake = deadline if failures.count > LOAD_RETRIES else min(deadline, failures.retry_at)
+                    # Woken by a checkin; by the clock only when a try will be allowed then. After its own
+                    # failure a checkout never tries again: waking at retry_at, it would poll with a zero wait.
+                    tries_later = failure is None and failures.count <= LOAD_RETRIES
+                    wake = min(deadline, failures.retry_at) if tries_later else deadline
                     self._waiting += 1
                     self._waiting_for_loaded += 1
                     try:
