@@ -330,7 +330,6 @@ def test_start_all_starts_every_missing_worker_and_then_none(make_pool):
     assert_settled(pool)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: start_all drops a worker that starts after its wait")
 def test_a_worker_that_starts_after_start_all_stopped_waiting_is_still_the_pools(make_pool):
     # start_all waits for each start at most the pool's timeout; a start slower than that
     # must still end up in the pool, not as a slot counted forever with no worker in it.

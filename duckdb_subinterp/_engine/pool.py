@@ -579,35 +579,32 @@ class WorkerPool(ABC):
                 raise BrokenPoolError("the pool was closed")
             missing = self.size - self._started
             self._started += missing  # reserved, so concurrent checkouts do not start more
+        if missing:
+            watchdog.ensure_running()  # before the workers exist, as in _checkout
         started: list[Worker] = []
         errors: list[BaseException] = []
 
         def start_one() -> None:
+            # Each worker joins the pool as it starts, not after the wait
+            # below: one that starts later than that (a start slower than the
+            # pool's timeout) is still the pool's, not a slot counted for the
+            # pool's life with no worker in it.
             try:
                 worker = self._start_worker()
             except BaseException as error:
                 errors.append(error)
+                with self._lock:
+                    self._started -= 1
+                    self._condition.notify_all()
                 return
             started.append(worker)
+            self.checkin(worker, lent=True)  # idle; closed if close() ran meanwhile. lent: nobody wants it back
 
         threads = [threading.Thread(target=start_one, name="duckdb_subinterp start") for _ in range(missing)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(wait_bound(self.timeout))  # each start has its own, shorter, deadline
-        with self._lock:
-            self._started -= len(errors)
-            closed: bool = self._closed  # close() may have run since the check above
-            if not closed:
-                self._idle.extend(started)
-            else:
-                self._started -= len(started)
-            self._condition.notify_all()
-        if started and not closed:
-            watchdog.ensure_running()
-        if closed:
-            for worker in started:
-                worker.close()
         if errors:
             raise errors[0]
         return len(started)
