@@ -649,7 +649,6 @@ def test_prepare_fork_warns_when_a_batch_still_runs_after_fork_wait(make_pool, m
     assert_settled(pool)
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: _prepare_fork does not wait for a checkout's start")
 def test_prepare_fork_waits_for_a_worker_that_is_starting(make_pool):
     # A checkout that started a worker before the fork began hands it out after:
     # the fork must wait for it as for a busy one, not fork with it.

@@ -754,7 +754,10 @@ class WorkerPool(ABC):
                 self._started -= len(idle)
                 closing += idle
                 remaining = deadline - time.monotonic()
-                if not (self._busy or self._growing) or remaining <= 0:
+                # The idle ones gone, those still counted are busy or starting: in take_idle's
+                # growth, in start_all, or in a checkout that reserved its slot before the fork
+                # began and hands the worker out after it.
+                if not self._started or remaining <= 0:
                     break
                 # A checkin wakes one waiter, maybe a checkout held back by
                 # the fork rather than this: look again every 50 ms.
@@ -763,7 +766,7 @@ class WorkerPool(ABC):
                     self._condition.wait(min(remaining, 0.05))
                 finally:
                     self._waiting -= 1
-            busy = len(self._busy) + self._growing
+            busy = self._started
         close_all(closing)
         if busy:
             warnings.warn(
