@@ -9,6 +9,7 @@ timeout (``WAIT``): a test fails, it does not hang.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import math
@@ -807,6 +808,57 @@ def test_the_watchdog_gives_up_a_worker_whose_batch_does_not_stop(make_pool):
     assert running.result(WAIT) is stuck
     assert stuck.closes == 1
     assert_settled(pool)
+
+
+class RacingPool:
+    """A pool as the watchdog sees it (``WatchedPool``), whose first worker starts while the watchdog looks."""
+
+    timeout = WAIT
+
+    def __init__(self, watchdog: _watchdog.Watchdog) -> None:
+        self.watchdog = watchdog
+        self.workers = 0
+        self._busy: set[Any] = set()
+        self.start: Future[Any] | None = None
+
+    @property
+    def _started(self) -> int:
+        seen = self.workers
+        if self.start is None:  # the watchdog's first look: a checkout starts a worker, on another thread
+            self.start = in_background(self._start_one)
+            with contextlib.suppress(TimeoutError):  # it may wait for the watchdog's lock, held here
+                self.start.result(0.1)
+        return seen
+
+    def _start_one(self) -> None:
+        self.workers = 1  # as _checkout reserves its slot
+        self.watchdog.ensure_running()
+
+    def _watch_interrupts(self) -> None:
+        pass
+
+    def _give_up(self, worker: Any) -> bool:
+        return False
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug: the watchdog can end as a pool's first worker starts")
+@pytest.mark.usefixtures("quick_watchdog")
+def test_a_worker_that_starts_while_the_watchdog_decides_to_end_is_still_watched():
+    pools: list[RacingPool] = []
+    watchdog = _watchdog.Watchdog(lambda: pools, WorkerFailure)
+    racing = RacingPool(watchdog)
+    pools.append(racing)
+    watchdog._thread = threading.current_thread()  # this thread plays the watchdog's, at its last look
+    assert watchdog._look() is None  # it saw no worker: it ends
+    assert racing.start is not None
+    racing.start.result(WAIT)
+    try:
+        assert watchdog._thread is not None, "a pool has a worker and no watchdog watches it"
+        assert watchdog._thread is not threading.current_thread()
+    finally:
+        racing.workers = 0  # the thread started ends at its next look
+        if watchdog._thread is not None and watchdog._thread is not threading.current_thread():
+            watchdog._thread.join(WAIT)
 
 
 # -- the matrix: an operation, a knob, the error a caller gets -------------------
