@@ -384,6 +384,21 @@ def test_a_load_failing_in_a_later_worker_warns_once_and_the_udf_runs_on_the_wor
     assert_settled(pool)
 
 
+def test_once_the_worker_that_has_the_udf_died_idle_a_checkout_fails_with_the_load_error(make_pool):
+    pool = make_pool(2, fail_loads_from=1)
+    holder = pool.checkout(UDF, "f")
+    pool.start_all()
+    with pytest.warns(UDFLoadFailedWarning):
+        assert pool.take_idle(UDF, "f", 1, grow=False) == []  # worker 1 fails to load it
+    pool.checkin(holder)
+    holder.broken = True  # its process died while idle: alive() says so
+    with pytest.raises(WorkerFailure) as caught:  # it tries once more, then fails as where none ever had it
+        pool.checkout(UDF, "f")
+    assert caught.value.loading and caught.value.text == "fake worker 2 cannot load UDF 1"
+    assert [worker.closes for worker in pool.script.workers] == [1, 1, 1]
+    assert_settled(pool)
+
+
 def test_a_checkout_whose_load_failed_waits_for_the_worker_that_has_the_udf(make_pool):
     pool = make_pool(2, fail_loads_from=1)
     holder = pool.checkout(UDF, "f")
