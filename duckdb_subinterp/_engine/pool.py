@@ -385,7 +385,10 @@ class WorkerPool(ABC):
                             f"UDF {udf_name!r}: no worker that has it loaded became free within {self.timeout:g} s "
                             "(it failed to load in others); pass a larger timeout= to the pool"
                         )
-                    wake = deadline if failures.count > LOAD_RETRIES else min(deadline, failures.retry_at)
+                    # Woken by a checkin; by the clock only when a try will be allowed then. After its own
+                    # failure a checkout never tries again: waking at retry_at, it would poll with a zero wait.
+                    tries_later = failure is None and failures.count <= LOAD_RETRIES
+                    wake = min(deadline, failures.retry_at) if tries_later else deadline
                     self._waiting += 1
                     self._waiting_for_loaded += 1
                     try:
@@ -587,35 +590,32 @@ class WorkerPool(ABC):
                 raise BrokenPoolError("the pool was closed")
             missing = self.size - self._started
             self._started += missing  # reserved, so concurrent checkouts do not start more
+        if missing:
+            watchdog.ensure_running()  # before the workers exist, as in _checkout
         started: list[Worker] = []
         errors: list[BaseException] = []
 
         def start_one() -> None:
+            # Each worker joins the pool as it starts, not after the wait
+            # below: one that starts later than that (a start slower than the
+            # pool's timeout) is still the pool's, not a slot counted for the
+            # pool's life with no worker in it.
             try:
                 worker = self._start_worker()
             except BaseException as error:
                 errors.append(error)
+                with self._lock:
+                    self._started -= 1
+                    self._condition.notify_all()
                 return
             started.append(worker)
+            self.checkin(worker, lent=True)  # idle; closed if close() ran meanwhile. lent: nobody wants it back
 
         threads = [threading.Thread(target=start_one, name="duckdb_subinterp start") for _ in range(missing)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(wait_bound(self.timeout))  # each start has its own, shorter, deadline
-        with self._lock:
-            self._started -= len(errors)
-            closed: bool = self._closed  # close() may have run since the check above
-            if not closed:
-                self._idle.extend(started)
-            else:
-                self._started -= len(started)
-            self._condition.notify_all()
-        if started and not closed:
-            watchdog.ensure_running()
-        if closed:
-            for worker in started:
-                worker.close()
         if errors:
             raise errors[0]
         return len(started)
@@ -765,7 +765,10 @@ class WorkerPool(ABC):
                 self._started -= len(idle)
                 closing += idle
                 remaining = deadline - time.monotonic()
-                if not (self._busy or self._growing) or remaining <= 0:
+                # The idle ones gone, those still counted are busy or starting: in take_idle's
+                # growth, in start_all, or in a checkout that reserved its slot before the fork
+                # began and hands the worker out after it.
+                if not self._started or remaining <= 0:
                     break
                 # A checkin wakes one waiter, maybe a checkout held back by
                 # the fork rather than this: look again every 50 ms.
@@ -774,7 +777,7 @@ class WorkerPool(ABC):
                     self._condition.wait(min(remaining, 0.05))
                 finally:
                     self._waiting -= 1
-            busy = len(self._busy) + self._growing
+            busy = self._started
         close_all(closing)
         if busy:
             warnings.warn(

@@ -89,10 +89,14 @@ class Watchdog:
         sleeps: a pool nobody else holds is collected (and its workers closed).
         """
         with self._lock:
+            # Cleared while it looks, so that a worker starting meanwhile does
+            # not count on this thread (ensure_running reads it unlocked) just
+            # as it ends: it finds none, waits for this lock, and starts one.
+            thread, self._thread = self._thread, None
             pools = [pool for pool in self._pools() if pool._started]
             if not pools:
-                self._thread = None
                 return None
+            self._thread = thread
         running: set[tuple[Running, Hashable]] = set()
         for pool in pools:
             with contextlib.suppress(Exception):  # a backend's bug must not end the watchdog for every pool
