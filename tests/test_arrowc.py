@@ -152,6 +152,19 @@ def test_unknown_layouts_read_as_none():
     assert read_stream(pa.chunked_array([], pa.int64()).__arrow_c_stream__()) is None
 
 
+@pytest.mark.parametrize("start", [0, 1, 2])
+def test_a_unions_rows_are_null_where_its_member_is(start):
+    # pyarrow.compute.is_valid said "all valid" for a union up to some version, and the member's
+    # answer after: the rows a worker leaves out must not depend on which pyarrow is installed.
+    ids = pa.array([0, 1, 1, 0, 1], pa.int8())
+    sparse = pa.UnionArray.from_sparse(ids, [pa.array([1, None, 3, None, 5]), pa.array(["a", None, "c", "d", None])])
+    dense = pa.UnionArray.from_dense(
+        ids, pa.array([0, 0, 1, 1, 2], pa.int32()), [pa.array([1, None]), pa.array([None, "c", None])]
+    )
+    assert _arrow._valid_rows(sparse.slice(start)).tolist() == [True, False, True, False, False][start:]
+    assert _arrow._valid_rows(dense.slice(start)).tolist() == [True, False, True, False, False][start:]
+
+
 # ---------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------

@@ -477,12 +477,36 @@ def _logical_validity(array: pa.Array, offset: int) -> memoryview | None:
     """Return the validity bitmap of ``array``'s values, starting at bit ``offset``; None without NULLs."""
     import numpy
 
-    valid = pa.compute.is_valid(array)
-    if valid.false_count == 0:
+    valid = _valid_rows(array)
+    if valid.all():
         return None
     bits = numpy.zeros(offset + len(array), dtype=bool)
-    bits[offset:] = valid.to_numpy(zero_copy_only=False)
+    bits[offset:] = valid
     return memoryview(numpy.packbits(bits, bitorder="little").tobytes())  # a view: what crosses to a worker
+
+
+def _valid_rows(array: pa.Array) -> Any:
+    """Return a boolean numpy array, True where ``array``'s value is not NULL; a union's is its member's.
+
+    Computed here rather than by ``pyarrow.compute.is_valid``, whose answer for a union changed
+    between pyarrow versions (all valid, then the member's): the rows a UDF sees must not.
+    """
+    import numpy
+
+    if not pa.types.is_union(array.type):
+        return pyarrow.compute.is_valid(array).to_numpy(zero_copy_only=False)
+    # The union's own buffers, read by hand: its type_codes and offsets properties ignore a slice's offset.
+    rows_of = slice(array.offset, array.offset + len(array))
+    buffers = array.buffers()
+    type_ids = numpy.frombuffer(buffers[1], dtype=numpy.int8)[rows_of]
+    dense = array.type.mode == "dense"
+    positions = numpy.frombuffer(buffers[2], dtype=numpy.int32)[rows_of] if dense else None
+    valid = numpy.zeros(len(array), dtype=bool)
+    for index, code in enumerate(array.type.type_codes):
+        member = _valid_rows(array.field(index))
+        rows = type_ids == code
+        valid[rows] = member[positions[rows]] if dense else member[rows]
+    return valid
 
 
 def _column(node: tuple[Any, ...], descriptor: Descriptor) -> tuple[Any, ...]:
