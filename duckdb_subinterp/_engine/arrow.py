@@ -500,12 +500,12 @@ def _valid_rows(array: pa.Array) -> Any:
     buffers = array.buffers()
     type_ids = numpy.frombuffer(buffers[1], dtype=numpy.int8)[rows_of]
     dense = array.type.mode == "dense"
-    positions = numpy.frombuffer(buffers[2], dtype=numpy.int32)[rows_of] if dense else None
+    # A sparse member has a value at every row, a dense one at the row's offset.
+    positions = numpy.frombuffer(buffers[2], dtype=numpy.int32)[rows_of] if dense else numpy.arange(len(array))
     valid = numpy.zeros(len(array), dtype=bool)
     for index, code in enumerate(array.type.type_codes):
-        member = _valid_rows(array.field(index))
         rows = type_ids == code
-        valid[rows] = member[positions[rows]] if dense else member[rows]
+        valid[rows] = _valid_rows(array.field(index))[positions[rows]]
     return valid
 
 
