@@ -274,6 +274,24 @@ def test_max_workers_caps_the_scalar_udf(table, backend):
     assert stats["rows"] == 3000 and stats["batches"] >= 2
 
 
+def test_fan_out_cuts_a_batch_of_groups_into_slices_and_fan_out_false_does_not(table, fan_out_pool, monkeypatch):
+    from duckdb_subinterp._engine import dispatch
+
+    # The cost model's decision is covered by test_fanout; here, that the aggregate's scalar UDF takes it.
+    monkeypatch.setattr(dispatch.BatchDispatcher, "always_fan_out", True)
+    fan_out_pool.start_all()  # a slice goes to an idle worker only: a started one
+    table.execute("SET threads=1")  # one DuckDB thread: only fan-out puts the other workers to work
+    for name, fan_out in [("fanned", True), ("whole", False)]:
+        duckdb_subinterp.create_aggregate_function(
+            table, name, aggregate_udfs.py_sum, ["BIGINT"], "BIGINT", pool=fan_out_pool, fan_out=fan_out
+        )
+    query = "SELECT k, {}(x) FROM t GROUP BY k ORDER BY k"
+    assert rows(table, query.format("fanned")) == rows(table, query.format("whole")) == rows(table, query.format("sum"))
+    fanned, whole = (duckdb_subinterp.udf_stats(table, name) for name in ("fanned", "whole"))
+    assert fanned["fanned_batches"] >= 1 and fanned["slices"] > fanned["batches"]
+    assert whole["fanned_batches"] == 0 and whole["slices"] == whole["batches"]
+
+
 def test_auto_runs_an_aggregate_whose_module_needs_numpy_on_processes_with_one_warning(table):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
