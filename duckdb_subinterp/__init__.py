@@ -11,8 +11,8 @@ Importing this package starts no interpreter, thread or process.
 from duckdb_subinterp._backends.processes.pool import ProcessPool
 from duckdb_subinterp._backends.ray.pool import RayPool
 from duckdb_subinterp._backends.subinterpreters import InterpreterPool
-from duckdb_subinterp._engine.dispatch import UdfStats
 from duckdb_subinterp._engine.pool import WorkerPool
+from duckdb_subinterp._engine.stats import UdfStats
 from duckdb_subinterp._errors import (
     BackendFallbackWarning,
     BackendUnavailableError,

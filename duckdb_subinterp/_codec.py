@@ -6,6 +6,10 @@ workers' runtime does the common cases in C (``_codecc``) where it was
 built; this module stays the definition, and does every column the C code
 hands back.
 
+One thing, over 600 lines: one decoder and one encoder for each kind in
+the table below, which must stay side by side (each kind's two halves are
+each other's test); splitting by kind would scatter a format across files.
+
 A column arrives as ``(offset, validity, *buffers)``: the Arrow array's
 offset in elements, its validity bitmap (``None`` when it has no NULLs) and
 its value buffers, each a ``memoryview`` over memory owned by the caller.

@@ -129,6 +129,27 @@ def test_sql_reports_a_failing_udf_by_name(user_module: str, capsys):
     assert "explode" in error and "ValueError: cannot take 0" in error
 
 
+def test_bench_runs_duckdbs_udf_benchmarks_redirected(tmp_path: Path, capsys):
+    # A stand-in for a duckdb-python checkout: its benchmarks/test_udf_perf.py takes the `benchmark`
+    # and `con` fixtures; the target registers through `con`, which goes to each backend.
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "test_udf_perf.py").write_text(
+        "import pyarrow.compute as pc\n"
+        "from duckdb.sqltypes import BIGINT\n"
+        "def test_udf_arrow_plus_one(benchmark, con):\n"
+        "    con.create_function('f', lambda x: pc.add(x, 1), [BIGINT], BIGINT, type='arrow')\n"
+        "    benchmark(lambda: con.sql('SELECT sum(f(range)) FROM range(5000)').fetchall())\n"
+    )
+    out = tmp_path / "out"
+    arguments = ["--targets", "duckdb-udf-perf", "--duckdb-python", str(tmp_path), "--out", str(out)]
+    assert main(["bench", *arguments, "--udf-perf-backends", "auto,subinterpreters", "--repeats", "1"]) == 0
+    written = (out / "duckdb_udf_perf.txt").read_text()
+    assert written in capsys.readouterr().out
+    rows = [line.split() for line in written.splitlines() if line.startswith("test_udf_arrow_plus_one")]
+    assert [row[1] for row in rows] == ["1", "2"]  # SET threads 1 and 2
+    assert all(row[4].endswith("x") and row[5] == "refused" for row in rows)  # pyarrow cannot load in subinterpreters
+
+
 def test_sql_refuses_an_unknown_output_format(capsys):
     assert main(["sql", "SELECT 1", "-o", "result.xlsx"]) == 2
     assert ".csv or .parquet" in capsys.readouterr().err
@@ -246,6 +267,8 @@ USAGE_ERRORS = [
     (["bench", "--workloads", "bogus"], 2, r"argument --workloads: unknown workload 'bogus'; choose from light_double"),
     (["bench", "--threads", "0"], 2, r"argument --threads: expected positive numbers"),
     (["bench", "--repeats", "0"], 2, r"argument --repeats: expected 1 or more"),
+    (["bench", "--targets", "bogus"], 2, r"argument --targets: unknown target 'bogus'; choose from suite, dispatch"),
+    (["bench", "--targets", "duckdb-udf-perf"], 2, r"duckdb-udf-perf needs --duckdb-python DIR, a duckdb-python"),
 ]
 
 

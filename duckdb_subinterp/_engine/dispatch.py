@@ -45,9 +45,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import inspect
-import os
 import pickle
-import re
 import threading
 import time
 import weakref
@@ -72,7 +70,9 @@ from duckdb_subinterp._engine.arrow import (
     row_column,
 )
 from duckdb_subinterp._engine.costs import MIN_SAVING, CallCosts, FanOut, Placement, plan_fan_out
+from duckdb_subinterp._engine.fanout import Slices, fan_out_executor, rows_of_the_batch
 from duckdb_subinterp._engine.pool import Worker, WorkerFailure, WorkerPool, wait_bound
+from duckdb_subinterp._engine.stats import UdfStats
 from duckdb_subinterp._errors import (
     BrokenPoolError,
     PoolTimeoutError,
@@ -83,7 +83,6 @@ from duckdb_subinterp._errors import (
 )
 from duckdb_subinterp._worker.protocol import (
     COUNTERS_SLOT,
-    FIELD_SEPARATOR,
     MODE_BUFFERS,
     MODE_PICKLED,
     OUTPUT_SLOT,
@@ -111,220 +110,6 @@ except ImportError:  # not built: every batch goes through the dispatcher
 # Variable-width results start with this much room per row; then the
 # largest size seen, plus a quarter, so a second copy is rare.
 _INITIAL_BYTES_PER_ROW = 16
-
-
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def _fan_out_executor() -> concurrent.futures.ThreadPoolExecutor:
-    """Return the helper threads that run fanned-out slices (started on first use, not at import)."""
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=2 * (os.cpu_count() or 1), thread_name_prefix="duckdb_subinterp fan-out"
-            )
-        return _executor
-
-
-def _forget_executor_in_child() -> None:
-    # A forked child has none of the parent's threads: it starts its own on first use.
-    global _executor
-    _executor = None
-
-
-os.register_at_fork(after_in_child=_forget_executor_in_child)
-
-
-class UdfStats:
-    """Counters of one registered UDF, updated by every batch.
-
-    An async UDF also counts its calls (retries included), retries,
-    timeouts, and the most calls one worker had in flight at once.
-    """
-
-    __slots__ = (
-        "__weakref__",
-        "_first",
-        "_last",
-        "_lock",
-        "asynchronous",
-        "batches",
-        "calls",
-        "fanned_batches",
-        "in_thread_batches",
-        "peak_concurrency",
-        "retries",
-        "rows",
-        "slices",
-        "timeouts",
-        "wait_seconds",
-        "worker_seconds",
-    )
-
-    def __init__(self, *, asynchronous: bool = False) -> None:
-        self._lock = threading.Lock()
-        self.batches = 0
-        self.in_thread_batches = 0  # backend="auto": run in the calling DuckDB thread, not on the pool
-        self.rows = 0
-        self.slices = 0
-        self.fanned_batches = 0
-        self.wait_seconds = 0.0
-        self.worker_seconds = 0.0
-        self._first: float | None = None
-        self._last = 0.0
-        self.asynchronous = asynchronous
-        self.calls = self.retries = self.timeouts = self.peak_concurrency = 0
-
-    def record(self, rows: int, started: float, leased: float, finished: float, *, in_thread: bool = False) -> None:
-        """Add one batch: when it started, got a worker (or ran in the calling thread) and finished."""
-        with self._lock:
-            self.batches += 1
-            self.in_thread_batches += in_thread
-            self.rows += rows
-            self.slices += 1
-            self.wait_seconds += leased - started
-            self.worker_seconds += finished - leased
-            if self._first is None:
-                self._first = started
-            self._last = max(self._last, finished)
-
-    def record_in_thread(self, batches: int, rows: int, finished: float) -> None:
-        """Add batches an arrow UDF settled in the calling thread ran, untimed (see BatchDispatcher.__call__)."""
-        with self._lock:
-            self.batches += batches
-            self.in_thread_batches += batches
-            self.rows += rows
-            self.slices += batches
-            self._last = max(self._last, finished)
-
-    def record_slice(self, rows: int, seconds: float, finished: float) -> None:
-        """Add a slice of a fanned-out batch."""
-        with self._lock:
-            self.rows += rows
-            self.slices += 1
-            self.worker_seconds += seconds
-            self._last = max(self._last, finished)
-
-    def record_fanned(self, started: float, leased: float) -> None:
-        """Add one fanned-out batch (its slices are recorded one by one): when it started and got a worker."""
-        with self._lock:
-            self.batches += 1
-            self.fanned_batches += 1
-            self.wait_seconds += leased - started
-            if self._first is None:
-                self._first = started
-
-    def record_calls(self, calls: int, retries: int, timeouts: int, peak_concurrency: int) -> None:
-        """Add one async batch's counters (the worker's status slots from COUNTERS_SLOT on)."""
-        with self._lock:
-            self.calls += calls
-            self.retries += retries
-            self.timeouts += timeouts
-            self.peak_concurrency = max(self.peak_concurrency, peak_concurrency)
-
-    def as_dict(self) -> dict[str, float]:
-        """Return the counters, plus the effective parallelism (worker time / elapsed time)."""
-        with self._lock:
-            elapsed = self._last - self._first if self._first is not None else 0.0
-            counters = {
-                "batches": self.batches,
-                "in_thread_batches": self.in_thread_batches,
-                "rows": self.rows,
-                "slices": self.slices,
-                "fanned_batches": self.fanned_batches,
-                "worker_seconds": self.worker_seconds,
-                "wait_seconds": self.wait_seconds,
-                "elapsed_seconds": elapsed,
-                "parallelism": self.worker_seconds / elapsed if elapsed > 0 else 0.0,
-            }
-            if self.asynchronous:
-                counters.update(
-                    calls=self.calls,
-                    retries=self.retries,
-                    timeouts=self.timeouts,
-                    peak_concurrency=self.peak_concurrency,
-                )
-            return counters
-
-
-class _Slices:
-    """The slices of one fanned-out batch: handed out in row order, their results kept in row order."""
-
-    __slots__ = ("_arguments", "_bounds", "_errors", "_limit", "_lock", "_next", "_results", "count")
-
-    def __init__(self, arguments: Sequence[pa.ChunkedArray], length: int, count: int, *, probe: bool = False) -> None:
-        self.count = count
-        self._arguments = arguments
-        # Equal slices; a probe's last one half the others' size (see _costs).
-        shares = count - 0.5 if probe and count > 1 and length >= 2 * count else count
-        self._bounds = [min(length, round(length * index / shares)) for index in range(count)] + [length]
-        self._results: list[Any] = [None] * count
-        self._errors: list[tuple[int, BaseException]] = []
-        self._next = 0
-        self._limit = count  # no slice from here on is handed out: one before it failed
-        self._lock = threading.Lock()
-
-    def take(self) -> int | None:
-        """Hand out the next slice's index; None once all are taken, or after a failure before the next one."""
-        with self._lock:
-            if self._next >= self._limit:
-                return None
-            self._next += 1
-            return self._next - 1
-
-    def length(self, index: int) -> int:
-        return self._bounds[index + 1] - self._bounds[index]
-
-    def start(self, index: int) -> int:
-        """Return the row of the batch that slice ``index`` starts at."""
-        return self._bounds[index]
-
-    def arguments(self, index: int) -> list[pa.ChunkedArray]:
-        start = self._bounds[index]
-        return [argument.slice(start, self.length(index)) for argument in self._arguments]
-
-    def done(self, index: int, result: Any) -> None:
-        self._results[index] = result
-
-    def fail(self, index: int, error: BaseException) -> None:
-        """Note slice ``index``'s error; the slices after it are not handed out, those before it still run."""
-        with self._lock:
-            self._limit = min(self._limit, index)
-            self._errors.append((index, error))
-
-    def stop(self) -> None:
-        """Hand out no more slices."""
-        with self._lock:
-            self._limit = 0
-
-    def results(self) -> list[Any]:
-        """The slices' arrays in row order; raise the error of the first failing slice, as one batch would."""
-        if self._errors:
-            raise min(self._errors, key=lambda failure: failure[0])[1]
-        return [result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result for result in self._results]
-
-
-# The rows our own messages name ("value ... at row 3", "map keys can not
-# be NULL (row 3)", an async call's "row 3 of the batch, arguments ..."),
-# counted in the slice that ran: a user's own exception text is never changed.
-_OUR_ROWS = re.compile(r"\b(at row |\(row )(\d+)")
-_ASYNC_ROWS = re.compile(r"\b(row )(\d+)( of the batch, arguments )")
-
-
-def _rows_of_the_batch(failure: WorkerFailure, start: int) -> WorkerFailure:
-    """Return ``failure`` with the rows its text names counted from the batch's first row, not its slice's."""
-    if not start:
-        return failure
-
-    def shifted(match: re.Match[str]) -> str:
-        return f"{match.group(1)}{int(match.group(2)) + start}{match.group(3) if match.lastindex == 3 else ''}"
-
-    # A UDF's own exception crosses as type, message and traceback: only our async phrase is ours there.
-    raised = failure.text.count(FIELD_SEPARATOR) == 2
-    text = (_ASYNC_ROWS if raised else _OUR_ROWS).sub(shifted, failure.text, count=1)
-    return WorkerFailure(failure.error_type, text) if text != failure.text else failure
 
 
 class BatchDispatcher:
@@ -710,10 +495,10 @@ class BatchDispatcher:
         self.stats.record_fanned(started, leased)
         # The plan's slices per worker, for the workers there are.
         per_worker = max(plan.slices // plan.workers, 1)
-        slices = _Slices(arguments, length, min(length, per_worker * (len(helpers) + 1)), probe=plan.probe)
+        slices = Slices(arguments, length, min(length, per_worker * (len(helpers) + 1)), probe=plan.probe)
         futures: list[concurrent.futures.Future[None]] = []
         try:
-            executor = _fan_out_executor()
+            executor = fan_out_executor()
             for worker in helpers:  # one at a time: after an error, len(futures) says which were handed a job
                 futures.append(executor.submit(self._run_slices, worker, slices, lent=True))  # noqa: PERF401
         except BaseException:
@@ -747,7 +532,7 @@ class BatchDispatcher:
             taken += 1
         return taken
 
-    def _run_slices(self, worker: Worker, slices: _Slices, *, lent: bool) -> None:
+    def _run_slices(self, worker: Worker, slices: Slices, *, lent: bool) -> None:
         """Run the slices ``slices`` hands out on ``worker``, checked out with its slot, until none is left.
 
         Runs in this thread for its own worker, and in a helper thread for
@@ -766,7 +551,7 @@ class BatchDispatcher:
                     result = self._status_of(worker, length, request, outputs)
                     slices.done(index, self._array_of(result, outputs))
                 except WorkerFailure as failure:
-                    error = _rows_of_the_batch(failure, slices.start(index)).for_udf(self.name)
+                    error = rows_of_the_batch(failure, slices.start(index)).for_udf(self.name)
                     error.__suppress_context__ = True
                     slices.fail(index, error)
                     return

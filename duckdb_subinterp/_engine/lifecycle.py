@@ -30,7 +30,7 @@ Fork (``os.register_at_fork``):
   parent's workers (``_reset_after_fork``: dropped without a word to them,
   ``Worker.forget``); the child starts its own on first use.
 
-Not here, by design: the fan-out helpers' fork hook in ``_engine.dispatch``
+Not here, by design: the fan-out helpers' fork hook in ``_engine.fanout``
 (its own executor's state, not a pool's: one hook per module that owns
 state, as in CPython's concurrent.futures), and the ``atexit`` hook of
 ``_worker.asynchronous``, which runs inside a worker interpreter or process
