@@ -29,9 +29,11 @@ from duckdb_subinterp._errors import (
     UnsupportedTypeError,
     WorkerDiedError,
 )
-from duckdb_subinterp._export import export
+from duckdb_subinterp._export import export, export_aggregate, export_table_function
+from duckdb_subinterp._registration.aggregates import create_aggregate_function
 from duckdb_subinterp._registration.api import create_function, remove_function, udf, udf_stats
 from duckdb_subinterp._registration.backends import BACKENDS, default_pool
+from duckdb_subinterp._registration.table_functions import create_table_function
 from duckdb_subinterp._version import __version__
 
 __all__ = [
@@ -56,9 +58,13 @@ __all__ = [
     "WorkerDiedError",
     "WorkerPool",
     "__version__",
+    "create_aggregate_function",
     "create_function",
+    "create_table_function",
     "default_pool",
     "export",
+    "export_aggregate",
+    "export_table_function",
     "remove_function",
     "udf",
     "udf_stats",

@@ -35,8 +35,10 @@ from duckdb_subinterp._engine.pool import WorkerPool
 from duckdb_subinterp._errors import UDFError, UDFRegistrationError
 from duckdb_subinterp._export import EXPORT_ATTRIBUTE, exported_functions
 from duckdb_subinterp._options import BackendName
+from duckdb_subinterp._registration.aggregates import create_aggregate_function, explaining_refusals
 from duckdb_subinterp._registration.api import create_function, udf_stats
 from duckdb_subinterp._registration.backends import BACKENDS, default_pool
+from duckdb_subinterp._registration.table_functions import create_table_function
 from duckdb_subinterp._version import __version__
 from duckdb_subinterp._worker.protocol import resolve_reference
 
@@ -210,15 +212,14 @@ def register_modules(
             options.setdefault("backend", backend)
             # A function marked for another backend gets that backend's default pool.
             chosen_pool = pool if options["backend"] == backend else None
-            create_function(
-                con,
-                name,
-                function,
-                options.pop("parameters", None),
-                options.pop("return_type", None),
-                pool=chosen_pool,
-                **options,
-            )
+            kind = options.pop("kind", "function")  # @export_aggregate and @export_table_function say which
+            register = {
+                "function": create_function,
+                "aggregate": create_aggregate_function,
+                "table function": create_table_function,
+            }[kind]
+            types = options.pop("columns" if kind == "table function" else "return_type", None)
+            register(con, name, function, options.pop("parameters", None), types, pool=chosen_pool, **options)
             names.append(name)
     return names
 
@@ -282,7 +283,7 @@ def sql(
         statements = con.extract_statements(sql_text)
         if not statements:
             return _usage_error("sql", "no SQL statement given")
-        with _ctrl_c.stops(con):
+        with _ctrl_c.stops(con), explaining_refusals(con):
             for statement in statements[:-1]:
                 con.execute(statement).fetchall()
             relation = con.sql(statements[-1].query)

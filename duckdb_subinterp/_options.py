@@ -52,6 +52,25 @@ class ExportOptions(TypedDict, total=False):
     timeout: float | None
 
 
+class MacroExportOptions(TypedDict, total=False):
+    """The keyword options ``@export_aggregate`` and ``@export_table_function`` carry.
+
+    ``ExportOptions`` less ``type`` and ``side_effects``, which an aggregate or
+    a table function (a macro over a scalar UDF of ours) cannot honour.
+    """
+
+    null_handling: NullHandling
+    exception_handling: ExceptionHandling
+    backend: BackendName
+    max_workers: int | None
+    fan_out: bool
+    max_concurrency: int
+    retries: int
+    retry_backoff: float
+    retry_on: RetryOn
+    timeout: float | None
+
+
 class AsyncOptions(NamedTuple):
     """How an ``async def`` UDF's calls run in each worker: ``create_function``'s async options, as one record.
 

@@ -30,3 +30,8 @@ def table_arrow(values):
     import pyarrow.compute as pc
 
     return pa.table({"result": pc.add(values, 1)})
+
+
+def median(values):
+    """An aggregate: the group's values, a list, in; numpy's median out."""
+    return float(numpy.median(numpy.array(values)))

@@ -34,9 +34,13 @@ def test_exported_surface():
         "WorkerDiedError",
         "WorkerPool",
         "__version__",
+        "create_aggregate_function",
         "create_function",
+        "create_table_function",
         "default_pool",
         "export",
+        "export_aggregate",
+        "export_table_function",
         "remove_function",
         "udf",
         "udf_stats",
@@ -95,6 +99,15 @@ def test_option_types_name_what_create_function_takes():
     }
     assert _api.FunctionOptions.__optional_keys__ == keywords
     assert _options.ExportOptions.__optional_keys__ == set(_export.OPTIONS) == keywords - {"pool"}
+    for create in (duckdb_subinterp.create_aggregate_function, duckdb_subinterp.create_table_function):
+        options = {
+            name
+            for name, parameter in inspect.signature(create).parameters.items()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+        # create_function's options, less those a macro cannot honour (a per-batch type, DuckDB's side effects).
+        assert options == keywords - {"type", "side_effects"}
+        assert _options.MacroExportOptions.__optional_keys__ == set(_export.MACRO_OPTIONS) == options - {"pool"}
 
 
 def test_import_starts_no_interpreter_thread_or_process():

@@ -399,3 +399,58 @@ def test_ctrl_c_stops_the_query_and_exits_130(tmp_path: Path, backend: str):
     assert process.returncode == 130, stderr
     assert stderr.strip() == "duckdb-subinterp sql: interrupted"
     assert stdout == ""
+
+
+MACRO_MODULE = textwrap.dedent(
+    """
+    import statistics
+
+    import duckdb_subinterp
+
+
+    @duckdb_subinterp.export_aggregate(parameters=["DOUBLE"], return_type="DOUBLE")
+    def py_median(values):
+        return statistics.median(values)
+
+
+    @duckdb_subinterp.export_table_function(columns={"word": "VARCHAR", "pos": "INTEGER"})
+    def words(text: str):
+        for position, word in enumerate(text.split()):
+            yield word, position
+    """
+)
+
+
+@pytest.mark.parametrize("backend", ["subinterpreters", "processes", "inline"])
+def test_sql_registers_exported_aggregates_and_table_functions(tmp_path: Path, backend: str):
+    (tmp_path / "macro_udfs.py").write_text(MACRO_MODULE)
+    query = (
+        "SELECT w.word, py_median(length(w.word) + w.pos) AS m "
+        "FROM (VALUES ('a bb ccc'), ('dd e')) d(t), words(d.t) w GROUP BY w.word ORDER BY w.word"
+    )
+    result = run_cli("sql", query, "-m", "macro_udfs", "--backend", backend, "-o", "out.csv", "--stats", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with (tmp_path / "out.csv").open() as file:
+        assert list(csv.reader(file)) == [
+            ["word", "m"],
+            ["a", "1.0"],
+            ["bb", "3.0"],
+            ["ccc", "5.0"],
+            ["dd", "2.0"],
+            ["e", "2.0"],
+        ]
+    if backend != "inline":
+        assert "py_median: " in result.stderr and "words: " in result.stderr
+
+
+def test_sql_says_the_way_out_when_an_aggregate_is_called_with_filter(tmp_path: Path):
+    (tmp_path / "macro_udfs.py").write_text(MACRO_MODULE)
+    query = "SELECT py_median(x) FILTER (WHERE x > 1) FROM range(5) t(x)"
+    result = run_cli("sql", query, "-m", "macro_udfs", cwd=tmp_path)
+    assert result.returncode == 1
+    assert 'Function "py_median" is a Macro Function' in result.stderr
+    assert "FILTER (WHERE cond) -> py_median(CASE WHEN cond THEN x END)" in result.stderr
+    with pytest.raises(TypeError, match=r"export_aggregate got unknown option 'type'"):
+        duckdb_subinterp.export_aggregate(type="vectorized")
+    with pytest.raises(TypeError, match=r"unknown option 'column'; did you mean 'columns'\?"):
+        duckdb_subinterp.export_table_function(column={})

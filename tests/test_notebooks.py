@@ -80,6 +80,9 @@ def test_quickstart_runs(kernel_environment: str, monkeypatch: pytest.MonkeyPatc
     # The async section: the same answers as DuckDB's own UDF, with the retries counted.
     assert "async UDF (subinterpreters)" in text and "same results: True" in text
     assert re.search(r"geocode: [\d,]+ calls, [1-9][\d,]* retries", text), text
+    # Aggregates and table functions: DuckDB's own answers, through list() and unnest.
+    for kind in ("aggregate", "table function"):
+        assert re.search(rf"^{kind} +DuckDB create_function .* same results: True$", text, re.M), text
 
 
 def test_benchmark_notebook_draws_a_fresh_run(kernel_environment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

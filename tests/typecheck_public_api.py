@@ -69,6 +69,26 @@ def options_are_checked(con: duckdb.DuckDBPyConnection) -> None:
     duckdb_subinterp.udf(con, "h", retries="2")  # type: ignore[arg-type]
 
 
+@duckdb_subinterp.export_aggregate(parameters=["DOUBLE"], return_type="DOUBLE", null_handling="special")
+def spread(values: list[float]) -> float:
+    return max(values) - min(values)
+
+
+@duckdb_subinterp.export_table_function(columns={"word": "VARCHAR"})
+def words(text: str) -> list[tuple[str]]:
+    return [(word,) for word in text.split()]
+
+
+def aggregates_and_table_functions(con: duckdb.DuckDBPyConnection) -> None:
+    assert_type(spread([1.0]), float)
+    assert_type(words("a b"), list[tuple[str]])
+    duckdb_subinterp.create_aggregate_function(con, "a", spread, ["DOUBLE"], "DOUBLE", backend="processes")
+    duckdb_subinterp.create_table_function(con, "b", words, ["VARCHAR"], [("word", "VARCHAR")], max_workers=2)
+    duckdb_subinterp.create_aggregate_function(con, "c", spread, type="native")  # type: ignore[call-arg]
+    duckdb_subinterp.create_table_function(con, "d", words, null_handling="skip")  # type: ignore[arg-type]
+    duckdb_subinterp.export_aggregate(columns={})  # type: ignore[call-overload]
+
+
 def pools_enter_as_themselves() -> None:
     with duckdb_subinterp.InterpreterPool(2) as interpreters:
         assert_type(interpreters, duckdb_subinterp.InterpreterPool)

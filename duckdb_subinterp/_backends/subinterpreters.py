@@ -104,9 +104,11 @@ _package = types.ModuleType("duckdb_subinterp")
 _package.__path__ = [_package_dir]
 sys.modules["duckdb_subinterp"] = _package
 sys.path[:] = list(_sys_path)
-# UDF modules decorate with @duckdb_subinterp.export; it is stdlib-only.
-from duckdb_subinterp._export import export as _export
-_package.export = _export
+# UDF modules decorate with @duckdb_subinterp.export (and export_aggregate, export_table_function); stdlib-only.
+from duckdb_subinterp import _export
+_package.export = _export.export
+_package.export_aggregate = _export.export_aggregate
+_package.export_table_function = _export.export_table_function
 from duckdb_subinterp._worker.runtime import Runtime as _Runtime
 del _package, _package_dir, _sys_path, _export
 # What DirectCall.stop raises into a runaway batch: the one exception the runtime does not catch.

@@ -310,13 +310,14 @@ def _same(value: Any) -> Any:
 
 
 def remove_function(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBPyConnection:
-    """Remove a UDF registered with ``create_function`` (or DuckDB's own).
+    """Remove a UDF registered with ``create_function`` (or DuckDB's own), an aggregate or a table function.
 
     A query already running keeps calling it until it ends, as with DuckDB's own.
+    An aggregate's or table function's macro goes first, then the scalar UDF behind it.
 
     Args:
         con: The connection it was registered on.
-        name: The UDF's name.
+        name: The UDF's (aggregate's, table function's) name.
 
     Returns:
         ``con``, as DuckDB's ``remove_function`` returns it.
@@ -329,17 +330,22 @@ def remove_function(con: duckdb.DuckDBPyConnection, name: str) -> duckdb.DuckDBP
         duckdb_subinterp.remove_function(con, "slugify")
         ```
     """
+    scalar = connections.drop_macro(con, name)
+    if scalar is not None:
+        name = scalar
     duckdb_remove_function(con, name)
     connections.remove(con, name)
     return con
 
 
 def udf_stats(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, float]:
-    """Return the counters of a UDF registered on ``con``: batches, rows, worker and wait time.
+    """Return the counters of a UDF (aggregate, table function) registered on ``con``: batches, rows, worker time.
+
+    An aggregate's rows are its groups; a table function's, its input rows.
 
     Args:
         con: The connection it was registered on.
-        name: The UDF's name.
+        name: The UDF's (aggregate's, table function's) name.
 
     Returns:
         ``batches``, ``rows``, ``slices``, ``fanned_batches``, ``worker_seconds``, ``wait_seconds``,
@@ -359,7 +365,7 @@ def udf_stats(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, float]:
         print(duckdb_subinterp.udf_stats(con, "slugify")["parallelism"])
         ```
     """
-    dispatcher = _dispatcher(con, name)
+    dispatcher = _dispatcher(con, connections.scalar_name(con, name))
     dispatcher.drain_settled()
     counters = dispatcher.stats.as_dict()
     per_call, per_row, _ = dispatcher.costs.fit()

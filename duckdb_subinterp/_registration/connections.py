@@ -26,6 +26,12 @@ state:
 No Python API tells when a database itself is destroyed, so entries stay:
 about 300 bytes each once released (the name, and a recipe that holds
 the function and pool weakly), in ``_orphans``.
+
+An aggregate or a table function is a temporary macro over a scalar UDF of
+ours (``macros``); the connection keeps it too (``MacroFunction``), for
+``remove_function`` and ``udf_stats`` to find the scalar UDF by the name
+the user gave. DuckDB keeps temporary macros per connection: nothing of
+them outlives the connection.
 """
 
 from __future__ import annotations
@@ -168,13 +174,23 @@ class FunctionGone(Exception):
     """A recipe found the registered function collected."""
 
 
-class _ConnectionUdfs:
-    """The UDFs one connection registered, by name."""
+class MacroFunction(NamedTuple):
+    """An aggregate or table function registered on a connection: its macro and the scalar UDF behind it."""
 
-    __slots__ = ("active",)
+    name: str
+    kind: str  # "aggregate" or "table function"
+    scalar_name: str
+    adapter: Any  # what the scalar UDF runs; kept here, since create_function holds a function weakly
+
+
+class _ConnectionUdfs:
+    """The UDFs one connection registered, by name; and its aggregates and table functions, by name."""
+
+    __slots__ = ("active", "macros")
 
     def __init__(self) -> None:
         self.active: dict[str, CatalogEntry] = {}
+        self.macros: dict[str, MacroFunction] = {}
 
 
 _connections: dict[int, _ConnectionUdfs] = {}
@@ -223,3 +239,42 @@ def dispatcher(con: duckdb.DuckDBPyConnection, name: str) -> BatchDispatcher:
     if found is None:
         raise KeyError(f"no UDF {name!r} runs on a duckdb_subinterp pool on this connection")
     return found
+
+
+def quote(identifier: str) -> str:
+    """Return ``identifier`` as a quoted SQL identifier (any text, keywords and quotes included)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def add_macro(con: duckdb.DuckDBPyConnection, macro: MacroFunction) -> None:
+    """Record aggregate or table function ``macro`` on ``con`` (after its scalar UDF and its macro were created)."""
+    with _connections_lock:
+        udfs = _connections.get(id(con))
+        if udfs is None:  # add() made it, for the scalar UDF: only a collected connection has none
+            raise UDFRegistrationError(f"{macro.kind} {macro.name!r}: the connection was closed while registering")
+        udfs.macros[macro.name] = macro
+
+
+def macro(con: duckdb.DuckDBPyConnection, name: str) -> MacroFunction | None:
+    """Return the aggregate or table function ``name`` registered on ``con``, if there is one."""
+    with _connections_lock:
+        udfs = _connections.get(id(con))
+        return udfs.macros.get(name) if udfs is not None else None
+
+
+def scalar_name(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """Return the name of the scalar UDF doing ``name``'s work: its own, unless an aggregate's or table function's."""
+    found = macro(con, name)
+    return found.scalar_name if found is not None else name
+
+
+def drop_macro(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    """Drop the macro of aggregate or table function ``name``; return its scalar UDF's name (None: not one)."""
+    with _connections_lock:
+        udfs = _connections.get(id(con))
+        found = udfs.macros.pop(name, None) if udfs is not None else None
+    if found is None:
+        return None
+    table = " TABLE" if found.kind == "table function" else ""
+    con.execute(f"DROP MACRO{table} IF EXISTS temp.main.{quote(name)}")
+    return found.scalar_name

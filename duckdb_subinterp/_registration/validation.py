@@ -239,7 +239,7 @@ def validate(
     )
 
 
-def _is_coroutine_udf(function: Any) -> bool:
+def is_coroutine_udf(function: Any) -> bool:
     """Tell whether calling ``function`` gives a coroutine: an async def, or a class or instance whose call is one."""
     if is_class_udf(function):
         return inspect.iscoroutinefunction(function.__call__)
@@ -259,7 +259,7 @@ def async_options(registration: Registration, options: AsyncOptions) -> AsyncOpt
             f"UDF {name!r}: {function!r} is an async generator (it yields many values); a UDF returns one value "
             "per row: make it an async def that returns"
         )
-    if not _is_coroutine_udf(function):
+    if not is_coroutine_udf(function):
         defaults = AsyncOptions._field_defaults
         given = options._asdict().items()
         changed = [f"{ASYNC_KEYWORDS[field]}={value!r}" for field, value in given if value != defaults[field]]

@@ -110,8 +110,13 @@ class UdfLoadFailed(Exception):
     """The user's function could not be imported or unpickled in this worker."""
 
 
-# The modules whose frames a UDF's traceback leaves out: the batch loop and the async runner.
-_OWN_MODULES = ("duckdb_subinterp._worker.runtime", "duckdb_subinterp._worker.asynchronous")
+# The modules whose frames a UDF's traceback leaves out: the batch loop, the async runner, and the
+# adapters an aggregate or a table function runs the user's function through.
+_OWN_MODULES = (
+    "duckdb_subinterp._worker.runtime",
+    "duckdb_subinterp._worker.asynchronous",
+    "duckdb_subinterp._worker.adapters",
+)
 
 
 def user_frames(error: BaseException) -> str:

@@ -63,9 +63,11 @@ _package = types.ModuleType("duckdb_subinterp")
 _package.__path__ = [_package_dir]
 sys.modules["duckdb_subinterp"] = _package
 sys.path[:] = _path
-# UDF modules decorate with @duckdb_subinterp.export; it is stdlib-only.
-from duckdb_subinterp._export import export as _export
-_package.export = _export
+# UDF modules decorate with @duckdb_subinterp.export (and export_aggregate, export_table_function); stdlib-only.
+from duckdb_subinterp import _export
+_package.export = _export.export
+_package.export_aggregate = _export.export_aggregate
+_package.export_table_function = _export.export_table_function
 from duckdb_subinterp._backends.processes.child import serve
 serve(_fd, _parent, _streams)
 """
