@@ -261,6 +261,36 @@ def test_remove_function_drops_the_macro_and_its_scalar_udf_and_the_name_can_be_
     assert rows(table, "SELECT py_sum(x) FROM t") == rows(table, "SELECT count(x) FROM t")
 
 
+def test_the_name_is_found_case_aside_as_duckdb_finds_it(table, backend):
+    duckdb_subinterp.create_aggregate_function(
+        table, "Py_Sum", aggregate_udfs.py_sum, ["BIGINT"], "BIGINT", backend=backend
+    )
+    assert rows(table, "SELECT PY_SUM(x) FROM t") == rows(table, "SELECT sum(x) FROM t")
+    if backend != "inline":
+        assert duckdb_subinterp.udf_stats(table, "py_sum")["rows"] == 1
+    with pytest.raises(UDFRegistrationError, match="this connection has aggregate 'Py_Sum' already"):
+        duckdb_subinterp.create_aggregate_function(table, "PY_SUM", aggregate_udfs.py_sum, ["BIGINT"], "BIGINT")
+    duckdb_subinterp.remove_function(table, "py_sum")
+    duckdb_subinterp.create_aggregate_function(table, "py_sum", aggregate_udfs.py_count, ["BIGINT"], "BIGINT")
+    assert rows(table, "SELECT py_sum(x) FROM t") == rows(table, "SELECT count(x) FROM t")
+
+
+def test_a_remove_function_duckdb_refuses_keeps_the_aggregate_removable(table, backend):
+    # In an aborted transaction DuckDB refuses the DROP: the aggregate stays, and so does its record.
+    duckdb_subinterp.create_aggregate_function(
+        table, "py_sum", aggregate_udfs.py_sum, ["BIGINT"], "BIGINT", backend=backend
+    )
+    table.begin()
+    with pytest.raises(duckdb.ConversionException):
+        table.execute("SELECT 'a'::INTEGER")
+    with pytest.raises(duckdb.TransactionException):
+        duckdb_subinterp.remove_function(table, "py_sum")
+    table.rollback()
+    assert rows(table, "SELECT py_sum(x) FROM t") == rows(table, "SELECT sum(x) FROM t")
+    duckdb_subinterp.remove_function(table, "py_sum")
+    assert rows(table, "SELECT function_name FROM duckdb_functions() WHERE function_name LIKE 'py_sum%'") == []
+
+
 def test_max_workers_caps_the_scalar_udf(table, backend):
     if backend == "inline":
         pytest.skip("inline runs on DuckDB's own machinery, which has no pool to cap")
@@ -338,6 +368,17 @@ def test_registration_mistakes_fail_naming_the_aggregate_and_the_fix(con, functi
     with pytest.raises(UDFRegistrationError, match=message):
         duckdb_subinterp.create_aggregate_function(con, "mistake", function, parameters, return_type)
     assert con.sql("SELECT count(*) FROM duckdb_functions() WHERE function_name LIKE 'mistake%'").fetchall() == [(0,)]
+
+
+def test_some_parameters_annotated_and_some_not_are_refused(con):
+    # One unannotated (ANY) argument would make the scalar UDF behind the macro take ANY for all of them.
+    def mixed(values: list[float], weights):
+        return 0.0
+
+    with pytest.raises(UDFRegistrationError, match="parameter 'weights' not annotated while the others are"):
+        duckdb_subinterp.create_aggregate_function(con, "mixed", mixed, return_type="DOUBLE")
+    duckdb_subinterp.create_aggregate_function(con, "mixed", mixed, ["DOUBLE", "DOUBLE"], "DOUBLE")
+    assert con.sql("SELECT mixed(1, 2)").fetchall() == [(0.0,)]
 
 
 def test_an_annotation_that_is_not_a_list_is_refused_saying_what_to_annotate(con):

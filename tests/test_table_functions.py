@@ -265,6 +265,12 @@ def test_remove_function_and_registration_mistakes(con):
     for arguments, message in mistakes:
         with pytest.raises(UDFRegistrationError, match=message):
             duckdb_subinterp.create_table_function(con, "mistake", aggregate_udfs.words, **arguments)
+
+    def mixed(text: str, separator):  # one ANY argument would make the scalar UDF behind the macro ANY for all
+        yield (text,)
+
+    with pytest.raises(UDFRegistrationError, match="parameter 'separator' not annotated while the others are"):
+        duckdb_subinterp.create_table_function(con, "mistake", mixed, columns={"word": "VARCHAR"})
     assert con.sql("SELECT count(*) FROM duckdb_functions() WHERE function_name LIKE 'mistake%'").fetchall() == [(0,)]
 
 

@@ -252,14 +252,17 @@ def add_macro(con: duckdb.DuckDBPyConnection, macro: MacroFunction) -> None:
         udfs = _connections.get(id(con))
         if udfs is None:  # add() made it, for the scalar UDF: only a collected connection has none
             raise UDFRegistrationError(f"{macro.kind} {macro.name!r}: the connection was closed while registering")
-        udfs.macros[macro.name] = macro
+        udfs.macros[macro.name.lower()] = macro
 
 
 def macro(con: duckdb.DuckDBPyConnection, name: str) -> MacroFunction | None:
-    """Return the aggregate or table function ``name`` registered on ``con``, if there is one."""
+    """Return the aggregate or table function ``name`` registered on ``con``, if there is one.
+
+    Case aside, as DuckDB's catalog finds the macro: ``PYMED(x)`` calls ``pymed``.
+    """
     with _connections_lock:
         udfs = _connections.get(id(con))
-        return udfs.macros.get(name) if udfs is not None else None
+        return udfs.macros.get(name.lower()) if udfs is not None else None
 
 
 def scalar_name(con: duckdb.DuckDBPyConnection, name: str) -> str:
@@ -270,11 +273,14 @@ def scalar_name(con: duckdb.DuckDBPyConnection, name: str) -> str:
 
 def drop_macro(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
     """Drop the macro of aggregate or table function ``name``; return its scalar UDF's name (None: not one)."""
-    with _connections_lock:
-        udfs = _connections.get(id(con))
-        found = udfs.macros.pop(name, None) if udfs is not None else None
+    found = macro(con, name)
     if found is None:
         return None
     table = " TABLE" if found.kind == "table function" else ""
-    con.execute(f"DROP MACRO{table} IF EXISTS temp.main.{quote(name)}")
+    # Dropped first, forgotten after: where DuckDB refuses (an aborted transaction) the record stays.
+    con.execute(f"DROP MACRO{table} IF EXISTS temp.main.{quote(found.name)}")
+    with _connections_lock:
+        udfs = _connections.get(id(con))
+        if udfs is not None:
+            udfs.macros.pop(name.lower(), None)
     return found.scalar_name

@@ -98,6 +98,14 @@ def user_function(
                 "positional arguments, one per SQL argument"
             )
         names.append(parameter.name)
+    untyped = [name for name, type_ in zip(names, registration.parameters, strict=False) if type_ is None]
+    if untyped and len(untyped) < len(registration.parameters):
+        # One ANY argument makes the scalar UDF behind the macro take ANY for all: the others' types would be lost.
+        raise UDFRegistrationError(
+            f"{kind} {name!r}: parameter{'s' if len(untyped) > 1 else ''} {', '.join(map(repr, untyped))} "
+            "not annotated while the others are; annotate every parameter or none (unannotated, each takes "
+            "whatever type the call gives), or pass parameters=[...] with every argument's DuckDB type"
+        )
     # str or bytes: only the inline backend's own copy of a registration ships the function object itself.
     shipped_as = cast("str | bytes", registration.shipped)
     shipped = UserFunction(name, registration.function, shipped_as, registration.module_source, ())
@@ -159,7 +167,8 @@ def _free_names(con: duckdb.DuckDBPyConnection, kind: str, name: str) -> str:
     own = connections.macro(con, name)
     if own is not None:
         raise UDFRegistrationError(
-            f"{kind} {name!r}: this connection has {own.kind} {name!r} already; remove_function(con, {name!r}) first"
+            f"{kind} {name!r}: this connection has {own.kind} {own.name!r} already; "
+            f"remove_function(con, {own.name!r}) first"
         )
     # Case-insensitive, as DuckDB's catalog is.
     prefix = f"{name} ({kind}"
