@@ -1,10 +1,13 @@
 """Aggregates and table functions: ours on each backend against DuckDB's own create_function + list() / unnest.
 
-Two cases, each timed side by side in one run, results checked equal:
+Three cases, each timed side by side in one run, results checked equal:
 
 - **aggregate**: ``--groups`` groups (2,000) of 100 DOUBLEs each, a pure-Python
   function of ~``--group-ms`` ms (2) per group. DuckDB's own: a UDF over
   ``list(x)``, ``GROUP BY k``. Ours: ``create_aggregate_function``.
+- **few_groups**: the same with 40 groups of ~25 ms each: one batch of
+  input for DuckDB's one call, cut into slices of a few groups over the
+  workers (``--few-groups``, ``--few-group-ms``).
 - **table function**: a generator used laterally over ``--rows`` input rows
   (100,000; one row group, so DuckDB scans it on one thread) of ~``--row-us``
   us (20) each, yielding three rows. DuckDB's own: a UDF returning a list of
@@ -17,9 +20,10 @@ batches, and a batch fans out over idle workers only once that cost is known.
 The cold time (the first full query after registration) is printed too::
 
     python bench/aggregates.py                       # SET threads=2, every local backend
-    python bench/aggregates.py --backends subinterpreters --groups 40 --group-ms 25
+    python bench/aggregates.py --backends subinterpreters --cases few_groups
 
-Prints seconds, the ratio to DuckDB's own and whether the results are equal; writes nothing.
+Prints seconds, the ratio to DuckDB's own and whether the results are equal
+(``duckdb-subinterp bench --targets aggregates`` also writes it to ``aggregates.txt``).
 """
 
 from __future__ import annotations
@@ -129,16 +133,45 @@ def compare(
     return all_equal
 
 
+def aggregate_case(
+    con: duckdb.DuckDBPyConnection, table: str, groups: int, group_ms: float, backends: list[str], repeats: int
+) -> bool:
+    """Time ``groups`` groups of 100 values, ~``group_ms`` ms each: ours on each backend against DuckDB's own."""
+    aggregate = make_aggregate(calibrate(group_ms / 1000))
+    con.execute(
+        f"CREATE TABLE {table} AS SELECT i % {groups} AS k, (i * 7919 % 100003) / 7.0 AS x "
+        f"FROM range({groups * 100}) r(i)"
+    )
+    con.create_function(f"own_median_{table}", aggregate, ["DOUBLE[]"], "DOUBLE")
+    ours = {}
+    for backend in backends:
+        name = f"median_{table}_{backend}"
+        duckdb_subinterp.create_aggregate_function(con, name, aggregate, ["DOUBLE"], "DOUBLE", backend=backend)
+        ours[backend] = (
+            f"SELECT k, {name}(x) FROM {table} WHERE k < {min(groups, 40)} GROUP BY k",
+            f"SELECT k, {name}(x) FROM {table} GROUP BY k ORDER BY k",
+        )
+    return compare(
+        con,
+        f"aggregate: {groups:,} groups of 100 values, ~{group_ms:g} ms of pure Python per group",
+        f"SELECT k, own_median_{table}(list(x)) FROM {table} GROUP BY k ORDER BY k",
+        ours,
+        repeats,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=2000)
     parser.add_argument("--group-ms", type=float, default=2.0, help="pure-Python work per group, in ms")
     parser.add_argument("--rows", type=int, default=100_000, help="input rows of the lateral table function")
+    parser.add_argument("--few-groups", type=int, default=40, help="groups of the few_groups case")
+    parser.add_argument("--few-group-ms", type=float, default=25.0, help="pure-Python work per group there, in ms")
     parser.add_argument("--row-us", type=float, default=20.0, help="pure-Python work per input row, in us")
     parser.add_argument("--threads", type=int, default=2, help="DuckDB's SET threads")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backends", default="subinterpreters,processes,auto,inline")
-    parser.add_argument("--cases", default="aggregate,table", help="aggregate, table, or both")
+    parser.add_argument("--cases", default="aggregate,few_groups,table", help="comma-separated: %(default)s")
     options = parser.parse_args(argv)
     backends = [name for name in options.backends.split(",") if name]
     cases = set(options.cases.split(","))
@@ -157,27 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     all_equal = True
     if "aggregate" in cases:
-        aggregate = make_aggregate(calibrate(options.group_ms / 1000))
-        con.execute(
-            f"CREATE TABLE t AS SELECT i % {options.groups} AS k, (i * 7919 % 100003) / 7.0 AS x "
-            f"FROM range({options.groups * 100}) r(i)"
-        )
-        con.create_function("own_median", aggregate, ["DOUBLE[]"], "DOUBLE")
-        ours = {}
-        for backend in backends:
-            name = f"median_{backend}"
-            duckdb_subinterp.create_aggregate_function(con, name, aggregate, ["DOUBLE"], "DOUBLE", backend=backend)
-            ours[backend] = (
-                f"SELECT k, {name}(x) FROM t WHERE k < 40 GROUP BY k",
-                f"SELECT k, {name}(x) FROM t GROUP BY k ORDER BY k",
-            )
-        all_equal &= compare(
-            con,
-            f"aggregate: {options.groups:,} groups of 100 values, ~{options.group_ms:g} ms of pure Python per group",
-            "SELECT k, own_median(list(x)) FROM t GROUP BY k ORDER BY k",
-            ours,
-            options.repeats,
-        )
+        all_equal &= aggregate_case(con, "t", options.groups, options.group_ms, backends, options.repeats)
+    if "few_groups" in cases:
+        all_equal &= aggregate_case(con, "few", options.few_groups, options.few_group_ms, backends, options.repeats)
     if "table" in cases:
         words = make_table_function(calibrate(options.row_us / 1e6))
         con.execute(

@@ -64,12 +64,12 @@ def project_url() -> str:
     return "the project's repository"
 
 
-BENCH_TARGETS = ("suite", "dispatch", "duckdb-udf-perf")
+BENCH_TARGETS = ("suite", "dispatch", "aggregates", "duckdb-udf-perf")
 
 
 def run(options: argparse.Namespace) -> int:
     """Run the targets ``options`` names; return the exit status, or raise ``BenchUsageError``."""
-    targets = options.targets or (["suite", "dispatch"] if options.full else ["suite"])
+    targets = options.targets or (["suite", "dispatch", "aggregates"] if options.full else ["suite"])
     if options.duckdb_python is not None and "duckdb-udf-perf" not in targets:
         targets = [*targets, "duckdb-udf-perf"]
     if "duckdb-udf-perf" in targets and options.duckdb_python is None:
@@ -117,10 +117,12 @@ def _bench_suite(suite: ModuleType, target: str, options: argparse.Namespace) ->
 
 
 def _bench_script(script: ModuleType, target: str, options: argparse.Namespace) -> int:
-    """Run bench/dispatch.py or bench/duckdb_udf_perf.py; what it prints also goes to OUT/<target>.txt."""
+    """Run bench/dispatch.py, aggregates.py or duckdb_udf_perf.py; what it prints also goes to OUT/<target>.txt."""
     rounds = ["--rounds", str(options.repeats or 3)]
     if target == "dispatch":
         argv = rounds
+    elif target == "aggregates":
+        argv = ["--repeats", str(options.repeats or 3)]
     else:
         threads = ",".join(map(str, options.threads or [1, 2]))
         argv = [str(options.duckdb_python), "--backends", options.udf_perf_backends, "--threads", threads, *rounds]

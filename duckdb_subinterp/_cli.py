@@ -485,8 +485,9 @@ def make_parser() -> argparse.ArgumentParser:
         type=_bench_command.target_list,
         metavar="NAME,...",
         help="what to run: suite (the workloads above), dispatch (bench/dispatch.py: per-call-cost, few costly "
-        "rows, cheap arrow UDFs), duckdb-udf-perf (duckdb-python's UDF micro-benchmarks, redirected) "
-        "(default: suite; --full: suite,dispatch)",
+        "rows, cheap arrow UDFs), aggregates (bench/aggregates.py: aggregates and table functions), "
+        "duckdb-udf-perf (duckdb-python's UDF micro-benchmarks, redirected) (default: suite; --full: "
+        "suite,dispatch,aggregates)",
     )
     bench_parser.add_argument(
         "--duckdb-python",
