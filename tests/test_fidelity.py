@@ -254,6 +254,20 @@ def test_a_union_whose_member_is_null_is_a_null_union(con, backend):
     )
 
 
+def test_a_result_holding_a_union_and_a_timestamp_s_comes_back_in_its_unit(con, backend):
+    # A type with a UNION inside goes to DuckDB to convert, whose own UDFs turn no datetime into a
+    # TIMESTAMP_S (Hypothesis found it in a MAP(STRUCT(... TIMESTAMP_S), UNION(...))).
+    sql = 'MAP(STRUCT(a BOOLEAN, "ü" TIMESTAMP_S, ms TIMESTAMP_MS), UNION(a BOOLEAN, b VARCHAR))'
+    if backend == "inline":
+        pytest.skip("DuckDB's own UDFs return no TIMESTAMP_S: 'not implemented'")
+    key = "{'a': NULL, 'ü': TIMESTAMP_S '2000-01-02 03:04:05', 'ms': TIMESTAMP_MS '2001-02-03 04:05:06.789'}"
+    value = f"MAP {{{key}: union_value(b := 'x')}}::{sql}"
+    duckdb_subinterp.create_function(con, "mine", fidelity_udfs.identity, [sql], sql, backend=backend)
+    assert con.sql(f"SELECT mine(x) = x, mine(x)::VARCHAR FROM (SELECT {value} AS x)").fetchall() == [
+        (True, "{{'a': NULL, 'ü': '2000-01-02 03:04:05', 'ms': '2001-02-03 04:05:06.789'}=x}")
+    ]
+
+
 # ---------------------------------------------------------------------------
 # ANY parameters: every value DuckDB passes
 # ---------------------------------------------------------------------------

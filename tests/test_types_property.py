@@ -307,6 +307,11 @@ def _check(backend: str, case: Case, rows: list[Any], zone: str) -> None:
         register(con, "vec_same", udf_module.as_list, [sql], sql, type="vectorized", backend=backend)
         register(con, "vec_scramble", type_udfs.scramble_batch, [sql], sql, type="vectorized", backend=backend)
         same = f"CAST({{reference}} AS {sql}) IS NOT DISTINCT FROM CAST({{mine}} AS {sql})"
+        if "UNION" in sql:
+            # Arrow, which carries results back, has no NULL UNION: a UNION whose member is NULL (what
+            # DuckDB's own makes of a None map value) comes back a NULL UNION, which prints the same
+            # (docs/differences.md). Compared as text, every other value still is.
+            same = f"CAST(CAST({{reference}} AS {sql}) AS VARCHAR) IS NOT DISTINCT FROM CAST({{mine}} AS VARCHAR)"
         # name: (DuckDB's own UDF, ours, how their results compare)
         checks = {
             "repr": ("ref_repr", "my_repr", "{reference} IS NOT DISTINCT FROM {mine}"),

@@ -298,6 +298,8 @@ class DuckDBConversion:
         type_name = str(duckdb_type)
         carrier = carrier_sql(duckdb_type)
         lossless = carrier is None
+        # What the identity UDF can return (DuckDB's own convert no datetime to TIMESTAMP_S...), cast below.
+        returned = duckdb.sqltype(returned_sql(duckdb_type))
         with _type_lock:
             connection = self._connection(lossless)
             function = self._functions.get((lossless, type_name))
@@ -309,11 +311,16 @@ class DuckDBConversion:
                     function,
                     self._value,
                     ["BIGINT"],
-                    duckdb_type,
+                    returned,
                     null_handling=duckdb.func.FunctionNullHandling.SPECIAL,
                 )
             self._values = values
-            converted = f"{function}(i)" if lossless else f"CAST({function}(i) AS {carrier})"
+            if not lossless:
+                converted = f"CAST({function}(i) AS {carrier})"
+            elif str(returned) != type_name:
+                converted = f"CAST({function}(i) AS {type_name})"  # the TIMESTAMP the function gave, in its unit
+            else:
+                converted = f"{function}(i)"
             try:
                 table = connection.sql(f"SELECT {converted} FROM range({len(values)}) t(i)").to_arrow_table()
             finally:
@@ -352,6 +359,32 @@ def carrier_sql(duckdb_type: duckdb.sqltypes.DuckDBPyType) -> str | None:
     if any(field is None for _, field in fields):
         return None
     return "STRUCT(" + ", ".join('"' + name.replace('"', '""') + f'" {field}' for name, field in fields) + ")"
+
+
+def returned_sql(duckdb_type: duckdb.sqltypes.DuckDBPyType) -> str:
+    """Return ``duckdb_type`` with TIMESTAMP for each TIMESTAMP_S, _MS or _NS in it: what a native UDF can return.
+
+    DuckDB's own native UDFs refuse to convert a datetime to those ("not
+    implemented"); a TIMESTAMP cast to them afterwards gives DuckDB's value.
+    """
+    type_id = duckdb_type.id
+    if type_id in ("timestamp_s", "timestamp_ms", "timestamp_ns"):
+        return "TIMESTAMP"
+    if type_id not in _NESTED_IDS:
+        return str(duckdb_type)
+    children = dict(duckdb_type.children)
+    if type_id == "list":
+        return f"{returned_sql(cast(DuckDBPyType, children['child']))}[]"
+    if type_id == "array":
+        return f"{returned_sql(cast(DuckDBPyType, children['child']))}[{children['size']}]"
+    if type_id == "map":
+        key, value = (returned_sql(cast(DuckDBPyType, children[part])) for part in ("key", "value"))
+        return f"MAP({key}, {value})"
+    fields = [(name, cast(DuckDBPyType, child)) for name, child in duckdb_type.children]
+    if type_id == "union":
+        fields = fields[1:]  # the first child is the tag
+    written = ", ".join('"' + name.replace('"', '""') + f'" {returned_sql(child)}' for name, child in fields)
+    return f"{type_id.upper()}({written})"
 
 
 duckdb_conversion = DuckDBConversion()
