@@ -22,11 +22,11 @@ from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
-import async_udfs
 import duckdb
 import pytest
 from async_http import Geocoder, HttpError, SlowServer, answer, fetch, fetch_sync
 from conftest import UNCOMPILED
+from udfs import async_udfs
 
 import duckdb_subinterp
 from duckdb_subinterp._cli import main
@@ -545,7 +545,7 @@ def test_a_batch_lets_go_of_its_buffers_without_the_cyclic_gc(kind: str, values:
     asynchronous = (4, options.get("retries", 0), 0.0, ("builtins:Exception",), options.get("timeout"))
     spec = _protocol.UdfSpec(
         "mixed",
-        "async_udfs:" + function.__name__,
+        "udfs.async_udfs:" + function.__name__,
         kind,
         (("number", "q"),),
         ("number", "q"),

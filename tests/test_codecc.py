@@ -28,9 +28,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pytest
-import udf_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from udfs import udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp._codec import decode_column, encode_column

@@ -24,7 +24,8 @@ CHILD_TIMEOUT = 120
 
 PRELUDE = """
 import gc, os, sys, warnings
-import duckdb, duckdb_subinterp, udf_module
+import duckdb, duckdb_subinterp
+from udfs import udf_module
 BACKEND = sys.argv[1]
 QUERY = "SELECT sum(f(range)) FROM range(10000)"
 

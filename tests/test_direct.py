@@ -292,7 +292,7 @@ def test_a_pool_left_open_at_exit_shuts_down_cleanly():
         pool = duckdb_subinterp.InterpreterPool(2)
         con = duckdb.connect()
         con.execute("SET threads=2")
-        duckdb_subinterp.create_function(con, "f", "udf_module:add_one", ["BIGINT"], "BIGINT", pool=pool)
+        duckdb_subinterp.create_function(con, "f", "udfs.udf_module:add_one", ["BIGINT"], "BIGINT", pool=pool)
         print(con.sql("SELECT sum(f(i)) FROM range(100000) t(i)").fetchall()[0][0])
         """
     )

@@ -15,8 +15,8 @@ from typing import Any
 
 import duckdb
 import pytest
-import udf_module
 from duckdb.sqltypes import BIGINT, VARCHAR
+from udfs import udf_module
 
 import duckdb_subinterp
 
@@ -415,7 +415,7 @@ def fresh_pool(request):
 
 def test_a_directory_added_to_sys_path_after_the_pool_started_is_seen(con, fresh_pool, module_dir):
     backend, pool = fresh_pool
-    duckdb_subinterp.create_function(con, "warm", "udf_module:add_one", backend=backend, pool=pool)
+    duckdb_subinterp.create_function(con, "warm", "udfs.udf_module:add_one", backend=backend, pool=pool)
     assert con.sql("SELECT warm(1)").fetchall() == [(2,)]
     directory, name = module_dir
     _write(directory, name, "def f(x: int) -> int:\n    return x * 10\n")

@@ -15,7 +15,7 @@ import math
 import textwrap
 
 import pytest
-from child_python import report, run_child
+from support.script_helper import report, run_child
 
 from duckdb_subinterp._engine.pool import LOAD_RETRIES, LOAD_RETRY_SECONDS, _LoadFailures
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import reliability_udfs
+from udfs import reliability_udfs
 
 import duckdb_subinterp
 from duckdb_subinterp import InterpreterPool
@@ -39,7 +39,7 @@ import os, signal, sys, threading, time
 import _interpreters
 import duckdb
 import duckdb_subinterp
-import reliability_udfs
+from udfs import reliability_udfs
 from duckdb_subinterp import InterpreterPool
 os.environ["DUCKDB_SUBINTERP_TEST_MAIN"] = str(threading.get_native_id())
 

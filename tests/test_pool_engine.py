@@ -1,6 +1,6 @@
 """The pool engine's contract, on fake workers: who gets a worker, when one starts, loads, closes, and is given up.
 
-No DuckDB and no real worker: ``fake_pool`` says what each worker does and
+No DuckDB and no real worker: ``support.fake_pool`` says what each worker does and
 records what the engine asked of it. Time the engine reads is driven by a
 fake clock where a test is about durations (``clock``), and the grace
 periods are shrunk where a test must wait them out. Every wait has a
@@ -23,8 +23,8 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from child_python import report, run_child
-from fake_pool import WAIT, FakePool, FakeWorker, ForkFragileFakePool, Script, StartFailed, batch
+from support.fake_pool import WAIT, FakePool, FakeWorker, ForkFragileFakePool, Script, StartFailed, batch
+from support.script_helper import report, run_child
 
 from duckdb_subinterp._engine import pool as _pool
 from duckdb_subinterp._engine import watchdog as _watchdog
@@ -714,7 +714,7 @@ def test_a_real_fork_resets_each_pool_in_the_child_and_closes_fragile_workers_be
     result = run_child(
         """
         import select
-        from fake_pool import FakePool, ForkFragileFakePool, batch
+        from support.fake_pool import FakePool, ForkFragileFakePool, batch
 
         fragile, plain = ForkFragileFakePool(2), FakePool(2)
         for pool in (fragile, plain):

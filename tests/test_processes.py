@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import numpy_udfs
 import pyarrow as pa
 import pytest
-import udf_module
-from process_helpers import alive, mapped_regions, our_segments
+from support.process_helpers import alive, mapped_regions, our_segments
+from udfs import numpy_udfs, udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import BrokenPoolError, PoolTimeoutError, WorkerDiedError
@@ -149,7 +148,7 @@ def test_arrow_udf_sliced_input_round_trips(pool, sql_type, start, length):
 
 
 def test_numpy_module_loads_by_reference(con, pool):
-    duckdb_subinterp.create_function(con, "root", "numpy_udfs:root", backend="processes", pool=pool)
+    duckdb_subinterp.create_function(con, "root", "udfs.numpy_udfs:root", backend="processes", pool=pool)
     assert con.sql("SELECT root(16.0)").fetchall() == [(4.0,)]
 
 
@@ -345,7 +344,7 @@ def test_auto_uses_subinterpreters_when_the_module_loads_there(con):
 
 def test_auto_falls_back_to_processes_with_one_warning_naming_the_module(con):
     with pytest.warns(duckdb_subinterp.BackendFallbackWarning) as caught:
-        duckdb_subinterp.create_function(con, "root", "numpy_udfs:root", ["DOUBLE"], "DOUBLE", backend="auto")
+        duckdb_subinterp.create_function(con, "root", "udfs.numpy_udfs:root", ["DOUBLE"], "DOUBLE", backend="auto")
     assert len(caught) == 1
     warning = caught[0]
     assert warning.filename == __file__  # points at the create_function call

@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 import duckdb
-import hostile_udfs
 import psutil
 import pytest
-import udf_module
-from process_helpers import alive, mapped_regions, our_segments
+from support.process_helpers import alive, mapped_regions, our_segments
+from udfs import hostile_udfs, udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import InterpreterPool
@@ -36,7 +35,8 @@ WAIT = 60  # seconds: the bound of every wait here; a hang fails instead of bloc
 CHILD_PRELUDE = f"""
 import os, sys, threading, time
 sys.path.insert(0, {str(TESTS)!r})
-import duckdb, duckdb_subinterp, hostile_udfs
+import duckdb, duckdb_subinterp
+from udfs import hostile_udfs
 from duckdb_subinterp import ProcessPool
 """
 

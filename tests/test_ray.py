@@ -23,11 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import numpy_udfs
 import pyarrow as pa
 import pytest
-import reliability_udfs
-import udf_module
+from udfs import numpy_udfs, reliability_udfs, udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import RayPool, WorkerDiedError
@@ -84,7 +82,8 @@ def test_without_ray_installed_the_error_gives_the_pip_command():
         """
         import sys
         sys.modules["ray"] = None  # as if not installed: `import ray` raises ImportError
-        import duckdb, duckdb_subinterp, udf_module
+        import duckdb, duckdb_subinterp
+        from udfs import udf_module
         from duckdb_subinterp import BackendUnavailableError, UDFRegistrationError
         con = duckdb.connect()
         for attempt in (lambda: duckdb_subinterp.create_function(con, "f", udf_module.add_one, backend="ray"),
@@ -105,7 +104,8 @@ def test_without_a_ray_connection_the_error_says_to_call_ray_init():
     pytest.importorskip("ray", reason=RAY_MISSING)
     run_child(
         """
-        import ray, duckdb, duckdb_subinterp, udf_module
+        import ray, duckdb, duckdb_subinterp
+        from udfs import udf_module
         from duckdb_subinterp import BackendUnavailableError
         con = duckdb.connect()
         try:
@@ -192,7 +192,7 @@ def test_arrow_udf_matches_duckdbs_arrow_udf(con, pool, name, function, paramete
 
 
 def test_numpy_module_loads_by_reference(con, pool):
-    duckdb_subinterp.create_function(con, "root", "numpy_udfs:root", backend="ray", pool=pool)
+    duckdb_subinterp.create_function(con, "root", "udfs.numpy_udfs:root", backend="ray", pool=pool)
     assert con.sql("SELECT root(16.0)").fetchall() == [(4.0,)]
 
 
@@ -429,7 +429,8 @@ def test_worker_died_error_is_a_broken_pool_error():
 _CHILD_CLUSTER = """
 import threading, time
 import duckdb, ray
-import duckdb_subinterp, reliability_udfs
+import duckdb_subinterp
+from udfs import reliability_udfs
 ray.init(num_cpus=2, object_store_memory=100 * 1024**2, include_dashboard=False, log_to_driver=False)
 con = duckdb.connect()
 con.execute("SET threads=2")

@@ -15,8 +15,8 @@ import textwrap
 
 import duckdb
 import pytest
-import reliability_udfs
-from child_python import report, run_child
+from support.script_helper import report, run_child
+from udfs import reliability_udfs
 
 import duckdb_subinterp
 

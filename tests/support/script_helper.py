@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]
 CHILD_TIMEOUT = 120  # seconds: a child that runs longer hung
 
 PREAMBLE = f"""
 import contextlib, io, json, os, signal, sys, threading, time, warnings
 sys.path.insert(0, {str(TESTS)!r})
-import duckdb, duckdb_subinterp, reliability_udfs
+import duckdb, duckdb_subinterp
+from udfs import reliability_udfs
 from duckdb_subinterp._engine import pool as _pool
 from duckdb_subinterp._engine import dispatch as _dispatch
 
