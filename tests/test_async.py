@@ -26,6 +26,7 @@ import duckdb
 import pytest
 from async_http import Geocoder, HttpError, SlowServer, answer, fetch, fetch_sync
 from conftest import UNCOMPILED
+from support.script_helper import run_python
 from udfs import async_udfs
 
 import duckdb_subinterp
@@ -517,10 +518,8 @@ with SlowServer(30.0, max_seconds=60) as server:
 
 
 def test_ctrl_c_in_the_main_thread_cancels_an_inline_batch():
-    result = subprocess.run(
-        [sys.executable, "-c", CTRL_C_SCRIPT], capture_output=True, text=True, timeout=60, cwd=REPO, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python("-c", CTRL_C_SCRIPT, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.report()
     assert "raised" in result.stdout and "tasks left 0" in result.stdout, result.stdout + result.stderr
     seconds = float(re.search(r"after ([\d.]+) s", result.stdout).group(1))
     assert seconds < 5  # the calls would take 30 s

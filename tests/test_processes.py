@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 from support.process_helpers import alive, mapped_regions, our_segments
+from support.script_helper import run_python
 from udfs import numpy_udfs, udf_module
 
 import duckdb_subinterp
@@ -308,14 +307,8 @@ def test_parent_exit_leaves_no_process_no_segment_and_no_warning(tmp_path):
         print(" ".join(str(worker.pid) for worker in [*pool._idle, *default._idle]))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).parent.parent,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python("-W", "error", "-c", script, timeout=60, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.report()
     pids = [int(pid) for pid in result.stdout.split()]
     assert pids and not alive(pids, wait=5)
     assert not our_segments()

@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
+from support.script_helper import run_python
 from udfs import numpy_udfs, reliability_udfs, udf_module
 
 import duckdb_subinterp
@@ -35,7 +34,6 @@ from duckdb_subinterp._engine.arrow import column_buffers, descriptor_for, layou
 from duckdb_subinterp._registration.api import _dispatcher
 from duckdb_subinterp._worker.protocol import MODE_BUFFERS
 
-TESTS = Path(__file__).parent
 RAY_MISSING = f"backend='ray' needs ray, which is not installed: {INSTALL_COMMAND}"
 # A child that starts its own cluster: ~6 s to start here, then a few queries. Under pytest's own
 # 120 s timeout, so a stuck child fails its test with its output instead of ending the session.
@@ -43,20 +41,9 @@ CHILD_TIMEOUT = 100
 
 
 def run_child(script: str, *, timeout: float = CHILD_TIMEOUT, env: dict[str, str] | None = None) -> str:
-    """Run ``script`` in a fresh Python with the tests folder on its path; return its stdout, which must end in ok."""
-    environment = {**os.environ, **(env or {})}
-    environment.pop("RAY_ADDRESS", None)
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=TESTS,
-        env=environment,
-    )
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), (
-        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"
-    )
+    """Run ``script`` in a fresh Python with a hard timeout; return its stdout, which must end in ok."""
+    result = run_python("-c", textwrap.dedent(script), timeout=timeout, env={**(env or {}), "RAY_ADDRESS": None})
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.report()
     return result.stdout
 
 

@@ -128,10 +128,12 @@ def spawn_python(
     stderr: Path | None = None,
     merge_stderr: bool = False,
     pass_fds: Sequence[int] = (),
+    tests_on_path: bool = True,
 ) -> Child:
     """Start ``python -X faulthandler *args`` in a process group of its own; see ``run_python``."""
     environment = {**os.environ, **(env or {})}
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), environment.get("PYTHONPATH")]))
+    if tests_on_path:
+        environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), environment.get("PYTHONPATH")]))
     command = [sys.executable, "-X", "faulthandler", *args]
     # The child writes into its own copies of the files' descriptors: this process's close at once.
     with open(stdout or os.devnull, "wb") as out_file, open(stderr or os.devnull, "wb") as err_file:
@@ -157,6 +159,7 @@ def run_python(
     stdout: Path | None = None,
     stderr: Path | None = None,
     merge_stderr: bool = False,
+    tests_on_path: bool = True,
 ) -> ChildResult:
     """Run ``python -X faulthandler *args`` to its end; past ``timeout``, kill its process group and fail.
 
@@ -164,8 +167,11 @@ def run_python(
     ``env``: variables to set, or to remove where None, over this process's environment.
     ``stdout`` and ``stderr``: files the child's streams go to, instead of pipes this process reads
     (the result's stream is then empty); ``merge_stderr``: the child's stderr into its stdout.
+    ``tests_on_path``: False leaves ``tests/`` off the child's ``PYTHONPATH`` (a docs page runs as a reader's).
     """
-    child = spawn_python(*args, cwd=cwd, env=env, stdout=stdout, stderr=stderr, merge_stderr=merge_stderr)
+    child = spawn_python(
+        *args, cwd=cwd, env=env, stdout=stdout, stderr=stderr, merge_stderr=merge_stderr, tests_on_path=tests_on_path
+    )
     return child.finish(timeout, input=input)
 
 
