@@ -26,7 +26,8 @@ TESTS = Path(__file__).resolve().parent.parent / "tests"
 PRELUDE = f"""
 import os, sys, threading, time
 sys.path.insert(0, {str(TESTS)!r})
-import duckdb, duckdb_subinterp, hostile_udfs
+import duckdb, duckdb_subinterp
+from udfs import hostile_udfs
 con = duckdb.connect()
 con.execute("SET threads={{threads}}")
 """

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import datetime
 import math
-import subprocess
-import sys
 import textwrap
 import warnings
-from pathlib import Path
 
-import aggregate_udfs
 import duckdb
-import numpy_udfs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.script_helper import run_python
+from udfs import aggregate_udfs, numpy_udfs
 
 import duckdb_subinterp
 from duckdb_subinterp import UDFRegistrationError
 
-TESTS = Path(__file__).parent
 ROWS = 6_000  # several 2048-row batches of input, a few hundred groups
 
 TABLE = f"""
@@ -344,7 +340,7 @@ def test_annotations_give_the_types_and_a_lambda_ships_by_value(con):
 
     duckdb_subinterp.create_aggregate_function(con, "spread", spread)
     duckdb_subinterp.create_aggregate_function(con, "anything", lambda values: len(values), return_type="BIGINT")
-    duckdb_subinterp.create_aggregate_function(con, "by_name", "aggregate_udfs:py_sum", ["BIGINT"], "BIGINT")
+    duckdb_subinterp.create_aggregate_function(con, "by_name", "udfs.aggregate_udfs:py_sum", ["BIGINT"], "BIGINT")
     assert con.sql("SELECT by_name(x) FROM range(5) t(x)").fetchall() == [(10,)]
     assert con.sql(
         "SELECT spread(x), anything(x), anything(s) FROM (VALUES (1, 'a'), (4, 'b')) t(x, s)"
@@ -360,7 +356,7 @@ def test_annotations_give_the_types_and_a_lambda_ships_by_value(con):
         (lambda *values: 1, None, "BIGINT", r"\*values takes any number of arguments"),
         (lambda values, *, option: 1, None, "BIGINT", "parameter 'option' is keyword-only"),
         (lambda values: 1, ["NO_SUCH_TYPE"], "BIGINT", "is not a DuckDB type"),
-        ("aggregate_udfs:no_such_function", None, "BIGINT", "cannot import function"),
+        ("udfs.aggregate_udfs:no_such_function", None, "BIGINT", "cannot import function"),
         (42, None, "BIGINT", "must be a callable"),
     ],
 )
@@ -426,9 +422,8 @@ def test_a_file_backed_database_reopened_holds_no_reference_to_a_python_function
     database = str(tmp_path / "kept.duckdb")
     script = textwrap.dedent(
         f"""
-        import sys
-        sys.path.insert(0, {str(TESTS)!r})
-        import duckdb, duckdb_subinterp, aggregate_udfs
+        import duckdb, duckdb_subinterp
+        from udfs import aggregate_udfs
         con = duckdb.connect({database!r})
         con.execute("CREATE TABLE t AS SELECT range AS x FROM range(10)")
         duckdb_subinterp.create_aggregate_function(con, "py_sum", aggregate_udfs.py_sum, ["BIGINT"], "BIGINT")
@@ -439,8 +434,8 @@ def test_a_file_backed_database_reopened_holds_no_reference_to_a_python_function
         con.close()
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    result = run_python("-c", script, timeout=120)
+    assert result.returncode == 0, result.report()
     assert result.stdout.strip() == "[(45,)] [(2,)]"
     reopened = duckdb.connect(database)
     names = reopened.sql(

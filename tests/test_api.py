@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
-import subprocess
-import sys
 import textwrap
 import types
+
+from support.script_helper import run_python
 
 import duckdb_subinterp
 
@@ -122,8 +122,8 @@ def test_import_starts_no_interpreter_thread_or_process():
         print("ok")
         """
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "ok", result.stderr
+    result = run_python("-c", probe, timeout=60)
+    assert result.stdout.strip() == "ok", result.report()
 
 
 def test_create_function_has_duckdbs_parameters_plus_backend_and_pool():

@@ -22,11 +22,12 @@ from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
-import async_udfs
 import duckdb
 import pytest
 from async_http import Geocoder, HttpError, SlowServer, answer, fetch, fetch_sync
 from conftest import UNCOMPILED
+from support.script_helper import run_python
+from udfs import async_udfs
 
 import duckdb_subinterp
 from duckdb_subinterp._cli import main
@@ -517,10 +518,8 @@ with SlowServer(30.0, max_seconds=60) as server:
 
 
 def test_ctrl_c_in_the_main_thread_cancels_an_inline_batch():
-    result = subprocess.run(
-        [sys.executable, "-c", CTRL_C_SCRIPT], capture_output=True, text=True, timeout=60, cwd=REPO, check=False
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python("-c", CTRL_C_SCRIPT, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.report()
     assert "raised" in result.stdout and "tasks left 0" in result.stdout, result.stdout + result.stderr
     seconds = float(re.search(r"after ([\d.]+) s", result.stdout).group(1))
     assert seconds < 5  # the calls would take 30 s
@@ -545,7 +544,7 @@ def test_a_batch_lets_go_of_its_buffers_without_the_cyclic_gc(kind: str, values:
     asynchronous = (4, options.get("retries", 0), 0.0, ("builtins:Exception",), options.get("timeout"))
     spec = _protocol.UdfSpec(
         "mixed",
-        "async_udfs:" + function.__name__,
+        "udfs.async_udfs:" + function.__name__,
         kind,
         (("number", "q"),),
         ("number", "q"),

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from support.script_helper import ChildResult, run_python, spawn_python
 
 import duckdb_subinterp
 from duckdb_subinterp._cli import main
@@ -103,14 +103,10 @@ def test_sql_one_function_file_of_statements_and_database(user_module: str, tmp_
 
 
 def test_sql_prints_the_result_through_the_console_entry(user_module: str, tmp_path: Path):
-    result = subprocess.run(
-        [sys.executable, "-m", "duckdb_subinterp", "sql", "SELECT shout('hey') AS s", "-m", user_module],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
+    result = run_python(
+        "-m", "duckdb_subinterp", "sql", "SELECT shout('hey') AS s", "-m", user_module, cwd=tmp_path, timeout=60
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.report()
     assert "HEY!" in result.stdout
 
 
@@ -230,19 +226,11 @@ def test_sql_loads_exported_modules_on_every_backend(user_module: str, tmp_path:
 # ---------------------------------------------------------------------------
 
 
-def run_cli(*arguments: str, cwd: Path, **options) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "duckdb_subinterp", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        stdin=options.pop("stdin", subprocess.DEVNULL),
-        **options,
-    )
+def run_cli(*arguments: str, cwd: Path, input: str | None = None) -> ChildResult:
+    return run_python("-m", "duckdb_subinterp", *arguments, cwd=cwd, timeout=120, input=input)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, pattern: str) -> None:
+def assert_one_line_error(result: ChildResult, code: int, pattern: str) -> None:
     """Fail unless the command exited with ``code`` and said what is wrong in one line, without a traceback."""
     assert result.returncode == code, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
@@ -311,7 +299,7 @@ def test_redirected_output_is_the_result_alone(tmp_path: Path):
 def test_query_from_a_file_and_from_stdin(tmp_path: Path):
     (tmp_path / "q.sql").write_text("CREATE TABLE t AS SELECT 7 AS x;\nSELECT x * 6 AS y FROM t;\n")
     assert "42" in run_cli("sql", "q.sql", cwd=tmp_path).stdout
-    piped = run_cli("sql", "-", cwd=tmp_path, stdin=None, input="SELECT 'from stdin' AS s")
+    piped = run_cli("sql", "-", cwd=tmp_path, input="SELECT 'from stdin' AS s")
     assert piped.returncode == 0 and "from stdin" in piped.stdout, piped.stderr
 
 
@@ -339,7 +327,7 @@ def test_bench_without_psutil_says_what_to_install(tmp_path: Path):
         "from duckdb_subinterp._cli import main\n"
         "sys.exit(main(['bench', '--rows', '10']))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    result = run_python("-c", script, cwd=tmp_path, timeout=60)
     assert_one_line_error(result, 2, r"^duckdb-subinterp bench: needs psutil.*pip install 'duckdb-subinterp\[bench\]'")
 
 
@@ -361,44 +349,25 @@ SLOW_MODULE = textwrap.dedent(
 def test_ctrl_c_stops_the_query_and_exits_130(tmp_path: Path, backend: str):
     (tmp_path / "slow_udfs.py").write_text(SLOW_MODULE)
     marker = tmp_path / "started"
-    command = [
-        sys.executable,
-        "-m",
-        "duckdb_subinterp",
-        "sql",
-        "SELECT sum(slow(i)) FROM range(2000000) t(i)",
-        "-m",
-        "slow_udfs",
-        "--backend",
-        backend,
-        "--threads",
-        "2",
-    ]
-    process = subprocess.Popen(
-        command,
+    child = spawn_python(
+        *("-m", "duckdb_subinterp", "sql", "SELECT sum(slow(i)) FROM range(2000000) t(i)", "-m", "slow_udfs"),
+        *("--backend", backend, "--threads", "2"),
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "STARTED_MARKER": str(marker)},
+        env={"STARTED_MARKER": str(marker)},
     )
     try:
         deadline = time.monotonic() + 60
-        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        while not marker.exists() and child.process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert marker.exists(), "the query never started"
         time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
-        # The batches in flight finish (about a second each), nothing more: the query runs ~500 s otherwise.
-        stdout, stderr = process.communicate(timeout=30)
+        child.process.send_signal(signal.SIGINT)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=30)
-    assert process.returncode == 130, stderr
-    assert stderr.strip() == "duckdb-subinterp sql: interrupted"
-    assert stdout == ""
+        # The batches in flight finish (about a second each), nothing more: the query runs ~500 s otherwise.
+        result = child.finish(timeout=30)
+    assert result.returncode == 130, result.report()
+    assert result.stderr.strip() == "duckdb-subinterp sql: interrupted"
+    assert result.stdout == ""
 
 
 MACRO_MODULE = textwrap.dedent(

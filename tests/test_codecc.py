@@ -16,7 +16,6 @@ import decimal
 import gc
 import math
 import re
-import subprocess
 import sys
 import textwrap
 import tracemalloc
@@ -28,9 +27,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pytest
-import udf_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.script_helper import run_python
+from udfs import udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp._codec import decode_column, encode_column
@@ -701,10 +701,8 @@ def test_loads_in_isolated_interpreters_each_with_its_own_module():
         print("ok", _codecc.encode_column(("bool",), [True])[0])
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=PACKAGE_ROOT
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python("-c", script, timeout=120, cwd=PACKAGE_ROOT)
+    assert result.returncode == 0, result.report()
     assert result.stdout.split() == ["ok", "0"]
 
 
@@ -737,10 +735,8 @@ def test_without_the_extension_the_runtime_uses_the_python_codec():
         print("ok")
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=PACKAGE_ROOT
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python("-c", script, timeout=60, cwd=PACKAGE_ROOT)
+    assert result.returncode == 0, result.report()
     assert result.stdout.strip() == "ok"
 
 

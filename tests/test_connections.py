@@ -10,21 +10,18 @@ DuckDB's own crashes, a clear error naming the UDF.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from support.script_helper import ChildResult, run_python
 
-TESTS = Path(__file__).parent
 CHILD_TIMEOUT = 120
 
 PRELUDE = """
 import gc, os, sys, warnings
-import duckdb, duckdb_subinterp, udf_module
+import duckdb, duckdb_subinterp
+from udfs import udf_module
 BACKEND = sys.argv[1]
 QUERY = "SELECT sum(f(range)) FROM range(10000)"
 
@@ -40,25 +37,9 @@ def show(cursor):
 """
 
 
-def run_child(script: str, *arguments: str, timeout: float = CHILD_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """Run ``PRELUDE + script`` in a fresh Python with its own process group; kill it all past ``timeout``."""
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    child = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", "-c", PRELUDE + textwrap.dedent(script), *arguments],
-        cwd=TESTS,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = child.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        stdout, stderr = child.communicate()
-        pytest.fail(f"the child did not end within {timeout} s\n--- stdout\n{stdout}\n--- stderr\n{stderr}")
-    return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
+def run_child(script: str, *arguments: str, timeout: float = CHILD_TIMEOUT) -> ChildResult:
+    """Run ``PRELUDE + script`` in a fresh Python (support.script_helper: a hard timeout, its process group killed)."""
+    return run_python("-c", PRELUDE + textwrap.dedent(script), *arguments, timeout=timeout)
 
 
 # Scenario -> the script; each ends by printing what the query returned.
@@ -112,8 +93,8 @@ def test_a_udf_outliving_its_connection_object_gives_duckdbs_answer(scenario, ba
         (tmp_path / folder).mkdir()
     own = run_child(OUTLIVED[scenario], "duckdb", str(tmp_path / "own"))
     ours = run_child(OUTLIVED[scenario], backend, str(tmp_path / "ours"))
-    assert own.returncode == 0, own.stderr
-    assert ours.returncode == 0, ours.stderr
+    assert own.returncode == 0, own.report()
+    assert ours.returncode == 0, ours.report()
     assert ours.stdout == own.stdout
 
 
@@ -132,10 +113,10 @@ def test_a_lambda_nobody_keeps_fails_clearly_where_duckdbs_own_crashes():
     own = run_child(script, "duckdb")
     # DuckDB's own calls the freed lambda (duckdb-python issue 530); if that
     # ever stops crashing, its answer becomes the one to give.
-    assert own.returncode == -signal.SIGSEGV, (own.returncode, own.stdout, own.stderr)
+    assert own.returncode == -signal.SIGSEGV, own.report()
     for backend in BACKENDS:
         ours = run_child(script, backend)
-        assert ours.returncode == 0, (backend, ours.stderr)
+        assert ours.returncode == 0, (backend, ours.report())
         first, second = ours.stdout.splitlines()
         assert first.startswith("InvalidInputException"), (backend, first)
         assert "UDF 'f': the connection object that registered it was garbage-collected" in first, (backend, first)
@@ -153,7 +134,7 @@ def test_a_class_udf_outliving_its_connection_object_is_set_up_again(backend):
         show(cursor)
     """
     result = run_child(script, backend)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.report()
     assert result.stdout == f"{[(50005000,)]} {[(50005000,)]}\n".replace("50005000", str(sum(range(10000))))
 
 
@@ -171,7 +152,7 @@ def test_a_pool_collected_with_the_connection_fails_clearly(backend):
             print(error)
     """
     result = run_child(script, backend)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.report()
     assert "UDF 'f': the pool it was registered on was garbage-collected" in result.stdout
 
 
@@ -200,8 +181,8 @@ def test_a_removed_udf_called_by_a_query_already_running_still_runs(backend):
     """
     own = run_child(script, "duckdb")
     ours = run_child(script, backend)
-    assert own.returncode == 0, own.stderr
-    assert ours.returncode == 0, ours.stderr
+    assert own.returncode == 0, own.report()
+    assert ours.returncode == 0, ours.report()
     assert ours.stdout == own.stdout
 
 
@@ -261,7 +242,7 @@ print(before); print(after); print(floor)
 def test_dropped_pools_are_freed_with_their_workers(kind):
     backend = "subinterpreters" if kind == "interpreters" else "processes"
     result = run_child(DROPPED_POOLS, backend, kind, timeout=300)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.report()
     before, after, floor = (eval(line) for line in result.stdout.splitlines())
     for key in ("interpreters", "children", "fds", "threads"):
         assert after[key] <= before[key], (key, before, after)

@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 import pytest
-import udf_module
+from udfs import udf_module
 
 import duckdb_subinterp
 
@@ -205,7 +205,7 @@ def test_closure_is_shipped_by_value(con, backend):
 
 
 def test_string_reference(con, backend):
-    duckdb_subinterp.create_function(con, "mine", "udf_module:shout", ["VARCHAR"], "VARCHAR", backend=backend)
+    duckdb_subinterp.create_function(con, "mine", "udfs.udf_module:shout", ["VARCHAR"], "VARCHAR", backend=backend)
     assert one(con, "SELECT mine('abc')") == ("ABC!",)
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import _interpreters
-import subprocess
-import sys
 import textwrap
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from support.script_helper import run_python
 
 import duckdb_subinterp
 from duckdb_subinterp._backends import subinterpreters as _subinterpreters
@@ -266,8 +265,8 @@ def test_sigint_is_counted_and_still_reaches_python():
         print("ignored: not watched", watch_sigint())
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    result = run_python("-c", script, timeout=60)
+    assert result.returncode == 0, result.report()
     assert result.stdout.splitlines() == ["KeyboardInterrupt 1", "ignored: not watched False"]
 
 
@@ -292,18 +291,12 @@ def test_a_pool_left_open_at_exit_shuts_down_cleanly():
         pool = duckdb_subinterp.InterpreterPool(2)
         con = duckdb.connect()
         con.execute("SET threads=2")
-        duckdb_subinterp.create_function(con, "f", "udf_module:add_one", ["BIGINT"], "BIGINT", pool=pool)
+        duckdb_subinterp.create_function(con, "f", "udfs.udf_module:add_one", ["BIGINT"], "BIGINT", pool=pool)
         print(con.sql("SELECT sum(f(i)) FROM range(100000) t(i)").fetchall()[0][0])
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).parent)},
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python("-c", script, timeout=120)
+    assert result.returncode == 0, result.report()
     assert result.stdout.strip() == str(sum(range(1, 100001)))
 
 

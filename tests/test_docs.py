@@ -19,15 +19,12 @@ fails the test. Shell and other blocks are not run.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.script_helper import run_python
 
 from bench import suite as _bench
 
@@ -136,22 +133,14 @@ def run_page(page: Path, folder: Path) -> tuple[int, str]:
     runnable = [[block.path, block.line, block.code] for block in blocks if block.action == "run"]
     (folder / "blocks.json").write_text(json.dumps(runnable))
     (folder / "run_blocks.py").write_text(DRIVER)
-    process = subprocess.Popen(
-        [sys.executable, "-W", "error", "run_blocks.py", "blocks.json", str(STACK_DUMP_AFTER)],
+    result = run_python(
+        *("-W", "error", "run_blocks.py", "blocks.json", str(STACK_DUMP_AFTER)),
         cwd=folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,  # a process group of its own: a timeout ends the page's workers with it
+        timeout=PAGE_TIMEOUT,
+        merge_stderr=True,
+        tests_on_path=False,  # a reader's Python: what the page imports is its own
     )
-    try:
-        output, _ = process.communicate(timeout=PAGE_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate(timeout=30)
-        pytest.fail(f"{page.name} did not finish within {PAGE_TIMEOUT:g} s:\n{output[-8000:]}")
-    return process.returncode, output
+    return result.returncode, result.stdout
 
 
 PAGES_WITH_CODE = [page for page in PAGES if any(block.action == "run" for block in python_blocks(page))]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import subprocess
 import sys
 import textwrap
 import warnings
@@ -15,8 +14,9 @@ from typing import Any
 
 import duckdb
 import pytest
-import udf_module
 from duckdb.sqltypes import BIGINT, VARCHAR
+from support.script_helper import run_python
+from udfs import udf_module
 
 import duckdb_subinterp
 
@@ -379,8 +379,8 @@ REMOVE_UNDER_LOAD = textwrap.dedent(
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("pooled", ["subinterpreters", "processes"])
 def test_remove_function_under_a_running_query_never_crashes(pooled):
-    run = subprocess.run([sys.executable, "-c", REMOVE_UNDER_LOAD, pooled], capture_output=True, text=True, timeout=280)
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = run_python("-c", REMOVE_UNDER_LOAD, pooled, timeout=280)
+    assert run.returncode == 0, run.report()
     assert run.stdout.startswith("ok 12")
 
 
@@ -415,7 +415,7 @@ def fresh_pool(request):
 
 def test_a_directory_added_to_sys_path_after_the_pool_started_is_seen(con, fresh_pool, module_dir):
     backend, pool = fresh_pool
-    duckdb_subinterp.create_function(con, "warm", "udf_module:add_one", backend=backend, pool=pool)
+    duckdb_subinterp.create_function(con, "warm", "udfs.udf_module:add_one", backend=backend, pool=pool)
     assert con.sql("SELECT warm(1)").fetchall() == [(2,)]
     directory, name = module_dir
     _write(directory, name, "def f(x: int) -> int:\n    return x * 10\n")

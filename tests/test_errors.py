@@ -7,7 +7,7 @@ import decimal
 
 import duckdb
 import pytest
-import udf_module
+from udfs import udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import ModuleNotIsolatedError, UDFRegistrationError, UnsupportedTypeError
@@ -127,7 +127,7 @@ def test_module_that_refuses_isolated_interpreters_is_reported_at_registration(c
     with pytest.raises(
         ModuleNotIsolatedError, match=r"module 'numpy.*' refuses to load.*backend='processes'"
     ) as raised:
-        duckdb_subinterp.create_function(con, "root", "numpy_udfs:root", backend="subinterpreters")
+        duckdb_subinterp.create_function(con, "root", "udfs.numpy_udfs:root", backend="subinterpreters")
     assert raised.value.module.startswith("numpy")
 
 

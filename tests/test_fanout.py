@@ -7,7 +7,7 @@ import time
 
 import duckdb
 import pytest
-import udf_module
+from udfs import udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp._engine import dispatch as _dispatch

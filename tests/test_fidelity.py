@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import duckdb
-import fidelity_udfs
 import pytest
+from udfs import fidelity_udfs
 
 import duckdb_subinterp
 from duckdb_subinterp import BackendFallbackWarning

@@ -15,7 +15,7 @@ import math
 import textwrap
 
 import pytest
-from child_python import report, run_child
+from support.script_helper import POOL_PRELUDE, run_python
 
 from duckdb_subinterp._engine.pool import LOAD_RETRIES, LOAD_RETRY_SECONDS, _LoadFailures
 
@@ -60,10 +60,10 @@ def warned():
 
 
 def child_result(script: str, **options: object) -> dict:
-    result = run_child(SETUP.format(**options) + textwrap.dedent(script))
-    assert result.returncode == 0, report(result)
-    assert b"Fatal Python error" not in result.stderr, report(result)
-    return json.loads(result.stdout.decode().splitlines()[-1])
+    result = run_python("-c", POOL_PRELUDE + SETUP.format(**options) + textwrap.dedent(script))
+    assert result.returncode == 0, result.report()
+    assert "Fatal Python error" not in result.stderr, result.report()
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 def assert_one_warning_naming_what_failed(warned: list[dict], backend: str) -> None:

@@ -1,24 +1,20 @@
 """Batches that do not end, threads UDFs leave behind, process exit and fork.
 
 What may hang or crash runs in a child Python with a hard timeout and the
-test asserts on its exit status and output, as CPython's script_helper
-does; the child's whole process group is killed if it outlives the timeout.
+test asserts on its exit status and output (support.script_helper, as CPython's
+script_helper); the child's whole process group is killed if it outlives the timeout.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
-import reliability_udfs
+from support.script_helper import ChildResult, run_python
+from udfs import reliability_udfs
 
 import duckdb_subinterp
 from duckdb_subinterp import InterpreterPool
@@ -26,7 +22,6 @@ from duckdb_subinterp._backends.subinterpreters import EXIT_STATUS
 from duckdb_subinterp._engine.pool import THREAD_GRACE
 from duckdb_subinterp._engine.watchdog import _BUSY_TICK, _IDLE_TICK
 
-TESTS = Path(__file__).parent
 CHILD_TIMEOUT = 90  # seconds: a child that runs longer hung
 # How long the watchdog may take to act on what it sees: one tick while
 # nothing ran, one while something runs, and the stop itself.
@@ -39,7 +34,7 @@ import os, signal, sys, threading, time
 import _interpreters
 import duckdb
 import duckdb_subinterp
-import reliability_udfs
+from udfs import reliability_udfs
 from duckdb_subinterp import InterpreterPool
 os.environ["DUCKDB_SUBINTERP_TEST_MAIN"] = str(threading.get_native_id())
 
@@ -50,31 +45,14 @@ def connect(threads=2):
 """
 
 
-def run_child(script: str, timeout: float = CHILD_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """Run ``PREAMBLE + script`` in a fresh Python; fail (killing it and its children) if it outlives ``timeout``."""
-    code = PREAMBLE + textwrap.dedent(script)
-    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    child = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", "-c", code],
-        cwd=TESTS,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: forked children and workers go with it
-    )
-    try:
-        stdout, stderr = child.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
-        stdout, stderr = child.communicate()
-        pytest.fail(f"the child did not end within {timeout} s\n--- stdout\n{stdout}\n--- stderr\n{stderr}")
-    return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
+def run_child(script: str, timeout: float = CHILD_TIMEOUT) -> ChildResult:
+    """Run ``PREAMBLE + script`` in a fresh Python (support.script_helper: a hard timeout, its process group killed)."""
+    return run_python("-c", PREAMBLE + textwrap.dedent(script), timeout=timeout)
 
 
-def assert_exit(result: subprocess.CompletedProcess[str], status: int) -> None:
+def assert_exit(result: ChildResult, status: int) -> None:
     """The child ended with ``status``, without a crash or a fatal error on the way."""
-    report = f"exit status {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    report = result.report()
     assert result.returncode == status, report
     for sign in ("Fatal Python error", "Segmentation fault", "terminate called", "Aborted"):
         assert sign not in result.stderr, report

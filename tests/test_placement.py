@@ -8,7 +8,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-import udf_module
+from udfs import udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import examples

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
+
+from support.script_helper import run_python
 
 
 def test_unregister_inside_the_pools_own_lock_does_not_deadlock():
@@ -30,5 +30,5 @@ def test_unregister_inside_the_pools_own_lock_does_not_deadlock():
         print("ok")
         """
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
-    assert result.stdout.strip() == "ok", result.stderr
+    result = run_python("-c", probe, timeout=30)
+    assert result.stdout.strip() == "ok", result.report()

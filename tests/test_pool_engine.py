@@ -1,6 +1,6 @@
 """The pool engine's contract, on fake workers: who gets a worker, when one starts, loads, closes, and is given up.
 
-No DuckDB and no real worker: ``fake_pool`` says what each worker does and
+No DuckDB and no real worker: ``support.fake_pool`` says what each worker does and
 records what the engine asked of it. Time the engine reads is driven by a
 fake clock where a test is about durations (``clock``), and the grace
 periods are shrunk where a test must wait them out. Every wait has a
@@ -14,6 +14,7 @@ import gc
 import json
 import math
 import re
+import textwrap
 import threading
 import time
 import warnings
@@ -23,8 +24,8 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from child_python import report, run_child
-from fake_pool import WAIT, FakePool, FakeWorker, ForkFragileFakePool, Script, StartFailed, batch
+from support.fake_pool import WAIT, FakePool, FakeWorker, ForkFragileFakePool, Script, StartFailed, batch
+from support.script_helper import POOL_PRELUDE, run_python
 
 from duckdb_subinterp._engine import pool as _pool
 from duckdb_subinterp._engine import watchdog as _watchdog
@@ -711,10 +712,13 @@ def test_a_real_fork_resets_each_pool_in_the_child_and_closes_fragile_workers_be
     # What calling the hooks directly does not show: that os.fork() runs them (lifecycle's
     # at-fork hooks reach every live pool), that the child adopts the pools, and that a lock a
     # parent's thread held across the fork is not the child's.
-    result = run_child(
-        """
+    result = run_python(
+        "-c",
+        POOL_PRELUDE
+        + textwrap.dedent(
+            """
         import select
-        from fake_pool import FakePool, ForkFragileFakePool, batch
+        from support.fake_pool import FakePool, ForkFragileFakePool, batch
 
         fragile, plain = ForkFragileFakePool(2), FakePool(2)
         for pool in (fragile, plain):
@@ -752,11 +756,12 @@ def test_a_real_fork_resets_each_pool_in_the_child_and_closes_fragile_workers_be
         status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         with fragile.lease(1, "f") as worker:
             print(json.dumps({"status": status, "parent fragile fresh": worker.number}), flush=True)
-        """,
+        """
+        ),
         timeout=60,
     )
-    assert result.returncode == 0, report(result)
-    child, parent = (json.loads(line) for line in result.stdout.decode().splitlines())
+    assert result.returncode == 0, result.report()
+    child, parent = (json.loads(line) for line in result.stdout.splitlines())
     assert child == {
         "adopted": [True, True],
         "started": [0, 0],
@@ -765,8 +770,8 @@ def test_a_real_fork_resets_each_pool_in_the_child_and_closes_fragile_workers_be
         "plain closes": [0, 0],  # the parent's, still in use there
         "fragile fresh": 2,
         "plain fresh": 2,
-    }, report(result)
-    assert parent == {"status": 0, "parent fragile fresh": 2}, report(result)
+    }, result.report()
+    assert parent == {"status": 0, "parent fragile fresh": 2}, result.report()
 
 
 # -- the watchdog ----------------------------------------------------------------

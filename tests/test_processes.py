@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import numpy_udfs
 import pyarrow as pa
 import pytest
-import udf_module
-from process_helpers import alive, mapped_regions, our_segments
+from support.process_helpers import alive, mapped_regions, our_segments
+from support.script_helper import run_python
+from udfs import numpy_udfs, udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import BrokenPoolError, PoolTimeoutError, WorkerDiedError
@@ -149,7 +147,7 @@ def test_arrow_udf_sliced_input_round_trips(pool, sql_type, start, length):
 
 
 def test_numpy_module_loads_by_reference(con, pool):
-    duckdb_subinterp.create_function(con, "root", "numpy_udfs:root", backend="processes", pool=pool)
+    duckdb_subinterp.create_function(con, "root", "udfs.numpy_udfs:root", backend="processes", pool=pool)
     assert con.sql("SELECT root(16.0)").fetchall() == [(4.0,)]
 
 
@@ -309,14 +307,8 @@ def test_parent_exit_leaves_no_process_no_segment_and_no_warning(tmp_path):
         print(" ".join(str(worker.pid) for worker in [*pool._idle, *default._idle]))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).parent.parent,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python("-W", "error", "-c", script, timeout=60, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.report()
     pids = [int(pid) for pid in result.stdout.split()]
     assert pids and not alive(pids, wait=5)
     assert not our_segments()
@@ -345,7 +337,7 @@ def test_auto_uses_subinterpreters_when_the_module_loads_there(con):
 
 def test_auto_falls_back_to_processes_with_one_warning_naming_the_module(con):
     with pytest.warns(duckdb_subinterp.BackendFallbackWarning) as caught:
-        duckdb_subinterp.create_function(con, "root", "numpy_udfs:root", ["DOUBLE"], "DOUBLE", backend="auto")
+        duckdb_subinterp.create_function(con, "root", "udfs.numpy_udfs:root", ["DOUBLE"], "DOUBLE", backend="auto")
     assert len(caught) == 1
     warning = caught[0]
     assert warning.filename == __file__  # points at the create_function call

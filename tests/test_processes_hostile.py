@@ -11,19 +11,17 @@ from __future__ import annotations
 import math
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
 from pathlib import Path
 
 import duckdb
-import hostile_udfs
 import psutil
 import pytest
-import udf_module
-from process_helpers import alive, mapped_regions, our_segments
+from support.process_helpers import alive, mapped_regions, our_segments
+from support.script_helper import spawn_python
+from udfs import hostile_udfs, udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import InterpreterPool
@@ -31,12 +29,11 @@ from duckdb_subinterp._backends.processes.pool import ProcessPool
 from duckdb_subinterp._backends.processes.shared_memory import SHRINK_AFTER
 
 ROOT = Path(__file__).parent.parent
-TESTS = Path(__file__).parent
 WAIT = 60  # seconds: the bound of every wait here; a hang fails instead of blocking
-CHILD_PRELUDE = f"""
+CHILD_PRELUDE = """
 import os, sys, threading, time
-sys.path.insert(0, {str(TESTS)!r})
-import duckdb, duckdb_subinterp, hostile_udfs
+import duckdb, duckdb_subinterp
+from udfs import hostile_udfs
 from duckdb_subinterp import ProcessPool
 """
 
@@ -46,22 +43,19 @@ class Child:
 
     def __init__(self, script: str, tmp_path: Path) -> None:
         self.marker = tmp_path / "running"
-        environment = dict(os.environ, **{hostile_udfs.MARKER_VARIABLE: str(self.marker)})
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent(script)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        self.child = spawn_python(
+            "-c",
+            CHILD_PRELUDE + textwrap.dedent(script),
             cwd=ROOT,
-            env=environment,
+            env={hostile_udfs.MARKER_VARIABLE: str(self.marker)},
         )
-        self.started = time.monotonic()
+        self.process = self.child.process
 
     def running_batch(self) -> int:
         """Wait until a worker is inside a batch; return its pid."""
         deadline = time.monotonic() + WAIT
         while not self.marker.exists():
-            assert self.process.poll() is None, self.process.communicate(timeout=WAIT)
+            assert self.process.poll() is None, self.child.finish(WAIT).report()
             assert time.monotonic() < deadline, "no batch started"
             time.sleep(0.02)
         return int(self.marker.read_text())
@@ -70,14 +64,9 @@ class Child:
         return [child.pid for child in psutil.Process(self.process.pid).children()]
 
     def finish(self, timeout: float = WAIT) -> tuple[int, str, str, float]:
-        """Wait for the child to end (killing it past ``timeout``); return its code, output and wall time."""
-        try:
-            out, err = self.process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            out, err = self.process.communicate(timeout=WAIT)
-            pytest.fail(f"the child did not end within {timeout} s:\n{err}")
-        return self.process.returncode, out, err, time.monotonic() - self.started
+        """Wait for the child to end (killing its group past ``timeout``); return its code, output and wall time."""
+        result = self.child.finish(timeout)
+        return result.returncode, result.stdout, result.stderr, time.monotonic() - self.child.started
 
 
 @pytest.fixture
@@ -152,19 +141,17 @@ def test_watch_thread_ends_the_worker_when_the_pipe_closes_or_the_parent_changes
             "print('ready', flush=True)\n"
             "while True: pass\n"
         )
-        worker = subprocess.Popen(
-            [sys.executable, "-c", script], pass_fds=[theirs.fileno()], stdout=subprocess.PIPE, text=True
-        )
+        child = spawn_python("-c", script, pass_fds=[theirs.fileno()])
+        worker = child.process
         theirs.close()
-        assert worker.stdout.readline() == "ready\n"
+        assert worker.stdout.readline() == b"ready\n"
         if parent_pid == os.getpid():
             time.sleep(0.5)
             assert worker.poll() is None  # nothing happened: it keeps running
             ours.close()
         started = time.monotonic()
-        assert worker.wait(WAIT) == 0
+        assert child.finish(WAIT).returncode == 0
         assert time.monotonic() - started < 5
-        worker.stdout.close()
         ours.close()
 
 

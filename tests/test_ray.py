@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -23,11 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import numpy_udfs
 import pyarrow as pa
 import pytest
-import reliability_udfs
-import udf_module
+from support.script_helper import run_python
+from udfs import numpy_udfs, reliability_udfs, udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import RayPool, WorkerDiedError
@@ -37,7 +34,6 @@ from duckdb_subinterp._engine.arrow import column_buffers, descriptor_for, layou
 from duckdb_subinterp._registration.api import _dispatcher
 from duckdb_subinterp._worker.protocol import MODE_BUFFERS
 
-TESTS = Path(__file__).parent
 RAY_MISSING = f"backend='ray' needs ray, which is not installed: {INSTALL_COMMAND}"
 # A child that starts its own cluster: ~6 s to start here, then a few queries. Under pytest's own
 # 120 s timeout, so a stuck child fails its test with its output instead of ending the session.
@@ -45,20 +41,9 @@ CHILD_TIMEOUT = 100
 
 
 def run_child(script: str, *, timeout: float = CHILD_TIMEOUT, env: dict[str, str] | None = None) -> str:
-    """Run ``script`` in a fresh Python with the tests folder on its path; return its stdout, which must end in ok."""
-    environment = {**os.environ, **(env or {})}
-    environment.pop("RAY_ADDRESS", None)
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=TESTS,
-        env=environment,
-    )
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), (
-        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"
-    )
+    """Run ``script`` in a fresh Python with a hard timeout; return its stdout, which must end in ok."""
+    result = run_python("-c", textwrap.dedent(script), timeout=timeout, env={**(env or {}), "RAY_ADDRESS": None})
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.report()
     return result.stdout
 
 
@@ -84,7 +69,8 @@ def test_without_ray_installed_the_error_gives_the_pip_command():
         """
         import sys
         sys.modules["ray"] = None  # as if not installed: `import ray` raises ImportError
-        import duckdb, duckdb_subinterp, udf_module
+        import duckdb, duckdb_subinterp
+        from udfs import udf_module
         from duckdb_subinterp import BackendUnavailableError, UDFRegistrationError
         con = duckdb.connect()
         for attempt in (lambda: duckdb_subinterp.create_function(con, "f", udf_module.add_one, backend="ray"),
@@ -105,7 +91,8 @@ def test_without_a_ray_connection_the_error_says_to_call_ray_init():
     pytest.importorskip("ray", reason=RAY_MISSING)
     run_child(
         """
-        import ray, duckdb, duckdb_subinterp, udf_module
+        import ray, duckdb, duckdb_subinterp
+        from udfs import udf_module
         from duckdb_subinterp import BackendUnavailableError
         con = duckdb.connect()
         try:
@@ -192,7 +179,7 @@ def test_arrow_udf_matches_duckdbs_arrow_udf(con, pool, name, function, paramete
 
 
 def test_numpy_module_loads_by_reference(con, pool):
-    duckdb_subinterp.create_function(con, "root", "numpy_udfs:root", backend="ray", pool=pool)
+    duckdb_subinterp.create_function(con, "root", "udfs.numpy_udfs:root", backend="ray", pool=pool)
     assert con.sql("SELECT root(16.0)").fetchall() == [(4.0,)]
 
 
@@ -429,7 +416,8 @@ def test_worker_died_error_is_a_broken_pool_error():
 _CHILD_CLUSTER = """
 import threading, time
 import duckdb, ray
-import duckdb_subinterp, reliability_udfs
+import duckdb_subinterp
+from udfs import reliability_udfs
 ray.init(num_cpus=2, object_store_memory=100 * 1024**2, include_dashboard=False, log_to_driver=False)
 con = duckdb.connect()
 con.execute("SET threads=2")

@@ -19,12 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
-import half_import_helper
-import half_import_udf
 import pytest
-import reliability_udfs
-import state_module_a
-import udf_module
+from udfs import half_import_helper, half_import_udf, reliability_udfs, state_module_a, udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import InterpreterPool, UDFRegistrationError
@@ -454,14 +450,14 @@ def test_import_failing_half_way_leaves_no_half_imported_state(con, half_import_
         # module now has not seen the failed attempt's side effects.
         assert con.sql("SELECT f(1)").fetchall() == [(1,)]
         assert_at_rest(single)
-    assert half_import_helper.IMPORTS_STARTED == ["half_import_udf"]  # the main interpreter's own import
+    assert half_import_helper.IMPORTS_STARTED == ["udfs.half_import_udf"]  # the main interpreter's own import
 
 
 def test_module_refused_twice_in_the_same_worker(con):
     with InterpreterPool(1, timeout=WAIT) as single:
         for _ in range(2):
             with pytest.raises(duckdb_subinterp.ModuleNotIsolatedError, match=r"numpy"):
-                duckdb_subinterp.create_function(con, "root", "numpy_udfs:root", pool=single)
+                duckdb_subinterp.create_function(con, "root", "udfs.numpy_udfs:root", pool=single)
         duckdb_subinterp.create_function(con, "f", udf_module.add_one, pool=single)
         assert con.sql("SELECT f(1)").fetchall() == [(2,)]
 
@@ -561,9 +557,12 @@ def test_names_that_are_not_identifiers_behave_as_in_duckdb(name):
 @pytest.mark.parametrize(
     ("function", "pattern"),
     [
-        ("udf_module:no_such_function", r"cannot import function 'udf_module:no_such_function'.*AttributeError"),
+        (
+            "udfs.udf_module:no_such_function",
+            r"cannot import function 'udfs.udf_module:no_such_function'.*AttributeError",
+        ),
         ("no_such_package.sub:f", r"cannot import function 'no_such_package.sub:f'.*ModuleNotFoundError"),
-        ("udf_module:", r"cannot import function 'udf_module:'"),
+        ("udfs.udf_module:", r"cannot import function 'udfs.udf_module:'"),
     ],
 )
 def test_references_that_do_not_resolve_are_refused(con, function, pattern):
@@ -579,18 +578,18 @@ def test_references_that_do_not_resolve_are_refused(con, function, pattern):
 def test_module_state_is_per_module_and_per_interpreter(con):
     """UDFs of one module share its globals inside an interpreter; other modules and the main interpreter do not."""
     with InterpreterPool(1, timeout=WAIT) as single:
-        duckdb_subinterp.create_function(con, "a_count", "state_module_a:count", ["BIGINT"], "BIGINT", pool=single)
+        duckdb_subinterp.create_function(con, "a_count", "udfs.state_module_a:count", ["BIGINT"], "BIGINT", pool=single)
         duckdb_subinterp.create_function(
-            con, "a_count_too", "state_module_a:count_too", ["BIGINT"], "BIGINT", pool=single
+            con, "a_count_too", "udfs.state_module_a:count_too", ["BIGINT"], "BIGINT", pool=single
         )
-        duckdb_subinterp.create_function(con, "b_count", "state_module_b:count", ["BIGINT"], "BIGINT", pool=single)
+        duckdb_subinterp.create_function(con, "b_count", "udfs.state_module_b:count", ["BIGINT"], "BIGINT", pool=single)
         assert con.sql("SELECT max(a_count(i)) FROM range(10) t(i)").fetchall() == [(10,)]
         # Same module, same interpreter: the second UDF sees the first one's appends.
         assert con.sql("SELECT max(a_count_too(i)) FROM range(5) t(i)").fetchall() == [(15,)]
         # Another module's global of the same name starts empty.
         assert con.sql("SELECT max(b_count(i)) FROM range(5) t(i)").fetchall() == [(5,)]
     with InterpreterPool(1, timeout=WAIT) as other:
-        duckdb_subinterp.create_function(con, "a_fresh", "state_module_a:count", ["BIGINT"], "BIGINT", pool=other)
+        duckdb_subinterp.create_function(con, "a_fresh", "udfs.state_module_a:count", ["BIGINT"], "BIGINT", pool=other)
         # Another pool is other interpreters: the module is imported afresh there.
         assert con.sql("SELECT max(a_fresh(i)) FROM range(3) t(i)").fetchall() == [(3,)]
     assert state_module_a.CALLS == []

@@ -20,8 +20,7 @@ import duckdb
 import psutil
 import pyarrow as pa
 import pytest
-import reliability_udfs
-import udf_module
+from udfs import reliability_udfs, udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import InterpreterPool

@@ -7,7 +7,7 @@ import datetime
 import duckdb
 import pyarrow as pa
 import pytest
-import udf_module
+from udfs import udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp._registration.api import _dispatcher

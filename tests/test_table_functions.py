@@ -9,19 +9,15 @@ input row's rows stay together and in the order the function yielded them.
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
-import aggregate_udfs
 import duckdb
 import pytest
+from support.script_helper import run_python
+from udfs import aggregate_udfs
 
 import duckdb_subinterp
 from duckdb_subinterp import UDFRegistrationError
 
-TESTS = Path(__file__).parent
 WORDS = {"word": "VARCHAR", "pos": "INTEGER"}
 DOCS = """
 CREATE TABLE docs AS SELECT
@@ -287,9 +283,8 @@ def test_many_lateral_input_rows_run_in_parallel_and_equal_the_oracle(con, backe
 
 
 HOSTILE_CHILD = """
-import sys
-sys.path.insert(0, {tests!r})
-import duckdb, duckdb_subinterp, aggregate_udfs
+import duckdb, duckdb_subinterp
+from udfs import aggregate_udfs
 con = duckdb.connect()
 pool = duckdb_subinterp.{pool}(2, timeout=3)
 duckdb_subinterp.create_table_function(
@@ -314,11 +309,9 @@ pool.close()
     ],
 )
 def test_a_dying_or_endless_table_function_fails_its_query_and_the_pool_recovers(pool, backend, function, expected):
-    script = HOSTILE_CHILD.format(tests=str(TESTS), pool=pool, backend=backend, function=function)
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
+    script = HOSTILE_CHILD.format(pool=pool, backend=backend, function=function)
+    result = run_python("-c", script, timeout=120)
+    assert result.returncode == 0, result.report()
     first, second = result.stdout.strip().splitlines()
     assert expected in first and "hostile (table function)" in first, first
     assert second == "[(2,)]"

@@ -21,10 +21,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pytest
-import type_udfs
-import udf_module
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from udfs import type_udfs, udf_module
 
 import duckdb_subinterp
 

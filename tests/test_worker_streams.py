@@ -15,8 +15,8 @@ import textwrap
 
 import duckdb
 import pytest
-import reliability_udfs
-from child_python import report, run_child
+from support.script_helper import POOL_PRELUDE, run_python
+from udfs import reliability_udfs
 
 import duckdb_subinterp
 
@@ -40,9 +40,10 @@ else:
 
 
 def child(script: str, backend: str, **options: object) -> dict:
-    result = run_child(REGISTER_NOISY.format(backend=backend) + textwrap.dedent(script), **options)
-    assert result.returncode == 0, report(result)
-    return json.loads(result.stdout.decode().splitlines()[-1]) if result.stdout else {}
+    code = POOL_PRELUDE + REGISTER_NOISY.format(backend=backend) + textwrap.dedent(script)
+    result = run_python("-c", code, **options)
+    assert result.returncode == 0, result.report()
+    return json.loads(result.stdout.splitlines()[-1]) if result.stdout else {}
 
 
 @pytest.mark.parametrize("buffered", [True, False], ids=["block-buffered", "PYTHONUNBUFFERED"])
@@ -59,7 +60,7 @@ def test_stdout_and_stderr_redirected_to_files_get_prints_in_duckdbs_order(tmp_p
     written = {}
     for which in ("duckdb", backend):
         out, err = tmp_path / f"{which}.out", tmp_path / f"{which}.err"
-        child(script, which, stdout=out, stderr=err, environment={"PYTHONUNBUFFERED": None if buffered else "1"})
+        child(script, which, stdout=out, stderr=err, env={"PYTHONUNBUFFERED": None if buffered else "1"})
         written[which] = (out.read_text(), err.read_text())
     assert written[backend] == written["duckdb"]
     assert "row 4608" in written["duckdb"][0] and "row 4096 to stderr" in written["duckdb"][1]
@@ -113,7 +114,7 @@ def test_reading_stdin_in_a_worker_fails_saying_why_and_leaves_the_pipe_to_the_m
         failure = str(error)
     print(json.dumps({{"failure": failure, "rest": sys.stdin.read()}}))
     """
-    outcome = child(script, backend, stdin=b"first line\nsecond line\n")
+    outcome = child(script, backend, input="first line\nsecond line\n")
     assert outcome["rest"] == "first line\nsecond line\n"
     failure = outcome["failure"]
     assert failure is not None

@@ -9,7 +9,7 @@ import _interpreters
 import os
 import tempfile
 
-import half_import_helper
+from udfs import half_import_helper
 
 # One path per process: the main interpreter and its workers agree on it.
 FAIL_FLAG = os.path.join(tempfile.gettempdir(), f"duckdb_subinterp_half_import_{os.getpid()}")
