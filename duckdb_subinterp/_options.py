@@ -35,23 +35,6 @@ type RetryOn = type[Exception] | tuple[type[Exception], ...]
 type TypeLike = IntoPyType | type[datetime.date | datetime.time | datetime.timedelta | uuid.UUID]
 
 
-class ExportOptions(TypedDict, total=False):
-    """The keyword options ``@export`` carries to ``create_function`` (all but ``pool``)."""
-
-    type: UdfType
-    null_handling: NullHandling
-    exception_handling: ExceptionHandling
-    side_effects: bool
-    backend: BackendName
-    max_workers: int | None
-    fan_out: bool
-    max_concurrency: int
-    retries: int
-    retry_backoff: float
-    retry_on: RetryOn
-    timeout: float | None
-
-
 class MacroExportOptions(TypedDict, total=False):
     """The keyword options ``@export_aggregate`` and ``@export_table_function`` carry.
 
@@ -69,6 +52,13 @@ class MacroExportOptions(TypedDict, total=False):
     retry_backoff: float
     retry_on: RetryOn
     timeout: float | None
+
+
+class ExportOptions(MacroExportOptions, total=False):
+    """The keyword options ``@export`` carries to ``create_function`` (all but ``pool``)."""
+
+    type: UdfType
+    side_effects: bool
 
 
 class AsyncOptions(NamedTuple):
