@@ -1,7 +1,7 @@
 """The benchmark suite behind ``duckdb-subinterp bench``: every way to run a Python UDF, side by side.
 
 It lives in the repository's bench/, outside the package (the wheel has no
-benchmark code): the command finds it in a checkout (see ``_bench_command``), and the
+benchmark code): the command finds it in a checkout (see ``_cli_bench``), and the
 tests import it as ``bench.suite``.
 
 One run measures, on one DuckDB connection and one table:

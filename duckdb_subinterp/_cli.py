@@ -1,6 +1,6 @@
 """The ``duckdb-subinterp`` command: ``demo``, ``sql`` (run SQL with your UDFs) and ``bench``.
 
-``bench`` is ``_bench_command``'s: it runs the benchmarks of a checkout,
+``bench`` is ``_cli_bench``'s: it runs the benchmarks of a checkout,
 which are not part of the installed package.
 """
 
@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 from duckdb.func import PythonUDFType
 
-from duckdb_subinterp import _bench_command, examples
+from duckdb_subinterp import _cli_bench, examples
 from duckdb_subinterp._baselines import ProcessPoolUDF
 from duckdb_subinterp._engine.pool import WorkerPool
 from duckdb_subinterp._errors import UDFError, UDFRegistrationError
@@ -346,8 +346,8 @@ def _print_stats(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
 def bench(options: argparse.Namespace) -> int:
     """Measure DuckDB's own UDFs, our backends and the workarounds side by side (quick by default)."""
     try:
-        return _bench_command.run(options)
-    except _bench_command.BenchUsageError as error:
+        return _cli_bench.run(options)
+    except _cli_bench.BenchUsageError as error:
         return _usage_error("bench", str(error))
 
 
@@ -469,9 +469,9 @@ def make_parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--repeats", type=_positive_int, metavar="N", help="repeats of every figure (default: 3)")
     bench_parser.add_argument(
         "--workloads",
-        type=_bench_command.workload_list,
+        type=_cli_bench.workload_list,
         metavar="NAME,...",
-        help=f"comma-separated subset of: {_bench_command.workload_names()} (default: all)",
+        help=f"comma-separated subset of: {_cli_bench.workload_names()} (default: all)",
     )
     bench_parser.add_argument("--machine", help="machine name for the report (default: the host name)")
     bench_parser.add_argument("--out", metavar="DIR", help="output directory (default: bench/out/MACHINE)")
@@ -482,7 +482,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     bench_parser.add_argument(
         "--targets",
-        type=_bench_command.target_list,
+        type=_cli_bench.target_list,
         metavar="NAME,...",
         help="what to run: suite (the workloads above), dispatch (bench/dispatch.py: per-call-cost, few costly "
         "rows, cheap arrow UDFs), aggregates (bench/aggregates.py: aggregates and table functions), "
