@@ -24,7 +24,7 @@ state:
   was already running, the only caller left) sets it up for that call only.
 
 No Python API tells when a database itself is destroyed, so entries stay:
-about 300 bytes each once released (the name, and a recipe that holds
+about 400 bytes each once released (the name, and a recipe that holds
 the function and pool weakly), in ``_orphans``.
 
 An aggregate or a table function is a temporary macro over a scalar UDF of
@@ -89,7 +89,7 @@ class CatalogEntry(functools.partial[Any]):
     A ``functools.partial`` so that the forwarding is C code; ``_retarget``
     changes what it calls in place (``partial.__setstate__``), since DuckDB
     keeps the object's address. Slots, no instance dict: a released entry
-    costs ~300 bytes (see the module docstring).
+    costs ~400 bytes (see the module docstring).
     """
 
     __slots__ = ("__signature__", "dispatcher", "name", "recipe")
