@@ -326,6 +326,11 @@ def _check(backend: str, case: Case, rows: list[Any], zone: str) -> None:
                 # mismatch): ours refuse them too, in DuckDB's words.
                 # (DuckDB's own returns TIMESTAMP where ours return TIMESTAMP_S...: see _native_type.)
                 ours = _refusal(con, f"SELECT {mine}(x) FROM t")
+                if ours is None and refusal.startswith("Unsupported type"):
+                    # DuckDB's own cannot turn the argument into Python at all (a MAP's BIGNUM keys):
+                    # ours can, the one way they differ on purpose (docs/differences.md).
+                    del checks[name]
+                    continue
                 assert ours is not None and refusal in _native_type(ours), (
                     f"{name}: DuckDB's {refusal!r}, ours {ours!r}"
                 )
