@@ -30,66 +30,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # aggregate_udfs
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the package from this checkout
 
 import duckdb
+from aggregate_udfs import calibrate, make_aggregate, make_table_function, own_rows
 
 import duckdb_subinterp
 
 WORDS = {"word": "VARCHAR", "pos": "INTEGER"}
-
-
-def burn(iterations: int) -> int:
-    """Pure-Python work: ``iterations`` rounds of integer arithmetic."""
-    total = 0
-    for index in range(iterations):
-        total = (total + index * index) % 1_000_003
-    return total
-
-
-def calibrate(seconds: float) -> int:
-    """Return how many ``burn`` iterations take about ``seconds`` here."""
-    iterations = 10_000
-    while True:
-        started = time.perf_counter()
-        burn(iterations)
-        elapsed = time.perf_counter() - started
-        if elapsed > 0.05:
-            return max(1, round(iterations * seconds / elapsed))
-        iterations *= 2
-
-
-def make_aggregate(iterations: int) -> Callable[[list[float]], float]:
-    def median_after_work(values: list[float]) -> float:
-        burn(iterations)
-        return statistics.median(values)
-
-    return median_after_work
-
-
-def make_table_function(iterations: int) -> Callable[[str], Any]:
-    def words(text: str) -> Any:
-        burn(iterations)
-        for position, word in enumerate(text.split()):
-            yield word, position
-
-    return words
-
-
-def own_rows(function: Callable[[str], Any]) -> Callable[[str], list[dict[str, Any]]]:
-    """DuckDB's own UDF returns the rows as a list of structs (dicts)."""
-
-    def rows(text: str) -> list[dict[str, Any]]:
-        return [{"word": word, "pos": position} for word, position in function(text)]
-
-    return rows
 
 
 def timed(con: duckdb.DuckDBPyConnection, query: str) -> tuple[float, Any]:
