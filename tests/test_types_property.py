@@ -335,11 +335,14 @@ def _check(backend: str, case: Case, rows: list[Any], zone: str) -> None:
                     f"{name}: DuckDB's {refusal!r}, ours {ours!r}"
                 )
                 del checks[name]
+        if not checks:  # DuckDB's own took no argument of this type: nothing left to compare
+            return
         columns = ", ".join(
             f'({compare.format(reference=f"{reference}(x)", mine=f"{mine}(x)")}) AS "{name}"'
             for name, (reference, mine, compare) in checks.items()
         )
-        results = con.sql(f"SELECT i, x::VARCHAR, ref_repr(x), my_repr(x), {columns} FROM t ORDER BY i").fetchall()
+        reprs = "ref_repr(x), my_repr(x)" if "repr" in checks else "NULL, NULL"
+        results = con.sql(f"SELECT i, x::VARCHAR, {reprs}, {columns} FROM t ORDER BY i").fetchall()
         assert len(results) == len(rows)
         for row in results:
             failed = [name for name, ok in zip(checks, row[4:], strict=True) if not ok]
