@@ -53,6 +53,27 @@ def test_a_native_udfs_first_batch_is_cut_once_per_worker_the_last_slice_half_th
     assert plan_fan_out(CallCosts(), 2048, 4, SLICE, 3) is None  # a vectorized UDF's runs whole
 
 
+def test_a_native_udfs_batches_are_cut_evenly_from_the_first():
+    # Its function runs once a row: a slice adds no call of it, so nothing needs telling apart.
+    assert plan_fan_out(CallCosts(), 50, 2, SLICE, 3, unseen=True, per_row_calls=True) == FanOut(2, 2)
+    # A fit that reads noise as a cost per call (47 ms here) does not make its slices fewer or uneven.
+    costs = costs_of((50, 0.46), (50, 0.57), (17, 0.197), (33, 0.38))
+    assert costs.fit()[0] > 0.01
+    assert plan_fan_out(costs, 50, 2, SLICE, 3, per_row_calls=True) == FanOut(2, 6)
+
+
+def test_parts_told_apart_stay_so_while_only_full_batches_follow():
+    costs = costs_of((2048, 0.2), (1365, 0.2), (683, 0.2))
+    assert costs.fit()[2]  # as the planner fits before each batch
+    for _ in range(20):  # the window holds full batches only now, a little costlier
+        costs.observe(2048, 0.3)
+    per_call, per_row, split = costs.fit()
+    assert split
+    assert per_call == pytest.approx(0.3)
+    assert per_row == pytest.approx(0.0, abs=1e-9)
+    assert plan_fan_out(costs, 2048, 2, SLICE, 3) is None  # no probe again: it is known to be all per call
+
+
 def test_cheap_batches_run_whole():
     assert plan_fan_out(costs_of((2048, 80e-6), (1024, 45e-6)), 2048, 4, SLICE, 3) is None
 

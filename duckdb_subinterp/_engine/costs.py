@@ -15,7 +15,10 @@ costs more:
   costly. While only one size has been seen the two parts cannot be told
   apart: a batch is then cut into one slice per worker at most, which costs
   no wall time even if the cost is all per call (the slices run at once),
-  and tells the two parts apart for the next batch.
+  and tells the two parts apart for the next batch. Once told apart, they
+  stay so while only full batches follow (the window keeps their ratio).
+  A native UDF's function runs once a row, so a slice adds no call of it:
+  its cost is all per row, and its batches are cut evenly from the first.
 - ``Placement`` (``backend="auto"``): run a batch in the calling DuckDB
   thread, as DuckDB's own UDFs do, or on the pool, from the measured cost
   of each and how many DuckDB threads call at once.
@@ -41,7 +44,7 @@ BALANCE_SHARE = 0.1
 class CallCosts:
     """The per-call and per-row seconds of one UDF's calls on one kind of worker."""
 
-    __slots__ = ("_fitted", "_per_call", "_per_row", "_samples", "_split")
+    __slots__ = ("_fitted", "_per_call", "_per_row", "_samples", "_split", "_told_apart")
 
     def __init__(self) -> None:
         self._samples: deque[tuple[int, float]] = deque(maxlen=WINDOW)
@@ -49,6 +52,7 @@ class CallCosts:
         self._per_call = 0.0
         self._per_row = 0.0
         self._split = False  # whether the two parts were told apart (samples of different sizes)
+        self._told_apart: tuple[float, float] | None = None  # the last split fit: (per_call, per_row)
 
     def observe(self, rows: int, seconds: float) -> None:
         """Add a call of ``rows`` rows that took ``seconds`` (the hot path: O(1), no fit)."""
@@ -80,7 +84,20 @@ class CallCosts:
     def fit(self) -> tuple[float, float, bool]:
         """Return (per_call, per_row, split): the two parts of a call's seconds, and whether they were told apart."""
         if not self._fitted:
-            self._per_call, self._per_row, self._split = _fit(list(self._samples))
+            samples = list(self._samples)
+            per_call, per_row, split = _fit(samples)
+            if split:
+                self._told_apart = (per_call, per_row)
+            elif self._told_apart is not None:
+                # One size in the window now (full batches, no slices): the
+                # parts keep the ratio last told apart, scaled to this cost.
+                known_call, known_row = self._told_apart
+                rows = samples[-1][0]
+                known = known_call + known_row * rows
+                if known > 0:
+                    scale = per_row * rows / known
+                    per_call, per_row, split = known_call * scale, known_row * scale, True
+            self._per_call, self._per_row, self._split = per_call, per_row, split
             self._fitted = True
         return self._per_call, self._per_row, self._split
 
@@ -152,6 +169,7 @@ def plan_fan_out(
     slices_per_worker: int,
     *,
     unseen: bool = False,
+    per_row_calls: bool = False,
 ) -> FanOut | None:
     """Return how to cut a batch of ``rows`` rows for at most ``max_workers`` workers, or None to run it whole.
 
@@ -159,7 +177,9 @@ def plan_fan_out(
     it to a helper thread, joining its result): the backend's own figure.
     ``unseen``: cut the first batch too, before any cost is known (a native
     UDF, whose rows never see how a batch is cut; a vectorized UDF sees its
-    slice as the batch, so its first batch runs whole).
+    slice as the batch, so its first batch runs whole). ``per_row_calls``:
+    the function runs once a row (a native UDF), so a slice adds no call of
+    it, only ``slice_seconds``: the whole cost is divided by the slices.
     """
     if max_workers < 2 or rows < 2:
         return None
@@ -169,12 +189,14 @@ def plan_fan_out(
         # The first batch of a native UDF: nothing is known. One slice per
         # worker costs no wall time whatever the cost is, and tells it.
         workers = min(max_workers, rows)
-        return FanOut(workers, workers, probe=True)
+        return FanOut(workers, workers, probe=not per_row_calls)
     whole = costs.last_per_row() * rows
     if whole < 2 * slice_seconds / MIN_SAVING:  # the quick look: too cheap to cut (no fit); see Placement
         return None
     per_call, per_row, split = costs.fit()
     whole = per_call + per_row * rows
+    if per_row_calls:
+        per_call, per_row, split = 0.0, whole / rows, True
     best: FanOut | None = None
     best_seconds = whole
     for workers in range(2, min(max_workers, rows) + 1):

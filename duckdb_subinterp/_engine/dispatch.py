@@ -455,6 +455,8 @@ class BatchDispatcher:
             pool.slice_overhead_seconds,
             pool.slices_per_worker,
             unseen=self.kind == "native",
+            # An async UDF's rows wait at once: their cost is not the sum of its rows'.
+            per_row_calls=self.kind == "native" and not self.asynchronous,
         )
 
     def _fanned_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int, plan: FanOut) -> Any:
