@@ -221,8 +221,8 @@ class BatchDispatcher:
                 parallel = self._most_workers  # a batch this costly fans out over the pool's workers
             if placement.on_pool(length, parallel):
                 return self._pooled_batch(started, arguments, length)  # timed on the worker (self.costs)
-            result = self._in_thread_batch(started, arguments, length)
-            placement.observe_here(length, time.perf_counter() - started, threads)
+            result, seconds = self._in_thread_batch(started, arguments, length)
+            placement.observe_here(length, seconds, threads)
             settled = self._settled()
             if settled is not None:
                 self._count_settled(settled)
@@ -262,24 +262,35 @@ class BatchDispatcher:
         if batches:
             self.stats.record_in_thread(batches, rows, time.perf_counter())
 
-    def _in_thread_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> Any:
-        """Run a batch in this DuckDB thread, in this interpreter (backend="auto", a cheap UDF)."""
+    def _in_thread_batch(
+        self, started: float, arguments: Sequence[pa.ChunkedArray], length: int
+    ) -> tuple[Any, float]:
+        """Run a batch in this DuckDB thread, in this interpreter (backend="auto", a cheap UDF).
+
+        Return its result and the seconds to weigh against the pool's: the
+        run alone, as the pool's cost model times it on the worker (both
+        places pay the same for the argument and result buffers here).
+        """
         in_thread = self._in_thread
         assert in_thread is not None
         try:
             if self.kind == "arrow":
                 result = in_thread.call_arrow(arguments, length)
+                run = time.perf_counter() - started
             else:
                 worker = in_thread.worker()
                 columns, descriptors = self._columns(arguments)
                 outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
                 request = BatchRequest(self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
-                result = self._array_of(self._status_of(worker, length, request, outputs), outputs)
+                run_started = time.perf_counter()
+                status = self._status_of(worker, length, request, outputs)
+                run = time.perf_counter() - run_started
+                result = self._array_of(status, outputs)
         except WorkerFailure as failure:
             raise failure.for_udf(self.name) from None
         finished = time.perf_counter()
         self.stats.record(length, started, started, finished, in_thread=True)
-        return result
+        return result, run
 
     def _columns(self, arguments: Sequence[pa.ChunkedArray]) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
         """Return the arguments' column tuples, and their descriptors when they come from the batch."""
