@@ -43,6 +43,7 @@ import duckdb
 import duckdb_subinterp
 
 OWN = "duckdb"
+ALL = ("subinterpreters", "processes", "auto")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Case:
     ours: Callable[[duckdb.DuckDBPyConnection, str], None]  # registers f on a backend
     backends: tuple[str, ...]
     target: float  # own/ours the issue asks for at least
+    targeted: tuple[str, ...] = ALL  # the backends the target is for (cheap_arrow: auto, which places batches)
 
 
 def _per_call_own(con: duckdb.DuckDBPyConnection) -> None:
@@ -89,7 +91,6 @@ def _cheap_ours(con: duckdb.DuckDBPyConnection, backend: str) -> None:
     )
 
 
-ALL = ("subinterpreters", "processes", "auto")
 CASES = {
     case.name: case
     for case in (
@@ -123,6 +124,7 @@ CASES = {
             _cheap_ours,
             ("processes", "auto"),
             0.95,
+            ("auto",),  # processes runs every batch there, as asked: its figure shows what auto avoids
         ),
     )
 }
@@ -166,6 +168,12 @@ def run_case(case: Case, rounds: int, scratch: Path) -> dict[str, Any]:
     return {"seconds": seconds, "stats": stats}
 
 
+def _verdict(case: Case, backend: str, ratio: float) -> str:
+    if backend not in case.targeted:
+        return "no target"
+    return "met" if ratio >= case.target else "MISSED"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
@@ -180,14 +188,16 @@ def main(argv: list[str] | None = None) -> int:
             case = CASES[name]
             outcome = run_case(case, options.rounds, Path(scratch))
             own = statistics.median(outcome["seconds"][OWN])
-            print(f"\n{case.name} (SET threads={case.threads}; target own/ours >= {case.target}): {case.query}")
+            target = f"target own/ours >= {case.target}"
+            target += "" if case.targeted == ALL else f" on {', '.join(case.targeted)}"
+            print(f"\n{case.name} (SET threads={case.threads}; {target}): {case.query}")
             print(f"  {OWN:<16} {own:8.3f} s")
             for backend in case.backends:
                 ours = statistics.median(outcome["seconds"][backend])
                 stats = outcome["stats"][backend]
                 print(
                     f"  {backend:<16} {ours:8.3f} s  {own / ours:5.2f}x  "
-                    f"({'met' if own / ours >= case.target else 'MISSED'}; batches {stats['batches']:.0f}, "
+                    f"({_verdict(case, backend, own / ours)}; batches {stats['batches']:.0f}, "
                     f"in the calling thread {stats['in_thread_batches']:.0f}, "
                     f"fanned out {stats['fanned_batches']:.0f}, "
                     f"slices {stats['slices']:.0f}; per call {stats['per_call_seconds'] * 1e3:.2f} ms, "
