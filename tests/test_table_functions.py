@@ -196,6 +196,10 @@ BAD_ROWS = [
     (aggregate_udfs.missing_column, r"row 1 for the input \('bad',\) has no 'pos': the keys are the columns"),
     (aggregate_udfs.unknown_column, r"row 0 for the input \('bad',\) has unknown 'extra'"),
     (aggregate_udfs.wrong_type, r"row 1 for the input \('bad',\): column 'pos' \(INTEGER\) takes int, got str"),
+    (
+        aggregate_udfs.out_of_range,
+        r"row 1 for the input \('bad',\): column 'pos' \(INTEGER\) takes -2147483648 to 2147483647, got 2147483648",
+    ),
     (aggregate_udfs.raises_half_way, r"ValueError: broke after two rows"),
     (aggregate_udfs.returns_a_string, r"returned str 'bad' for the input \('bad',\); return or yield rows"),
 ]
@@ -315,3 +319,21 @@ def test_a_dying_or_endless_table_function_fails_its_query_and_the_pool_recovers
     first, second = result.stdout.strip().splitlines()
     assert expected in first and "hostile (table function)" in first, first
     assert second == "[(2,)]"
+
+
+@pytest.mark.parametrize(
+    ("column_type", "inside", "beyond"),
+    [
+        ("UTINYINT", 255, -1),
+        ("SMALLINT", -(2**15), 2**15),
+        ("UBIGINT", 2**64 - 1, 2**64),
+        ("HUGEINT", -(2**127), 2**127),
+    ],
+)
+def test_an_integer_column_takes_its_types_range_and_names_the_row_beyond_it(con, column_type, inside, beyond):
+    duckdb_subinterp.create_table_function(
+        con, "values_of", lambda text: [(int(text),)], ["VARCHAR"], {"v": column_type}, backend="inline"
+    )
+    assert con.sql(f"FROM values_of('{inside}')").fetchall() == [(inside,)]
+    with pytest.raises(duckdb.Error, match=rf"row 0 for the input \('{beyond}',\): column 'v' \({column_type}\) takes"):
+        con.sql(f"FROM values_of('{beyond}')").fetchall()

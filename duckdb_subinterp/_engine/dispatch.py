@@ -262,9 +262,7 @@ class BatchDispatcher:
         if batches:
             self.stats.record_in_thread(batches, rows, time.perf_counter())
 
-    def _in_thread_batch(
-        self, started: float, arguments: Sequence[pa.ChunkedArray], length: int
-    ) -> tuple[Any, float]:
+    def _in_thread_batch(self, started: float, arguments: Sequence[pa.ChunkedArray], length: int) -> tuple[Any, float]:
         """Run a batch in this DuckDB thread, in this interpreter (backend="auto", a cheap UDF).
 
         Return its result and the seconds to weigh against the pool's: the

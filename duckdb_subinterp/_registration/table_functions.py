@@ -17,6 +17,7 @@ UDF's ordinary batches of rows.
 from __future__ import annotations
 
 import collections.abc
+import struct
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
@@ -152,7 +153,7 @@ def create_table_function(
         except UnsupportedType as error:
             raise UnsupportedTypeError(f"{KIND} {name!r}: column {column!r}: {error}") from None
         typecode = descriptor[1] if descriptor[0] == "number" else None
-        checks.append((column, str(column_type), str(descriptor[0]), typecode))
+        checks.append((column, str(column_type), str(descriptor[0]), typecode, _integer_bounds(descriptor)))
     call = AsyncTableFunctionCall if macros.is_async(registration.function) else TableFunctionCall
     adapter = call(name, user, len(names), checks)
     rows_type = duckdb.list_type(duckdb.struct_type(dict(table)))
@@ -170,6 +171,17 @@ def create_table_function(
         null_handling=cast("NullHandlingName", registration.null_handling),
     )
     return con
+
+
+def _integer_bounds(descriptor: tuple[Any, ...]) -> tuple[int, int] | None:
+    """Return the smallest and largest value of an integer column's type, None for any other."""
+    if descriptor[0] == "int128":
+        bits, signed = 128, bool(descriptor[1])
+    elif descriptor[0] == "number" and descriptor[1] not in ("f", "d"):
+        bits, signed = 8 * struct.calcsize(descriptor[1]), descriptor[1].islower()
+    else:
+        return None
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
 def _columns(name: str, columns: Any, function: Any) -> list[tuple[str, DuckDBPyType]]:

@@ -207,11 +207,14 @@ _PYTHON_TYPE_NAMES = {
 class ColumnCheck:
     """What one column of a table function's rows accepts: a type test cheap enough for every value."""
 
-    __slots__ = ("exact", "expected", "name", "numeric", "sql_type", "types")
+    __slots__ = ("bounds", "exact", "expected", "name", "numeric", "sql_type", "types")
 
-    def __init__(self, name: str, sql_type: str, kind: str, typecode: str | None) -> None:
+    def __init__(
+        self, name: str, sql_type: str, kind: str, typecode: str | None, bounds: tuple[int, int] | None = None
+    ) -> None:
         self.name = name
         self.sql_type = sql_type
+        self.bounds = bounds  # an integer column's smallest and largest value
         if kind == "number":
             floating = typecode in ("f", "d")
             self.types: tuple[type, ...] = (numbers.Real,) if floating else (numbers.Integral,)
@@ -232,6 +235,17 @@ class ColumnCheck:
             return False
         return not isinstance(value, self.types) or (self.numeric and isinstance(value, bool))
 
+    def out_of_range(self, value: Any) -> bool:
+        """Tell whether an integer column's value (of its type) is beyond the column's type."""
+        return self.bounds is not None and value is not None and not self.bounds[0] <= value <= self.bounds[1]
+
+    def holds(self, column: Sequence[Any]) -> bool:
+        """Tell whether every value of ``column`` (all of the column's type, NULLs too) is within its bounds."""
+        if self.bounds is None:
+            return True
+        values = [value for value in column if value is not None] if None in column else column
+        return not values or (self.bounds[0] <= min(values) and max(values) <= self.bounds[1])
+
 
 class TableFunctionCall:
     """One input row's arguments in, the rows the user's function returned or yielded out, as tuples.
@@ -243,7 +257,11 @@ class TableFunctionCall:
     """
 
     def __init__(
-        self, name: str, function: UserFunction, arity: int, columns: Sequence[tuple[str, str, str, str | None]]
+        self,
+        name: str,
+        function: UserFunction,
+        arity: int,
+        columns: Sequence[tuple[str, str, str, str | None, tuple[int, int] | None]],
     ) -> None:
         self.name = name
         self.function = function
@@ -299,13 +317,12 @@ class TableFunctionCall:
         a cheap function's own work per row (bench/aggregates.py). Anything
         else (dicts, NamedTuples, numpy numbers, a bad row) goes row by row.
         """
-        if (
-            rows
-            and set(map(type, rows)) == _TUPLE
-            and set(map(len, rows)) <= self.width
-            and all(map(frozenset.issuperset, self.exact, map(_types, zip(*rows, strict=True))))
-        ):
-            return rows
+        if rows and set(map(type, rows)) == _TUPLE and set(map(len, rows)) <= self.width:
+            columns = list(zip(*rows, strict=True))
+            if all(map(frozenset.issuperset, self.exact, map(_types, columns))) and all(
+                map(ColumnCheck.holds, self.checks, columns)
+            ):
+                return rows
         return [self.row(row, index, arguments) for index, row in enumerate(rows)]
 
     def row(self, row: Any, index: int, arguments: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -339,6 +356,12 @@ class TableFunctionCall:
                 raise TypeError(
                     f"{self._where(index, arguments)}: column {check.name!r} ({check.sql_type}) takes "
                     f"{check.expected}, got {type(value).__name__} {_short.repr(value)}"
+                )
+            if check.out_of_range(value):
+                low, high = check.bounds or (0, 0)
+                raise ValueError(
+                    f"{self._where(index, arguments)}: column {check.name!r} ({check.sql_type}) takes {low} to "
+                    f"{high}, got {_short.repr(value)}; give the column a wider type"
                 )
         return values
 

@@ -239,6 +239,12 @@ def wrong_type(text):
         yield text, "not a number"
 
 
+def out_of_range(text):
+    yield text, 0
+    if text == "bad":
+        yield text, 2**31  # pos is an INTEGER
+
+
 def raises_half_way(text):
     yield text, 0
     yield text, 1
