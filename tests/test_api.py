@@ -86,6 +86,7 @@ def test_option_types_name_what_create_function_takes():
 
     from duckdb_subinterp import _export, _options
     from duckdb_subinterp._registration import api as _api
+    from duckdb_subinterp._registration import macros as _macros
     from duckdb_subinterp._registration import validation as _registration
 
     assert set(get_args(_options.BackendName.__value__)) == set(duckdb_subinterp.BACKENDS)
@@ -108,6 +109,7 @@ def test_option_types_name_what_create_function_takes():
         # create_function's options, less those a macro cannot honour (a per-batch type, DuckDB's side effects).
         assert options == keywords - {"type", "side_effects"}
         assert _options.MacroExportOptions.__optional_keys__ == set(_export.MACRO_OPTIONS) == options - {"pool"}
+        assert _macros.MacroOptions.__optional_keys__ == options  # what macro_options(locals()) passes on
 
 
 def test_import_starts_no_interpreter_thread_or_process():

@@ -110,19 +110,7 @@ def create_aggregate_function(
     """
     if not isinstance(con, duckdb.DuckDBPyConnection):
         raise UDFRegistrationError(f"con must be a duckdb.DuckDBPyConnection, got {con!r}")
-    options = macros.FunctionOptions(
-        null_handling,
-        exception_handling,
-        backend,
-        pool,
-        max_workers,
-        fan_out,
-        max_concurrency,
-        retries,
-        retry_backoff,
-        retry_on,
-        timeout,
-    )
+    options = macros.macro_options(locals())  # before any other local: the keyword options as given
     registration, user, names = macros.user_function(KIND, name, function, parameters, return_type, options)
     if not names:
         raise UDFRegistrationError(

@@ -32,17 +32,17 @@ undone together); ``connections`` keeps what was registered, for
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import duckdb
 from duckdb.sqltypes import DuckDBPyType
 
 from duckdb_subinterp._engine.pool import WorkerPool
 from duckdb_subinterp._errors import UDFRegistrationError
-from duckdb_subinterp._options import BackendName, ExceptionHandling, NullHandling, NullHandlingName, RetryOn
+from duckdb_subinterp._options import MacroExportOptions, NullHandlingName
 from duckdb_subinterp._registration import connections
-from duckdb_subinterp._registration.api import create_function, remove_function
+from duckdb_subinterp._registration.api import FunctionOptions, create_function, remove_function
 from duckdb_subinterp._registration.connections import MacroFunction
 from duckdb_subinterp._registration.signatures import callable_signature
 from duckdb_subinterp._registration.validation import Registration, is_coroutine_udf, validate
@@ -50,20 +50,19 @@ from duckdb_subinterp._worker.adapters import UserFunction
 from duckdb_subinterp._worker.runtime import is_class_udf
 
 
-class FunctionOptions(NamedTuple):
-    """The keyword options an aggregate or a table function passes on to its scalar UDF."""
+class MacroOptions(MacroExportOptions, total=False):
+    """The keyword options an aggregate or a table function passes on to its scalar UDF.
 
-    null_handling: NullHandling
-    exception_handling: ExceptionHandling
-    backend: BackendName
+    ``create_function``'s, less ``type`` and ``side_effects`` (a macro over a
+    scalar UDF of ours cannot honour them): ``MacroExportOptions`` and ``pool``.
+    """
+
     pool: WorkerPool | None
-    max_workers: int | None
-    fan_out: bool
-    max_concurrency: int
-    retries: int
-    retry_backoff: float
-    retry_on: RetryOn
-    timeout: float | None
+
+
+def macro_options(arguments: Mapping[str, Any]) -> MacroOptions:
+    """Return the keyword options among a ``create_*_function``'s arguments (its ``locals()`` on entry)."""
+    return cast("MacroOptions", {key: arguments[key] for key in MacroOptions.__optional_keys__})
 
 
 def user_function(
@@ -72,7 +71,7 @@ def user_function(
     function: Any,
     parameters: Any,
     return_type: Any,
-    options: FunctionOptions,
+    options: MacroOptions,
 ) -> tuple[Registration, UserFunction, list[str]]:
     """Read the user's function as ``create_function`` does; return it, how it ships, and its parameters' names.
 
@@ -82,7 +81,14 @@ def user_function(
     if not isinstance(name, str) or not name:
         raise UDFRegistrationError(f"{kind} name must be a non-empty str, got {name!r}")
     registration = validate(
-        name, function, parameters, return_type, "native", options.null_handling, options.exception_handling, False
+        name,
+        function,
+        parameters,
+        return_type,
+        "native",
+        options["null_handling"],
+        options["exception_handling"],
+        False,
     )
     signature = callable_signature(registration.function)
     names = []
@@ -126,7 +132,7 @@ def register(
     parameters: Sequence[DuckDBPyType] | None,
     return_type: DuckDBPyType,
     macro: Callable[[str], str],
-    options: FunctionOptions,
+    options: MacroOptions,
     *,
     null_handling: NullHandlingName,
 ) -> None:
@@ -142,17 +148,7 @@ def register(
         adapter,
         list(parameters) if parameters is not None else None,
         return_type,
-        null_handling=null_handling,
-        exception_handling=options.exception_handling,
-        backend=options.backend,
-        pool=options.pool,
-        max_workers=options.max_workers,
-        fan_out=options.fan_out,
-        max_concurrency=options.max_concurrency,
-        retries=options.retries,
-        retry_backoff=options.retry_backoff,
-        retry_on=options.retry_on,
-        timeout=options.timeout,
+        **cast("FunctionOptions", {**options, "null_handling": null_handling}),
     )
     try:
         con.execute(macro(scalar))

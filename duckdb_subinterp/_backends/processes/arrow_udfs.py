@@ -212,15 +212,9 @@ def call_arrow_object(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    valid = None
-    if errors_to_null and not special_nulls and any(array.null_count for array in arrays):
-        valid = pc.is_valid(arrays[0])
-        for array in arrays[1:]:
-            valid = pc.and_(valid, pc.is_valid(array))
-        arrays = [array.filter(valid) for array in arrays]
-    arguments = pa.Table.from_arrays(arrays, names=[f"c{index}" for index in range(len(arrays))]).columns
+    arrays, valid = _non_null_rows(arrays) if errors_to_null and not special_nulls else (arrays, None)
     try:
-        result = function(*arguments)
+        result = function(*_as_columns(arrays))
     except UDF_ERRORS as error:
         if not errors_to_null or length < 0:
             raise raised(error) from None
@@ -253,18 +247,11 @@ def call_arrow_udf(
     here, and the result is converted and checked here.
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     filters_nulls = errors_to_null and not special_nulls
-    valid = None
-    if filters_nulls and any(array.null_count for array in arrays):
-        valid = pc.is_valid(arrays[0])
-        for array in arrays[1:]:
-            valid = pc.and_(valid, pc.is_valid(array))
-        arrays = [array.filter(valid) for array in arrays]
-    arguments = pa.Table.from_arrays(arrays, names=[f"c{index}" for index in range(len(arrays))]).columns
+    arrays, valid = _non_null_rows(arrays) if filters_nulls else (arrays, None)
     try:
-        result = function(*arguments)
+        result = function(*_as_columns(arrays))
     except UDF_ERRORS as error:
         if not errors_to_null or length < 0:
             raise raised(error) from None
@@ -279,6 +266,26 @@ def call_arrow_udf(
     if isinstance(array, pa.Array) and array.type.equals(return_type) and len(array) == length:
         return True, array
     return False, result
+
+
+def _non_null_rows(arrays: Sequence[Any]) -> tuple[Sequence[Any], Any]:
+    """Return the rows of ``arrays`` without a NULL argument, and which rows those are (None: all of them)."""
+    import pyarrow.compute as pc
+
+    if not any(array.null_count for array in arrays):
+        return arrays, None
+    valid = pc.is_valid(arrays[0])
+    for array in arrays[1:]:
+        valid = pc.and_(valid, pc.is_valid(array))
+    return [array.filter(valid) for array in arrays], valid
+
+
+def _as_columns(arrays: Sequence[Any]) -> list[Any]:
+    """Return ``arrays`` as the columns of a table named c0, c1..., as DuckDB's own arrow UDFs get their arguments."""
+    import pyarrow as pa
+
+    columns: list[Any] = pa.Table.from_arrays(list(arrays), names=[f"c{index}" for index in range(len(arrays))]).columns
+    return columns
 
 
 def _restored(result: Any, kept: int, return_type: Any, valid: Any) -> Any:
