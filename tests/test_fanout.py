@@ -218,3 +218,35 @@ def test_vectorized_udfs_fan_out_with_the_same_results(one_thread, wide_pool, al
     assert con.sql(query).fetchall() == [(True,)]
     assert fanned(con, "mine") >= 3
     assert _dispatcher(con, "mine").kind == "vectorized"
+
+
+@pytest.mark.parametrize("backend", ["subinterpreters", "processes"])
+def test_a_lazy_pools_first_costly_batch_is_cut_over_a_worker_started_for_it(one_thread, backend):
+    # One batch of 400 rows of 5 ms: nothing is known of its cost and one worker is there. After
+    # LATE_JOIN_SECONDS a second one starts and takes the slice the first has not reached.
+    pool = duckdb_subinterp.InterpreterPool(2) if backend == "subinterpreters" else duckdb_subinterp.ProcessPool(2)
+    try:
+        duckdb_subinterp.create_function(
+            one_thread, "whoami", udf_module.costly_whoami, ["BIGINT"], "VARCHAR", backend=backend, pool=pool
+        )
+        assert pool.started == 1  # the registration's own
+        workers = one_thread.sql("SELECT count(DISTINCT whoami(i)) FROM range(400) r(i)").fetchall()
+        assert workers == [(2,)]
+        assert pool.started == 2
+        stats = duckdb_subinterp.udf_stats(one_thread, "whoami")
+        assert stats["fanned_batches"] == 1 and stats["slices"] == 2
+    finally:
+        pool.close()
+
+
+def test_a_cheap_first_batch_starts_no_worker(one_thread):
+    pool = duckdb_subinterp.InterpreterPool(2)
+    try:
+        duckdb_subinterp.create_function(
+            one_thread, "add_one", udf_module.add_one, backend="subinterpreters", pool=pool
+        )
+        assert one_thread.sql("SELECT sum(add_one(i)) FROM range(2000) r(i)").fetchall() == [(2001000,)]
+        time.sleep(3 * _dispatch.LATE_JOIN_SECONDS)  # a helper that would start one has had its time
+        assert pool.started == 1
+    finally:
+        pool.close()

@@ -107,6 +107,12 @@ try:
 except ImportError:  # not built: every batch goes through the dispatcher
     _SettledCall = None
 
+# A fanned-out batch's slices wait for workers the pool has yet to start:
+# a batch whose cost nothing told yet (a probe) only once it ran this long
+# (a cheap query starts no worker), looking for an idle one this often.
+LATE_JOIN_SECONDS = 0.02
+LATE_JOIN_POLL_SECONDS = 0.005
+
 # Variable-width results start with this much room per row; then the
 # largest size seen, plus a quarter, so a second copy is rare.
 _INITIAL_BYTES_PER_ROW = 16
@@ -492,8 +498,8 @@ class BatchDispatcher:
         try:
             if slots is not None:
                 wanted = min(wanted, self._spare_slots(slots, wanted))
-            # A probe of a UDF whose cost nothing told yet uses the workers there are: it starts none.
-            grow = self.costs.known or not plan.probe
+            # A batch whose cost nothing told yet uses the workers there are: it starts none (see _late_slices).
+            grow = self.costs.known
             helpers = self.pool.take_idle(self.udf_id, self.name, wanted, grow=grow) if wanted > 0 else []
         except BaseException:
             self._give_back(own)
@@ -501,17 +507,23 @@ class BatchDispatcher:
         if slots is not None:
             for _ in range(wanted - len(helpers)):
                 slots.release()
-        if not helpers:
+        # Workers the pool has yet to start join as they become idle (see _late_slices).
+        late = wanted - len(helpers) if self.pool.may_grow else 0
+        if not helpers and not late:
             return self._batch(started, arguments, length, worker=own)
         self.stats.record_fanned(started, leased)
-        # The plan's slices per worker, for the workers there are.
+        # The plan's slices per worker, for the workers there are or may be.
         per_worker = max(plan.slices // plan.workers, 1)
-        slices = Slices(arguments, length, min(length, per_worker * (len(helpers) + 1)), probe=plan.probe)
+        slices = Slices(arguments, length, min(length, per_worker * (len(helpers) + late + 1)), probe=plan.probe)
         futures: list[concurrent.futures.Future[None]] = []
         try:
             executor = fan_out_executor()
             for worker in helpers:  # one at a time: after an error, len(futures) says which were handed a job
                 futures.append(executor.submit(self._run_slices, worker, slices, lent=True))  # noqa: PERF401
+            # A batch whose cost nothing told yet starts a worker only once it proved costly.
+            delay = LATE_JOIN_SECONDS if plan.probe or not self.costs.known else 0.0
+            for _ in range(late):
+                futures.append(executor.submit(self._late_slices, slices, delay))  # noqa: PERF401
         except BaseException:
             slices.stop()
             for worker in [*helpers[len(futures) :], own]:  # each submitted helper gives its worker back itself
@@ -535,6 +547,32 @@ class BatchDispatcher:
             # A slice DuckDB converted (see DuckDBConversion) has DuckDB's Arrow type.
             arrays = [array.cast(self.return_type) for array in arrays]
         return pa.concat_arrays(arrays)
+
+    def _late_slices(self, slices: Slices, delay: float) -> None:
+        """Run slices of a fanned-out batch on a worker that was not idle when it was cut.
+
+        In a helper thread: after ``delay`` seconds, while slices are left,
+        take a worker as soon as one is idle (starting one in the background
+        where the pool is not full), then run slices on it as the others do.
+        A lazy pool's first costly batch is so cut over workers started for
+        it, not run on the one there was. Where no worker comes (the pool's
+        timeout, a start that failed), the other workers run every slice; an
+        error taking one fails the batch, as it would in the calling thread.
+        """
+        start_at = time.monotonic() + delay
+        deadline = start_at + self.pool.timeout
+        grow = True  # one start asked for at most
+        while slices.left() and time.monotonic() < deadline:
+            if time.monotonic() >= start_at:
+                taken = self.pool.take_idle(self.udf_id, self.name, 1, grow=grow)
+                grow = False
+                if taken:
+                    if self._slots is not None and not self._slots.acquire(blocking=False):
+                        self.pool.checkin(taken[0], lent=True)
+                        return
+                    self._run_slices(taken[0], slices, lent=True)
+                    return
+            time.sleep(LATE_JOIN_POLL_SECONDS)
 
     def _spare_slots(self, slots: threading.BoundedSemaphore, wanted: int) -> int:
         """Take up to ``wanted`` of this UDF's max_workers slots without waiting; return how many."""

@@ -70,6 +70,10 @@ class Slices:
             self._next += 1
             return self._next - 1
 
+    def left(self) -> bool:
+        """Tell whether a slice is still to be handed out (a hint: another thread may take it first)."""
+        return self._next < self._limit
+
     def length(self, index: int) -> int:
         return self._bounds[index + 1] - self._bounds[index]
 

@@ -325,6 +325,11 @@ class WorkerPool(ABC):
         """Return how many workers are alive now."""
         return self._started
 
+    @property
+    def may_grow(self) -> bool:
+        """Tell whether a worker not started yet may become idle: the pool is not full, or one is starting."""
+        return self._accepting and (self._started < self.size or self._growing)
+
     def register(self, udf_id: int, spec: tuple[Any, ...]) -> None:
         """Make a UDF known to the pool; workers load it on first use."""
         with self._lock:

@@ -201,6 +201,12 @@ def slow_first_rows_then_whoami(x: int) -> str:
     return f"{os.getpid()}:{id(sys)}"
 
 
+def costly_whoami(x: int) -> str:
+    """5 ms a row; returns which worker ran the row."""
+    time.sleep(0.005)
+    return f"{os.getpid()}:{id(sys)}"
+
+
 def fail_on_1000_and_1900(x: int) -> int:
     if x in (1000, 1900):
         raise ValueError(f"refusing {x}")
