@@ -237,6 +237,23 @@ EXIT_CASES = [
         3,
     ),
     (
+        "busy in bytecode, fanned out",  # its slices run on helper threads too: none holds the exit
+        """
+        con = connect()
+        pool = InterpreterPool(2)
+        pool.start_all()
+        duckdb_subinterp.create_function(con, "f", reliability_udfs.spin, pool=pool)
+        def query():
+            try:
+                con.sql("SELECT sum(f(i)) FROM range(100000) t(i)").fetchall()
+            except duckdb.Error as error:  # stopped by the pool's close() at exit, or by the exit itself
+                print("query failed:", "BrokenPoolError" in str(error), flush=True)
+        threading.Thread(target=query, daemon=True).start()
+        time.sleep(1)
+        """,
+        3,
+    ),
+    (
         "busy in C",
         """
         con = connect()

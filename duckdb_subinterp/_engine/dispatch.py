@@ -564,8 +564,11 @@ class BatchDispatcher:
         grow = True  # one start asked for at most
         while slices.left() and time.monotonic() < deadline:
             if time.monotonic() >= start_at:
+                coming = self.pool.may_grow  # read first: a start that ends meanwhile leaves its worker idle
                 taken = self.pool.take_idle(self.udf_id, self.name, 1, grow=grow)
                 grow = False
+                if not taken and not coming:
+                    return  # no worker is to start (the pool is full, or closed): the others run the slices
                 if taken:
                     if self._slots is not None and not self._slots.acquire(blocking=False):
                         self.pool.checkin(taken[0], lent=True)

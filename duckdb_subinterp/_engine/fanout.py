@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import queue
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -21,18 +22,65 @@ import pyarrow as pa
 from duckdb_subinterp._engine.pool import WorkerFailure
 from duckdb_subinterp._worker.protocol import FIELD_SEPARATOR
 
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_Job = tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+class HelperThreads:
+    """Daemon threads that run a fanned-out batch's slices beside the DuckDB thread that cut it.
+
+    As ``ThreadPoolExecutor.submit``, started on demand up to ``most``, but
+    daemon threads: Python joins an executor's threads at exit before any
+    ``atexit`` hook runs, so a slice of a query left running on a daemon
+    thread (a UDF that never returns) would hold the exit forever; these
+    are not joined, and the pools' exit hook (``_engine.lifecycle``) stops
+    the batches they run.
+    """
+
+    def __init__(self, most: int) -> None:
+        self._most = most
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)  # released by a thread each time it waits for a job
+        self._started = 0
+        self._lock = threading.Lock()
+
+    def submit[Result](
+        self, function: Callable[..., Result], *arguments: Any, **keywords: Any
+    ) -> concurrent.futures.Future[Result]:
+        """Run ``function(*arguments, **keywords)`` on a helper thread; return its future."""
+        future: concurrent.futures.Future[Result] = concurrent.futures.Future()
+        self._jobs.put((future, function, arguments, keywords))
+        if self._idle.acquire(blocking=False):
+            return future  # a waiting thread takes it
+        with self._lock:
+            if self._started < self._most:
+                self._started += 1
+                threading.Thread(target=self._work, name="duckdb_subinterp fan-out", daemon=True).start()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, function, arguments, keywords = self._jobs.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = function(*arguments, **keywords)
+                except BaseException as error:  # the future carries it to the batch's thread
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)
+            del future, function, arguments, keywords  # nothing of a batch is held while waiting
+            self._idle.release()
+
+
+_executor: HelperThreads | None = None
 _executor_lock = threading.Lock()
 
 
-def fan_out_executor() -> concurrent.futures.ThreadPoolExecutor:
+def fan_out_executor() -> HelperThreads:
     """Return the helper threads that run fanned-out slices (started on first use, not at import)."""
     global _executor
     with _executor_lock:
         if _executor is None:
-            _executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=2 * (os.cpu_count() or 1), thread_name_prefix="duckdb_subinterp fan-out"
-            )
+            _executor = HelperThreads(most=2 * (os.cpu_count() or 1))
         return _executor
 
 

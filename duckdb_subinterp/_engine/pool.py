@@ -493,9 +493,9 @@ class WorkerPool(ABC):
                 self._growing = False
                 self._condition.notify()
             return
+        self.checkin(worker, lent=True)  # no thread waits to take it back: any may take it at once
         with self._lock:
-            self._growing = False
-        self.checkin(worker)
+            self._growing = False  # after: may_grow says a worker is coming until it is idle
 
     def _ready(self, worker: Worker, udf_id: int, udf_name: str) -> Worker:
         """Return ``worker`` with ``udf_id`` loaded (and removed UDFs dropped); give it back on failure."""
