@@ -30,7 +30,13 @@ WAIT = 60  # seconds: the bound of every wait in these tests; a hang fails inste
 
 
 def assert_at_rest(pool: duckdb_subinterp.WorkerPool) -> None:
-    """Every started worker is back in the pool: none was lost by a failure."""
+    """Every started worker is back in the pool: none was lost by a failure.
+
+    A worker a costly batch asked for (fan-out) may still be starting in the background: waited for.
+    """
+    grower = pool._grower
+    if grower is not None:
+        grower.join(WAIT)
     with pool._lock:
         assert len(pool._idle) == pool.started, f"{pool!r}: {len(pool._idle)} idle of {pool.started} started"
 
