@@ -29,3 +29,19 @@ def call_per_row(
     /,
 ) -> tuple[list[Any], int]:
     """Call ``function`` once per row of the argument columns; return (results, first row wrongly None or -1)."""
+
+def call_numbers(
+    function: Callable[..., Any],
+    columns: tuple[tuple[Any, ...], ...],
+    codes: list[str],
+    length: int,
+    skip_nulls: bool,
+    errors_to_null: bool,
+    check_none: bool,
+    caught: type[BaseException] | tuple[type[BaseException], ...],
+    result_code: str,
+    validity_out: memoryview,
+    data_out: memoryview,
+    /,
+) -> tuple[int, int, list[Any] | None] | NotImplementedType:
+    """``call_per_row`` over number columns read in place, each result written into the outputs as encoded."""

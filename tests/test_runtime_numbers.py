@@ -1,13 +1,16 @@
-"""Runtime.run_numbers (vectorized UDFs of numbers only) does exactly what the codec's general path does.
+"""The runtime's paths for UDFs of numbers only do exactly what the codec's general path does.
 
-Each case runs one batch twice on a Runtime: once as it is, once with the
-numbers path switched off (``result_typecode = None``), and compares the
-status slots, the bytes written, the pending result and the error raised.
+``Runtime.run_numbers`` (vectorized UDFs) and ``Runtime.run_row_numbers``
+(native UDFs: one loop in C from the argument buffers to the result's). Each
+case runs one batch twice on a Runtime: once as it is, once with the numbers
+path switched off, and compares the status slots, the bytes written, the
+pending result and the error raised.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from array import array
 from typing import Any
 
@@ -15,7 +18,7 @@ import cloudpickle
 import pytest
 
 from duckdb_subinterp._worker.protocol import MODE_BUFFERS, SIZES_SLOT, STATUS_SLOTS, UdfSpec
-from duckdb_subinterp._worker.runtime import Runtime
+from duckdb_subinterp._worker.runtime import COMPILED_CODEC, Runtime
 
 LENGTH = 100
 BIGINT, DOUBLE = ("number", "q", "BIGINT"), ("number", "d", "DOUBLE")
@@ -147,3 +150,131 @@ def test_nulls_take_the_general_path():
     assert not runtime.run_numbers(runtime.udfs[1], 3, [column], [memoryview(bytearray(1)), memoryview(bytearray(24))])
     runtime.run((1, 3, [column], outputs := [memoryview(bytearray(1)), memoryview(bytearray(24))], None, MODE_BUFFERS))
     assert status[0] == 1 and bytes(outputs[0]) == bytes([0b101])
+
+
+# Native UDFs: the function is called once per row, NULL rows included where null handling is special.
+UBIGINT, UINTEGER, SMALLINT = ("number", "Q", "UBIGINT"), ("number", "I", "UINTEGER"), ("number", "h", "SMALLINT")
+EVERY_THIRD_NULL = bytes(sum(1 << bit for bit in range(8) if (index * 8 + bit) % 3) for index in range(LENGTH // 8 + 2))
+
+
+def _nullable(typecode: str, values: list[Any], offset: int = 0) -> tuple[Any, ...]:
+    """A column whose rows ``offset + i`` with ``(offset + i) % 3 == 0`` are NULL."""
+    return (*_column(typecode, values, offset)[:1], memoryview(EVERY_THIRD_NULL), _column(typecode, values, offset)[2])
+
+
+def _string_at_50(x: int) -> Any:
+    return str(x) if x == 50 else x
+
+
+NATIVE_CASES = [
+    ("plus one", lambda x: x + 1, [BIGINT], BIGINT, [RANGE], {}),
+    ("NULL rows skipped", lambda x: x + 1, [BIGINT], BIGINT, [_nullable("q", list(range(LENGTH)))], {}),
+    (
+        "NULL rows skipped, bit offset",
+        lambda x: x * 2,
+        [INTEGER],
+        BIGINT,
+        [_nullable("i", list(range(LENGTH)), offset=5)],
+        {},
+    ),
+    (
+        "NULL rows passed, special",
+        lambda x: -1 if x is None else x,
+        [BIGINT],
+        BIGINT,
+        [_nullable("q", list(range(LENGTH)))],
+        {"special_nulls": True},
+    ),
+    (
+        "two arguments, one nullable",
+        lambda x, y: x + y,
+        [SMALLINT, UBIGINT],
+        UBIGINT,
+        [_column("h", list(range(LENGTH))), _nullable("Q", [2**63 + i for i in range(LENGTH)], offset=2)],
+        {},
+    ),
+    ("UINTEGER in, DOUBLE out", lambda x: x / 3, [UINTEGER], DOUBLE, [_column("I", list(range(LENGTH)))], {}),
+    ("ints for DOUBLE", lambda x: x * 2**40, [BIGINT], DOUBLE, [RANGE], {}),
+    ("NaN becomes NULL", lambda x: math.nan if x % 4 == 0 else x / 2, [BIGINT], DOUBLE, [RANGE], {}),
+    ("FLOAT out", lambda x: x / 7, [DOUBLE], FLOAT, [_column("d", [float(i) for i in range(LENGTH)])], {}),
+    ("None for a value, default null handling", lambda x: None if x == 40 else x, [BIGINT], BIGINT, [RANGE], {}),
+    (
+        "None for a value, special",
+        lambda x: None if x == 40 else x,
+        [BIGINT],
+        BIGINT,
+        [RANGE],
+        {"special_nulls": True},
+    ),
+    ("raises", lambda x: 1 // (x - 30), [BIGINT], BIGINT, [RANGE], {}),
+    ("raises, return_null", lambda x: 1 // (x - 30), [BIGINT], BIGINT, [RANGE], {"errors_to_null": True}),
+    ("a str from row 50 on", _string_at_50, [BIGINT], BIGINT, [_nullable("q", list(range(LENGTH)))], {}),
+    ("a bool at row 10", lambda x: x == 10 or x, [BIGINT], BIGINT, [RANGE], {}),
+    ("overflow at row 30", lambda x: 2**70 if x == 30 else x, [BIGINT], BIGINT, [RANGE], {}),
+    ("beyond INTEGER at row 60", lambda x: 2**40 if x == 60 else x, [BIGINT], INTEGER, [RANGE], {}),
+    ("an int beyond a FLOAT's at row 70", lambda x: 2**60 + 1 if x == 70 else x, [BIGINT], FLOAT, [RANGE], {}),
+]
+
+
+def _run_native(case: tuple[Any, ...], *, numbers_path: bool, capacity: int) -> tuple[Any, ...]:
+    _, function, arguments, result, columns, options = case
+    status = [0] * STATUS_SLOTS
+    runtime = Runtime(status)
+    spec = UdfSpec(
+        "case",
+        cloudpickle.dumps(function),
+        "native",
+        tuple(arguments),
+        result,
+        result[2],
+        options.get("special_nulls", False),
+        options.get("errors_to_null", False),
+        False,
+    )
+    runtime.load(1, tuple(spec))
+    udf = runtime.udfs[1]
+    assert udf.result_typecode == result[1]  # every case is one for the numbers path
+    calls = []
+    if numbers_path:
+        assert COMPILED_CODEC is not None and runtime.codec.call_numbers is not None
+        call_numbers = runtime.codec.call_numbers
+
+        def counted(*arguments: Any) -> Any:
+            try:
+                answer = call_numbers(*arguments)
+            except Exception:
+                calls.append(True)  # raised from a call of the function: it ran
+                raise
+            calls.append(answer is not NotImplemented)
+            return answer
+
+        runtime.codec = runtime.codec._replace(call_numbers=counted)
+    else:
+        runtime.codec = runtime.codec._replace(call_numbers=None)
+    outputs = [memoryview(bytearray(16)), memoryview(bytearray(capacity))]
+    try:
+        runtime.run((1, LENGTH, tuple(columns), outputs, None, MODE_BUFFERS))
+    except Exception as error:
+        # The user's traceback, less the frame of the counting wrapper above.
+        message = re.sub(r'  File "[^"]*", line \d+, in counted\n.*\n', "", str(error))
+        return ("raised", type(error).__name__, message), calls
+    pending = None
+    if runtime.pending is not None:
+        grown = [memoryview(bytearray(size)) for size in status[SIZES_SLOT : SIZES_SLOT + 2]]
+        runtime.copy_pending(grown)
+        pending = [bytes(view) for view in grown]
+    # What the outputs hold counts only for a result not pending, and the validity only with NULLs (its size
+    # slot is 0 without): the fused loop writes both until a result is left to the codec.
+    written = None if status[1] else (bytes(outputs[0]) if status[0] else None, bytes(outputs[1]))
+    return ("ran", status[: SIZES_SLOT + 2], written, pending), calls
+
+
+@pytest.mark.skipif(COMPILED_CODEC is None, reason="duckdb_subinterp._codecc was not built")
+@pytest.mark.parametrize("capacity", [8 * LENGTH, 8], ids=["fits", "too small"])
+@pytest.mark.parametrize("case", NATIVE_CASES, ids=[case[0] for case in NATIVE_CASES])
+def test_row_numbers_path_matches_the_general_one(case, capacity):
+    general, _ = _run_native(case, numbers_path=False, capacity=capacity)
+    fused, calls = _run_native(case, numbers_path=True, capacity=capacity)
+    assert fused == general
+    # The fused loop ran the batch where the outputs had room, and left it untouched where not.
+    assert calls == [capacity >= 8 * LENGTH]

@@ -167,12 +167,14 @@ class LoadedUdf:
         self.spec = spec
         self.function = function
         self.call = (per_row or call_per_row) if spec.kind == "native" else call_per_batch
-        # Set for a vectorized UDF of numbers only: Runtime.run_numbers may take its batches.
-        self.argument_typecodes: Sequence[Typecode] | None = None
+        # Set for a vectorized or native UDF of numbers only: Runtime.run_numbers or
+        # Runtime.run_row_numbers may take its batches.
+        self.argument_typecodes: list[Typecode] | None = None
         self.result_typecode: Typecode | None = None
         descriptors = (*spec.arg_descriptors, spec.return_descriptor)
         numbers = all(descriptor is not None and descriptor[0] == "number" for descriptor in descriptors)
-        if spec.kind == "vectorized" and numbers and not spec.varargs:
+        by_row = spec.kind == "native" and spec.asynchronous is None
+        if (spec.kind == "vectorized" or by_row) and numbers and not spec.varargs:
             # Only batches whose descriptors are the registered ones (no ANY argument) take this path.
             self.argument_typecodes = [descriptor[1] for descriptor in spec.arg_descriptors if descriptor is not None]
             self.result_typecode = spec.return_descriptor[1]
@@ -221,14 +223,12 @@ class Runtime:
         udf_id, length, columns, outputs, descriptors, mode = request
         self.pending = None
         udf = self.udfs[udf_id]
-        if (
-            udf.result_typecode is not None
-            and descriptors is None
-            and length > 0
-            and mode == MODE_BUFFERS
-            and self.run_numbers(udf, length, columns, outputs)
-        ):
-            return
+        if udf.result_typecode is not None and descriptors is None and length > 0 and mode == MODE_BUFFERS:
+            if udf.spec.kind == "native":
+                if self.run_row_numbers(udf, length, columns, outputs):
+                    return
+            elif self.run_numbers(udf, length, columns, outputs):
+                return
         values = self.compute(udf_id, length, columns, descriptors)
         if mode == MODE_PICKLED:
             self.deliver_pickled(("values", values))
@@ -277,6 +277,51 @@ class Runtime:
         else:
             self.pending = EncodedColumn(0, None, [values], None, length)
             status[1] = 1
+        return True
+
+    def run_row_numbers(self, udf: LoadedUdf, length: int, columns: Sequence[tuple[Any, ...]], outputs: Any) -> bool:
+        """Run a batch of a native UDF of numbers in one loop in C; return False, having called nothing, if it cannot.
+
+        The loop reads each row's numbers where they lie and writes each
+        result into the outputs as the codec would encode it: no list of
+        arguments, no list of results, no encode pass. A result the codec
+        decides on (a str for a BIGINT, an int out of range) hands every
+        row's result to it as ``run`` would. Its calls, results and errors are
+        ``call_per_row``'s.
+        """
+        call_numbers, result_typecode = self.codec.call_numbers, udf.result_typecode
+        if call_numbers is None or result_typecode is None:
+            return False
+        spec = udf.spec
+        try:
+            answer = call_numbers(
+                udf.function,
+                columns,
+                udf.argument_typecodes,
+                length,
+                not spec.special_nulls,
+                spec.errors_to_null,
+                not spec.special_nulls,  # the loop leaves rows made NULL by an exception out of it
+                UDF_ERRORS,
+                result_typecode,
+                outputs[0],
+                outputs[1],
+            )
+        except UDF_ERRORS as error:
+            raise _raised(error) from None
+        if answer is NotImplemented:
+            return False
+        null_count, null_row, results = answer
+        if null_row >= 0:
+            raise _null_result(null_row)
+        if results is not None:
+            self.deliver(self.encode(udf, results), outputs)
+            return True
+        status = self.status
+        status[0] = null_count
+        status[SIZES_SLOT] = (length + 7) // 8 if null_count else 0
+        status[SIZES_SLOT + 1] = length * _ITEM_SIZES[result_typecode]
+        status[1] = PENDING_NONE
         return True
 
     def compute(
@@ -747,12 +792,16 @@ class Codec(NamedTuple):
     decode: Callable[[Descriptor, int, tuple[Any, ...]], Sequence[Any]]
     encode: Callable[[Descriptor, Sequence[Any]], EncodedColumn]
     call_per_row: Callable[[LoadedUdf, list[Sequence[Any]], int, bool], Sequence[Any]]
+    call_numbers: Callable[..., Any] | None = None  # Runtime.run_row_numbers' loop, compiled only
 
 
 PYTHON_CODEC = Codec(decode_column, encode_column, call_per_row)
 COMPILED_CODEC: Codec | None = (
-    None if _codecc is None else Codec(decode_column_compiled, encode_column_compiled, call_per_row_compiled)
+    None
+    if _codecc is None
+    else Codec(decode_column_compiled, encode_column_compiled, call_per_row_compiled, _codecc.call_numbers)
 )
+_ITEM_SIZES = {code: array(code).itemsize for code in "bBhHiIqQfd"}
 
 
 @functools.cache
