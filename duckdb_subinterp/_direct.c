@@ -1010,12 +1010,14 @@ static PyType_Spec DirectCall_spec = {
 
 /* ---- SettledCall -------------------------------------------------------- */
 
-/* backend="auto" runs a cheap arrow UDF in the calling DuckDB thread, as
+/* backend="auto" runs a cheap UDF in the calling DuckDB thread, as
    DuckDB's own does, once the dispatcher has timed its batches there. Most
    of its batches then need nothing but the call: this object makes it, and
    counts the batches and their rows, in C (~30 ns), where a Python wrapper
    costs 1 to 3 us a batch inside a query, on ~30 to 130 us of DuckDB's own
-   (bench/duckdb_udf_perf.py). While `left` > 0 it calls `function` and
+   (bench/duckdb_udf_perf.py). `function` is an arrow UDF's own function, or
+   the dispatcher's run of a native or vectorized UDF's batch without its
+   placement and timing (~18 us a batch less). While `left` > 0 it calls `function` and
    counts down; then (and for a batch of no arguments) it calls `fallback`,
    the dispatcher, which times and places the batch and may set `left`
    again. An exception from `function` goes to `on_error`, which raises the

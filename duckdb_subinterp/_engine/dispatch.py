@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import inspect
+import math
 import pickle
 import threading
 import time
@@ -106,6 +107,13 @@ try:
     from duckdb_subinterp._direct import SettledCall as _SettledCall
 except ImportError:  # not built: every batch goes through the dispatcher
     _SettledCall = None
+
+# backend="auto": a DuckDB thread that ended a batch in the calling thread
+# within this many batches' time (at least RECENT_MIN, at most RECENT_MAX
+# seconds) is still calling (see BatchDispatcher._threads_calling).
+RECENT_BATCHES = 4
+RECENT_MIN = 0.0005
+RECENT_MAX = 0.05
 
 # A fanned-out batch's slices wait for workers the pool has yet to start:
 # a batch whose cost nothing told yet (a probe) only once it ran this long
@@ -179,8 +187,10 @@ class BatchDispatcher:
         self._placement = Placement(pool.round_trip_seconds, self.costs) if in_thread is not None else None
         self._fan_out_floor = 2 * pool.slice_overhead_seconds / MIN_SAVING  # below it no batch fans out
         self._settled: Callable[[], _direct.SettledCall | None] = lambda: None  # see settled_call
-        # The DuckDB threads in a call now: how many call at once.
+        # The DuckDB threads in a call now, and when each last ended one:
+        # how many call at once (see _threads_calling).
         self._calling: set[int] = set()
+        self._last_ended: dict[int, float] = {}
         # backend="auto" on per-GIL interpreters: called with the module that refused to load in one
         # while the function ran; sets the UDF up on processes and returns what DuckDB calls now.
         self.on_import_refused: Callable[[str], Callable[..., Any]] | None = None
@@ -221,8 +231,8 @@ class BatchDispatcher:
         thread = threading.get_ident()
         calling.add(thread)  # set.add and discard are atomic under the GIL
         try:
-            threads = len(calling)  # DuckDB threads calling now: on the pool their batches run side by side
-            parallel = min(threads, self.pool.size)
+            threads = len(calling)  # DuckDB threads in a call now: on the pool their batches run side by side
+            parallel = min(self._threads_calling(thread, started, length), self.pool.size)
             if self._fans_out and placement.here_per_row() * length > self._fan_out_floor:
                 parallel = self._most_workers  # a batch this costly fans out over the pool's workers
             if placement.on_pool(length, parallel):
@@ -232,27 +242,72 @@ class BatchDispatcher:
             settled = self._settled()
             if settled is not None:
                 self._count_settled(settled)
-                if placement.settled_here(length, parallel):
+                # A native or vectorized UDF's batch that one DuckDB thread calls and
+                # that does not fan out: the pool would run it as here, a round trip later.
+                alone = parallel == 1 and self.kind != "arrow"
+                if alone or placement.settled_here(length, parallel):
                     settled.left = SETTLED_BATCHES
             return result
         finally:
             calling.discard(thread)
+            self._last_ended[thread] = time.perf_counter()
+
+    def _threads_calling(self, thread: int, now: float, length: int) -> int:
+        """Return how many DuckDB threads call this UDF at once: those in a call, and those that lately ended one.
+
+        Batches run here hold the main GIL, so DuckDB's threads take turns
+        and are seldom in a call together: a thread that ended a batch within
+        the last RECENT_BATCHES batches' time is calling too (its next batch
+        may wait for the GIL). On the pool they would run side by side.
+        """
+        calling = len(self._calling)
+        ended = self._last_ended
+        if len(ended) < 2:
+            return calling
+        here = self._placement.here_per_row() if self._placement is not None else math.inf
+        window = min(max(RECENT_BATCHES * here * length, RECENT_MIN), RECENT_MAX)
+        lately = [other for other, at in ended.items() if now - at < window]
+        if len(lately) < len(ended) and len(ended) > 64:
+            self._last_ended = {other: ended[other] for other in lately}  # threads long gone
+        return calling + sum(1 for other in lately if other != thread and other not in self._calling)
 
     def settled_call(self) -> _direct.SettledCall | None:
-        """Return what DuckDB calls for this UDF where a settled arrow UDF can be called from C, else None.
+        """Return what DuckDB calls for this UDF where its settled batches can be called from C, else None.
 
-        backend="auto" runs a cheap arrow UDF in the calling thread as
-        DuckDB's own does; once its batches are timed there and the pool is
-        far off, the next SETTLED_BATCHES batches are only called and
-        counted, in C (``_direct.SettledCall``), then one goes through this
-        dispatcher again to be timed and placed.
+        backend="auto" runs a cheap UDF in the calling thread as DuckDB's
+        own does; once its batches are timed there and the pool is far off,
+        the next SETTLED_BATCHES batches are only run and counted
+        (``_direct.SettledCall``), then one goes through this dispatcher
+        again to be timed and placed. An arrow UDF's function is called
+        from C as it is; a native or vectorized UDF's batch runs through
+        ``_settled_batch``, its placement and timing left out.
         """
-        function = self._in_thread.shared_arrow_function() if self._in_thread is not None else None
-        if function is None or _SettledCall is None:
+        in_thread = self._in_thread
+        if in_thread is None or _SettledCall is None:
             return None
-        settled = _SettledCall(function, self, self._settled_error)
+        if self.kind == "arrow":
+            function = in_thread.shared_arrow_function()
+            if function is None:
+                return None
+            settled = _SettledCall(function, self, self._settled_error)
+        elif self._parameters or self._per_batch:  # its batches have arguments, so rows to count
+            settled = _SettledCall(self._settled_batch, self)
+        else:
+            return None
         self._settled = weakref.ref(settled)  # it holds this dispatcher: no cycle
         return settled
+
+    def _settled_batch(self, *arguments: pa.ChunkedArray) -> Any:
+        """Run a batch of a native or vectorized UDF auto settled in this thread: the run alone (see settled_call)."""
+        length = len(arguments[0])
+        if length == 0:
+            return pa.nulls(0, type=self.return_type)  # as __call__
+        try:
+            result = self._run_here(arguments, length)[0]
+        except WorkerFailure as failure:
+            raise failure.for_udf(self.name) from None
+        self._last_ended[threading.get_ident()] = time.perf_counter()  # for _threads_calling
+        return result
 
     def _settled_error(self, error: BaseException) -> None:
         raise WorkerFailure.from_names("UdfRaised", str(raised(error)), "").for_udf(self.name) from None
@@ -282,19 +337,25 @@ class BatchDispatcher:
                 result = in_thread.call_arrow(arguments, length)
                 run = time.perf_counter() - started
             else:
-                worker = in_thread.worker()
-                columns, descriptors = self._columns(arguments)
-                outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
-                request = BatchRequest(self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
-                run_started = time.perf_counter()
-                status = self._status_of(worker, length, request, outputs)
-                run = time.perf_counter() - run_started
-                result = self._array_of(status, outputs)
+                result, run = self._run_here(arguments, length)
         except WorkerFailure as failure:
             raise failure.for_udf(self.name) from None
         finished = time.perf_counter()
         self.stats.record(length, started, started, finished, in_thread=True)
         return result, run
+
+    def _run_here(self, arguments: Sequence[pa.ChunkedArray], length: int) -> tuple[Any, float]:
+        """Run a native or vectorized UDF's batch on this thread's inline worker; return its result and run time."""
+        in_thread = self._in_thread
+        assert in_thread is not None
+        worker = in_thread.worker()
+        columns, descriptors = self._columns(arguments)
+        outputs = self._outputs(self.result_layout, length, self._bytes_per_row)
+        request = BatchRequest(self.udf_id, length, columns, outputs.views(), descriptors, MODE_BUFFERS)
+        started = time.perf_counter()
+        status = self._status_of(worker, length, request, outputs)
+        run = time.perf_counter() - started
+        return self._array_of(status, outputs), run
 
     def _columns(self, arguments: Sequence[pa.ChunkedArray]) -> tuple[tuple[Any, ...], tuple[Any, ...] | None]:
         """Return the arguments' column tuples, and their descriptors when they come from the batch."""

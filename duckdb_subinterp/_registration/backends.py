@@ -131,7 +131,8 @@ class _PooledBackend(Backend):
         # Native and vectorized UDFs apply null and exception handling in
         # the worker (per row, as DuckDB's native UDFs do), so DuckDB
         # passes every row through.
-        return Prepared(dispatcher, True, "special", "default", dispatcher, signature, self.name)
+        target = dispatcher.settled_call() or dispatcher
+        return Prepared(target, True, "special", "default", dispatcher, signature, self.name)
 
     def _in_thread(self, registration: Registration, udf_id: int, layout: ResultLayout) -> InThread | None:
         """Return how a batch runs in the calling thread: with the function object itself, as DuckDB's own would."""
