@@ -175,3 +175,24 @@ def test_a_light_udf_many_threads_call_moves_to_the_pool(con):
     # How many depends on the cores' load; that most move does not (127 to 182 of 480 stayed here on
     # 2 cores; 372 to 475 when only threads in a call at the same moment counted as calling at once).
     assert stats["in_thread_batches"] < 0.6 * stats["batches"]
+
+
+def costly_from_100_000(x):
+    if x < 100_000:
+        return x
+    total = 0
+    for step in range(400):  # ~10 us a row, holding the GIL
+        total += step
+    return x + total - total
+
+
+def test_a_settled_udf_whose_rows_get_costly_is_placed_again_at_once(con):
+    auto(con, "uneven", costly_from_100_000, ["BIGINT"], "BIGINT")
+    rows = 150_000  # 49 cheap batches, then 25 of ~20 ms, from one DuckDB thread
+    assert con.sql(f"SELECT sum(uneven(i)) FROM range({rows}) t(i)").fetchall() == [(sum(range(rows)),)]
+    stats = duckdb_subinterp.udf_stats(con, "uneven")
+    cheap = -(-100_000 // 2048)
+    # The first costly batch, run settled here, ends the streak: the next ones fan out over the pool
+    # rather than wait for the 15 settled batches to end (up to 14 more costly batches here).
+    assert stats["in_thread_batches"] <= cheap + 3
+    assert stats["fanned_batches"] >= 10

@@ -303,10 +303,18 @@ class BatchDispatcher:
         if length == 0:
             return pa.nulls(0, type=self.return_type)  # as __call__
         try:
-            result = self._run_here(arguments, length)[0]
+            result, run = self._run_here(arguments, length)
         except WorkerFailure as failure:
             raise failure.for_udf(self.name) from None
         self._last_ended[threading.get_ident()] = time.perf_counter()  # for _threads_calling
+        placement = self._placement
+        if placement is not None and run > 2 * placement.here_per_row() * length:
+            # Its rows cost more than they did (a costlier part of the data): place the next batch,
+            # which may go to the pool or fan out.
+            placement.observe_here(length, run, 1)
+            settled = self._settled()
+            if settled is not None:
+                settled.left = 0
         return result
 
     def _settled_error(self, error: BaseException) -> None:
@@ -631,7 +639,7 @@ class BatchDispatcher:
                 if not taken and not coming:
                     return  # no worker is to start (the pool is full, or closed): the others run the slices
                 if taken:
-                    if self._slots is not None and not self._slots.acquire(blocking=False):
+                    if self._slots is not None and not self._spare_slots(self._slots, 1):
                         self.pool.checkin(taken[0], lent=True)
                         return
                     self._run_slices(taken[0], slices, lent=True)
