@@ -122,6 +122,23 @@ def test_placement_moves_costly_batches_to_the_pool_where_they_run_at_once():
     assert not placement.on_pool(2048, parallel=2)
 
 
+def test_a_costly_batch_that_holds_the_gil_goes_to_a_pool_as_cheap():
+    # 74 ms here, 74.5 ms on the pool: one DuckDB thread calling would wait for no other, but the others
+    # could not start their batches for 74 ms (they need the GIL to call); on the pool they can.
+    holding = Placement(round_trip=500e-6, holds_gil=True)
+    holding.observe_here(2048, 74e-3, calling=1)
+    assert holding.on_pool(2048, parallel=1)
+    releasing = Placement(round_trip=500e-6)  # an arrow UDF: pyarrow's kernels release the GIL
+    releasing.observe_here(2048, 74e-3, calling=1)
+    assert not releasing.on_pool(2048, parallel=1)
+    cheap = Placement(round_trip=30e-6, holds_gil=True)  # under a switch interval: DuckDB's own holds it as long
+    cheap.observe_here(2048, 1e-3, calling=1)
+    assert not cheap.on_pool(2048, parallel=1)
+    for rows in (2048, 1024, 2048):  # the pool measured far slower than here
+        holding.pool.observe(rows, rows * 60e-6)
+    assert not holding.on_pool(2048, parallel=1)
+
+
 def test_placement_sees_a_udf_that_releases_the_gil():
     placement = Placement(round_trip=350e-6)
     # Two threads at once, each batch as fast as alone: no turns taken, nothing to gain on the pool.

@@ -238,19 +238,25 @@ class Placement:
     which waiting for a worker or starting one does not inflate) plus the
     backend's round trip; before three batches ran there, the cost here
     plus the round trip. The pool is chosen when its cost divided by
-    ``parallel`` beats the cost here by MIN_SAVING. Every EXPLORE_EVERY
+    ``parallel`` beats the cost here by MIN_SAVING, and, for a UDF that
+    holds the GIL (``holds_gil``: pure Python, not an arrow UDF), also when
+    a batch costs HOLDS_GIL_SECONDS or more here and no more than MIN_SAVING
+    over that on the pool: here it would keep DuckDB's other threads from
+    even starting their batches for that long. Every EXPLORE_EVERY
     batches, the place not chosen runs one batch where it could win (by the
     prediction from here, or its own cost within twice the other's), so both
     stay measured as costs change.
     """
 
     EXPLORE_EVERY = 32
+    HOLDS_GIL_SECONDS = 0.005  # CPython's switch interval: longer, and other threads wait on the GIL
 
-    __slots__ = ("_batches", "_here", "_last_here", "pool", "round_trip")
+    __slots__ = ("_batches", "_here", "_last_here", "holds_gil", "pool", "round_trip")
 
-    def __init__(self, round_trip: float, pool: CallCosts | None = None) -> None:
+    def __init__(self, round_trip: float, pool: CallCosts | None = None, *, holds_gil: bool = False) -> None:
         self.round_trip = round_trip
         self.pool = pool if pool is not None else CallCosts()
+        self.holds_gil = holds_gil
         self._here = self._last_here = math.inf  # seconds per row; inf: not measured yet
         self._batches = 0
 
@@ -273,7 +279,9 @@ class Placement:
         predicted, measured = self._pool_cost(rows)
         parallel = max(parallel, 1)
         pool = (measured if measured != math.inf else predicted) / parallel
-        chosen = pool < (1 - MIN_SAVING) * here
+        chosen = pool < (1 - MIN_SAVING) * here or (
+            self.holds_gil and here >= self.HOLDS_GIL_SECONDS and pool <= (1 + MIN_SAVING) * here
+        )
         self._batches += 1
         if self._batches % self.EXPLORE_EVERY == 0:
             could_win = predicted / parallel < (1 - MIN_SAVING) * here or 0.5 * here < pool < 2 * here

@@ -113,7 +113,12 @@ except ImportError:  # not built: every batch goes through the dispatcher
 # seconds) is still calling (see BatchDispatcher._threads_calling).
 RECENT_BATCHES = 4
 RECENT_MIN = 0.0005
-RECENT_MAX = 0.05
+RECENT_MAX = 0.5
+
+# backend="auto": a native or vectorized UDF's batch one DuckDB thread calls
+# settles in it (see BatchDispatcher._placed_batch) only while it costs less
+# than this: above it, what settling saves (~18 us a batch) is under 1%.
+SETTLE_MAX_SECONDS = 0.002
 
 # A fanned-out batch's slices wait for workers the pool has yet to start:
 # a batch whose cost nothing told yet (a probe) only once it ran this long
@@ -184,7 +189,9 @@ class BatchDispatcher:
         self._most_workers = min(pool.size, max_workers or pool.size)
         # backend="auto": each batch runs here or on the pool (see _costs.Placement).
         self._in_thread = in_thread
-        self._placement = Placement(pool.round_trip_seconds, self.costs) if in_thread is not None else None
+        self._placement = (
+            Placement(pool.round_trip_seconds, self.costs, holds_gil=kind != "arrow") if in_thread is not None else None
+        )
         self._fan_out_floor = 2 * pool.slice_overhead_seconds / MIN_SAVING  # below it no batch fans out
         self._settled: Callable[[], _direct.SettledCall | None] = lambda: None  # see settled_call
         # The DuckDB threads in a call now, and when each last ended one:
@@ -242,9 +249,9 @@ class BatchDispatcher:
             settled = self._settled()
             if settled is not None:
                 self._count_settled(settled)
-                # A native or vectorized UDF's batch that one DuckDB thread calls and
-                # that does not fan out: the pool would run it as here, a round trip later.
-                alone = parallel == 1 and self.kind != "arrow"
+                # A cheap native or vectorized UDF's batch that one DuckDB thread calls
+                # (so it does not fan out): the pool would run it as here, a round trip later.
+                alone = parallel == 1 and self.kind != "arrow" and seconds < SETTLE_MAX_SECONDS
                 if alone or placement.settled_here(length, parallel):
                     settled.left = SETTLED_BATCHES
             return result
