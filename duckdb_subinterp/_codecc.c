@@ -1296,7 +1296,7 @@ open_numbers(PyObject *column, PyObject *code, Py_ssize_t length, NumberColumn *
 {
     numbers->validity.held = numbers->data.held = 0;
     if (!PyTuple_CheckExact(column) || PyTuple_GET_SIZE(column) != 3 || !PyUnicode_Check(code)
-        || PyUnicode_GET_LENGTH(code) != 1) {
+        || PyUnicode_GET_LENGTH(code) != 1 || PyUnicode_READ_CHAR(code, 0) >= 128) {
         return FALL_BACK;
     }
     numbers->code = (char)PyUnicode_READ_CHAR(code, 0);
@@ -1334,12 +1334,16 @@ call_numbers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if ((length < 0 && PyErr_Occurred()) || skip_nulls < 0 || errors_to_null < 0 || check_none < 0) {
         return NULL;
     }
-    if (!PyTuple_CheckExact(columns) || !PyList_CheckExact(codes) || PyTuple_GET_SIZE(columns) != PyList_GET_SIZE(codes)
-        || PyTuple_GET_SIZE(columns) > 8 || !PyUnicode_Check(args[8]) || PyUnicode_GET_LENGTH(args[8]) != 1) {
+    /* The columns come as a tuple (this interpreter's, a per-GIL one's) or a list (a worker process's, an
+       actor's): read once, before any call. */
+    if (!(PyTuple_CheckExact(columns) || PyList_CheckExact(columns)) || !PyList_CheckExact(codes)
+        || PySequence_Fast_GET_SIZE(columns) != PyList_GET_SIZE(codes) || PySequence_Fast_GET_SIZE(columns) > 8
+        || length < 0 || !PyUnicode_Check(args[8]) || PyUnicode_GET_LENGTH(args[8]) != 1
+        || PyUnicode_READ_CHAR(args[8], 0) >= 128) {
         return Py_NewRef(Py_NotImplemented);
     }
     char code = (char)PyUnicode_READ_CHAR(args[8], 0);
-    Py_ssize_t size = typecode_size(code), count = PyTuple_GET_SIZE(columns), opened = 0;
+    Py_ssize_t size = typecode_size(code), count = PySequence_Fast_GET_SIZE(columns), opened = 0;
     NumberColumn numbers[8];
     PyObject *row[8], *results = NULL, *answer = NULL;
     Py_buffer validity_out, data_out;
@@ -1356,7 +1360,7 @@ call_numbers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyErr_Clear();
     fall_back = !have_data || validity_out.len < (length + 7) / 8 || data_out.len < length * size;
     for (; !fall_back && opened < count; opened++) {
-        if (open_numbers(PyTuple_GET_ITEM(columns, opened), PyList_GET_ITEM(codes, opened), length,
+        if (open_numbers(PySequence_Fast_GET_ITEM(columns, opened), PyList_GET_ITEM(codes, opened), length,
                          &numbers[opened])
             != DONE) {
             fall_back = 1;

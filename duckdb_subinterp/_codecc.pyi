@@ -32,7 +32,7 @@ def call_per_row(
 
 def call_numbers(
     function: Callable[..., Any],
-    columns: tuple[tuple[Any, ...], ...],
+    columns: Sequence[tuple[Any, ...]],
     codes: list[str],
     length: int,
     skip_nulls: bool,

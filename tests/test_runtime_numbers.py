@@ -154,12 +154,18 @@ def test_nulls_take_the_general_path():
 
 # Native UDFs: the function is called once per row, NULL rows included where null handling is special.
 UBIGINT, UINTEGER, SMALLINT = ("number", "Q", "UBIGINT"), ("number", "I", "UINTEGER"), ("number", "h", "SMALLINT")
-EVERY_THIRD_NULL = bytes(sum(1 << bit for bit in range(8) if (index * 8 + bit) % 3) for index in range(LENGTH // 8 + 2))
+EVERY_THIRD_NULL = bytes(sum(1 << bit for bit in range(8) if (index * 8 + bit) % 3) for index in range(LENGTH // 8 + 4))
 
 
 def _nullable(typecode: str, values: list[Any], offset: int = 0) -> tuple[Any, ...]:
     """A column whose rows ``offset + i`` with ``(offset + i) % 3 == 0`` are NULL."""
     return (*_column(typecode, values, offset)[:1], memoryview(EVERY_THIRD_NULL), _column(typecode, values, offset)[2])
+
+
+def _interrupted_at_20(x: int) -> int:
+    if x == 20:
+        raise KeyboardInterrupt
+    return x
 
 
 def _string_at_50(x: int) -> Any:
@@ -213,10 +219,22 @@ NATIVE_CASES = [
     ("overflow at row 30", lambda x: 2**70 if x == 30 else x, [BIGINT], BIGINT, [RANGE], {}),
     ("beyond INTEGER at row 60", lambda x: 2**40 if x == 60 else x, [BIGINT], INTEGER, [RANGE], {}),
     ("an int beyond a FLOAT's at row 70", lambda x: 2**60 + 1 if x == 70 else x, [BIGINT], FLOAT, [RANGE], {}),
+    ("KeyboardInterrupt at row 20", _interrupted_at_20, [BIGINT], BIGINT, [RANGE], {"errors_to_null": True}),
+    (
+        "two NULL layouts, special, return_null",
+        lambda x, y: 1 // (x - 12) if y is None else x,
+        [BIGINT, DOUBLE],
+        BIGINT,
+        [_nullable("q", list(range(LENGTH)), offset=3), _nullable("d", [i / 2 for i in range(LENGTH)], offset=13)],
+        {"special_nulls": True, "errors_to_null": True},
+    ),
 ]
 
 
-def _run_native(case: tuple[Any, ...], *, numbers_path: bool, capacity: int) -> tuple[Any, ...]:
+def _run_native(
+    case: tuple[Any, ...], *, numbers_path: bool, capacity: int, container: type = tuple
+) -> tuple[Any, ...]:
+    """Run the case; return what it gave (with every call's arguments, in order) and whether the loop ran."""
     _, function, arguments, result, columns, options = case
     status = [0] * STATUS_SLOTS
     runtime = Runtime(status)
@@ -234,6 +252,14 @@ def _run_native(case: tuple[Any, ...], *, numbers_path: bool, capacity: int) -> 
     runtime.load(1, tuple(spec))
     udf = runtime.udfs[1]
     assert udf.result_typecode == result[1]  # every case is one for the numbers path
+    seen: list[tuple[Any, ...]] = []
+    loaded = udf.function
+
+    def recorded(*arguments: Any) -> Any:
+        seen.append(arguments)
+        return loaded(*arguments)
+
+    udf.function = recorded
     calls = []
     if numbers_path:
         assert COMPILED_CODEC is not None and runtime.codec.call_numbers is not None
@@ -253,11 +279,12 @@ def _run_native(case: tuple[Any, ...], *, numbers_path: bool, capacity: int) -> 
         runtime.codec = runtime.codec._replace(call_numbers=None)
     outputs = [memoryview(bytearray(16)), memoryview(bytearray(capacity))]
     try:
-        runtime.run((1, LENGTH, tuple(columns), outputs, None, MODE_BUFFERS))
+        # A tuple of columns from this interpreter or a per-GIL one, a list from a worker process or an actor.
+        runtime.run((1, LENGTH, container(columns), outputs, None, MODE_BUFFERS))
     except Exception as error:
         # The user's traceback, less the frame of the counting wrapper above.
         message = re.sub(r'  File "[^"]*", line \d+, in counted\n.*\n', "", str(error))
-        return ("raised", type(error).__name__, message), calls
+        return ("raised", type(error).__name__, message, seen), calls
     pending = None
     if runtime.pending is not None:
         grown = [memoryview(bytearray(size)) for size in status[SIZES_SLOT : SIZES_SLOT + 2]]
@@ -266,15 +293,16 @@ def _run_native(case: tuple[Any, ...], *, numbers_path: bool, capacity: int) -> 
     # What the outputs hold counts only for a result not pending, and the validity only with NULLs (its size
     # slot is 0 without): the fused loop writes both until a result is left to the codec.
     written = None if status[1] else (bytes(outputs[0]) if status[0] else None, bytes(outputs[1]))
-    return ("ran", status[: SIZES_SLOT + 2], written, pending), calls
+    return ("ran", status[: SIZES_SLOT + 2], written, pending, seen), calls
 
 
 @pytest.mark.skipif(COMPILED_CODEC is None, reason="duckdb_subinterp._codecc was not built")
+@pytest.mark.parametrize("container", [tuple, list])
 @pytest.mark.parametrize("capacity", [8 * LENGTH, 8], ids=["fits", "too small"])
 @pytest.mark.parametrize("case", NATIVE_CASES, ids=[case[0] for case in NATIVE_CASES])
-def test_row_numbers_path_matches_the_general_one(case, capacity):
-    general, _ = _run_native(case, numbers_path=False, capacity=capacity)
-    fused, calls = _run_native(case, numbers_path=True, capacity=capacity)
+def test_row_numbers_path_matches_the_general_one(case, capacity, container):
+    general, _ = _run_native(case, numbers_path=False, capacity=capacity, container=container)
+    fused, calls = _run_native(case, numbers_path=True, capacity=capacity, container=container)
     assert fused == general
     # The fused loop ran the batch where the outputs had room, and left it untouched where not.
     assert calls == [capacity >= 8 * LENGTH]
