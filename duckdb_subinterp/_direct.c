@@ -1020,9 +1020,15 @@ static PyType_Spec DirectCall_spec = {
    placement and timing (~18 us a batch less). While `left` > 0 it calls `function` and
    counts down; then (and for a batch of no arguments) it calls `fallback`,
    the dispatcher, which times and places the batch and may set `left`
-   again. An exception from `function` goes to `on_error`, which raises the
-   error the query reports. Everything runs under the main GIL, so the
-   counts are exact whatever thread calls. */
+   again. Two guards end a streak early, so it may be long: with `thread`
+   set, a call from another thread goes to `fallback` (another DuckDB thread
+   calls: the pool may pay now); with `slow_per_row` set, a call whose rows
+   took longer than that each (a costlier part of the data) ends it after
+   the call (two clock reads, ~50 ns). Either sets `left` to -1, so the
+   dispatcher tells a streak ended early from one run to its end. An
+   exception from `function` goes to `on_error`, which raises the error the
+   query reports. Everything runs under the main GIL, so the counts are
+   exact whatever thread calls. */
 
 typedef struct {
     PyObject_HEAD
@@ -1030,6 +1036,8 @@ typedef struct {
     PyObject *fallback;
     PyObject *on_error;
     Py_ssize_t left;
+    unsigned long thread;  /* 0: any thread */
+    double slow_per_row;   /* seconds; 0: calls not timed */
     long long batches;
     long long rows;
     vectorcallfunc vectorcall;
@@ -1041,6 +1049,9 @@ SettledCall_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObj
 {
     SettledCall *self = (SettledCall *)op;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (self->thread != 0 && self->left > 0 && PyThread_get_thread_ident() != self->thread) {
+        self->left = -1;
+    }
     if (self->left <= 0 || nargs < 1 || kwnames != NULL) {
         return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
     }
@@ -1051,9 +1062,17 @@ SettledCall_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObj
     self->left--;
     self->batches++;
     self->rows += rows;
+    double slow = self->slow_per_row;
+    PyTime_t started = 0, ended = 0;
+    if (slow > 0 && PyTime_PerfCounterRaw(&started) < 0) {
+        slow = 0; /* not timed (it does not fail on the platforms built for) */
+    }
     PyObject *function = Py_NewRef(self->function); /* `function` may be replaced during the call */
     PyObject *result = PyObject_Vectorcall(function, args, nargsf, NULL);
     Py_DECREF(function);
+    if (slow > 0 && PyTime_PerfCounterRaw(&ended) == 0 && PyTime_AsSecondsDouble(ended - started) > slow * (double)rows) {
+        self->left = -1;
+    }
     if (result == NULL && self->on_error != Py_None) {
         PyObject *error = PyErr_GetRaisedException();
         if (error == NULL) {
@@ -1203,6 +1222,10 @@ static PyGetSetDef SettledCall_getset[] = {
 static PyMemberDef SettledCall_members[] = {
     {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(SettledCall, vectorcall), Py_READONLY, NULL},
     {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(SettledCall, weakrefs), Py_READONLY, NULL},
+    {"thread", Py_T_ULONG, offsetof(SettledCall, thread), 0,
+     "While not 0: a call from another thread ident goes to `fallback`, `left` set to -1."},
+    {"slow_per_row", Py_T_DOUBLE, offsetof(SettledCall, slow_per_row), 0,
+     "While > 0: a call whose rows took longer than this many seconds each sets `left` to -1."},
     {NULL, 0, 0, 0, NULL},
 };
 

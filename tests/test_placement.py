@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 
@@ -13,7 +14,8 @@ from udfs import udf_module
 
 import duckdb_subinterp
 from duckdb_subinterp import examples
-from duckdb_subinterp._engine.dispatch import RECENT_MIN, BatchDispatcher
+from duckdb_subinterp._direct import SettledCall
+from duckdb_subinterp._engine.dispatch import RECENT_MIN, SETTLED_BATCHES, SETTLED_MOST, BatchDispatcher
 from duckdb_subinterp._registration.api import _dispatcher
 
 ROWS = 200_000
@@ -193,6 +195,58 @@ def test_a_settled_udf_whose_rows_get_costly_is_placed_again_at_once(con):
     stats = duckdb_subinterp.udf_stats(con, "uneven")
     cheap = -(-100_000 // 2048)
     # The first costly batch, run settled here, ends the streak: the next ones fan out over the pool
-    # rather than wait for the 15 settled batches to end (up to 14 more costly batches here).
+    # rather than wait for the settled streak to end (up to 254 more costly batches here).
     assert stats["in_thread_batches"] <= cheap + 3
     assert stats["fanned_batches"] >= 10
+
+
+@pytest.fixture
+def placed_batches(monkeypatch):
+    """Record each settled streak a UDF registered from now on starts: how the last one ended, how long."""
+    streaks = []
+    settle = BatchDispatcher._settle
+
+    def recording(self, settled, slow_per_row, thread):
+        ended = settled.left
+        settle(self, settled, slow_per_row, thread)
+        streaks.append((ended, settled.left))
+
+    monkeypatch.setattr(BatchDispatcher, "_settle", recording)
+    return streaks
+
+
+def test_a_settled_streak_grows_while_the_placement_stays(con, placed_batches):
+    con.execute("SET threads=1")  # one DuckDB thread: no streak ends for another thread's call
+    auto(con, "mine", add_one_arrow, ["BIGINT"], "BIGINT", type="arrow")
+    for _ in range(8):
+        assert con.sql(f"SELECT sum(mine(i)) FROM range({ROWS}) t(i)").fetchall() == [(sum(range(1, ROWS + 1)),)]
+    batches = duckdb_subinterp.udf_stats(con, "mine")["in_thread_batches"]
+    lengths = [length for _, length in placed_batches]
+    assert lengths[0] == SETTLED_BATCHES
+    # Each streak that ran to its end doubles the next (plus one), up to SETTLED_MOST.
+    for (ended, length), (_, last) in zip(placed_batches[1:], placed_batches, strict=False):
+        assert length == (min(2 * last + 1, SETTLED_MOST) if ended == 0 else last)
+    assert max(lengths) >= SETTLED_MOST // 2  # a batch far slower than the others (a busy core) ends one early
+    assert len(placed_batches) < batches / 20  # 1 in 16 batches placed again with streaks of 15
+
+
+def test_a_settled_call_from_another_thread_or_slower_than_allowed_ends_its_streak():
+    placed = []
+    settled = SettledCall(lambda x: x, lambda x: placed.append(x) or x)
+    settled.left, settled.thread = 5, threading.get_ident()
+    assert settled([1, 2]) == [1, 2] and settled.left == 4 and not placed  # this thread: settled
+    other = threading.Thread(target=settled, args=([3],))
+    other.start()
+    other.join(timeout=10)
+    assert placed == [[3]] and settled.left == -1  # another thread: placed again, the streak ended early
+
+    def slow(x):
+        time.sleep(0.01)
+        return x
+
+    settled = SettledCall(slow, placed.append)
+    settled.left, settled.slow_per_row = 5, 0.1
+    assert settled([1, 2, 3]) == [1, 2, 3] and settled.left == 4  # 10 ms under 3 rows of 100 ms each
+    settled.slow_per_row = 0.001
+    assert settled([1, 2, 3]) == [1, 2, 3] and settled.left == -1  # over 3 rows of 1 ms each
+    assert settled.take_counts() == (2, 6)  # both ran settled and count

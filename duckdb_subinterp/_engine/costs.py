@@ -294,6 +294,15 @@ class Placement:
         predicted, measured = self._pool_cost(rows)
         return min(predicted, measured) / max(parallel, 1) >= 2 * self._here * rows
 
+    def settled_slow_per_row(self, rows: int, parallel: int) -> float:
+        """Return the seconds a row of a settled batch may take before the batch is placed again.
+
+        Twice the cost here, or half the way to the pool's (``parallel`` at
+        once), whichever is more: a batch under it stays far from the pool.
+        """
+        predicted, measured = self._pool_cost(rows)
+        return max(2 * self._here, 0.5 * min(predicted, measured) / max(parallel, 1) / max(rows, 1))
+
     def here_per_row(self) -> float:
         """Return the seconds a row costs here, per calling thread; inf before a batch ran here."""
         return self._here

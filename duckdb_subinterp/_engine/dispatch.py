@@ -97,10 +97,15 @@ if TYPE_CHECKING:
     from duckdb_subinterp import _direct
     from duckdb_subinterp._backends.inthread import InThread
 
-# backend="auto": an arrow UDF whose batches are far cheaper here than on
-# the pool runs this many batches the lean way (a call and a count, in C)
-# between two that are timed and placed again.
+# backend="auto": a UDF whose batches are far cheaper here than on the pool
+# runs this many batches the lean way (a call and a count, in C) between two
+# that are timed and placed again; twice as many plus one each time the
+# placement stays (a placed batch costs ~17 us more than a settled one), up
+# to SETTLED_MOST (half a million rows of 2,048-row batches). A batch from
+# another DuckDB thread, or one far costlier than the estimate, ends a streak
+# early (see _direct.SettledCall), so a long one misses no change.
 SETTLED_BATCHES = 15
+SETTLED_MOST = 255
 
 _SettledCall: type[_direct.SettledCall] | None
 try:
@@ -194,6 +199,7 @@ class BatchDispatcher:
         )
         self._fan_out_floor = 2 * pool.slice_overhead_seconds / MIN_SAVING  # below it no batch fans out
         self._settled: Callable[[], _direct.SettledCall | None] = lambda: None  # see settled_call
+        self._streak = 0  # the last settled streak's length; 0: none since a batch was not settled
         # The DuckDB threads in a call now, and when each last ended one:
         # how many call at once (see _threads_calling).
         self._calling: set[int] = set()
@@ -237,27 +243,47 @@ class BatchDispatcher:
         calling = self._calling
         thread = threading.get_ident()
         calling.add(thread)  # set.add and discard are atomic under the GIL
+        settled = self._settled()
+        if settled is not None and settled.left < 0 and settled.thread not in (0, thread):
+            # This thread ended another's streak (see _settle): that one was calling too.
+            self._last_ended[settled.thread] = started
         try:
             threads = len(calling)  # DuckDB threads in a call now: on the pool their batches run side by side
             parallel = min(self._threads_calling(thread, started, length), self.pool.size)
             if self._fans_out and placement.here_per_row() * length > self._fan_out_floor:
                 parallel = self._most_workers  # a batch this costly fans out over the pool's workers
             if placement.on_pool(length, parallel):
+                self._streak = 0
                 return self._pooled_batch(started, arguments, length)  # timed on the worker (self.costs)
             result, seconds = self._in_thread_batch(started, arguments, length)
             placement.observe_here(length, seconds, threads)
-            settled = self._settled()
             if settled is not None:
                 self._count_settled(settled)
                 # A cheap native or vectorized UDF's batch that one DuckDB thread calls
                 # (so it does not fan out): the pool would run it as here, a round trip later.
                 alone = parallel == 1 and self.kind != "arrow" and seconds < SETTLE_MAX_SECONDS
                 if alone or placement.settled_here(length, parallel):
-                    settled.left = SETTLED_BATCHES
+                    self._settle(
+                        settled, placement.settled_slow_per_row(length, parallel), thread if parallel == 1 else 0
+                    )
+                else:
+                    self._streak = 0
             return result
         finally:
             calling.discard(thread)
             self._last_ended[thread] = time.perf_counter()
+
+    def _settle(self, settled: _direct.SettledCall, slow_per_row: float, thread: int) -> None:
+        """Start a streak of settled batches (see settled_call): longer if the last one ran to its end."""
+        streak = self._streak
+        if streak == 0:  # the first streak since a batch was placed elsewhere or not settled
+            streak = SETTLED_BATCHES
+        elif settled.left == 0:  # the last one ran to its end (-1: a guard ended it, see _direct.SettledCall)
+            streak = min(2 * streak + 1, SETTLED_MOST)
+        self._streak = settled.left = streak
+        settled.thread = thread  # 0: DuckDB's threads take turns, each may call
+        if self.kind == "arrow":  # its calls are timed in C (a native UDF's run in _settled_batch)
+            settled.slow_per_row = slow_per_row
 
     def _threads_calling(self, thread: int, now: float, length: int) -> int:
         """Return how many DuckDB threads call this UDF at once: those in a call, and those that lately ended one.
@@ -321,7 +347,7 @@ class BatchDispatcher:
             placement.observe_here(length, run, 1)
             settled = self._settled()
             if settled is not None:
-                settled.left = 0
+                settled.left = -1  # ended early (see _settle)
         return result
 
     def _settled_error(self, error: BaseException) -> None:
