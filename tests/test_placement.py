@@ -250,3 +250,29 @@ def test_a_settled_call_from_another_thread_or_slower_than_allowed_ends_its_stre
     settled.slow_per_row = 0.001
     assert settled([1, 2, 3]) == [1, 2, 3] and settled.left == -1  # over 3 rows of 1 ms each
     assert settled.take_counts() == (2, 6)  # both ran settled and count
+
+
+def sleeps_from_100_000(x):
+    if pc.min(x).as_py() >= 100_000:
+        time.sleep(0.002)  # a costlier part of the data
+    return pc.add(x, 1)
+
+
+def test_a_settled_arrow_udf_whose_batches_get_costly_is_placed_again_at_once(con, monkeypatch):
+    placed = []
+    in_thread_batch = BatchDispatcher._in_thread_batch
+
+    def counting(self, started, arguments, length):
+        placed.append(pc.min(arguments[0]).as_py())
+        return in_thread_batch(self, started, arguments, length)
+
+    monkeypatch.setattr(BatchDispatcher, "_in_thread_batch", counting)
+    con.execute("SET threads=1")
+    auto(con, "uneven", sleeps_from_100_000, ["BIGINT"], "BIGINT", type="arrow")
+    rows = 150_000  # 49 cheap batches, then 25 of ~2 ms
+    assert con.sql(f"SELECT sum(uneven(i)) FROM range({rows}) t(i)").fetchall() == [(sum(range(1, rows + 1)),)]
+    costly = [first for first in placed if first >= 100_000]
+    # The first costly batch, run settled, ends its streak (timed in C); the estimate here, the cheaper
+    # of the last two batches, may settle one more; then every one is timed and placed (the pool, a
+    # round trip away, is no longer far off) rather than run settled for up to 254 batches.
+    assert len(costly) >= -(-(rows - 100_352) // 2048) - 2
