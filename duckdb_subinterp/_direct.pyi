@@ -55,10 +55,18 @@ class SettledCall:
 
     @left.setter
     def left(self, value: int) -> None: ...
-    thread: int
-    """While not 0: a call from another thread ident goes to ``fallback``, ``left`` set to -1."""
-    slow_per_row: float
-    """While > 0: a call whose rows took longer than this many seconds each sets ``left`` to -1."""
+    @property
+    def thread(self) -> int:
+        """While not 0: a call from another thread ident goes to ``fallback``, ``left`` set to -1."""
+
+    @thread.setter
+    def thread(self, value: int) -> None: ...
+    @property
+    def slow_per_row(self) -> float:
+        """While > 0: a call whose rows took longer than this many seconds each sets ``left`` to -1."""
+
+    @slow_per_row.setter
+    def slow_per_row(self, value: float) -> None: ...
     @property
     def function(self) -> Callable[..., object]:
         """What the next calls call while ``left`` > 0."""
