@@ -1164,6 +1164,37 @@ close_argument(Argument *argument)
     Py_CLEAR(argument->sequence);
 }
 
+/* How the per-row loops (call_per_row, call_numbers) call the function on a row. */
+typedef struct {
+    PyObject *function, *caught;
+    int skip_nulls, errors_to_null, check_none;
+} RowCall;
+
+/* Call the function on one row: None without a call for a row with a NULL argument (skip_nulls, DuckDB's
+   default NULL handling), None for an exception of `caught` (errors_to_null: exception_handling=
+   "return_null", not the function's None); the first row of all arguments given whose result is None goes
+   to *bad_row (check_none). Return the result, or NULL with the exception set. */
+static inline PyObject *
+call_row(const RowCall *call, PyObject *const *row, Py_ssize_t count, int has_null, Py_ssize_t index,
+         Py_ssize_t *bad_row)
+{
+    if (call->skip_nulls && has_null) {
+        return Py_NewRef(Py_None);
+    }
+    PyObject *result = PyObject_Vectorcall(call->function, row, count, NULL);
+    if (result == NULL) {
+        if (!call->errors_to_null || !PyErr_ExceptionMatches(call->caught)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        return Py_NewRef(Py_None);
+    }
+    if (result == Py_None && call->check_none && !has_null && *bad_row < 0) {
+        *bad_row = index;
+    }
+    return result;
+}
+
 /* call_per_row(function, arguments, length, skip_nulls, errors_to_null, check_none, caught)
    -> (results, first_bad_row) */
 static PyObject *
@@ -1174,11 +1205,10 @@ call_per_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                          "check_none, caught) takes 7 arguments");
         return NULL;
     }
-    PyObject *function = args[0], *columns = args[1], *caught = args[6];
+    PyObject *columns = args[1];
+    RowCall call = {args[0], args[6], PyObject_IsTrue(args[3]), PyObject_IsTrue(args[4]), PyObject_IsTrue(args[5])};
     Py_ssize_t length = PyLong_AsSsize_t(args[2]);
-    int skip_nulls = PyObject_IsTrue(args[3]), errors_to_null = PyObject_IsTrue(args[4]),
-        check_none = PyObject_IsTrue(args[5]);
-    if ((length < 0 && PyErr_Occurred()) || skip_nulls < 0 || errors_to_null < 0 || check_none < 0) {
+    if ((length < 0 && PyErr_Occurred()) || call.skip_nulls < 0 || call.errors_to_null < 0 || call.check_none < 0) {
         return NULL;
     }
     if (!PyList_CheckExact(columns)) {
@@ -1239,30 +1269,13 @@ call_per_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 }
             }
         }
-        PyObject *result;
-        if (skip_nulls && has_null) {
-            /* Default NULL handling: a row with a NULL argument is NULL, the function is not called. */
-            result = Py_NewRef(Py_None);
-        }
-        else {
-            result = PyObject_Vectorcall(function, row, count, NULL);
-            if (result == NULL) {
-                if (!errors_to_null || !PyErr_ExceptionMatches(caught)) {
-                    for (Py_ssize_t column = 0; column < count; column++) {
-                        Py_XDECREF(owned[column]);
-                    }
-                    Py_CLEAR(results);
-                    goto done;
-                }
-                PyErr_Clear(); /* exception_handling="return_null" */
-                result = Py_NewRef(Py_None);
-            }
-            else if (result == Py_None && check_none && !has_null && bad_row < 0) {
-                bad_row = index;
-            }
-        }
+        PyObject *result = call_row(&call, row, count, has_null, index, &bad_row);
         for (Py_ssize_t column = 0; column < count; column++) {
             Py_XDECREF(owned[column]);
+        }
+        if (result == NULL) {
+            Py_CLEAR(results);
+            goto done;
         }
         PyList_SET_ITEM(results, index, result);
     }
@@ -1327,11 +1340,10 @@ call_numbers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                                          "check_none, caught, result_code, validity_out, data_out) takes 11 arguments");
         return NULL;
     }
-    PyObject *function = args[0], *columns = args[1], *codes = args[2], *caught = args[7];
+    PyObject *columns = args[1], *codes = args[2];
+    RowCall call = {args[0], args[7], PyObject_IsTrue(args[4]), PyObject_IsTrue(args[5]), PyObject_IsTrue(args[6])};
     Py_ssize_t length = PyLong_AsSsize_t(args[3]);
-    int skip_nulls = PyObject_IsTrue(args[4]), errors_to_null = PyObject_IsTrue(args[5]),
-        check_none = PyObject_IsTrue(args[6]);
-    if ((length < 0 && PyErr_Occurred()) || skip_nulls < 0 || errors_to_null < 0 || check_none < 0) {
+    if ((length < 0 && PyErr_Occurred()) || call.skip_nulls < 0 || call.errors_to_null < 0 || call.check_none < 0) {
         return NULL;
     }
     /* The columns come as a tuple (this interpreter's, a per-GIL one's) or a list (a worker process's, an
@@ -1398,23 +1410,9 @@ call_numbers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             made = column + 1;
         }
-        PyObject *result;
-        if (skip_nulls && has_null) {
-            /* Default NULL handling: a row with a NULL argument is NULL, the function is not called. */
-            result = Py_NewRef(Py_None);
-        }
-        else {
-            result = PyObject_Vectorcall(function, row, count, NULL);
-            if (result == NULL) {
-                if (!errors_to_null || !PyErr_ExceptionMatches(caught)) {
-                    goto failed_row;
-                }
-                PyErr_Clear(); /* exception_handling="return_null": not the function's None */
-                result = Py_NewRef(Py_None);
-            }
-            else if (result == Py_None && check_none && !has_null && bad_row < 0) {
-                bad_row = index;
-            }
+        PyObject *result = call_row(&call, row, count, has_null, index, &bad_row);
+        if (result == NULL) {
+            goto failed_row;
         }
         for (Py_ssize_t column = 0; column < made; column++) {
             if (row[column] != Py_None) {

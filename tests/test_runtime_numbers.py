@@ -98,14 +98,15 @@ CASES = [
 ]
 
 
-def _run(case: tuple[Any, ...], *, numbers_path: bool, capacity: int) -> tuple[Any, ...]:
-    _, function, arguments, result, columns, options = case
+def _loaded(case: tuple[Any, ...], kind: str) -> tuple[Runtime, list[int]]:
+    """Return a runtime with the case's UDF loaded as ``kind`` (id 1), and the status slots it writes."""
+    _, function, arguments, result, _, options = case
     status = [0] * STATUS_SLOTS
     runtime = Runtime(status)
     spec = UdfSpec(
         "case",
         cloudpickle.dumps(function),
-        "vectorized",
+        kind,
         tuple(arguments),
         result,
         result[2],
@@ -114,22 +115,31 @@ def _run(case: tuple[Any, ...], *, numbers_path: bool, capacity: int) -> tuple[A
         options.get("varargs", False),
     )
     runtime.load(1, tuple(spec))
-    udf = runtime.udfs[1]
-    assert udf.result_typecode == result[1]  # every case is one for the numbers path
+    assert runtime.udfs[1].result_typecode == result[1]  # every case is one for the numbers path
+    return runtime, status
+
+
+def _pending(runtime: Runtime, status: list[int]) -> list[bytes] | None:
+    """Return the result left pending (outputs too small), copied into outputs of the sizes asked for."""
+    if runtime.pending is None:
+        return None
+    grown = [memoryview(bytearray(size)) for size in status[SIZES_SLOT : SIZES_SLOT + 2]]
+    runtime.copy_pending(grown)
+    return [bytes(view) for view in grown]
+
+
+def _run(case: tuple[Any, ...], *, numbers_path: bool, capacity: int) -> tuple[Any, ...]:
+    columns = case[4]
+    runtime, status = _loaded(case, "vectorized")
     if not numbers_path:
-        udf.result_typecode = None
+        runtime.udfs[1].result_typecode = None
     length = 1 if not columns else LENGTH
     outputs = [memoryview(bytearray(16)), memoryview(bytearray(capacity))]
     try:
         runtime.run((1, length, columns, outputs, None, MODE_BUFFERS))
     except Exception as error:
         return ("raised", type(error).__name__, str(error))
-    pending = None
-    if runtime.pending is not None:
-        grown = [memoryview(bytearray(size)) for size in status[SIZES_SLOT : SIZES_SLOT + 2]]
-        runtime.copy_pending(grown)
-        pending = [bytes(view) for view in grown]
-    return ("ran", status[: SIZES_SLOT + 2], [bytes(view) for view in outputs], pending)
+    return ("ran", status[: SIZES_SLOT + 2], [bytes(view) for view in outputs], _pending(runtime, status))
 
 
 @pytest.mark.parametrize("capacity", [8 * LENGTH, 8], ids=["fits", "too small"])
@@ -235,23 +245,9 @@ def _run_native(
     case: tuple[Any, ...], *, numbers_path: bool, capacity: int, container: type = tuple
 ) -> tuple[Any, ...]:
     """Run the case; return what it gave (with every call's arguments, in order) and whether the loop ran."""
-    _, function, arguments, result, columns, options = case
-    status = [0] * STATUS_SLOTS
-    runtime = Runtime(status)
-    spec = UdfSpec(
-        "case",
-        cloudpickle.dumps(function),
-        "native",
-        tuple(arguments),
-        result,
-        result[2],
-        options.get("special_nulls", False),
-        options.get("errors_to_null", False),
-        False,
-    )
-    runtime.load(1, tuple(spec))
+    columns = case[4]
+    runtime, status = _loaded(case, "native")
     udf = runtime.udfs[1]
-    assert udf.result_typecode == result[1]  # every case is one for the numbers path
     seen: list[tuple[Any, ...]] = []
     loaded = udf.function
 
@@ -285,11 +281,7 @@ def _run_native(
         # The user's traceback, less the frame of the counting wrapper above.
         message = re.sub(r'  File "[^"]*", line \d+, in counted\n.*\n', "", str(error))
         return ("raised", type(error).__name__, message, seen), calls
-    pending = None
-    if runtime.pending is not None:
-        grown = [memoryview(bytearray(size)) for size in status[SIZES_SLOT : SIZES_SLOT + 2]]
-        runtime.copy_pending(grown)
-        pending = [bytes(view) for view in grown]
+    pending = _pending(runtime, status)
     # What the outputs hold counts only for a result not pending, and the validity only with NULLs (its size
     # slot is 0 without): the fused loop writes both until a result is left to the codec.
     written = None if status[1] else (bytes(outputs[0]) if status[0] else None, bytes(outputs[1]))
