@@ -1206,9 +1206,13 @@ call_per_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *columns = args[1];
-    RowCall call = {args[0], args[6], PyObject_IsTrue(args[3]), PyObject_IsTrue(args[4]), PyObject_IsTrue(args[5])};
     Py_ssize_t length = PyLong_AsSsize_t(args[2]);
-    if ((length < 0 && PyErr_Occurred()) || call.skip_nulls < 0 || call.errors_to_null < 0 || call.check_none < 0) {
+    if (length < 0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    RowCall call = {args[0], args[6], 0, 0, 0};
+    if ((call.skip_nulls = PyObject_IsTrue(args[3])) < 0 || (call.errors_to_null = PyObject_IsTrue(args[4])) < 0
+        || (call.check_none = PyObject_IsTrue(args[5])) < 0) {
         return NULL;
     }
     if (!PyList_CheckExact(columns)) {
@@ -1341,9 +1345,13 @@ call_numbers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *columns = args[1], *codes = args[2];
-    RowCall call = {args[0], args[7], PyObject_IsTrue(args[4]), PyObject_IsTrue(args[5]), PyObject_IsTrue(args[6])};
     Py_ssize_t length = PyLong_AsSsize_t(args[3]);
-    if ((length < 0 && PyErr_Occurred()) || call.skip_nulls < 0 || call.errors_to_null < 0 || call.check_none < 0) {
+    if (length < 0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    RowCall call = {args[0], args[7], 0, 0, 0};
+    if ((call.skip_nulls = PyObject_IsTrue(args[4])) < 0 || (call.errors_to_null = PyObject_IsTrue(args[5])) < 0
+        || (call.check_none = PyObject_IsTrue(args[6])) < 0) {
         return NULL;
     }
     /* The columns come as a tuple (this interpreter's, a per-GIL one's) or a list (a worker process's, an

@@ -1024,8 +1024,9 @@ static PyType_Spec DirectCall_spec = {
    set, a call from another thread goes to `fallback` (another DuckDB thread
    calls: the pool may pay now); with `slow_per_row` set, a call whose rows
    took longer than that each (a costlier part of the data) ends it after
-   the call (two clock reads, ~50 ns). Either sets `left` to -1, so the
-   dispatcher tells a streak ended early from one run to its end. An
+   the call (two clock reads, ~50 ns). They set `left` to -2 (another thread
+   called) or -1, so the dispatcher tells a streak ended early from one run
+   to its end. An
    exception from `function` goes to `on_error`, which raises the error the
    query reports. Everything runs under the main GIL, so the counts are
    exact whatever thread calls. */
@@ -1050,7 +1051,7 @@ SettledCall_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObj
     SettledCall *self = (SettledCall *)op;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (self->thread != 0 && self->left > 0 && PyThread_get_thread_ident() != self->thread) {
-        self->left = -1;
+        self->left = -2;
     }
     if (self->left <= 0 || nargs < 1 || kwnames != NULL) {
         return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
@@ -1064,7 +1065,7 @@ SettledCall_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObj
     self->rows += rows;
     double slow = self->slow_per_row;
     PyTime_t started = 0, ended = 0;
-    if (slow > 0 && PyTime_PerfCounterRaw(&started) < 0) {
+    if (slow > 0 && (rows == 0 || PyTime_PerfCounterRaw(&started) < 0)) {
         slow = 0; /* not timed (it does not fail on the platforms built for) */
     }
     PyObject *function = Py_NewRef(self->function); /* `function` may be replaced during the call */
@@ -1223,7 +1224,7 @@ static PyMemberDef SettledCall_members[] = {
     {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(SettledCall, vectorcall), Py_READONLY, NULL},
     {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(SettledCall, weakrefs), Py_READONLY, NULL},
     {"thread", Py_T_ULONG, offsetof(SettledCall, thread), 0,
-     "While not 0: a call from another thread ident goes to `fallback`, `left` set to -1."},
+     "While not 0: a call from another thread ident goes to `fallback`, `left` set to -2."},
     {"slow_per_row", Py_T_DOUBLE, offsetof(SettledCall, slow_per_row), 0,
      "While > 0: a call whose rows took longer than this many seconds each sets `left` to -1."},
     {NULL, 0, 0, 0, NULL},

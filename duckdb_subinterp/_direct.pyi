@@ -57,7 +57,7 @@ class SettledCall:
     def left(self, value: int) -> None: ...
     @property
     def thread(self) -> int:
-        """While not 0: a call from another thread ident goes to ``fallback``, ``left`` set to -1."""
+        """While not 0: a call from another thread ident goes to ``fallback``, ``left`` set to -2."""
 
     @thread.setter
     def thread(self, value: int) -> None: ...

@@ -101,9 +101,10 @@ if TYPE_CHECKING:
 # runs this many batches the lean way (a call and a count, in C) between two
 # that are timed and placed again; twice as many plus one each time the
 # placement stays (a placed batch costs ~17 us more than a settled one), up
-# to SETTLED_MOST (half a million rows of 2,048-row batches). A batch from
-# another DuckDB thread, or one far costlier than the estimate, ends a streak
-# early (see _direct.SettledCall), so a long one misses no change.
+# to SETTLED_MOST (half a million rows of 2,048-row batches). A batch far
+# costlier than the estimate ends a streak early, and so does one from another
+# DuckDB thread where one was calling (see _direct.SettledCall); more threads
+# joining those that took turns in a streak show at its end.
 SETTLED_BATCHES = 15
 SETTLED_MOST = 255
 
@@ -244,9 +245,10 @@ class BatchDispatcher:
         thread = threading.get_ident()
         calling.add(thread)  # set.add and discard are atomic under the GIL
         settled = self._settled()
-        if settled is not None and settled.left < 0 and settled.thread not in (0, thread):
-            # This thread ended another's streak (see _settle): that one was calling too.
+        if settled is not None and settled.left == -2:
+            # This thread ended another's streak (see _settle): that one was calling too. Counted once.
             self._last_ended[settled.thread] = started
+            settled.left = -1
         try:
             threads = len(calling)  # DuckDB threads in a call now: on the pool their batches run side by side
             parallel = min(self._threads_calling(thread, started, length), self.pool.size)
@@ -278,7 +280,7 @@ class BatchDispatcher:
         streak = self._streak
         if streak == 0:  # the first streak since a batch was placed elsewhere or not settled
             streak = SETTLED_BATCHES
-        elif settled.left == 0:  # the last one ran to its end (-1: a guard ended it, see _direct.SettledCall)
+        elif settled.left == 0:  # the last one ran to its end (< 0: a guard ended it, see _direct.SettledCall)
             streak = min(2 * streak + 1, SETTLED_MOST)
         self._streak = settled.left = streak
         settled.thread = thread  # 0: DuckDB's threads take turns, each may call
