@@ -298,3 +298,26 @@ def test_a_thread_that_ended_anothers_streak_counts_it_as_calling_once(con, monk
     assert settled.left == -1
     con.sql(query).fetchall()
     assert dispatcher._last_ended[other] == counted  # and is not counted as calling ever after
+
+
+class Instances:
+    """A class UDF counting the instances made (in this interpreter: auto runs it in the calling thread)."""
+
+    made = 0
+
+    def __init__(self) -> None:
+        type(self).made += 1
+
+    def __call__(self, x: int) -> int:
+        return x
+
+
+def test_each_duckdb_thread_keeps_its_worker_and_instance_from_batch_to_batch(con):
+    # DuckDB's own threads take the GIL with a thread state made for each call: what a thread keeps
+    # here outlives it (once a loaded UDF and a class UDF's instance per thread, not per batch).
+    auto(con, "counted", Instances, ["BIGINT"], "BIGINT")
+    query = f"SELECT sum(counted(i)) FROM range({ROWS}) t(i)"
+    for _ in range(5):
+        assert con.sql(query).fetchall() == [(sum(range(ROWS)),)]
+    assert duckdb_subinterp.udf_stats(con, "counted")["in_thread_batches"] > 100
+    assert 1 <= Instances.made <= 2  # SET threads=2: DuckDB's two threads

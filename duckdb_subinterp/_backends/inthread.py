@@ -46,24 +46,30 @@ class InThread:
         self._special_nulls = special_nulls
         # A Runtime is not re-entrant (a batch's status and pending result),
         # and DuckDB's threads call at once: one per thread, made on first use.
-        self._local = threading.local()
+        # Keyed by the OS thread, not in a threading.local: DuckDB's own threads
+        # take the GIL with a thread state made for the call and dropped after
+        # it, which would empty a threading.local at every batch (a worker
+        # loaded, a class UDF's instance made, every batch).
+        self._workers: dict[int, InlineWorker] = {}
+        self._functions: dict[int, Any] = {}  # an arrow UDF's: a class UDF's instance, per thread
 
     def worker(self) -> InlineWorker:
         """Return this thread's worker, with the UDF loaded (a class UDF's instance made on first use)."""
-        worker: InlineWorker | None = getattr(self._local, "worker", None)
+        thread = threading.get_ident()
+        worker = self._workers.get(thread)
         if worker is None:
             worker = InlineWorker()
             worker.load(self.udf_id, self._spec)  # WorkerFailure: __init__ failed, as it would in a worker
             worker.loaded.add(self.udf_id)
-            self._local.worker = worker
+            self._workers[thread] = worker
         return worker
 
     def call_arrow(self, arguments: Sequence[Any], length: int) -> Any:
         """Call an arrow UDF on DuckDB's arrays; return its result as it is, for DuckDB to check, as its own."""
-        try:
-            function = self._local.function
-        except AttributeError:
-            function = self._local.function = self._made()
+        thread = threading.get_ident()
+        function = self._functions.get(thread)
+        if function is None:
+            function = self._functions[thread] = self._made()
         if not self.errors_to_null:
             # DuckDB's arguments are already what its own arrow UDF gets (the
             # columns of a table), and it checks the result: the call is all.
