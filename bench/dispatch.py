@@ -1,7 +1,8 @@
 """The dispatcher's decisions side by side with DuckDB's own UDFs: when not to cut, when to cut to one row.
 
 Each case runs one UDF through DuckDB's own ``create_function`` and through
-each backend, interleaved (``--rounds``), after one warm-up query each,
+each backend, interleaved (``--rounds``, each round starting with the next
+candidate), after one warm-up query each,
 every result checked against DuckDB's own; prints the medians and own/ours:
 
 - ``per_call_range``: a vectorized UDF that costs ~0.2 s of pure-Python work
@@ -158,8 +159,12 @@ def run_case(case: Case, rounds: int, scratch: Path) -> dict[str, Any]:
         if result != expected:
             raise SystemExit(f"{case.name} on {candidate}: {result} differs from DuckDB's own {expected}")
     seconds: dict[str, list[float]] = {candidate: [] for candidate in connections}
-    for _ in range(rounds):
-        for candidate, con in connections.items():
+    order = list(connections.items())
+    for round_number in range(rounds):
+        # Each round starts one further along, so each candidate follows each other as often: a
+        # cheap_arrow query right after the processes backend's ran ~2 ms slower, whichever it was.
+        shift = round_number % len(order)
+        for candidate, con in order[shift:] + order[:shift]:
             started = time.perf_counter()
             result = con.sql(case.query).fetchall()
             seconds[candidate].append(time.perf_counter() - started)
