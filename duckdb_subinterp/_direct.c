@@ -1026,10 +1026,9 @@ static PyType_Spec DirectCall_spec = {
    took longer than that each (a costlier part of the data) ends it after
    the call (two clock reads, ~50 ns). They set `left` to -2 (another thread
    called) or -1, so the dispatcher tells a streak ended early from one run
-   to its end. An
-   exception from `function` goes to `on_error`, which raises the error the
-   query reports. Everything runs under the main GIL, so the counts are
-   exact whatever thread calls. */
+   to its end. An exception from `function` goes to `on_error`, which raises
+   the error the query reports. Everything runs under the main GIL, so the
+   counts are exact whatever thread calls. */
 
 typedef struct {
     PyObject_HEAD
@@ -1071,7 +1070,8 @@ SettledCall_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObj
     PyObject *function = Py_NewRef(self->function); /* `function` may be replaced during the call */
     PyObject *result = PyObject_Vectorcall(function, args, nargsf, NULL);
     Py_DECREF(function);
-    if (slow > 0 && PyTime_PerfCounterRaw(&ended) == 0 && PyTime_AsSecondsDouble(ended - started) > slow * (double)rows) {
+    if (slow > 0 && PyTime_PerfCounterRaw(&ended) == 0
+        && PyTime_AsSecondsDouble(ended - started) > slow * (double)rows) {
         self->left = -1;
     }
     if (result == NULL && self->on_error != Py_None) {
