@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from duckdb_subinterp._engine.costs import CallCosts, FanOut, Placement, plan_fan_out
+from duckdb_subinterp._engine.costs import REPROBE_EVERY, WINDOW, CallCosts, FanOut, Placement, plan_fan_out
 
 SLICE = 100e-6  # what one more slice costs on interpreters
 
@@ -72,6 +72,25 @@ def test_parts_told_apart_stay_so_while_only_full_batches_follow():
     assert per_call == pytest.approx(0.3)
     assert per_row == pytest.approx(0.0, abs=1e-9)
     assert plan_fan_out(costs, 2048, 2, SLICE, 3) is None  # no probe again: it is known to be all per call
+
+
+def test_a_ratio_kept_while_slices_of_one_size_follow_is_probed_again_now_and_then():
+    # A call costs 70 ms, whatever its rows; noise on the first probe reads it as 10 ms + 59 us a row.
+    costs = costs_of((1365, 0.0906), (683, 0.0503))
+    assert costs.fit()[1] == pytest.approx(59e-6, rel=0.01)
+    plans = []
+    while not any(plans) and len(plans) < WINDOW + REPROBE_EVERY:
+        plan = plan_fan_out(costs, 2048, 2, SLICE, 3)
+        assert plan is not None  # 131 ms whole, as read; cut in two
+        plans.append(plan.probe)
+        for _ in range(plan.slices):
+            costs.observe(2048 // plan.slices, 0.07)  # two even slices: one size, which cannot refute it
+    # Once the window holds that one size, one plan in REPROBE_EVERY: not every batch, as an even
+    # cut of a UDF whose rows cost is faster than a probe's.
+    assert plans == [False] * (WINDOW // 2 + REPROBE_EVERY - 1) + [True]
+    costs.observe(1365, 0.07)  # that probe's slices
+    costs.observe(683, 0.07)
+    assert plan_fan_out(costs, 2048, 2, SLICE, 3) is None  # all per call: run whole
 
 
 def test_cheap_batches_run_whole():

@@ -16,7 +16,10 @@ costs more:
   apart: a batch is then cut into one slice per worker at most, which costs
   no wall time even if the cost is all per call (the slices run at once),
   and tells the two parts apart for the next batch. Once told apart, they
-  stay so while only full batches follow (the window keeps their ratio).
+  stay so while only full batches, or slices of one size, follow (the
+  window keeps their ratio); a fan-out planned on that kept ratio is cut as
+  a probe once in REPROBE_EVERY, so a ratio that noise made wrong (or that
+  the UDF's costs left) is told apart again rather than kept for good.
   A native UDF's function runs once a row, so a slice adds no call of it:
   its cost is all per row, and its batches are cut evenly from the first.
 - ``Placement`` (``backend="auto"``): run a batch in the calling DuckDB
@@ -39,12 +42,16 @@ MIN_SAVING = 0.1
 # The extra calls of a finer cut (slices beyond one per worker, which let a
 # worker on a busier core take fewer) may cost this share of a worker's work.
 BALANCE_SHARE = 0.1
+# A fan-out planned on a ratio kept from an earlier window (see
+# CallCosts.fit) is cut as a probe this often: the even slices that follow
+# it are of one size, which can neither confirm nor refute it.
+REPROBE_EVERY = 16
 
 
 class CallCosts:
     """The per-call and per-row seconds of one UDF's calls on one kind of worker."""
 
-    __slots__ = ("_fitted", "_per_call", "_per_row", "_samples", "_split", "_told_apart")
+    __slots__ = ("_fitted", "_kept", "_kept_plans", "_per_call", "_per_row", "_samples", "_split", "_told_apart")
 
     def __init__(self) -> None:
         self._samples: deque[tuple[int, float]] = deque(maxlen=WINDOW)
@@ -53,6 +60,8 @@ class CallCosts:
         self._per_row = 0.0
         self._split = False  # whether the two parts were told apart (samples of different sizes)
         self._told_apart: tuple[float, float] | None = None  # the last split fit: (per_call, per_row)
+        self._kept = False  # whether the fit uses that ratio, the window holding one size
+        self._kept_plans = 0  # fan-outs planned on a kept ratio (see probe_due)
 
     def observe(self, rows: int, seconds: float) -> None:
         """Add a call of ``rows`` rows that took ``seconds`` (the hot path: O(1), no fit)."""
@@ -86,6 +95,7 @@ class CallCosts:
         if not self._fitted:
             samples = list(self._samples)
             per_call, per_row, split = _fit(samples)
+            self._kept = False
             if split:
                 self._told_apart = (per_call, per_row)
             elif self._told_apart is not None:
@@ -97,9 +107,17 @@ class CallCosts:
                 if known > 0:
                     scale = per_row * rows / known
                     per_call, per_row, split = known_call * scale, known_row * scale, True
+                    self._kept = True
             self._per_call, self._per_row, self._split = per_call, per_row, split
             self._fitted = True
         return self._per_call, self._per_row, self._split
+
+    def probe_due(self) -> bool:
+        """Tell whether a fan-out planned now should be cut as a probe: once in REPROBE_EVERY on a kept ratio."""
+        if not self._kept:
+            return False
+        self._kept_plans += 1
+        return self._kept_plans % REPROBE_EVERY == 0
 
     def predict(self, rows: int) -> float:
         """Return the seconds a call of ``rows`` rows should take (0 before any call was timed)."""
@@ -221,7 +239,9 @@ def plan_fan_out(
             best, best_seconds = FanOut(workers, slices), seconds
     if best is None or whole - best_seconds < max(MIN_SAVING * whole, 2 * slice_seconds):
         return None
-    return best if split else best._replace(probe=True)
+    if per_row_calls:
+        return best
+    return best._replace(probe=True) if not split or costs.probe_due() else best
 
 
 class Placement:
