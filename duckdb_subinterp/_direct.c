@@ -1024,9 +1024,11 @@ static PyType_Spec DirectCall_spec = {
    set, a call from another thread goes to `fallback` (another DuckDB thread
    calls: the pool may pay now); with `slow_per_row` set, a call whose rows
    took longer than that each (a costlier part of the data) ends it after
-   the call (two clock reads, ~50 ns). They set `left` to -2 (another thread
-   called) or -1, so the dispatcher tells a streak ended early from one run
-   to its end. An exception from `function` goes to `on_error`, which raises
+   the call (two clock reads, ~50 ns), and `ended` says when the last timed
+   call ended (the dispatcher's clock, time.perf_counter()), so the thread
+   a call from another one displaced counts as calling only if it lately
+   did. They set `left` to -2 (another thread called) or -1, so the
+   dispatcher tells a streak ended early from one run to its end. An exception from `function` goes to `on_error`, which raises
    the error the query reports. Everything runs under the main GIL, so the
    counts are exact whatever thread calls. */
 
@@ -1038,6 +1040,7 @@ typedef struct {
     Py_ssize_t left;
     unsigned long thread;  /* 0: any thread */
     double slow_per_row;   /* seconds; 0: calls not timed */
+    PyTime_t ended;        /* when the last timed call ended; 0: none */
     long long batches;
     long long rows;
     vectorcallfunc vectorcall;
@@ -1070,9 +1073,11 @@ SettledCall_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObj
     PyObject *function = Py_NewRef(self->function); /* `function` may be replaced during the call */
     PyObject *result = PyObject_Vectorcall(function, args, nargsf, NULL);
     Py_DECREF(function);
-    if (slow > 0 && PyTime_PerfCounterRaw(&ended) == 0
-        && PyTime_AsSecondsDouble(ended - started) > slow * (double)rows) {
-        self->left = -1;
+    if (slow > 0 && PyTime_PerfCounterRaw(&ended) == 0) {
+        self->ended = ended;
+        if (PyTime_AsSecondsDouble(ended - started) > slow * (double)rows) {
+            self->left = -1;
+        }
     }
     if (result == NULL && self->on_error != Py_None) {
         PyObject *error = PyErr_GetRaisedException();
@@ -1209,6 +1214,12 @@ SettledCall_set_function(PyObject *op, PyObject *value, void *Py_UNUSED(closure)
     return 0;
 }
 
+static PyObject *
+SettledCall_get_ended(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyFloat_FromDouble(PyTime_AsSecondsDouble(((SettledCall *)op)->ended));
+}
+
 static PyMethodDef SettledCall_methods[] = {
     {"take_counts", SettledCall_take_counts, METH_NOARGS, take_counts_doc},
     {NULL, NULL, 0, NULL},
@@ -1217,6 +1228,7 @@ static PyMethodDef SettledCall_methods[] = {
 static PyGetSetDef SettledCall_getset[] = {
     {"left", SettledCall_get_left, SettledCall_set_left, "Calls still made through `function` before `fallback` again.", NULL},
     {"function", SettledCall_get_function, SettledCall_set_function, "What the next calls call while `left` > 0.", NULL},
+    {"ended", SettledCall_get_ended, NULL, "When the last timed call ended, in time.perf_counter() seconds; 0.0: none.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

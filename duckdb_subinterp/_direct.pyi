@@ -68,6 +68,10 @@ class SettledCall:
     @slow_per_row.setter
     def slow_per_row(self, value: float) -> None: ...
     @property
+    def ended(self) -> float:
+        """When the last timed call ended, in time.perf_counter() seconds; 0.0: none."""
+
+    @property
     def function(self) -> Callable[..., object]:
         """What the next calls call while ``left`` > 0."""
 

@@ -16,8 +16,9 @@ from udfs import udf_module
 import duckdb_subinterp
 from duckdb_subinterp import examples
 from duckdb_subinterp._direct import SettledCall
+from duckdb_subinterp._engine import dispatch
 from duckdb_subinterp._engine.costs import Placement
-from duckdb_subinterp._engine.dispatch import RECENT_MIN, SETTLED_BATCHES, SETTLED_MOST, BatchDispatcher
+from duckdb_subinterp._engine.dispatch import RECENT_MAX, RECENT_MIN, SETTLED_BATCHES, SETTLED_MOST, BatchDispatcher
 from duckdb_subinterp._registration.api import _dispatcher
 
 ROWS = 200_000
@@ -318,6 +319,34 @@ def test_a_thread_that_ended_anothers_streak_counts_it_as_calling_once(con, monk
     assert settled.left == -1
     con.sql(query).fetchall()
     assert dispatcher._last_ended[other] == counted  # and is not counted as calling ever after
+
+
+@pytest.mark.parametrize("kind", ["native", "arrow"])
+def test_a_thread_whose_streak_another_ended_counts_as_calling_only_if_it_lately_called(con, kind, monkeypatch):
+    con.execute("SET threads=1")  # DuckDB runs the query in this thread
+    function = udf_module.add_one if kind == "native" else add_one_arrow
+    auto(con, "mine", function, ["BIGINT"], "BIGINT", type=kind)
+    con.sql(f"SELECT sum(mine(i)) FROM range({ROWS}) t(i)").fetchall()
+    dispatcher = _dispatcher(con, "mine")
+    settled = dispatcher._settled()
+    assert settled.left > 0 and settled.thread == threading.get_ident()  # a streak of this thread's
+    parallel = []
+    monkeypatch.setattr(Placement, "on_pool", lambda self, rows, at_once: parallel.append(at_once) and False)
+    monkeypatch.setattr(dispatch, "RECENT_MIN", RECENT_MAX / 2)  # "lately", even on a loaded machine
+    batch = pa.chunked_array([pa.array(range(2048), pa.int64())])
+
+    def another_query_on_another_thread():
+        thread = threading.Thread(target=settled, args=(batch,))
+        thread.start()
+        thread.join(timeout=10)
+
+    another_query_on_another_thread()  # its batch came right after this thread's last one: both call
+    assert parallel == [2]
+    settled.left, settled.thread = 5, threading.get_ident()  # a streak of this thread's again
+    settled(batch)
+    time.sleep(RECENT_MAX)  # this thread's last batch: longer ago than any window
+    another_query_on_another_thread()  # DuckDB ran this query on another thread: it alone calls
+    assert parallel == [2, 1]
 
 
 class Instances:

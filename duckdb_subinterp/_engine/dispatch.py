@@ -246,8 +246,12 @@ class BatchDispatcher:
         calling.add(thread)  # set.add and discard are atomic under the GIL
         settled = self._settled()
         if settled is not None and settled.left == -2:
-            # This thread ended another's streak (see _settle): that one was calling too. Counted once.
-            self._last_ended[settled.thread] = started
+            # This thread ended another's streak (see _settle): that one calls too if its last
+            # settled batch ended lately (an arrow UDF's settled calls are timed in C; a native
+            # or vectorized UDF's _settled_batch notes its end itself), not if DuckDB ran the
+            # last query on it and this one on another thread.
+            other = settled.thread
+            self._last_ended[other] = max(settled.ended, self._last_ended.get(other, 0.0))
             settled.left = -1
         try:
             threads = len(calling)  # DuckDB threads in a call now: on the pool their batches run side by side
@@ -297,8 +301,8 @@ class BatchDispatcher:
         """
         calling = len(self._calling)
         ended = self._last_ended
-        if len(ended) < 2:
-            return calling
+        if not ended or (len(ended) == 1 and thread in ended):
+            return calling  # no other thread ended a batch: none to count (the common case)
         here = self._placement.here_per_row() if self._placement is not None else math.inf
         window = min(max(RECENT_BATCHES * here * length, RECENT_MIN), RECENT_MAX)
         lately = [other for other, at in ended.items() if now - at < window]
