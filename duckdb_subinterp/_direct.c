@@ -1015,22 +1015,23 @@ static PyType_Spec DirectCall_spec = {
    of its batches then need nothing but the call: this object makes it, and
    counts the batches and their rows, in C (~30 ns), where a Python wrapper
    costs 1 to 3 us a batch inside a query, on ~30 to 130 us of DuckDB's own
-   (bench/duckdb_udf_perf.py). `function` is an arrow UDF's own function, or
-   the dispatcher's run of a native or vectorized UDF's batch without its
-   placement and timing (~18 us a batch less). While `left` > 0 it calls `function` and
-   counts down; then (and for a batch of no arguments) it calls `fallback`,
-   the dispatcher, which times and places the batch and may set `left`
-   again. Two guards end a streak early, so it may be long: with `thread`
-   set, a call from another thread goes to `fallback` (another DuckDB thread
-   calls: the pool may pay now); with `slow_per_row` set, a call whose rows
-   took longer than that each (a costlier part of the data) ends it after
-   the call (two clock reads, ~50 ns), and `ended` says when the last timed
-   call ended (the dispatcher's clock, time.perf_counter()), so the thread
-   a call from another one displaced counts as calling only if it lately
-   did. They set `left` to -2 (another thread called) or -1, so the
-   dispatcher tells a streak ended early from one run to its end. An exception from `function` goes to `on_error`, which raises
-   the error the query reports. Everything runs under the main GIL, so the
-   counts are exact whatever thread calls. */
+   (bench/duckdb_udf_perf.py). `function` is an arrow UDF's own function,
+   or the dispatcher's run of a native or vectorized UDF's batch without
+   its placement and timing (~18 us a batch less). While `left` > 0 it
+   calls `function` and counts down; then (and for a batch of no arguments)
+   it calls `fallback`, the dispatcher, which times and places the batch
+   and may set `left` again. Two guards end a streak early, so it may be
+   long: with `thread` set, a call from another thread goes to `fallback`
+   (another DuckDB thread calls: the pool may pay now); with `slow_per_row`
+   set, a call whose rows took longer than that each (a costlier part of
+   the data) ends it after the call (two clock reads, ~50 ns). They set
+   `left` to -2 (another thread called) or -1, so the dispatcher tells a
+   streak ended early from one run to its end. `ended` says when the last
+   timed call since `thread` was set ended (time.perf_counter()'s clock),
+   so the thread a call from another displaced counts as calling only if
+   it lately did. An exception from `function` goes to `on_error`, which
+   raises the error the query reports. Everything runs under the main GIL,
+   so the counts are exact whatever thread calls. */
 
 typedef struct {
     PyObject_HEAD
@@ -1040,7 +1041,7 @@ typedef struct {
     Py_ssize_t left;
     unsigned long thread;  /* 0: any thread */
     double slow_per_row;   /* seconds; 0: calls not timed */
-    PyTime_t ended;        /* when the last timed call ended; 0: none */
+    PyTime_t ended;        /* when the last timed call since `thread` was set ended; 0: none */
     long long batches;
     long long rows;
     vectorcallfunc vectorcall;
@@ -1215,6 +1216,29 @@ SettledCall_set_function(PyObject *op, PyObject *value, void *Py_UNUSED(closure)
 }
 
 static PyObject *
+SettledCall_get_thread(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLong(((SettledCall *)op)->thread);
+}
+
+static int
+SettledCall_set_thread(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete thread");
+        return -1;
+    }
+    unsigned long thread = PyLong_AsUnsignedLong(value);
+    if (thread == (unsigned long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    SettledCall *self = (SettledCall *)op;
+    self->thread = thread;
+    self->ended = 0; /* an end before belongs to whatever thread called then */
+    return 0;
+}
+
+static PyObject *
 SettledCall_get_ended(PyObject *op, void *Py_UNUSED(closure))
 {
     return PyFloat_FromDouble(PyTime_AsSecondsDouble(((SettledCall *)op)->ended));
@@ -1228,15 +1252,16 @@ static PyMethodDef SettledCall_methods[] = {
 static PyGetSetDef SettledCall_getset[] = {
     {"left", SettledCall_get_left, SettledCall_set_left, "Calls still made through `function` before `fallback` again.", NULL},
     {"function", SettledCall_get_function, SettledCall_set_function, "What the next calls call while `left` > 0.", NULL},
-    {"ended", SettledCall_get_ended, NULL, "When the last timed call ended, in time.perf_counter() seconds; 0.0: none.", NULL},
+    {"thread", SettledCall_get_thread, SettledCall_set_thread,
+     "While not 0: a call from another thread ident goes to `fallback`, `left` set to -2.", NULL},
+    {"ended", SettledCall_get_ended, NULL,
+     "When the last timed call since `thread` was set ended, in time.perf_counter() seconds; 0.0: none.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyMemberDef SettledCall_members[] = {
     {"__vectorcalloffset__", Py_T_PYSSIZET, offsetof(SettledCall, vectorcall), Py_READONLY, NULL},
     {"__weaklistoffset__", Py_T_PYSSIZET, offsetof(SettledCall, weakrefs), Py_READONLY, NULL},
-    {"thread", Py_T_ULONG, offsetof(SettledCall, thread), 0,
-     "While not 0: a call from another thread ident goes to `fallback`, `left` set to -2."},
     {"slow_per_row", Py_T_DOUBLE, offsetof(SettledCall, slow_per_row), 0,
      "While > 0: a call whose rows took longer than this many seconds each sets `left` to -1."},
     {NULL, 0, 0, 0, NULL},

@@ -69,7 +69,7 @@ class SettledCall:
     def slow_per_row(self, value: float) -> None: ...
     @property
     def ended(self) -> float:
-        """When the last timed call ended, in time.perf_counter() seconds; 0.0: none."""
+        """When the last timed call since ``thread`` was set ended, in time.perf_counter() seconds; 0.0: none."""
 
     @property
     def function(self) -> Callable[..., object]:

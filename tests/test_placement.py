@@ -170,7 +170,7 @@ def test_threads_that_lately_ended_a_batch_count_as_calling(con):
     assert dispatcher._threads_calling(1, now, 2048) == 0  # thread 2 stopped calling a second ago
 
 
-def test_a_light_udf_many_threads_call_moves_to_the_pool(con):
+def test_a_light_udf_many_threads_call_moves_to_the_pool(con, monkeypatch):
     con.execute("CREATE TABLE words AS SELECT 'word ' || i AS w FROM range(8 * 122880) r(i)")  # 8 row groups
     con.create_function("own", examples.shout)
     auto(con, "light", examples.shout)  # ~0.1 us a row: DuckDB's two threads take turns on the GIL here
@@ -196,7 +196,8 @@ def test_a_light_udf_many_threads_call_moves_to_the_pool(con):
     assert dispatcher(batch).to_pylist() == ["A WORD!"] * 2048
     assert duckdb_subinterp.udf_stats(con, "light")["in_thread_batches"] == stats["in_thread_batches"] + 1  # alone
     dispatcher._placement = told_costs()  # as before that batch, whose cost here was measured
-    dispatcher._last_ended[-1] = time.perf_counter() + 60  # another DuckDB thread ended one just now
+    monkeypatch.setattr(dispatch, "RECENT_MIN", RECENT_MAX / 2)  # "lately", even on a loaded machine
+    dispatcher._last_ended[-1] = time.perf_counter()  # another DuckDB thread ended one just now
     assert dispatcher(batch).to_pylist() == ["A WORD!"] * 2048
     after = duckdb_subinterp.udf_stats(con, "light")
     assert (after["batches"], after["in_thread_batches"]) == (stats["batches"] + 2, stats["in_thread_batches"] + 1)
@@ -304,46 +305,34 @@ def test_a_settled_arrow_udf_whose_batches_get_costly_is_placed_again_at_once(co
     assert len(costly) >= -(-(rows - 100_352) // 2048) - 3
 
 
-def test_a_thread_that_ended_anothers_streak_counts_it_as_calling_once(con, monkeypatch):
-    con.execute("SET threads=1")
-    auto(con, "mine", add_one_arrow, ["BIGINT"], "BIGINT", type="arrow")
-    query = f"SELECT sum(mine(i)) FROM range({ROWS}) t(i)"
-    con.sql(query).fetchall()
-    dispatcher = _dispatcher(con, "mine")
-    settled = dispatcher._settled()
-    other = threading.get_ident() + 1  # a DuckDB thread whose streak this one's call ended (left -2)
-    settled.left, settled.thread = -2, other
-    monkeypatch.setattr(Placement, "on_pool", lambda self, rows, parallel: True)  # nothing settles again
-    con.sql(query).fetchall()
-    counted = dispatcher._last_ended[other]  # it was calling when its streak ended
-    assert settled.left == -1
-    con.sql(query).fetchall()
-    assert dispatcher._last_ended[other] == counted  # and is not counted as calling ever after
-
-
 @pytest.mark.parametrize("kind", ["native", "arrow"])
 def test_a_thread_whose_streak_another_ended_counts_as_calling_only_if_it_lately_called(con, kind, monkeypatch):
     con.execute("SET threads=1")  # DuckDB runs the query in this thread
     function = udf_module.add_one if kind == "native" else add_one_arrow
     auto(con, "mine", function, ["BIGINT"], "BIGINT", type=kind)
-    con.sql(f"SELECT sum(mine(i)) FROM range({ROWS}) t(i)").fetchall()
+    con.sql(f"SELECT sum(mine(i)) FROM range({ROWS}) t(i)").fetchall()  # settles it
     dispatcher = _dispatcher(con, "mine")
     settled = dispatcher._settled()
-    assert settled.left > 0 and settled.thread == threading.get_ident()  # a streak of this thread's
     parallel = []
     monkeypatch.setattr(Placement, "on_pool", lambda self, rows, at_once: parallel.append(at_once) and False)
     monkeypatch.setattr(dispatch, "RECENT_MIN", RECENT_MAX / 2)  # "lately", even on a loaded machine
     batch = pa.chunked_array([pa.array(range(2048), pa.int64())])
+
+    def a_streak_of_this_threads():
+        settled.left, settled.thread = 5, threading.get_ident()
+        if kind == "arrow":
+            settled.slow_per_row = 1.0  # its calls timed in C, as auto sets it
+        settled(batch)
 
     def another_query_on_another_thread():
         thread = threading.Thread(target=settled, args=(batch,))
         thread.start()
         thread.join(timeout=10)
 
+    a_streak_of_this_threads()
     another_query_on_another_thread()  # its batch came right after this thread's last one: both call
     assert parallel == [2]
-    settled.left, settled.thread = 5, threading.get_ident()  # a streak of this thread's again
-    settled(batch)
+    a_streak_of_this_threads()
     time.sleep(RECENT_MAX)  # this thread's last batch: longer ago than any window
     another_query_on_another_thread()  # DuckDB ran this query on another thread: it alone calls
     assert parallel == [2, 1]

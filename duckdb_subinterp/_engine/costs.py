@@ -17,9 +17,10 @@ costs more:
   no wall time even if the cost is all per call (the slices run at once),
   and tells the two parts apart for the next batch. Once told apart, they
   stay so while only full batches, or slices of one size, follow (the
-  window keeps their ratio); a fan-out planned on that kept ratio is cut as
-  a probe once in REPROBE_EVERY, so a ratio that noise made wrong (or that
-  the UDF's costs left) is told apart again rather than kept for good.
+  window keeps their ratio); a fan-out planned on that kept ratio is cut
+  with its last slice half the others' once in REPROBE_EVERY, so a ratio
+  that noise made wrong (or that the UDF's costs left) is told apart again
+  rather than kept for good.
   A native UDF's function runs once a row, so a slice adds no call of it:
   its cost is all per row, and its batches are cut evenly from the first.
 - ``Placement`` (``backend="auto"``): run a batch in the calling DuckDB
@@ -112,10 +113,13 @@ class CallCosts:
             self._fitted = True
         return self._per_call, self._per_row, self._split
 
-    def probe_due(self) -> bool:
-        """Tell whether a fan-out planned now should be cut as a probe: once in REPROBE_EVERY on a kept ratio."""
-        if not self._kept:
-            return False
+    @property
+    def kept(self) -> bool:
+        """Tell whether the last fit kept a ratio told apart before the window (which holds one size)."""
+        return self._kept
+
+    def take_reprobe_turn(self) -> bool:
+        """Count a fan-out planned on a kept ratio; return True once in REPROBE_EVERY: cut that one as a probe."""
         self._kept_plans += 1
         return self._kept_plans % REPROBE_EVERY == 0
 
@@ -171,7 +175,8 @@ def _median(values: list[float]) -> float:
 class FanOut(NamedTuple):
     """How to cut one batch: into ``slices`` for up to ``workers`` workers (this thread's included).
 
-    ``probe``: one slice per worker, the last of half the others' size (see the module docstring).
+    ``probe``: the last slice half the others' size, so the calls are of two sizes (see the module
+    docstring); one slice per worker where nothing told the two parts apart.
     """
 
     workers: int
@@ -241,7 +246,9 @@ def plan_fan_out(
         return None
     if per_row_calls:
         return best
-    return best._replace(probe=True) if not split or costs.probe_due() else best
+    if not split or (costs.kept and costs.take_reprobe_turn()):
+        return best._replace(probe=True)
+    return best
 
 
 class Placement:

@@ -127,7 +127,7 @@ RECENT_MAX = 0.5
 SETTLE_MAX_SECONDS = 0.002
 
 # A fanned-out batch's slices wait for workers the pool has yet to start:
-# a batch whose cost nothing told yet (a probe) only once it ran this long
+# a batch whose cost nothing told yet (a first probe) only once it ran this long
 # (a cheap query starts no worker), looking for an idle one this often.
 LATE_JOIN_SECONDS = 0.02
 LATE_JOIN_POLL_SECONDS = 0.005
@@ -628,8 +628,10 @@ class BatchDispatcher:
             executor = fan_out_executor()
             for worker in helpers:  # one at a time: after an error, len(futures) says which were handed a job
                 futures.append(executor.submit(self._run_slices, worker, slices, lent=True))  # noqa: PERF401
-            # A batch whose cost nothing told yet starts a worker only once it proved costly.
-            delay = LATE_JOIN_SECONDS if plan.probe or not self.costs.known else 0.0
+            # A batch whose cost nothing told yet starts a worker only once it proved costly
+            # (not a probe planned on a kept split: see CallCosts.fit).
+            costs = self.costs
+            delay = LATE_JOIN_SECONDS if not costs.known or (plan.probe and not costs.kept) else 0.0
             for _ in range(late):
                 futures.append(executor.submit(self._late_slices, slices, delay))  # noqa: PERF401
         except BaseException:
