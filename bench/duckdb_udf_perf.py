@@ -5,8 +5,9 @@ of "as fast as DuckDB's own UDFs": native lambdas called per row and
 ``pyarrow.compute`` arrow UDFs called per 2048-row batch, each summed over
 ``range()``. This runs every one of its ``test_udf_*`` functions from a
 duckdb-python checkout (or a fetched copy), once with DuckDB's own
-``create_function`` and once per backend, interleaved, at each ``SET threads``
-value, and prints the ratio own/ours of the medians (>1: ours is faster)::
+``create_function`` and once per backend, interleaved (each round starting
+one candidate further along), at each ``SET threads`` value, and prints the
+ratio own/ours of the medians (>1: ours is faster)::
 
     python bench/duckdb_udf_perf.py PATH/TO/duckdb-python
     python bench/duckdb_udf_perf.py PATH --backends auto,subinterpreters --threads 1,2 --repeats 5
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     thread_counts = [int(value) for value in options.threads.split(",")]
     print(
         f"duckdb-python benchmarks/test_udf_perf.py from {options.checkout}; {options.rounds} rounds of "
-        f"{options.repeats} timed runs, interleaved; Python {sys.version.split()[0]}, duckdb {duckdb.__version__}"
+        f"{options.repeats} timed runs, interleaved, each round starting one candidate further along; "
+        f"Python {sys.version.split()[0]}, duckdb {duckdb.__version__}"
     )
     print(
         f"{'benchmark':<32} {'threads':>7} {'own ms':>9}",
@@ -137,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             times: dict[str, list[float]] = {OWN: [], **{backend: [] for backend in backends}}
             refused: set[str] = set()  # an arrow UDF on subinterpreters: pyarrow cannot load there
             expected = None
-            for _ in range(options.rounds):
-                for backend in (OWN, *backends):
+            candidates = (OWN, *backends)
+            for round_number in range(options.rounds):
+                # Each round starts one candidate further along: none always runs right after another.
+                start = round_number % len(candidates)
+                for backend in candidates[start:] + candidates[:start]:
                     if backend in refused:
                         continue
                     try:
