@@ -3,7 +3,8 @@
 Each case runs one UDF through DuckDB's own ``create_function`` and through
 each backend, interleaved (``--rounds``, each round starting with the next
 candidate), after one warm-up query each,
-every result checked against DuckDB's own; prints the medians and own/ours:
+every result checked against DuckDB's own; prints the mean times and own/ours
+(means: a query of a few ms lands in one of two speeds, see Case.min_rounds):
 
 - ``per_call_range``: a vectorized UDF that costs ~0.2 s of pure-Python work
   a call whatever its rows (a model set up, a batched request built), over
@@ -60,7 +61,8 @@ class Case:
     targeted: tuple[str, ...] = ALL  # the backends the target is for (cheap_arrow: auto, which places batches)
     # At least this many rounds: a query of a few ms lands in one of two modes at SET threads=2
     # (DuckDB's own too: ~30 or ~48 ms for cheap_arrow, by how its threads take turns on the GIL),
-    # about one query in three in the slower one; the median moves with that share, less so over more rounds.
+    # about one query in three in the slower one, a share that changes from run to run: a median lands in
+    # whichever speed drew more queries, a mean moves with the share, the less so the more rounds.
     min_rounds: int = 0
 
 
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args(argv)
     print(
-        f"bench/dispatch.py: {options.rounds} rounds interleaved after a warm-up, medians; Python "
+        f"bench/dispatch.py: {options.rounds} rounds interleaved after a warm-up, mean times; Python "
         f"{sys.version.split()[0]}, duckdb {duckdb.__version__}, {len(__import__('os').sched_getaffinity(0))} CPUs"
     )
     with tempfile.TemporaryDirectory() as scratch:
@@ -198,14 +200,14 @@ def main(argv: list[str] | None = None) -> int:
             case = CASES[name]
             rounds = max(options.rounds, case.min_rounds)
             outcome = run_case(case, rounds, Path(scratch))
-            own = statistics.median(outcome["seconds"][OWN])
+            own = statistics.fmean(outcome["seconds"][OWN])
             target = f"target own/ours >= {case.target}"
             target += "" if case.targeted == ALL else f" on {', '.join(case.targeted)}"
             more = f"; {rounds} rounds" if rounds != options.rounds else ""
             print(f"\n{case.name} (SET threads={case.threads}{more}; {target}): {case.query}")
             print(f"  {OWN:<16} {own:8.3f} s")
             for backend in case.backends:
-                ours = statistics.median(outcome["seconds"][backend])
+                ours = statistics.fmean(outcome["seconds"][backend])
                 stats = outcome["stats"][backend]
                 print(
                     f"  {backend:<16} {ours:8.3f} s  {own / ours:5.2f}x  "

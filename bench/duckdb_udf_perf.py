@@ -7,7 +7,11 @@ of "as fast as DuckDB's own UDFs": native lambdas called per row and
 duckdb-python checkout (or a fetched copy), once with DuckDB's own
 ``create_function`` and once per backend, interleaved (each round starting
 one candidate further along), at each ``SET threads`` value, and prints the
-ratio own/ours of the medians (>1: ours is faster)::
+ratio own/ours of the mean times (>1: ours is faster). Means, not medians: at
+``SET threads=2`` DuckDB runs such a query at one of two speeds (~29 or ~45 ms
+for an arrow UDF over ``range(1_000_000)``, its own UDF as ours, changing from
+one registration or query to the next), and a median over that mixture lands
+in whichever speed drew more runs, so it swings by half from run to run::
 
     python bench/duckdb_udf_perf.py PATH/TO/duckdb-python
     python bench/duckdb_udf_perf.py PATH --backends auto,subinterpreters --threads 1,2 --repeats 5
@@ -94,14 +98,14 @@ def load_benchmarks(checkout: Path) -> ModuleType:
     return module
 
 
-def run_once(test: Callable[..., Any], backend: str, threads: int, repeats: int) -> tuple[float, Any]:
-    """Run one benchmark function on a fresh connection; return its median time and its last result."""
+def run_once(test: Callable[..., Any], backend: str, threads: int, repeats: int) -> tuple[list[float], Any]:
+    """Run one benchmark function on a fresh connection; return its timed runs' seconds and its last result."""
     con = duckdb.connect(config={"threads": threads})
     try:
         timer = Timer(repeats)
         target = con if backend == OWN else RedirectedConnection(con, backend)
         test(timer, target)
-        return statistics.median(timer.seconds), timer.result
+        return timer.seconds, timer.result
     finally:
         con.close()
 
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"duckdb-python benchmarks/test_udf_perf.py from {options.checkout}; {options.rounds} rounds of "
         f"{options.repeats} timed runs, interleaved, each round starting one candidate further along; "
-        f"Python {sys.version.split()[0]}, duckdb {duckdb.__version__}"
+        f"mean times; Python {sys.version.split()[0]}, duckdb {duckdb.__version__}"
     )
     print(
         f"{'benchmark':<32} {'threads':>7} {'own ms':>9}",
@@ -155,15 +159,15 @@ def main(argv: list[str] | None = None) -> int:
                         expected = result
                     elif result != expected:
                         raise SystemExit(f"{name} on {backend}: {result!r} differs from DuckDB's own {expected!r}")
-                    times[backend].append(seconds)
-            own = statistics.median(times[OWN])
+                    times[backend].extend(seconds)
+            own = statistics.fmean(times[OWN])
             cells = []
             for backend in backends:
                 if backend in refused:
                     refused_anywhere[backend] = True
                     cells.append(f"{'refused':>18} {'':>6}")
                     continue
-                ours = statistics.median(times[backend])
+                ours = statistics.fmean(times[backend])
                 worst[backend] = min(worst[backend], own / ours)
                 cells.append(f"{ours * 1e3:>18.1f} {own / ours:>5.2f}x")
             print(f"{name:<32} {threads:>7} {own * 1e3:>9.1f}", *cells)
