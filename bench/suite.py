@@ -114,6 +114,9 @@ SMALL_TABLE_ROWS = (20_000, 100_000)
 SMALL_TABLE_BACKENDS: tuple[BackendName, ...] = ("subinterpreters", "processes")
 SMALL_TABLE_CANDIDATES = (REFERENCE, *SMALL_TABLE_BACKENDS)
 SMALL_TABLE_TARGETS = {20_000: 1.6, 100_000: 1.7}
+# Its queries take 0.2 to 1.7 s, and move by a third from run to run on a shared
+# 2-core VM: at least this many repeats (a minute and a half in all on 2 cores).
+SMALL_TABLE_MIN_REPEATS = 9
 
 
 @dataclass
@@ -597,6 +600,7 @@ def run_small_tables(config: BenchConfig) -> list[dict[str, Any]]:
     con = duckdb.connect()
     con.execute("SET enable_progress_bar=false")
     pools: dict[str, WorkerPool] = {backend: _new_pool(backend, config.workers) for backend in SMALL_TABLE_BACKENDS}
+    repeats = max(config.repeats, SMALL_TABLE_MIN_REPEATS)
     runs: list[dict[str, Any]] = []
     try:
         for rows in SMALL_TABLE_ROWS:
@@ -614,13 +618,13 @@ def run_small_tables(config: BenchConfig) -> list[dict[str, Any]]:
                 pools[backend].start_all()
                 con.sql(SMALL_TABLE.query(name, f"(SELECT * FROM small_{SMALL_TABLE_ROWS[0]} LIMIT 8192)")).fetchall()
         bar = _progress(
-            config.repeats * len(config.threads) * len(SMALL_TABLE_ROWS) * len(names),
+            repeats * len(config.threads) * len(SMALL_TABLE_ROWS) * len(names),
             config.progress,
             "bench small tables",
         )
         references: dict[int, Any] = {}
         try:
-            for repeat in range(config.repeats):
+            for repeat in range(repeats):
                 for threads in config.threads:
                     con.execute(f"SET threads={threads}")
                     for rows in SMALL_TABLE_ROWS:
@@ -1042,7 +1046,8 @@ def markdown_report(results: dict[str, Any]) -> str:
             f"## Small tables: one row group, `{SMALL_TABLE.function}` (pools of {max(results['config']['threads'])})",
             "",
             "A table smaller than DuckDB's row group reaches the UDF from one DuckDB thread; the pooled backends "
-            "fan each costly batch out over idle workers.",
+            "fan each costly batch out over idle workers. Seconds: the median of "
+            f"{max(results['config']['repeats'], SMALL_TABLE_MIN_REPEATS)} repeats (fastest-slowest).",
             "",
             "| rows | threads | candidate | seconds | speed-up | slices per batch | workers busy | same result |",
             "|---:|---:|---|---:|---:|---:|---:|---|",
