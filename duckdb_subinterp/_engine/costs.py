@@ -62,7 +62,7 @@ class CallCosts:
         self._split = False  # whether the two parts were told apart (samples of different sizes)
         self._told_apart: tuple[float, float] | None = None  # the last split fit: (per_call, per_row)
         self._kept = False  # whether the fit uses that ratio, the window holding one size
-        self._kept_plans = 0  # fan-outs planned on a kept ratio (see probe_due)
+        self._kept_plans = 0  # fan-outs planned on a kept ratio (see take_reprobe_turn)
 
     def observe(self, rows: int, seconds: float) -> None:
         """Add a call of ``rows`` rows that took ``seconds`` (the hot path: O(1), no fit)."""
