@@ -416,6 +416,13 @@ def test_max_workers_must_be_a_positive_int(con, value):
         duckdb_subinterp.create_function(con, "f", udf_module.add_one, max_workers=value)
 
 
+def test_a_pool_of_another_backend_names_the_backend_it_fits(con):
+    with ProcessPool(1) as pool:  # never started: registration refuses it first
+        fix = "pass an InterpreterPool, or backend='processes' for this pool"
+        with pytest.raises(duckdb_subinterp.UDFRegistrationError, match=re.escape(fix)):
+            duckdb_subinterp.create_function(con, "f", udf_module.add_one, pool=pool)
+
+
 # ---------------------------------------------------------------------------
 # Column trees: nested types cross the shared memory like flat ones
 # ---------------------------------------------------------------------------

@@ -165,8 +165,11 @@ def create_function(
     if pool is not None and not isinstance(pool, WorkerPool):
         raise UDFRegistrationError(f"UDF {name!r}: pool must be a pool such as InterpreterPool(), got {pool!r}")
     if pool is not None and backend_type.pool_type is not None and not isinstance(pool, backend_type.pool_type):
+        fits = [other for other, kind in BACKENDS.items() if kind.pool_type and isinstance(pool, kind.pool_type)]
+        instead = f", or backend={fits[0]!r} for this pool" if fits else ""
         raise UDFRegistrationError(
-            f"UDF {name!r}: pool {pool!r} does not fit backend={backend!r}; pass a {backend_type.pool_type.__name__}"
+            f"UDF {name!r}: pool {pool!r} does not fit backend={backend!r}; "
+            f"pass {_a(backend_type.pool_type.__name__)}{instead}"
         )
     # bool is an int, but max_workers=True is a mistake, not a cap of 1.
     bad_cap = not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
@@ -411,3 +414,8 @@ def udf[Function: Callable[..., Any]](
         return function
 
     return register
+
+
+def _a(noun: str) -> str:
+    """Return ``noun`` after its article: "an InterpreterPool", "a ProcessPool"."""
+    return f"{'an' if noun[:1] in 'AEIOU' else 'a'} {noun}"
