@@ -779,7 +779,13 @@ def _package_commit() -> str | None:
 
 
 class _OtherLoad:
-    """Measure the CPU that processes other than this one and its children use during a run."""
+    """Measure the CPU that processes other than this one and its descendants use during a run.
+
+    A descendant's time counts as this run's while it lives (the live
+    processes' own times) and once it ended (its reaper's children times:
+    ours, or a live child's, as multiprocessing's forkserver reaps the
+    ProcessPoolExecutor workers it forked).
+    """
 
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -799,7 +805,7 @@ class _OtherLoad:
                 child_times = child.cpu_times()
             except (psutil.Error, OSError):
                 continue
-            own += child_times.user + child_times.system
+            own += child_times.user + child_times.system + child_times.children_user + child_times.children_system
         return busy, own
 
     def cores(self) -> float:

@@ -103,3 +103,31 @@ def test_report_flags_a_busy_machine_and_memory_within_noise():
     assert "**Warning: the machine was busy with other work**" in report
     assert "Below zero here: " in report and "(not a saving: noise; see above)" in report
     assert "USS (unique set size)" in report and "error bars" in report
+
+
+def test_other_load_counts_a_grandchild_its_live_parent_reaped_as_the_runs():
+    # The arrow UDF + ProcessPoolExecutor candidate's workers are forked by multiprocessing's
+    # forkserver, which reaps them: their time is the run's, not other processes'.
+    import subprocess
+
+    load = _bench._OtherLoad()
+    reaper = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys\n"
+            "subprocess.run([sys.executable, '-c', 'sum(range(100_000_000))'], check=True)\n"
+            "print('reaped', flush=True)\n"
+            "sys.stdin.read()",  # alive, its child's time now in its children times only
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reaper.stdout is not None
+        assert reaper.stdout.readline() == "reaped\n"
+        _, own = _bench._OtherLoad._cpu_seconds()
+        assert own - load.own >= 0.3, "the ~1 s of a grandchild a live child reaped must count as the run's"
+    finally:
+        reaper.communicate("", timeout=60)
