@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from itertools import pairwise
 
 import duckdb
 import pytest
@@ -12,6 +13,7 @@ from udfs import udf_module
 import duckdb_subinterp
 from duckdb_subinterp._engine import dispatch as _dispatch
 from duckdb_subinterp._engine import pool as pool_module
+from duckdb_subinterp._engine.fanout import Slices
 from duckdb_subinterp._registration.api import _dispatcher
 
 
@@ -112,9 +114,10 @@ def test_results_duckdb_converts_join_with_the_others(one_thread, wide_pool, alw
 
 
 def test_a_busy_worker_takes_fewer_slices(one_thread, always_fan_out):
-    # Two workers, one batch of 2048 rows cut in six slices of ~341; the first
-    # slice takes 0.6 s, the others nothing: the worker that runs it takes no
-    # other slice, since the other one has taken them all by then.
+    # Two workers, one batch of 2048 rows cut in eight slices (two each of
+    # 546, 273, 137 and 68 rows); the first slice takes 0.6 s, the others
+    # nothing: the worker that runs it takes no other slice, since the other
+    # one has taken them all by then.
     con = one_thread
     with duckdb_subinterp.InterpreterPool(2) as pool:
         pool.start_all()
@@ -124,7 +127,7 @@ def test_a_busy_worker_takes_fewer_slices(one_thread, always_fan_out):
     ran_by_slow = [i for i, worker in rows if worker == slow_worker]
     assert ran_by_slow == list(range(len(ran_by_slow))) and 300 <= len(ran_by_slow) < 1024
     assert len({worker for _, worker in rows}) == 2
-    assert duckdb_subinterp.udf_stats(con, "whoami")["slices"] == 6
+    assert duckdb_subinterp.udf_stats(con, "whoami")["slices"] == 8
 
 
 def test_a_worker_another_thread_just_gave_back_is_not_taken_for_a_fan_out(con):
@@ -250,3 +253,17 @@ def test_a_cheap_first_batch_starts_no_worker(one_thread):
         assert pool.started == 1
     finally:
         pool.close()
+
+
+def test_slices_come_in_rounds_one_per_worker_each_half_the_one_before():
+    sizes = [end - start for start, end in pairwise(Slices([], 2048, 8, workers=2)._bounds)]
+    assert sizes == [546, 546, 273, 273, 137, 136, 69, 68]  # a late or slow worker ends a 68-row slice late
+    # One slice per worker, a probe (equal, its last half), or too few rows: equal slices, as before.
+    assert [b - a for a, b in pairwise(Slices([], 2048, 2, workers=2)._bounds)] == [1024, 1024]
+    assert [b - a for a, b in pairwise(Slices([], 2048, 8, probe=True, workers=2)._bounds)][-2:] == [273, 137]
+    for length in range(1, 200):
+        for count in range(1, min(length, 24) + 1):
+            for workers in range(1, 5):
+                bounds = Slices([], length, count, workers=workers)._bounds
+                assert bounds[0] == 0 and bounds[-1] == length and len(bounds) == count + 1
+                assert all(end > start for start, end in pairwise(bounds)), (length, count, workers, bounds)

@@ -586,7 +586,7 @@ class InterpreterPool(WorkerPool):
     slice_overhead_seconds = 100e-6
     # the dispatch overhead bench/ measures: 26 us a batch at threads=1 (dev-2core-epyc)
     round_trip_seconds = 30e-6
-    slices_per_worker = 3
+    slices_per_worker = 4
 
     # CPython 3.13 cannot fork a process that has subinterpreters: the child crashes.
     close_workers_before_fork = True

@@ -622,7 +622,8 @@ class BatchDispatcher:
         self.stats.record_fanned(started, leased)
         # The plan's slices per worker, for the workers there are or may be.
         per_worker = max(plan.slices // plan.workers, 1)
-        slices = Slices(arguments, length, min(length, per_worker * (len(helpers) + late + 1)), probe=plan.probe)
+        workers = len(helpers) + late + 1
+        slices = Slices(arguments, length, min(length, per_worker * workers), probe=plan.probe, workers=workers)
         futures: list[concurrent.futures.Future[None]] = []
         try:
             executor = fan_out_executor()
