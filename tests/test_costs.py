@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from duckdb_subinterp._engine.costs import REPROBE_EVERY, WINDOW, CallCosts, FanOut, Placement, plan_fan_out
+from duckdb_subinterp._engine.costs import (
+    RECHECK_EVERY,
+    REPROBE_EVERY,
+    WINDOW,
+    CallCosts,
+    FanOut,
+    Placement,
+    plan_fan_out,
+)
 
 SLICE = 100e-6  # what one more slice costs on interpreters
 
@@ -91,6 +99,59 @@ def test_a_ratio_kept_while_slices_of_one_size_follow_is_probed_again_now_and_th
     costs.observe(1365, 0.07)  # that probe's slices
     costs.observe(683, 0.07)
     assert plan_fan_out(costs, 2048, 2, SLICE, 3) is None  # all per call: run whole
+
+
+# A window of a UDF that costs ~70 ms a call, whatever its rows, as timed on the 2-core development
+# VM (bench/dispatch_udfs.per_call, pool of 2, threads=1): a probe, then whole batches and two-slice
+# cuts, some calls slowed to 115 ms by a busy core. Fitted as is: 87 ms + 12.9 us a row, cut in two.
+NOISY_PER_CALL_MS = [(1365, 68), (683, 69), (2048, 69), (2048, 80), (2048, 115), (2048, 114), (1024, 114),
+                     (1024, 118), (2048, 118), (2048, 117), (2048, 118), (2048, 118), (2048, 117), (2048, 116),
+                     (1024, 94), (1024, 111)]  # fmt: skip
+
+
+def test_a_per_row_slope_within_the_noise_does_not_cut_a_batch():
+    costs = costs_of(*[(rows, ms / 1e3) for rows, ms in NOISY_PER_CALL_MS])
+    per_call, per_row, split = costs.fit()
+    assert split
+    assert per_row == 0.0
+    assert per_call == pytest.approx(0.1085, rel=0.01)  # the line through the samples' mean
+    assert plan_fan_out(costs, 2048, 2, SLICE, 4) is None
+    # Three samples, one off the line: a first probe timed on a busy core.
+    assert plan_fan_out(costs_of((2048, 0.07), (1365, 0.0906), (683, 0.0503)), 2048, 2, SLICE, 4) is None
+
+
+def test_a_per_row_cost_as_noisy_is_still_cut():
+    # The same sizes, a cost all per row (34 us) slowed as often and as much.
+    slowed = [ms > 90 for _, ms in NOISY_PER_CALL_MS]
+    costs = costs_of(
+        *[
+            (rows, rows * 34e-6 * (1.6 if slow else 1.0))
+            for (rows, _), slow in zip(NOISY_PER_CALL_MS, slowed, strict=True)
+        ]
+    )
+    per_row = costs.fit()[1]
+    assert per_row > 20e-6
+    plan = plan_fan_out(costs, 2048, 2, SLICE, 4)
+    assert plan is not None
+    assert plan.workers == 2
+
+
+def test_a_costly_batch_run_whole_is_probed_again_now_and_then():
+    # Read as all per call: a first probe's slices as slow as the whole batch (a busy core, or a
+    # UDF whose rows came to cost later). Whole batches alone can never tell otherwise.
+    costs = costs_of((2048, 0.07), (1365, 0.07), (683, 0.07))
+    plans = []
+    for _ in range(RECHECK_EVERY):
+        plan = plan_fan_out(costs, 2048, 2, SLICE, 4)
+        plans.append(plan)
+        if plan is None:
+            costs.observe(2048, 0.07)
+    assert plans == [None] * (RECHECK_EVERY - 1) + [FanOut(2, 2, probe=True)]
+    costs.observe(1365, 0.0467)  # the probe's slices: the rows cost
+    costs.observe(683, 0.0233)
+    plan = plan_fan_out(costs, 2048, 2, SLICE, 4)
+    assert plan is not None
+    assert not plan.probe
 
 
 def test_cheap_batches_run_whole():

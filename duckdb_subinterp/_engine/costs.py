@@ -20,7 +20,10 @@ costs more:
   window keeps their ratio); a fan-out planned on that kept ratio is cut
   with its last slice half the others' once in REPROBE_EVERY, so a ratio
   that noise made wrong (or that the UDF's costs left) is told apart again
-  rather than kept for good.
+  rather than kept for good; so is a costly batch a fit runs whole, once in
+  RECHECK_EVERY. A fit counts only the per-row part its samples tell from
+  their noise: a cost all per call on a busy machine fits some per-row
+  slope by chance, and slicing it only adds calls.
   A native UDF's function runs once a row, so a slice adds no call of it:
   its cost is all per row, and its batches are cut evenly from the first.
 - ``Placement`` (``backend="auto"``): run a batch in the calling DuckDB
@@ -43,16 +46,33 @@ MIN_SAVING = 0.1
 # The extra calls of a finer cut (slices beyond one per worker, which let a
 # worker on a busier core take fewer) may cost this share of a worker's work.
 BALANCE_SHARE = 0.1
+# Standard errors the per-row part of a fit is lowered by (see _cautious):
+# about 95% sure, with a few samples' worth of freedom, that rows cost so much.
+CAUTION = 2.0
 # A fan-out planned on a ratio kept from an earlier window (see
 # CallCosts.fit) is cut as a probe this often: the even slices that follow
 # it are of one size, which can neither confirm nor refute it.
 REPROBE_EVERY = 16
+# A costly batch that a told-apart fit runs whole is cut as a probe this
+# often: a fit that noise read as all per call (or a UDF whose rows came to
+# cost) is told apart again, at two calls of one batch in RECHECK_EVERY.
+RECHECK_EVERY = 64
 
 
 class CallCosts:
     """The per-call and per-row seconds of one UDF's calls on one kind of worker."""
 
-    __slots__ = ("_fitted", "_kept", "_kept_plans", "_per_call", "_per_row", "_samples", "_split", "_told_apart")
+    __slots__ = (
+        "_fitted",
+        "_kept",
+        "_kept_plans",
+        "_per_call",
+        "_per_row",
+        "_samples",
+        "_split",
+        "_told_apart",
+        "_whole_plans",
+    )
 
     def __init__(self) -> None:
         self._samples: deque[tuple[int, float]] = deque(maxlen=WINDOW)
@@ -63,6 +83,7 @@ class CallCosts:
         self._told_apart: tuple[float, float] | None = None  # the last split fit: (per_call, per_row)
         self._kept = False  # whether the fit uses that ratio, the window holding one size
         self._kept_plans = 0  # fan-outs planned on a kept ratio (see take_reprobe_turn)
+        self._whole_plans = 0  # costly batches a told-apart fit ran whole (see take_recheck_turn)
 
     def observe(self, rows: int, seconds: float) -> None:
         """Add a call of ``rows`` rows that took ``seconds`` (the hot path: O(1), no fit)."""
@@ -123,6 +144,11 @@ class CallCosts:
         self._kept_plans += 1
         return self._kept_plans % REPROBE_EVERY == 0
 
+    def take_recheck_turn(self) -> bool:
+        """Count a costly batch planned whole on a told-apart fit; return True once in RECHECK_EVERY."""
+        self._whole_plans += 1
+        return self._whole_plans % RECHECK_EVERY == 0
+
     def predict(self, rows: int) -> float:
         """Return the seconds a call of ``rows`` rows should take (0 before any call was timed)."""
         per_call, per_row, _ = self.fit()
@@ -147,8 +173,29 @@ def _fit(samples: list[tuple[int, float]]) -> tuple[float, float, bool]:
     if len(kept) >= 3 and len(kept) < len(samples):
         kept_sizes = [rows for rows, _ in kept]
         if max(kept_sizes) >= 1.25 * min(kept_sizes):
+            samples = kept
             per_call, per_row = _least_squares(kept)
-    return per_call, per_row, True
+    return *_cautious(samples, per_call, per_row), True
+
+
+def _cautious(samples: list[tuple[int, float]], per_call: float, per_row: float) -> tuple[float, float]:
+    """Lower ``per_row`` by CAUTION standard errors of it (not below 0), the line kept through the samples' mean.
+
+    Slicing divides only the per-row part, so a per-row part that the
+    samples cannot tell from their noise must not make a batch cut: a cost
+    all per call, some calls slowed by a busy core (70 ms calls took up to
+    116 ms now and then on the 2-core development VM), fits a per-row slope
+    by chance. A UDF whose rows do cost fits a slope far above its error.
+    """
+    count = len(samples)
+    if count < 3 or per_row <= 0:
+        return per_call, per_row
+    mean_rows = sum(rows for rows, _ in samples) / count
+    variance = sum((rows - mean_rows) ** 2 for rows, _ in samples)
+    residuals = sum((seconds - per_call - per_row * rows) ** 2 for rows, seconds in samples)
+    error = math.sqrt(residuals / (count - 2) / variance)
+    lowered = max(per_row - CAUTION * error, 0.0)
+    return per_call + (per_row - lowered) * mean_rows, lowered
 
 
 def _least_squares(samples: list[tuple[int, float]]) -> tuple[float, float]:
@@ -243,6 +290,8 @@ def plan_fan_out(
         if seconds < best_seconds:
             best, best_seconds = FanOut(workers, slices), seconds
     if best is None or whole - best_seconds < max(MIN_SAVING * whole, 2 * slice_seconds):
+        if split and not per_row_calls and costs.take_recheck_turn():
+            return FanOut(2, 2, probe=True)  # two calls, at once: a wall time near the whole batch's
         return None
     if per_row_calls:
         return best
