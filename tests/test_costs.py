@@ -112,9 +112,10 @@ NOISY_PER_CALL_MS = [(1365, 68), (683, 69), (2048, 69), (2048, 80), (2048, 115),
 def test_a_per_row_slope_within_the_noise_does_not_cut_a_batch():
     costs = costs_of(*[(rows, ms / 1e3) for rows, ms in NOISY_PER_CALL_MS])
     per_call, per_row, split = costs.fit()
-    assert split
-    assert per_row == 0.0
-    assert per_call == pytest.approx(0.1085, rel=0.01)  # the line through the samples' mean
+    assert split  # the fit as is, what udf_stats reports: 87 ms a call, 12.9 us a row
+    assert per_call == pytest.approx(0.087, rel=0.05)
+    assert per_row == pytest.approx(12.9e-6, rel=0.05)
+    assert costs.error > per_row / 2  # within two standard errors of none
     assert plan_fan_out(costs, 2048, 2, SLICE, 4) is None
     # Three samples, one off the line: a first probe timed on a busy core.
     assert plan_fan_out(costs_of((2048, 0.07), (1365, 0.0906), (683, 0.0503)), 2048, 2, SLICE, 4) is None
@@ -131,9 +132,8 @@ def test_a_per_row_cost_as_noisy_is_still_cut():
     )
     per_row = costs.fit()[1]
     assert per_row > 20e-6
-    plan = plan_fan_out(costs, 2048, 2, SLICE, 4)
-    assert plan is not None
-    assert plan.workers == 2
+    # Cut as finely as the fit says: the noise weighs on whether to cut, not on how finely.
+    assert plan_fan_out(costs, 2048, 2, SLICE, 4) == FanOut(2, 8)
 
 
 def test_a_costly_batch_run_whole_is_probed_again_now_and_then():

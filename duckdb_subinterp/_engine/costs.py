@@ -21,9 +21,10 @@ costs more:
   with its last slice half the others' once in REPROBE_EVERY, so a ratio
   that noise made wrong (or that the UDF's costs left) is told apart again
   rather than kept for good; so is a costly batch a fit runs whole, once in
-  RECHECK_EVERY. A fit counts only the per-row part its samples tell from
-  their noise: a cost all per call on a busy machine fits some per-row
-  slope by chance, and slicing it only adds calls.
+  RECHECK_EVERY. A cut must also pay with the per-row part as low as the
+  samples' noise allows (CAUTION standard errors): a cost all per call on
+  a busy machine fits some per-row slope by chance, and slicing it only
+  adds calls.
   A native UDF's function runs once a row, so a slice adds no call of it:
   its cost is all per row, and its batches are cut evenly from the first.
 - ``Placement`` (``backend="auto"``): run a batch in the calling DuckDB
@@ -46,8 +47,9 @@ MIN_SAVING = 0.1
 # The extra calls of a finer cut (slices beyond one per worker, which let a
 # worker on a busier core take fewer) may cost this share of a worker's work.
 BALANCE_SHARE = 0.1
-# Standard errors the per-row part of a fit is lowered by (see _cautious):
-# about 95% sure, with a few samples' worth of freedom, that rows cost so much.
+# A fan-out must also pay with the per-row part lowered by this many
+# standard errors of it (see plan_fan_out): about 95% sure that rows cost
+# enough for slicing to save time, not a slope read into noise.
 CAUTION = 2.0
 # A fan-out planned on a ratio kept from an earlier window (see
 # CallCosts.fit) is cut as a probe this often: the even slices that follow
@@ -63,6 +65,7 @@ class CallCosts:
     """The per-call and per-row seconds of one UDF's calls on one kind of worker."""
 
     __slots__ = (
+        "_error",
         "_fitted",
         "_kept",
         "_kept_plans",
@@ -79,8 +82,9 @@ class CallCosts:
         self._fitted = True  # nothing to fit yet
         self._per_call = 0.0
         self._per_row = 0.0
+        self._error = 0.0  # the standard error of _per_row (0: not known)
         self._split = False  # whether the two parts were told apart (samples of different sizes)
-        self._told_apart: tuple[float, float] | None = None  # the last split fit: (per_call, per_row)
+        self._told_apart: tuple[float, float, float] | None = None  # the last split fit: (per_call, per_row, error)
         self._kept = False  # whether the fit uses that ratio, the window holding one size
         self._kept_plans = 0  # fan-outs planned on a kept ratio (see take_reprobe_turn)
         self._whole_plans = 0  # costly batches a told-apart fit ran whole (see take_recheck_turn)
@@ -116,23 +120,30 @@ class CallCosts:
         """Return (per_call, per_row, split): the two parts of a call's seconds, and whether they were told apart."""
         if not self._fitted:
             samples = list(self._samples)
-            per_call, per_row, split = _fit(samples)
+            per_call, per_row, error, split = _fit(samples)
             self._kept = False
             if split:
-                self._told_apart = (per_call, per_row)
+                self._told_apart = (per_call, per_row, error)
             elif self._told_apart is not None:
                 # One size in the window now (full batches, no slices): the
                 # parts keep the ratio last told apart, scaled to this cost.
-                known_call, known_row = self._told_apart
+                known_call, known_row, known_error = self._told_apart
                 rows = samples[-1][0]
                 known = known_call + known_row * rows
                 if known > 0:
                     scale = per_row * rows / known
                     per_call, per_row, split = known_call * scale, known_row * scale, True
+                    error = known_error * scale
                     self._kept = True
-            self._per_call, self._per_row, self._split = per_call, per_row, split
+            self._per_call, self._per_row, self._error, self._split = per_call, per_row, error, split
             self._fitted = True
         return self._per_call, self._per_row, self._split
+
+    @property
+    def error(self) -> float:
+        """Return the standard error of the last fit's per-row part (0 where the samples cannot tell it)."""
+        self.fit()
+        return self._error
 
     @property
     def kept(self) -> bool:
@@ -155,15 +166,19 @@ class CallCosts:
         return per_call + per_row * rows
 
 
-def _fit(samples: list[tuple[int, float]]) -> tuple[float, float, bool]:
-    """Fit seconds = per_call + per_row * rows, both >= 0, robustly; split is False where all sizes were alike."""
+def _fit(samples: list[tuple[int, float]]) -> tuple[float, float, float, bool]:
+    """Fit seconds = per_call + per_row * rows, both >= 0, robustly.
+
+    Return (per_call, per_row, error, split): ``error`` is per_row's standard
+    error, split is False where all sizes were alike.
+    """
     if not samples:
-        return 0.0, 0.0, False
+        return 0.0, 0.0, 0.0, False
     sizes = [rows for rows, _ in samples]
     if max(sizes) < 1.25 * min(sizes):
         # One size: the parts cannot be told apart. Read it all as per row
         # (what slicing would divide); FanOutPlan allows for the other case.
-        return 0.0, _median([seconds / rows for rows, seconds in samples]), False
+        return 0.0, _median([seconds / rows for rows, seconds in samples]), 0.0, False
     per_call, per_row = _least_squares(samples)
     # One pass without the samples far off the line (a batch slowed by
     # something else: a busy core, a worker's first import).
@@ -175,27 +190,18 @@ def _fit(samples: list[tuple[int, float]]) -> tuple[float, float, bool]:
         if max(kept_sizes) >= 1.25 * min(kept_sizes):
             samples = kept
             per_call, per_row = _least_squares(kept)
-    return *_cautious(samples, per_call, per_row), True
+    return per_call, per_row, _slope_error(samples, per_call, per_row), True
 
 
-def _cautious(samples: list[tuple[int, float]], per_call: float, per_row: float) -> tuple[float, float]:
-    """Lower ``per_row`` by CAUTION standard errors of it (not below 0), the line kept through the samples' mean.
-
-    Slicing divides only the per-row part, so a per-row part that the
-    samples cannot tell from their noise must not make a batch cut: a cost
-    all per call, some calls slowed by a busy core (70 ms calls took up to
-    116 ms now and then on the 2-core development VM), fits a per-row slope
-    by chance. A UDF whose rows do cost fits a slope far above its error.
-    """
+def _slope_error(samples: list[tuple[int, float]], per_call: float, per_row: float) -> float:
+    """Return the standard error of ``per_row`` fitted to ``samples`` (0 for two samples: no freedom left)."""
     count = len(samples)
-    if count < 3 or per_row <= 0:
-        return per_call, per_row
+    if count < 3:
+        return 0.0
     mean_rows = sum(rows for rows, _ in samples) / count
     variance = sum((rows - mean_rows) ** 2 for rows, _ in samples)
     residuals = sum((seconds - per_call - per_row * rows) ** 2 for rows, seconds in samples)
-    error = math.sqrt(residuals / (count - 2) / variance)
-    lowered = max(per_row - CAUTION * error, 0.0)
-    return per_call + (per_row - lowered) * mean_rows, lowered
+    return math.sqrt(residuals / (count - 2) / variance)
 
 
 def _least_squares(samples: list[tuple[int, float]]) -> tuple[float, float]:
@@ -289,6 +295,15 @@ def plan_fan_out(
             slices = per_worker * workers
         if seconds < best_seconds:
             best, best_seconds = FanOut(workers, slices), seconds
+    if best is not None and split and not per_row_calls:
+        # Cutting at all (one slice per worker) must pay with less of the batch's time
+        # per row, as far as the samples cannot rule it out: the whole batch's time as
+        # predicted, the part slicing divides CAUTION standard errors lower, the rest
+        # paid by every slice. How fine to cut is the fit's own choice.
+        lowered = max(per_row - CAUTION * costs.error, 0.0)
+        call = per_call + (per_row - lowered) * rows
+        cautious = call + lowered * rows / best.workers + slice_seconds * (best.workers - 1)
+        best_seconds = max(best_seconds, cautious)
     if best is None or whole - best_seconds < max(MIN_SAVING * whole, 2 * slice_seconds):
         if split and not per_row_calls and costs.take_recheck_turn():
             return FanOut(2, 2, probe=True)  # two calls, at once: a wall time near the whole batch's
