@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from duckdb_subinterp._engine.costs import (
     RECHECK_EVERY,
     REPROBE_EVERY,
+    UNSURE_EVERY,
     WINDOW,
     CallCosts,
     FanOut,
@@ -116,9 +119,55 @@ def test_a_per_row_slope_within_the_noise_does_not_cut_a_batch():
     assert per_call == pytest.approx(0.087, rel=0.05)
     assert per_row == pytest.approx(12.9e-6, rel=0.05)
     assert costs.error > per_row / 2  # within two standard errors of none
-    assert plan_fan_out(costs, 2048, 2, SLICE, 4) is None
+    # Unsure: never cut as the fit says; every UNSURE_EVERY-th batch cut in two as a probe.
+    plans = [plan_fan_out(costs, 2048, 2, SLICE, 4) for _ in range(2 * UNSURE_EVERY)]
+    assert plans == ([None] * (UNSURE_EVERY - 1) + [FanOut(2, 2, probe=True)]) * 2
     # Three samples, one off the line: a first probe timed on a busy core.
     assert plan_fan_out(costs_of((2048, 0.07), (1365, 0.0906), (683, 0.0503)), 2048, 2, SLICE, 4) is None
+
+
+def test_the_slope_error_is_the_textbook_one():
+    # Rows 1, 2, 3 (scaled), seconds off the line 1 + 1 x by -e, +2e, -e: residuals 6e^2 over one
+    # degree of freedom, the rows' spread 2: error sqrt(6e^2 / 1 / 2) = sqrt(3) e.
+    e = 1e-3
+    costs = costs_of((1000, 1 + 1 - e), (2000, 1 + 2 + 2 * e), (3000, 1 + 3 - e))
+    per_call, per_row, _ = costs.fit()
+    assert per_row == pytest.approx(1e-3)
+    assert costs.error == pytest.approx(math.sqrt(3) * e / 1000)
+    # Through the origin (no per-call part): one freedom used, the rows' squares as the spread.
+    samples = ((1000, 1.0), (2000, 2.0), (3000, 3.0 + 3 * e))  # a line through them crosses below 0
+    costs = costs_of(*samples)
+    per_call, per_row, _ = costs.fit()
+    assert per_call == 0.0
+    residuals = sum((seconds - per_row * rows) ** 2 for rows, seconds in samples)
+    assert costs.error == pytest.approx(math.sqrt(residuals / 2 / (1000**2 + 2000**2 + 3000**2)))
+
+
+def test_an_unsure_per_row_cost_is_cut_once_its_probes_tell():
+    # A 34 us-a-row cost whose window is too noisy to be sure of: its first probe's slices and
+    # two whole batches in three slowed by a busy core (x1.6).
+    costs = costs_of((1365, 0.0742), (683, 0.0464), *[(2048, 0.0696 * (1.6 if i % 3 else 1.0)) for i in range(8)])
+    assert plan_fan_out(costs, 2048, 2, SLICE, 4) is None  # unsure, and not its turn to probe
+    cut = None
+    for _ in range(4 * UNSURE_EVERY):
+        plan = plan_fan_out(costs, 2048, 2, SLICE, 4)
+        if plan is not None and not plan.probe:
+            cut = plan
+            break
+        if plan is None:
+            costs.observe(2048, 0.0696)
+        else:  # the probe's slices, timed at once, as the rows cost
+            costs.observe(1365, 0.0464)
+            costs.observe(683, 0.0232)
+    assert cut is not None
+    assert cut.slices > cut.workers  # cut as finely as the fit says
+
+
+def test_a_native_udfs_batches_are_never_probed_again():
+    # Its cost is all per row by construction: nothing to recheck, nothing to be unsure of.
+    costs = costs_of((2048, 0.07), (1365, 0.07), (683, 0.07))
+    plans = {plan_fan_out(costs, 2048, 2, SLICE, 4, per_row_calls=True) for _ in range(2 * RECHECK_EVERY)}
+    assert plans == {FanOut(2, 8)}
 
 
 def test_a_per_row_cost_as_noisy_is_still_cut():
@@ -147,6 +196,15 @@ def test_a_costly_batch_run_whole_is_probed_again_now_and_then():
         if plan is None:
             costs.observe(2048, 0.07)
     assert plans == [None] * (RECHECK_EVERY - 1) + [FanOut(2, 2, probe=True)]
+    costs.observe(1365, 0.07)  # that probe: all per call still
+    costs.observe(683, 0.07)
+    plans = []
+    for _ in range(RECHECK_EVERY):
+        plan = plan_fan_out(costs, 2048, 2, SLICE, 4)
+        plans.append(plan)
+        if plan is None:
+            costs.observe(2048, 0.07)
+    assert plans == [None] * (RECHECK_EVERY - 1) + [FanOut(2, 2, probe=True)]  # and again, 64 later
     costs.observe(1365, 0.0467)  # the probe's slices: the rows cost
     costs.observe(683, 0.0233)
     plan = plan_fan_out(costs, 2048, 2, SLICE, 4)

@@ -21,10 +21,12 @@ costs more:
   with its last slice half the others' once in REPROBE_EVERY, so a ratio
   that noise made wrong (or that the UDF's costs left) is told apart again
   rather than kept for good; so is a costly batch a fit runs whole, once in
-  RECHECK_EVERY. A cut must also pay with the per-row part as low as the
-  samples' noise allows (CAUTION standard errors): a cost all per call on
-  a busy machine fits some per-row slope by chance, and slicing it only
-  adds calls.
+  RECHECK_EVERY. A cost all per call on a busy machine fits some per-row
+  slope by chance, and slicing it only adds calls: where a cut would not
+  pay with the per-row part as low as the samples' noise allows (CAUTION
+  standard errors), every UNSURE_EVERY-th batch is cut in two as a probe,
+  whose two slices, timed at once, tell; the others run whole. How finely
+  a batch is cut is the fit's own choice.
   A native UDF's function runs once a row, so a slice adds no call of it:
   its cost is all per row, and its batches are cut evenly from the first.
 - ``Placement`` (``backend="auto"``): run a batch in the calling DuckDB
@@ -59,6 +61,10 @@ REPROBE_EVERY = 16
 # often: a fit that noise read as all per call (or a UDF whose rows came to
 # cost) is told apart again, at two calls of one batch in RECHECK_EVERY.
 RECHECK_EVERY = 64
+# A batch the fit would cut but whose error leaves it unsure that cutting
+# pays (see plan_fan_out) is cut as a probe this often, else run whole: the
+# probes' slices of two sizes, timed at once, tell whether rows cost.
+UNSURE_EVERY = 2
 
 
 class CallCosts:
@@ -74,6 +80,7 @@ class CallCosts:
         "_samples",
         "_split",
         "_told_apart",
+        "_unsure_plans",
         "_whole_plans",
     )
 
@@ -88,6 +95,7 @@ class CallCosts:
         self._kept = False  # whether the fit uses that ratio, the window holding one size
         self._kept_plans = 0  # fan-outs planned on a kept ratio (see take_reprobe_turn)
         self._whole_plans = 0  # costly batches a told-apart fit ran whole (see take_recheck_turn)
+        self._unsure_plans = 0  # batches the fit would cut, unsure that it pays (see take_unsure_turn)
 
     def observe(self, rows: int, seconds: float) -> None:
         """Add a call of ``rows`` rows that took ``seconds`` (the hot path: O(1), no fit)."""
@@ -142,7 +150,6 @@ class CallCosts:
     @property
     def error(self) -> float:
         """Return the standard error of the last fit's per-row part (0 where the samples cannot tell it)."""
-        self.fit()
         return self._error
 
     @property
@@ -154,6 +161,11 @@ class CallCosts:
         """Count a fan-out planned on a kept ratio; return True once in REPROBE_EVERY: cut that one as a probe."""
         self._kept_plans += 1
         return self._kept_plans % REPROBE_EVERY == 0
+
+    def take_unsure_turn(self) -> bool:
+        """Count a batch the fit would cut, unsure that it pays; return True once in UNSURE_EVERY: probe it."""
+        self._unsure_plans += 1
+        return self._unsure_plans % UNSURE_EVERY == 0
 
     def take_recheck_turn(self) -> bool:
         """Count a costly batch planned whole on a told-apart fit; return True once in RECHECK_EVERY."""
@@ -201,6 +213,8 @@ def _slope_error(samples: list[tuple[int, float]], per_call: float, per_row: flo
     mean_rows = sum(rows for rows, _ in samples) / count
     variance = sum((rows - mean_rows) ** 2 for rows, _ in samples)
     residuals = sum((seconds - per_call - per_row * rows) ** 2 for rows, seconds in samples)
+    if per_call == 0.0:  # fitted through the origin (see _least_squares): one part, one freedom used
+        return math.sqrt(residuals / (count - 1) / sum(rows * rows for rows, _ in samples))
     return math.sqrt(residuals / (count - 2) / variance)
 
 
@@ -295,16 +309,19 @@ def plan_fan_out(
             slices = per_worker * workers
         if seconds < best_seconds:
             best, best_seconds = FanOut(workers, slices), seconds
-    if best is not None and split and not per_row_calls:
-        # Cutting at all (one slice per worker) must pay with less of the batch's time
-        # per row, as far as the samples cannot rule it out: the whole batch's time as
+    floor = max(MIN_SAVING * whole, 2 * slice_seconds)
+    if best is not None and split and not per_row_calls and whole - best_seconds >= floor:
+        # Would cutting at all (one slice per worker) pay with less of the batch's time
+        # per row, as far as the samples cannot rule it out? The whole batch's time as
         # predicted, the part slicing divides CAUTION standard errors lower, the rest
-        # paid by every slice. How fine to cut is the fit's own choice.
+        # paid by every slice. If not, the fit may be reading noise as a cost per row:
+        # probe every UNSURE_EVERY-th such batch (its slices tell), run the others whole.
         lowered = max(per_row - CAUTION * costs.error, 0.0)
         call = per_call + (per_row - lowered) * rows
         cautious = call + lowered * rows / best.workers + slice_seconds * (best.workers - 1)
-        best_seconds = max(best_seconds, cautious)
-    if best is None or whole - best_seconds < max(MIN_SAVING * whole, 2 * slice_seconds):
+        if whole - cautious < floor:
+            return FanOut(2, 2, probe=True) if costs.take_unsure_turn() else None
+    if best is None or whole - best_seconds < floor:
         if split and not per_row_calls and costs.take_recheck_turn():
             return FanOut(2, 2, probe=True)  # two calls, at once: a wall time near the whole batch's
         return None
