@@ -49,9 +49,10 @@ MIN_SAVING = 0.1
 # The extra calls of a finer cut (slices beyond one per worker, which let a
 # worker on a busier core take fewer) may cost this share of a worker's work.
 BALANCE_SHARE = 0.1
-# A fan-out must also pay with the per-row part lowered by this many
-# standard errors of it (see plan_fan_out): about 95% sure that rows cost
-# enough for slicing to save time, not a slope read into noise.
+# A fan-out the fit is sure of pays with the per-row part lowered by this
+# many standard errors of it (see plan_fan_out): over a full window, about
+# 95% sure that rows cost enough for slicing to save time (over three
+# samples, one degree of freedom, about 85%), not a slope read into noise.
 CAUTION = 2.0
 # A fan-out planned on a ratio kept from an earlier window (see
 # CallCosts.fit) is cut as a probe this often: the even slices that follow
