@@ -189,23 +189,18 @@ def test_a_costly_batch_run_whole_is_probed_again_now_and_then():
     # Read as all per call: a first probe's slices as slow as the whole batch (a busy core, or a
     # UDF whose rows came to cost later). Whole batches alone can never tell otherwise.
     costs = costs_of((2048, 0.07), (1365, 0.07), (683, 0.07))
-    plans = []
-    for _ in range(RECHECK_EVERY):
-        plan = plan_fan_out(costs, 2048, 2, SLICE, 4)
-        plans.append(plan)
-        if plan is None:
-            costs.observe(2048, 0.07)
-    assert plans == [None] * (RECHECK_EVERY - 1) + [FanOut(2, 2, probe=True)]
-    costs.observe(1365, 0.07)  # that probe: all per call still
-    costs.observe(683, 0.07)
-    plans = []
-    for _ in range(RECHECK_EVERY):
-        plan = plan_fan_out(costs, 2048, 2, SLICE, 4)
-        plans.append(plan)
-        if plan is None:
-            costs.observe(2048, 0.07)
-    assert plans == [None] * (RECHECK_EVERY - 1) + [FanOut(2, 2, probe=True)]  # and again, 64 later
-    costs.observe(1365, 0.0467)  # the probe's slices: the rows cost
+    for probe in range(2):  # once, and again RECHECK_EVERY later
+        plans = []
+        for _ in range(RECHECK_EVERY):
+            plan = plan_fan_out(costs, 2048, 2, SLICE, 4)
+            plans.append(plan)
+            if plan is None:
+                costs.observe(2048, 0.07)
+        assert plans == [None] * (RECHECK_EVERY - 1) + [FanOut(2, 2, probe=True)], probe
+        if not probe:
+            costs.observe(1365, 0.07)  # the first probe: all per call still
+            costs.observe(683, 0.07)
+    costs.observe(1365, 0.0467)  # the second probe's slices: the rows cost
     costs.observe(683, 0.0233)
     plan = plan_fan_out(costs, 2048, 2, SLICE, 4)
     assert plan is not None

@@ -211,11 +211,11 @@ def _slope_error(samples: list[tuple[int, float]], per_call: float, per_row: flo
     count = len(samples)
     if count < 3:
         return 0.0
-    mean_rows = sum(rows for rows, _ in samples) / count
-    variance = sum((rows - mean_rows) ** 2 for rows, _ in samples)
     residuals = sum((seconds - per_call - per_row * rows) ** 2 for rows, seconds in samples)
     if per_call == 0.0:  # fitted through the origin (see _least_squares): one part, one freedom used
         return math.sqrt(residuals / (count - 1) / sum(rows * rows for rows, _ in samples))
+    mean_rows = sum(rows for rows, _ in samples) / count
+    variance = sum((rows - mean_rows) ** 2 for rows, _ in samples)
     return math.sqrt(residuals / (count - 2) / variance)
 
 
