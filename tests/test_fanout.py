@@ -13,6 +13,7 @@ from udfs import udf_module
 import duckdb_subinterp
 from duckdb_subinterp._engine import dispatch as _dispatch
 from duckdb_subinterp._engine import pool as pool_module
+from duckdb_subinterp._engine.costs import FanOut
 from duckdb_subinterp._engine.fanout import Slices
 from duckdb_subinterp._registration.api import _dispatcher
 
@@ -238,6 +239,40 @@ def test_a_lazy_pools_first_costly_batch_is_cut_over_a_worker_started_for_it(one
         assert pool.started == 2
         stats = duckdb_subinterp.udf_stats(one_thread, "whoami")
         assert stats["fanned_batches"] == 1 and stats["slices"] == 2
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("backend", ["subinterpreters", "processes"])
+def test_a_probe_waits_for_no_worker_to_start(one_thread, backend, monkeypatch):
+    # Every batch of known cost is planned as a probe, two slices at once. With no idle worker
+    # it runs whole (a worker started by then may come after this thread ran both slices:
+    # a cost per call paid twice in a row); the worker it started takes the next probe.
+    def probe_once_known(costs, *args, **options):
+        return FanOut(2, 2, probe=True) if costs.known else None
+
+    monkeypatch.setattr(_dispatch, "plan_fan_out", probe_once_known)
+    pool = duckdb_subinterp.InterpreterPool(2) if backend == "subinterpreters" else duckdb_subinterp.ProcessPool(2)
+    try:
+        duckdb_subinterp.create_function(
+            one_thread,
+            "call_length",
+            udf_module.call_length,
+            ["BIGINT"],
+            "BIGINT",
+            type="vectorized",
+            backend=backend,
+            pool=pool,
+        )
+        query = "SELECT DISTINCT call_length(i) FROM range(2048) r(i) ORDER BY 1"
+        assert one_thread.sql(query).fetchall() == [(2048,)]  # cost unknown: whole
+        assert one_thread.sql(query).fetchall() == [(2048,)]  # the probe: no idle worker, whole
+        assert fanned(one_thread, "call_length") == 0
+        deadline = time.monotonic() + 60
+        while len(pool._idle) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [size for (size,) in one_thread.sql(query).fetchall()] == [683, 1365]  # the probe, cut
+        assert fanned(one_thread, "call_length") == 1
     finally:
         pool.close()
 
