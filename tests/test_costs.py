@@ -143,6 +143,32 @@ def test_the_slope_error_is_the_textbook_one():
     assert costs.error == pytest.approx(math.sqrt(residuals / 2 / (1000**2 + 2000**2 + 3000**2)))
 
 
+def line_with_slope_error(per_call: float, per_row: float, error: float) -> CallCosts:
+    """Return costs fitted to exactly ``per_call`` and ``per_row``, the slope's standard error ``error``."""
+    # Off the line by -e, +2e, -e at rows 1000, 2000, 3000: the fit stays on it, its slope's error
+    # sqrt(3) e / 1000 (see test_the_slope_error_is_the_textbook_one).
+    e = error * 1000 / math.sqrt(3)
+    deviations = (-e, 2 * e, -e)
+    return costs_of(
+        *[(rows, per_call + per_row * rows + d) for rows, d in zip((1000, 2000, 3000), deviations, strict=True)]
+    )
+
+
+def test_a_cut_must_pay_with_the_per_row_part_two_standard_errors_lower():
+    # 50 ms a call and 20 us a row: one slice per worker saves 10.2 ms of a 91 ms batch of 2048
+    # rows, more than the tenth it must (9.1 ms). Sure only if it still does with the per-row part
+    # CAUTION (2) standard errors lower: with an error of 5 us (10 us a row left, 10.1 ms saved)
+    # it does; with 6 us (8 us left, 8.1 ms saved) it does not, and the batch is probed in turn.
+    sure = line_with_slope_error(0.05, 20e-6, 5e-6)
+    assert sure.fit() == pytest.approx((0.05, 20e-6, True))
+    assert sure.error == pytest.approx(5e-6)
+    assert [plan_fan_out(sure, 2048, 2, SLICE, 4) for _ in range(UNSURE_EVERY)] == [FanOut(2, 2)] * UNSURE_EVERY
+    unsure = line_with_slope_error(0.05, 20e-6, 6e-6)
+    assert unsure.fit() == pytest.approx((0.05, 20e-6, True))
+    plans = [plan_fan_out(unsure, 2048, 2, SLICE, 4) for _ in range(UNSURE_EVERY)]
+    assert plans == [None] * (UNSURE_EVERY - 1) + [FanOut(2, 2, probe=True)]
+
+
 def test_an_unsure_per_row_cost_is_cut_once_its_probes_tell():
     # A 34 us-a-row cost whose window is too noisy to be sure of: its first probe's slices and
     # two whole batches in three slowed by a busy core (x1.6).
@@ -205,6 +231,17 @@ def test_a_costly_batch_run_whole_is_probed_again_now_and_then():
     plan = plan_fan_out(costs, 2048, 2, SLICE, 4)
     assert plan is not None
     assert not plan.probe
+
+
+def test_a_cheap_batch_never_counts_toward_a_recheck():
+    # Below the quick look's floor no plan is made: cheap batches of a cost all per call (1 ms)
+    # do not bring the recheck of the costly ones that follow closer.
+    costs = costs_of((2048, 1e-3), (1365, 1e-3), (683, 1e-3))
+    assert {plan_fan_out(costs, 2048, 2, SLICE, 4) for _ in range(RECHECK_EVERY)} == {None}
+    for rows in [2048] * (WINDOW - 2) + [1365, 683]:
+        costs.observe(rows, 0.07)
+    plans = [plan_fan_out(costs, 2048, 2, SLICE, 4) for _ in range(RECHECK_EVERY)]
+    assert plans == [None] * (RECHECK_EVERY - 1) + [FanOut(2, 2, probe=True)]
 
 
 def test_cheap_batches_run_whole():
