@@ -13,7 +13,7 @@ from udfs import udf_module
 import duckdb_subinterp
 from duckdb_subinterp._engine import dispatch as _dispatch
 from duckdb_subinterp._engine import pool as pool_module
-from duckdb_subinterp._engine.costs import FanOut
+from duckdb_subinterp._engine.costs import CHECK, FanOut
 from duckdb_subinterp._engine.fanout import Slices
 from duckdb_subinterp._registration.api import _dispatcher
 
@@ -243,36 +243,60 @@ def test_a_lazy_pools_first_costly_batch_is_cut_over_a_worker_started_for_it(one
         pool.close()
 
 
-@pytest.mark.parametrize("backend", ["subinterpreters", "processes"])
-def test_a_probe_waits_for_no_worker_to_start(one_thread, backend, monkeypatch):
-    # Every batch of known cost is planned as a probe, two slices at once. With no idle worker
-    # it runs whole (a worker started by then may come after this thread ran both slices:
-    # a cost per call paid twice in a row); the worker it started takes the next probe.
-    def probe_once_known(costs, *args, **options):
-        return FanOut(2, 2, probe=True) if costs.known else None
+def lazy_pool(backend):
+    return duckdb_subinterp.InterpreterPool(2) if backend == "subinterpreters" else duckdb_subinterp.ProcessPool(2)
 
-    monkeypatch.setattr(_dispatch, "plan_fan_out", probe_once_known)
-    pool = duckdb_subinterp.InterpreterPool(2) if backend == "subinterpreters" else duckdb_subinterp.ProcessPool(2)
+
+@pytest.mark.parametrize("backend", ["subinterpreters", "processes"])
+def test_a_check_is_cut_over_idle_workers_or_not_at_all(one_thread, backend, monkeypatch):
+    # Every batch of known cost planned as a check (an unsure cut, a recheck): two slices at once.
+    # With no idle worker it runs whole, as a worker started for it could come after this thread
+    # ran both slices (a cost per call paid twice in a row); the worker it started takes a later one.
+    monkeypatch.setattr(_dispatch, "plan_fan_out", lambda costs, *_, **__: CHECK if costs.known else None)
+    pool = lazy_pool(backend)
     try:
         duckdb_subinterp.create_function(
-            one_thread,
-            "call_length",
-            udf_module.call_length,
-            ["BIGINT"],
-            "BIGINT",
-            type="vectorized",
-            backend=backend,
-            pool=pool,
-        )
+            one_thread, "call_length", udf_module.call_length, ["BIGINT"], "BIGINT", type="vectorized",
+            backend=backend, pool=pool,
+        )  # fmt: skip
         query = "SELECT DISTINCT call_length(i) FROM range(2048) r(i) ORDER BY 1"
         assert one_thread.sql(query).fetchall() == [(2048,)]  # cost unknown: whole
-        assert one_thread.sql(query).fetchall() == [(2048,)]  # the probe: no idle worker, whole
+        assert one_thread.sql(query).fetchall() == [(2048,)]  # the check: no idle worker, whole
         assert fanned(one_thread, "call_length") == 0
+        assert pool.started == 2  # the check asked for one
         deadline = time.monotonic() + 60
         while len(pool._idle) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert [size for (size,) in one_thread.sql(query).fetchall()] == [683, 1365]  # the probe, cut
+        assert len(pool._idle) == 2, "the worker the check asked for did not start"
+        assert [size for (size,) in one_thread.sql(query).fetchall()] == [683, 1365]  # the next check, cut
         assert fanned(one_thread, "call_length") == 1
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("backend", ["subinterpreters", "processes"])
+def test_a_first_cut_is_shared_with_a_worker_started_for_it(one_thread, backend, monkeypatch, tmp_path):
+    # The first cut of a vectorized UDF (its parts not told apart yet) is a probe but not a check:
+    # on a lazy pool a worker started for it takes the slice this thread has not reached. Each
+    # call of probe_concurrency waits (up to 20 s) for another to be inside at once.
+    monkeypatch.setattr(
+        _dispatch, "plan_fan_out", lambda costs, *_, **__: FanOut(2, 2, probe=True) if costs.known else None
+    )
+    counter = tmp_path / "counter"
+    counter.write_text("0 0 0")  # no wait for the first, whole batch
+    pool = lazy_pool(backend)
+    try:
+        duckdb_subinterp.create_function(
+            one_thread, "probe", udf_module.probe_concurrency, ["VARCHAR"], "BIGINT", type="vectorized",
+            backend=backend, pool=pool,
+        )  # fmt: skip
+        path = f"regexp_replace('{counter}' || i, '[0-9]+$', '')"  # a flat column, not a constant vector
+        query = f"SELECT DISTINCT probe({path}) FROM range(2048) r(i) ORDER BY 1"
+        assert one_thread.sql(query).fetchall() == [(2048,)]
+        counter.write_text("0 0 20")
+        assert one_thread.sql(query).fetchall() == [(683,), (1365,)]
+        assert counter.read_text().split()[:2] == ["0", "2"]  # the two slices were inside at once
+        assert pool.started == 2
     finally:
         pool.close()
 

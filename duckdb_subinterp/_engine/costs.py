@@ -25,8 +25,10 @@ costs more:
   slope by chance, and slicing it only adds calls: where a cut would not
   pay with the per-row part as low as the samples' noise allows (CAUTION
   standard errors), every UNSURE_EVERY-th batch is cut in two as a probe,
-  whose two slices, timed at once, tell; the others run whole. How finely
-  a batch is cut is the fit's own choice.
+  whose two slices, timed at once, tell; the others run whole. Such a
+  probe, and a recheck, is a CHECK: cut over idle workers or not at all,
+  never waiting for a worker to start. How finely a batch is cut is the
+  fit's own choice.
   A native UDF's function runs once a row, so a slice adds no call of it:
   its cost is all per row, and its batches are cut evenly from the first.
 - ``Placement`` (``backend="auto"``): run a batch in the calling DuckDB
@@ -244,12 +246,20 @@ class FanOut(NamedTuple):
     """How to cut one batch: into ``slices`` for up to ``workers`` workers (this thread's included).
 
     ``probe``: the last slice half the others' size, so the calls are of two sizes (see the module
-    docstring); one slice per worker where nothing told the two parts apart.
+    docstring); one slice per worker where nothing told the two parts apart. ``idle_only``: a
+    check (see CHECK): cut over workers idle now or not at all, never waiting for one to start.
     """
 
     workers: int
     slices: int
     probe: bool = False
+    idle_only: bool = False
+
+
+# A check of a fit that doubts a cut pays (an unsure cut, a recheck: see plan_fan_out): two
+# slices, timed at once, tell whether rows cost. At once or not at all: where the second
+# waited for a worker to start, this thread would run both, a cost per call paid twice.
+CHECK = FanOut(2, 2, probe=True, idle_only=True)
 
 
 def plan_fan_out(
@@ -321,10 +331,10 @@ def plan_fan_out(
         call = per_call + (per_row - lowered) * rows
         cautious = call + lowered * rows / best.workers + slice_seconds * (best.workers - 1)
         if whole - cautious < floor:
-            return FanOut(2, 2, probe=True) if costs.take_unsure_turn() else None
+            return CHECK if costs.take_unsure_turn() else None
     if best is None or whole - best_seconds < floor:
         if split and not per_row_calls and costs.take_recheck_turn():
-            return FanOut(2, 2, probe=True)  # two calls, at once: a wall time near the whole batch's
+            return CHECK  # two calls, at once: a wall time near the whole batch's
         return None
     if per_row_calls:
         return best

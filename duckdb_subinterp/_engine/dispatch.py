@@ -616,11 +616,10 @@ class BatchDispatcher:
             for _ in range(wanted - len(helpers)):
                 slots.release()
         # Workers the pool has yet to start join as they become idle (see _late_slices), but
-        # not a probe's: one started for it may come after this thread ran both of its slices,
-        # which for a cost per call is the call paid twice in a row. Such a probe runs whole,
-        # and the worker started meanwhile (take_idle) takes the next one.
-        probing = plan.probe and self.costs.known
-        late = wanted - len(helpers) if self.pool.may_grow and not probing else 0
+        # not a check's (plan.idle_only): its two slices are to run at once, and a worker that
+        # came after this thread ran both would make a cost per call paid twice in a row. Such
+        # a check runs whole; the worker take_idle started meanwhile takes a later one.
+        late = wanted - len(helpers) if self.pool.may_grow and not plan.idle_only else 0
         if not helpers and not late:
             return self._batch(started, arguments, length, worker=own)
         self.stats.record_fanned(started, leased)
@@ -633,8 +632,10 @@ class BatchDispatcher:
             executor = fan_out_executor()
             for worker in helpers:  # one at a time: after an error, len(futures) says which were handed a job
                 futures.append(executor.submit(self._run_slices, worker, slices, lent=True))  # noqa: PERF401
-            # A batch whose cost nothing told yet starts a worker only once it proved costly.
-            delay = 0.0 if self.costs.known else LATE_JOIN_SECONDS
+            # A batch whose cost nothing told yet starts a worker only once it proved costly
+            # (not a probe planned on a kept split: see CallCosts.fit).
+            costs = self.costs
+            delay = LATE_JOIN_SECONDS if not costs.known or (plan.probe and not costs.kept) else 0.0
             for _ in range(late):
                 futures.append(executor.submit(self._late_slices, slices, delay))  # noqa: PERF401
         except BaseException:
