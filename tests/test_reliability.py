@@ -24,6 +24,7 @@ from udfs import half_import_helper, half_import_udf, reliability_udfs, state_mo
 
 import duckdb_subinterp
 from duckdb_subinterp import InterpreterPool, UDFRegistrationError
+from duckdb_subinterp._backends.subinterpreters import InterpreterWorker
 
 ROWS = 6_000  # three DuckDB batches, the last one partial
 WAIT = 60  # seconds: the bound of every wait in these tests; a hang fails instead of blocking
@@ -401,6 +402,26 @@ def test_keyboard_interrupt_while_workers_start_leaks_no_interpreter(con):
         except KeyboardInterrupt:
             pass
         assert interpreter_count() == before, f"round {round_}: {_interpreters.list_all()}"
+
+
+def test_keyboard_interrupt_while_a_pool_closes_is_raised_once_every_worker_is_closed(con, monkeypatch):
+    # Ctrl-C landing in close() after the idle workers left the pool's lists: they close first.
+    before = interpreter_count()
+    begin_close = InterpreterWorker.begin_close
+
+    def interrupted_begin_close(self: InterpreterWorker) -> None:
+        _thread.interrupt_main()
+        begin_close(self)
+
+    monkeypatch.setattr(InterpreterWorker, "begin_close", interrupted_begin_close)
+    pool = InterpreterPool(2, timeout=WAIT)
+    duckdb_subinterp.create_function(con, "f", udf_module.add_one, pool=pool)
+    pool.start_all()
+    assert interpreter_count() == before + 2
+    with pytest.raises(KeyboardInterrupt):
+        pool.close()
+    assert pool.closed
+    assert interpreter_count() == before
 
 
 class InterruptedCondition(threading.Condition):

@@ -212,6 +212,13 @@ class InterpreterWorker(Worker):
 
     def __init__(self, *, direct: bool = True, compiled_codec: bool = True) -> None:
         super().__init__()
+        # Before the interpreter exists: once it does, only code under the try below may run
+        # here, or a KeyboardInterrupt landing there would leak it.
+        self._stopped: WorkerFailure | None = None  # why the batch stop() stopped will fail
+        self._threads_asked: float | None = None  # when begin_close asked leftover threads to end
+        self._threads_left: tuple[int, ...] | None = None  # the threads it found (None: no answer)
+        self._close_lock = threading.Lock()
+        self._closed = False
         created: list[int] = []
         try:
             # A signal that arrives while create() runs (milliseconds) raises
@@ -234,18 +241,14 @@ class InterpreterWorker(Worker):
                 },
             )
             self._direct = _direct_call(self.interpreter_id) if direct else None
+            # close() stops a batch that outlives its grace, through DirectCall.
+            self.abortable = self._direct is not None
+            _live_workers.add(self)
         except BaseException:
+            _live_workers.discard(self)
             for interpreter_id in created:
                 _destroy(interpreter_id)
             raise
-        self._stopped: WorkerFailure | None = None  # why the batch stop() stopped will fail
-        self._threads_asked: float | None = None  # when begin_close asked leftover threads to end
-        self._threads_left: tuple[int, ...] | None = None  # the threads it found (None: no answer)
-        self._close_lock = threading.Lock()
-        self._closed = False
-        # close() stops a batch that outlives its grace, through DirectCall.
-        self.abortable = self._direct is not None
-        _live_workers.add(self)
 
     def _exec(self, code: Any, shared: dict[str, Any]) -> None:
         snapshot = _interpreters.exec(self.interpreter_id, code, shared)
@@ -604,8 +607,8 @@ class InterpreterPool(WorkerPool):
         if watch_sigint is not None:
             watch_sigint()  # again, if Python's signal.signal() replaced the counter
 
-    def close(self) -> None:
-        super().close()
+    def _close(self) -> None:
+        super()._close()
         _reap_abandoned()
 
     @classmethod

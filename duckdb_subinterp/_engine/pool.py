@@ -25,7 +25,7 @@ import time
 import warnings
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, Self
 
@@ -48,6 +48,9 @@ DEFAULT_TIMEOUT = 600.0
 # (where the backend can): exit and close() must not wait the pool's timeout.
 CLOSE_GRACE = 1.0
 THREAD_GRACE = 1.0  # threads a UDF started get this long to end when their worker closes
+# How long run_to_the_end waits for its thread to say it started, where a KeyboardInterrupt
+# left that unknown: a started thread says so within milliseconds.
+START_SECONDS = 2.0
 FORK_WAIT = 2.0  # before a fork, how long batches in workers that cannot be forked get to end
 # A worker another DuckDB thread gave back this recently is not taken for a
 # fan-out: that thread is between two of its batches and wants it back (with
@@ -697,7 +700,12 @@ class WorkerPool(ABC):
         close(), and the exit that calls it, takes a few seconds at most, not
         the pool's timeout. Threads the UDFs started in a worker get
         ``THREAD_GRACE`` seconds in all to end (where the backend can ask them).
+        A KeyboardInterrupt meanwhile is raised once every worker is closed.
         """
+        run_to_the_end(self._close)
+
+    def _close(self) -> None:
+        """Do what close() says, in whichever thread runs it."""
         self._shut()
         self._stop_busy(time.monotonic() + CLOSE_GRACE)
 
@@ -835,6 +843,55 @@ def _close_idle_of_collected_pool(idle: list[Worker]) -> None:
     workers = idle[:]
     idle.clear()
     close_all(workers)
+
+
+def run_to_the_end(function: Callable[[], None]) -> None:
+    """Call ``function`` where no KeyboardInterrupt can stop it part-way; raise one that came meanwhile after.
+
+    A signal interrupts only the main thread, between any two bytecodes: one
+    landing in close() after a worker left the pool's lists and before it was
+    closed would leak it (an interpreter kept for the process's life). From the
+    main thread, ``function`` so runs in a helper thread, joined to its end.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        function()
+        return
+    raised: list[BaseException] = []
+    entered, ended = threading.Event(), threading.Event()
+
+    def run() -> None:
+        entered.set()
+        try:
+            function()
+        except BaseException as error:
+            raised.append(error)
+        finally:
+            ended.set()
+
+    interrupted: KeyboardInterrupt | None = None
+    try:
+        threading.Thread(target=run, name="duckdb_subinterp close", daemon=True).start()
+    except RuntimeError:  # no thread starts while the interpreter shuts down: run it here
+        function()
+        return
+    except KeyboardInterrupt as error:  # in start(), after the thread started or (rarely) before
+        interrupted = error
+        started_by = time.monotonic() + START_SECONDS
+        while not entered.is_set() and time.monotonic() < started_by:
+            with contextlib.suppress(KeyboardInterrupt):
+                entered.wait(0.01)
+        if not entered.is_set():
+            function()  # it did not start: close here, as before
+            raise
+    while not ended.is_set():  # function's own waits are bounded (CLOSE_GRACE, THREAD_GRACE, the pool's timeout)
+        try:
+            ended.wait(0.1)
+        except KeyboardInterrupt as error:
+            interrupted = error
+    if raised:
+        raise raised[0]
+    if interrupted is not None:
+        raise interrupted
 
 
 def close_all(workers: Sequence[Worker]) -> None:
