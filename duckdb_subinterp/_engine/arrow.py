@@ -246,8 +246,9 @@ def _private_connection() -> duckdb.DuckDBPyConnection:
     """Return the package's own in-memory connection (call with ``_type_lock`` held)."""
     global _type_connection
     if _type_connection is None:
-        _type_connection = duckdb.connect()
-        _type_connection.execute("SET threads=1")
+        connection = duckdb.connect()
+        connection.execute("SET threads=1")  # kept only once set: an interrupt here leaves it to the next call
+        _type_connection = connection
     return _type_connection
 
 

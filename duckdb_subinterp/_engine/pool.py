@@ -856,36 +856,38 @@ def run_to_the_end(function: Callable[[], None]) -> None:
     if threading.current_thread() is not threading.main_thread():
         function()
         return
+    # No Event or Condition waits here: an interrupt landing in their Python frames can leave
+    # their lock held, and the thread setting them would then block for good. A list's append
+    # and Thread.join (C) cannot.
     raised: list[BaseException] = []
-    entered, ended = threading.Event(), threading.Event()
+    entered: list[bool] = []
 
     def run() -> None:
-        entered.set()
+        entered.append(True)
         try:
             function()
         except BaseException as error:
             raised.append(error)
-        finally:
-            ended.set()
 
+    helper = threading.Thread(target=run, name="duckdb_subinterp close", daemon=True)
     interrupted: KeyboardInterrupt | None = None
     try:
-        threading.Thread(target=run, name="duckdb_subinterp close", daemon=True).start()
+        helper.start()
     except RuntimeError:  # no thread starts while the interpreter shuts down: run it here
         function()
         return
     except KeyboardInterrupt as error:  # in start(), after the thread started or (rarely) before
         interrupted = error
         started_by = time.monotonic() + START_SECONDS
-        while not entered.is_set() and time.monotonic() < started_by:
+        while not entered and time.monotonic() < started_by:
             with contextlib.suppress(KeyboardInterrupt):
-                entered.wait(0.01)
-        if not entered.is_set():
+                time.sleep(0.01)
+        if not entered:
             function()  # it did not start: close here, as before
             raise
-    while not ended.is_set():  # function's own waits are bounded (CLOSE_GRACE, THREAD_GRACE, the pool's timeout)
+    while helper.is_alive():  # function's own waits are bounded (CLOSE_GRACE, THREAD_GRACE, the pool's timeout)
         try:
-            ended.wait(0.1)
+            helper.join(0.1)
         except KeyboardInterrupt as error:
             interrupted = error
     if raised:
