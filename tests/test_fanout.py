@@ -28,6 +28,16 @@ def wide_pool(request):
     pool.close()
 
 
+@pytest.fixture(params=["subinterpreters", "processes"])
+def lazy_pool(request):
+    """A pool of 2 not started: registration starts one worker, fan-out the other."""
+    pool = (
+        duckdb_subinterp.InterpreterPool(2) if request.param == "subinterpreters" else duckdb_subinterp.ProcessPool(2)
+    )
+    yield request.param, pool
+    pool.close()
+
+
 @pytest.fixture
 def always_fan_out(monkeypatch):
     monkeypatch.setattr(_dispatch.BatchDispatcher, "always_fan_out", True)
@@ -224,81 +234,65 @@ def test_vectorized_udfs_fan_out_with_the_same_results(one_thread, wide_pool, al
     assert _dispatcher(con, "mine").kind == "vectorized"
 
 
-@pytest.mark.parametrize("backend", ["subinterpreters", "processes"])
-def test_a_lazy_pools_first_costly_batch_is_cut_over_a_worker_started_for_it(one_thread, backend):
+def test_a_lazy_pools_first_costly_batch_is_cut_over_a_worker_started_for_it(one_thread, lazy_pool):
     # One batch of 400 rows of 5 ms: nothing is known of its cost and one worker is there. After
     # LATE_JOIN_SECONDS a second one starts and takes the slice the first has not reached.
-    pool = duckdb_subinterp.InterpreterPool(2) if backend == "subinterpreters" else duckdb_subinterp.ProcessPool(2)
-    try:
-        duckdb_subinterp.create_function(
-            one_thread, "whoami", udf_module.costly_whoami, ["BIGINT"], "VARCHAR", backend=backend, pool=pool
-        )
-        assert pool.started == 1  # the registration's own
-        workers = one_thread.sql("SELECT count(DISTINCT whoami(i)) FROM range(400) r(i)").fetchall()
-        assert workers == [(2,)]
-        assert pool.started == 2
-        stats = duckdb_subinterp.udf_stats(one_thread, "whoami")
-        assert stats["fanned_batches"] == 1 and stats["slices"] == 2
-    finally:
-        pool.close()
+    backend, pool = lazy_pool
+    duckdb_subinterp.create_function(
+        one_thread, "whoami", udf_module.costly_whoami, ["BIGINT"], "VARCHAR", backend=backend, pool=pool
+    )
+    assert pool.started == 1  # the registration's own
+    workers = one_thread.sql("SELECT count(DISTINCT whoami(i)) FROM range(400) r(i)").fetchall()
+    assert workers == [(2,)]
+    assert pool.started == 2
+    stats = duckdb_subinterp.udf_stats(one_thread, "whoami")
+    assert stats["fanned_batches"] == 1 and stats["slices"] == 2
 
 
-def lazy_pool(backend):
-    return duckdb_subinterp.InterpreterPool(2) if backend == "subinterpreters" else duckdb_subinterp.ProcessPool(2)
-
-
-@pytest.mark.parametrize("backend", ["subinterpreters", "processes"])
-def test_a_check_is_cut_over_idle_workers_or_not_at_all(one_thread, backend, monkeypatch):
+def test_a_check_is_cut_over_idle_workers_or_not_at_all(one_thread, lazy_pool, monkeypatch):
     # Every batch of known cost planned as a check (an unsure cut, a recheck): two slices at once.
     # With no idle worker it runs whole, as a worker started for it could come after this thread
     # ran both slices (a cost per call paid twice in a row); the worker it started takes a later one.
+    backend, pool = lazy_pool
     monkeypatch.setattr(_dispatch, "plan_fan_out", lambda costs, *_, **__: CHECK if costs.known else None)
-    pool = lazy_pool(backend)
-    try:
-        duckdb_subinterp.create_function(
-            one_thread, "call_length", udf_module.call_length, ["BIGINT"], "BIGINT", type="vectorized",
-            backend=backend, pool=pool,
-        )  # fmt: skip
-        query = "SELECT DISTINCT call_length(i) FROM range(2048) r(i) ORDER BY 1"
-        assert one_thread.sql(query).fetchall() == [(2048,)]  # cost unknown: whole
-        assert one_thread.sql(query).fetchall() == [(2048,)]  # the check: no idle worker, whole
-        assert fanned(one_thread, "call_length") == 0
-        assert pool.started == 2  # the check asked for one
-        deadline = time.monotonic() + 60
-        while len(pool._idle) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(pool._idle) == 2, "the worker the check asked for did not start"
-        assert [size for (size,) in one_thread.sql(query).fetchall()] == [683, 1365]  # the next check, cut
-        assert fanned(one_thread, "call_length") == 1
-    finally:
-        pool.close()
+    duckdb_subinterp.create_function(
+        one_thread, "call_length", udf_module.call_length, ["BIGINT"], "BIGINT", type="vectorized",
+        backend=backend, pool=pool,
+    )  # fmt: skip
+    query = "SELECT DISTINCT call_length(i) FROM range(2048) r(i) ORDER BY 1"
+    assert one_thread.sql(query).fetchall() == [(2048,)]  # cost unknown: whole
+    assert one_thread.sql(query).fetchall() == [(2048,)]  # the check: no idle worker, whole
+    assert fanned(one_thread, "call_length") == 0
+    assert pool.started == 2  # the check asked for one
+    deadline = time.monotonic() + 60
+    while len(pool._idle) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(pool._idle) == 2, "the worker the check asked for did not start"
+    assert [size for (size,) in one_thread.sql(query).fetchall()] == [683, 1365]  # the next check, cut
+    assert fanned(one_thread, "call_length") == 1
 
 
-@pytest.mark.parametrize("backend", ["subinterpreters", "processes"])
-def test_a_first_cut_is_shared_with_a_worker_started_for_it(one_thread, backend, monkeypatch, tmp_path):
+def test_a_first_cut_is_shared_with_a_worker_started_for_it(one_thread, lazy_pool, monkeypatch, tmp_path):
     # The first cut of a vectorized UDF (its parts not told apart yet) is a probe but not a check:
     # on a lazy pool a worker started for it takes the slice this thread has not reached. Each
     # call of probe_concurrency waits (up to 20 s) for another to be inside at once.
+    backend, pool = lazy_pool
     monkeypatch.setattr(
         _dispatch, "plan_fan_out", lambda costs, *_, **__: FanOut(2, 2, probe=True) if costs.known else None
     )
     counter = tmp_path / "counter"
     counter.write_text("0 0 0")  # no wait for the first, whole batch
-    pool = lazy_pool(backend)
-    try:
-        duckdb_subinterp.create_function(
-            one_thread, "probe", udf_module.probe_concurrency, ["VARCHAR"], "BIGINT", type="vectorized",
-            backend=backend, pool=pool,
-        )  # fmt: skip
-        path = f"regexp_replace('{counter}' || i, '[0-9]+$', '')"  # a flat column, not a constant vector
-        query = f"SELECT DISTINCT probe({path}) FROM range(2048) r(i) ORDER BY 1"
-        assert one_thread.sql(query).fetchall() == [(2048,)]
-        counter.write_text("0 0 20")
-        assert one_thread.sql(query).fetchall() == [(683,), (1365,)]
-        assert counter.read_text().split()[:2] == ["0", "2"]  # the two slices were inside at once
-        assert pool.started == 2
-    finally:
-        pool.close()
+    duckdb_subinterp.create_function(
+        one_thread, "probe", udf_module.probe_concurrency, ["VARCHAR"], "BIGINT", type="vectorized",
+        backend=backend, pool=pool,
+    )  # fmt: skip
+    path = f"regexp_replace('{counter}' || i, '[0-9]+$', '')"  # a flat column, not a constant vector
+    query = f"SELECT DISTINCT probe({path}) FROM range(2048) r(i) ORDER BY 1"
+    assert one_thread.sql(query).fetchall() == [(2048,)]
+    counter.write_text("0 0 20")
+    assert one_thread.sql(query).fetchall() == [(683,), (1365,)]
+    assert counter.read_text().split()[:2] == ["0", "2"]  # the two slices were inside at once
+    assert pool.started == 2
 
 
 def test_a_cheap_first_batch_starts_no_worker(one_thread):
